@@ -1,0 +1,125 @@
+//! axum extractors (feature `axum`).
+//!
+//! - [`CurrentUser<U>`](crate::CurrentUser): `401` when there is no user, `503` when a backend
+//!   failed (never `500`);
+//! - `Option<CurrentUser<U>>` and [`MaybeUser<U>`]: the user if there is one, never rejects;
+//! - [`Session`](crate::Session): the handle, present on every request through the layer.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use axum::{routing::get, Router};
+//! use tower::ServiceExt;
+//! use tower_app_sessions::{axum::MaybeUser, AppContext, CurrentUser, SessionLayer, User};
+//!
+//! let app = Router::new()
+//!     .route("/me", get(|user: CurrentUser<User>| async move { user.email.clone() }))
+//!     .route("/hello", get(|MaybeUser(user): MaybeUser<User>| async move {
+//!         if user.is_some() { "welcome back" } else { "hello, stranger" }
+//!     }))
+//!     .layer(SessionLayer::for_context(AppContext::Web));
+//!
+//! let get = |path| http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+//! assert_eq!(app.clone().oneshot(get("/me")).await.unwrap().status(), 401);
+//! assert_eq!(app.oneshot(get("/hello")).await.unwrap().status(), 200);
+//! # });
+//! ```
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::require::{rejection, status_of};
+use crate::{CurrentUser, Session, SessionError, SessionStatus};
+
+/// Why a handler that needs a user did not run: `401` or `503`, with the same JSON bodies as
+/// [`RequireUserLayer`](crate::require::RequireUserLayer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthRejection(SessionStatus);
+
+impl AuthRejection {
+    /// The HTTP status this rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        match self.0 {
+            SessionStatus::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        rejection(self.0)
+    }
+}
+
+impl<S: Send + Sync, U: Send + Sync + 'static> FromRequestParts<S> for CurrentUser<U> {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<CurrentUser<U>>()
+            .cloned()
+            .ok_or_else(|| AuthRejection(status_of(&parts.extensions)))
+    }
+}
+
+impl<S: Send + Sync, U: Send + Sync + 'static> OptionalFromRequestParts<S> for CurrentUser<U> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<CurrentUser<U>>().cloned())
+    }
+}
+
+/// The user if the request has one; never rejects (a backend failure reads as `None`).
+#[derive(Debug, Clone)]
+pub struct MaybeUser<U = crate::User>(pub Option<CurrentUser<U>>);
+
+impl<S: Send + Sync, U: Send + Sync + 'static> FromRequestParts<S> for MaybeUser<U> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(MaybeUser(parts.extensions.get::<CurrentUser<U>>().cloned()))
+    }
+}
+
+/// The [`Session`] extractor was used on a route without a
+/// [`SessionLayer`](crate::SessionLayer): a wiring mistake, answered `500` with a message
+/// that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingSessionLayer;
+
+impl IntoResponse for MissingSessionLayer {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Session extractor used on a route without SessionLayer",
+        )
+            .into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
+    }
+}
+
+/// A failed login, logout or rotation is a backend failure: `503`, never `500`.
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        tracing::warn!(error = %self, "session operation failed");
+        rejection(SessionStatus::Unavailable)
+    }
+}

@@ -1,0 +1,331 @@
+//! [`Sessions`]: one set of stores shared by every application context, built from code or
+//! from the environment ([`Sessions::from_env`]).
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | `SESSION_ENV` | `mock`, `development`, `production` | `mock` (in-memory stores) |
+//! | `SESSION_MIGRATION_STRATEGY` | `mock-only`, `production-only`, `gradual`, `mock-with-write-through` | `mock-only` in mock, else `production-only` |
+//! | `REDIS_URL`, `REDIS_MAX_RETRIES` | Redis connection | required outside mock |
+//! | `DATABASE_URL`, `DATABASE_IDENTITY_URL`, `DATABASE_WEB_URL` | PostgreSQL | required in production |
+//!
+//! Production without its backends is a startup error that names the missing variable;
+//! there is never a silent fallback to memory.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::layer::Settings;
+use crate::store::SessionStore;
+use crate::users::{UserRepository, UserResolver};
+use crate::{AppContext, SessionLayer, User};
+
+/// `SESSION_ENV`: which backends the process runs on (the seed's `ENVIRONMENTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// `mock`: in-memory stores, nothing to set up.
+    Mock,
+    /// `development`: real backends, development defaults.
+    Development,
+    /// `production`: real backends, every variable required.
+    Production,
+}
+
+/// `SESSION_MIGRATION_STRATEGY`: the seed's `MIGRATION_STRATEGIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStrategy {
+    /// `mock-only`: memory only.
+    MockOnly,
+    /// `production-only`: Redis as the fast path, PostgreSQL as the durable record.
+    ProductionOnly,
+    /// `gradual`: production plus the legacy fallbacks, for the migration period.
+    Gradual,
+    /// `mock-with-write-through`: serve from memory, write through to the real backends.
+    MockWithWriteThrough,
+}
+
+macro_rules! labels {
+    ($ty:ty, $var:literal, $($variant:path => $label:literal),+ $(,)?) => {
+        impl $ty {
+            /// The label as written in the environment variable.
+            pub fn as_str(self) -> &'static str {
+                match self { $($variant => $label),+ }
+            }
+        }
+        impl FromStr for $ty {
+            type Err = ConfigError;
+            fn from_str(s: &str) -> Result<Self, ConfigError> {
+                match s.trim() {
+                    $($label => Ok($variant),)+
+                    other => Err(ConfigError::Invalid {
+                        var: $var,
+                        value: other.chars().take(64).collect(),
+                        expected: concat!($($label, " "),+).trim_end(),
+                    }),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+labels!(Environment, "SESSION_ENV",
+    Environment::Mock => "mock",
+    Environment::Development => "development",
+    Environment::Production => "production",
+);
+labels!(MigrationStrategy, "SESSION_MIGRATION_STRATEGY",
+    MigrationStrategy::MockOnly => "mock-only",
+    MigrationStrategy::ProductionOnly => "production-only",
+    MigrationStrategy::Gradual => "gradual",
+    MigrationStrategy::MockWithWriteThrough => "mock-with-write-through",
+);
+
+/// A configuration that cannot start. Every variant names the variable and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable has a value outside its set.
+    #[error("{var}={value:?} is not valid: set {var} to one of: {expected}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Its value (cut to 64 characters).
+        value: String,
+        /// The accepted values.
+        expected: &'static str,
+    },
+    /// A variable the chosen environment needs is not set.
+    #[error("{var} is not set, but {needed_by} needs it: {fix}")]
+    Missing {
+        /// The variable.
+        var: &'static str,
+        /// What needs it (`SESSION_ENV=production`, …).
+        needed_by: String,
+        /// How to fix it.
+        fix: &'static str,
+    },
+    /// The configuration needs a backend this build of the crate does not have.
+    #[error("{var}={value} needs the `{feature}` backend, which this build of tower-app-sessions does not include: {fix}")]
+    BackendUnavailable {
+        /// The variable that asked for it.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The cargo feature or backend.
+        feature: &'static str,
+        /// How to fix it.
+        fix: &'static str,
+    },
+}
+
+/// One set of stores shared by every application context.
+///
+/// Build one per process and derive a layer per app from it, so the web and admin layers
+/// share connections while their sessions stay isolated:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use axum::{routing::get, Router};
+/// use tower_app_sessions::{AppContext, Sessions};
+///
+/// let sessions = Sessions::from_env().await?; // SESSION_ENV unset: in-memory stores
+/// let app: Router = Router::new()
+///     .nest("/admin", Router::new().route("/", get(|| async { "admin" }))
+///         .layer(sessions.layer(AppContext::Admin).cookie_name("admin_sid")))
+///     .nest("/web", Router::new().route("/", get(|| async { "web" }))
+///         .layer(sessions.layer(AppContext::Web)));
+/// # Ok::<(), tower_app_sessions::config::ConfigError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    users: Arc<dyn UserRepository>,
+    resolver: Arc<dyn UserResolver<User = User>>,
+    settings: Settings,
+    environment: Environment,
+    strategy: MigrationStrategy,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("environment", &self.environment)
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// Sessions on `store` with users from `users`.
+    pub fn new<R: UserRepository>(store: impl SessionStore, users: R) -> Self {
+        let users = Arc::new(users);
+        Self {
+            store: Arc::new(store),
+            resolver: users.clone(),
+            users,
+            settings: Settings::default(),
+            environment: Environment::Mock,
+            strategy: MigrationStrategy::MockOnly,
+        }
+    }
+
+    /// In-memory sessions and users: the embedded default.
+    #[cfg(feature = "memory")]
+    #[must_use]
+    pub fn memory() -> Self {
+        Self::new(crate::MemoryStore::new(), crate::MemoryUsers::new())
+    }
+
+    /// Builds the stores the environment asks for (see the [module docs](self)).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable to set or fix.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok()).await
+    }
+
+    /// [`Sessions::from_env`] reading variables through `lookup` instead of the process
+    /// environment (for tests and for configuration kept elsewhere).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use tower_app_sessions::{config::ConfigError, Sessions};
+    ///
+    /// let err = Sessions::from_lookup(|var| (var == "SESSION_ENV").then(|| "prod".to_string())).await.unwrap_err();
+    /// assert!(err.to_string().contains("SESSION_ENV"));
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sessions::from_env`].
+    pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let environment: Environment = match get("SESSION_ENV") {
+            Some(v) => v.parse()?,
+            None => Environment::Mock,
+        };
+        let explicit_strategy = get("SESSION_MIGRATION_STRATEGY");
+        let strategy: MigrationStrategy = match &explicit_strategy {
+            Some(v) => v.parse()?,
+            None if environment == Environment::Mock => MigrationStrategy::MockOnly,
+            None => MigrationStrategy::ProductionOnly,
+        };
+        if environment == Environment::Mock && strategy == MigrationStrategy::MockOnly {
+            #[cfg(feature = "memory")]
+            return Ok(Self::memory());
+        }
+        let needed_by = if explicit_strategy.is_some() && environment == Environment::Mock {
+            format!("SESSION_MIGRATION_STRATEGY={strategy}")
+        } else {
+            format!("SESSION_ENV={environment}")
+        };
+        if get("REDIS_URL").is_none() {
+            return Err(ConfigError::Missing {
+                var: "REDIS_URL",
+                needed_by,
+                fix: "set REDIS_URL=redis://host:6379 (or rediss://user:password@host:port), or use SESSION_ENV=mock for in-memory sessions",
+            });
+        }
+        Err(ConfigError::BackendUnavailable {
+            var: "SESSION_ENV",
+            value: environment.to_string(),
+            feature: "redis",
+            fix: "this release ships the in-memory backend only; use SESSION_ENV=mock until the Redis backend lands",
+        })
+    }
+
+    /// A layer for `context` on these stores. Configure it further (cookie name, timeouts,
+    /// admission policy) like any [`SessionLayer`].
+    pub fn layer(&self, context: AppContext) -> SessionLayer<User> {
+        SessionLayer::from_parts(
+            context,
+            Arc::clone(&self.store),
+            Arc::clone(&self.resolver),
+            self.settings.clone(),
+        )
+    }
+
+    /// The shared session store (for revoke-all, listing, maintenance).
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The shared user repository (login, registration).
+    pub fn users(&self) -> &Arc<dyn UserRepository> {
+        &self.users
+    }
+
+    /// `SESSION_ENV` this was built for.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// `SESSION_MIGRATION_STRATEGY` this was built for.
+    pub fn strategy(&self) -> MigrationStrategy {
+        self.strategy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    async fn build(vars: &[(&str, &str)]) -> Result<Sessions, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Sessions::from_lookup(move |k| map.get(k).cloned()).await
+    }
+
+    #[tokio::test]
+    async fn mock_is_the_default() {
+        let s = build(&[]).await.unwrap();
+        assert_eq!(s.environment(), Environment::Mock);
+        assert_eq!(s.strategy(), MigrationStrategy::MockOnly);
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_variable() {
+        let err = build(&[("SESSION_ENV", "staging")]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SESSION_ENV=\"staging\" is not valid"),
+            "{err}"
+        );
+        let err = build(&[("SESSION_MIGRATION_STRATEGY", "fast")])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("SESSION_MIGRATION_STRATEGY"),
+            "{err}"
+        );
+        let err = build(&[("SESSION_ENV", "production")]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Missing {
+                    var: "REDIS_URL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("SESSION_ENV=production"), "{err}");
+        let err = build(&[
+            ("SESSION_ENV", "production"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+        ])
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::BackendUnavailable { .. }),
+            "{err}"
+        );
+    }
+}

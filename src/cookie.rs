@@ -1,0 +1,209 @@
+//! [`CookieConfig`]: how the session cookie is written.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use cookie::Cookie;
+pub use cookie::SameSite;
+use http::HeaderValue;
+
+use crate::SessionId;
+
+/// The default cookie name, as the TypeScript apps read it (`req.cookies.sessionId`).
+pub const DEFAULT_COOKIE_NAME: &str = "sessionId";
+
+/// Settings of the session cookie.
+///
+/// Defaults: name `sessionId`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, no `Domain`.
+/// Browsers treat `http://localhost` as a secure origin, so `Secure` can stay on in
+/// development. Names with the `__Host-` prefix are always written `Secure; Path=/` without
+/// `Domain`, and `__Secure-` names always `Secure`, whatever else is configured, because
+/// browsers drop such cookies otherwise.
+///
+/// ```
+/// use tower_app_sessions::cookie::{CookieConfig, SameSite};
+/// let cookie = CookieConfig::default().name("__Host-admin_sid").same_site(SameSite::Strict).domain("example.com");
+/// assert_eq!(cookie.get_name(), "__Host-admin_sid");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieConfig {
+    name: Cow<'static, str>,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    path: Cow<'static, str>,
+    domain: Option<Cow<'static, str>>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: Cow::Borrowed(DEFAULT_COOKIE_NAME),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: Cow::Borrowed("/"),
+            domain: None,
+        }
+    }
+}
+
+fn is_token_char(b: u8) -> bool {
+    // RFC 6265 cookie-name = token (RFC 9110 tchar)
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl CookieConfig {
+    /// Sets the cookie name.
+    ///
+    /// # Panics
+    /// If `name` is empty or not an HTTP token. Names are fixed in code, so this is a
+    /// programming error caught at startup, like `HeaderName::from_static`.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        let name = name.into();
+        assert!(
+            !name.is_empty() && name.bytes().all(is_token_char),
+            "invalid session cookie name {name:?}: use letters, digits and !#$%&'*+-.^_`|~"
+        );
+        self.name = name;
+        self
+    }
+
+    /// Sets `Secure` (default on).
+    #[must_use]
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Sets `HttpOnly` (default on).
+    #[must_use]
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// Sets `SameSite` (default `Lax`).
+    #[must_use]
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Sets `Path` (default `/`).
+    #[must_use]
+    pub fn path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Sets `Domain` (default none: host-only).
+    #[must_use]
+    pub fn domain(mut self, domain: impl Into<Cow<'static, str>>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// The cookie name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, value: &str) -> Cookie<'static> {
+        let host_prefix = self.name.starts_with("__Host-");
+        let secure = self.secure || host_prefix || self.name.starts_with("__Secure-");
+        let mut cookie = Cookie::build((self.name.to_string(), value.to_owned()))
+            .http_only(self.http_only)
+            .secure(secure)
+            .same_site(self.same_site);
+        if host_prefix {
+            cookie = cookie.path("/");
+        } else {
+            cookie = cookie.path(self.path.to_string());
+            if let Some(domain) = &self.domain {
+                cookie = cookie.domain(domain.to_string());
+            }
+        }
+        cookie.build()
+    }
+
+    /// The `Set-Cookie` value that hands `id` to the browser for `max_age`.
+    pub(crate) fn issue(&self, id: &SessionId, max_age: Duration) -> Option<HeaderValue> {
+        let mut cookie = self.build(id.as_str());
+        let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        cookie.set_max_age(cookie::time::Duration::seconds(secs));
+        HeaderValue::try_from(cookie.to_string()).ok()
+    }
+
+    /// The `Set-Cookie` value that makes the browser drop the cookie.
+    pub(crate) fn removal(&self) -> Option<HeaderValue> {
+        let mut cookie = self.build("");
+        cookie.make_removal();
+        HeaderValue::try_from(cookie.to_string()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> SessionId {
+        SessionId::parse("Q2xhc3NpY1Nlc3Npb25JZA").unwrap()
+    }
+
+    #[test]
+    fn defaults_are_secure() {
+        let v = CookieConfig::default()
+            .issue(&id(), Duration::from_secs(3600))
+            .unwrap();
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("sessionId=Q2xhc3NpY1Nlc3Npb25JZA;"), "{v}");
+        for part in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=3600",
+        ] {
+            assert!(v.contains(part), "{v} lacks {part}");
+        }
+        assert!(!v.contains("Domain"));
+    }
+
+    #[test]
+    fn host_prefix_forces_its_rules() {
+        let cfg = CookieConfig::default()
+            .name("__Host-sid")
+            .secure(false)
+            .path("/admin")
+            .domain("example.com");
+        let v = cfg.issue(&id(), Duration::from_secs(1)).unwrap();
+        let v = v.to_str().unwrap();
+        assert!(
+            v.contains("Secure") && v.contains("Path=/;") || v.ends_with("Path=/"),
+            "{v}"
+        );
+        assert!(!v.contains("Domain") && !v.contains("/admin"), "{v}");
+    }
+
+    #[test]
+    fn removal_expires_the_cookie() {
+        let cfg = CookieConfig::default()
+            .name("admin_sid")
+            .domain("example.com");
+        let v = cfg.removal().unwrap();
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("admin_sid=;"), "{v}");
+        assert!(
+            v.contains("Max-Age=0") && v.contains("Domain=example.com"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid session cookie name")]
+    fn invalid_names_panic_at_configuration() {
+        let _ = CookieConfig::default().name("session id");
+    }
+}

@@ -1,0 +1,331 @@
+//! Finding the session credential in a request: the session cookie, else a bearer token.
+//!
+//! The rules (DESIGN.md, "The request path" and "Security rules"):
+//! - the cookie decides when it is present and non-empty, even if its value is invalid
+//!   (an invalid cookie never falls through to the `Authorization` header);
+//! - every `Cookie` header is read (HTTP/2 sends one per cookie); the same name twice with
+//!   different values is ambiguous and gives no credential;
+//! - otherwise exactly one `Authorization: Bearer <id>` header (scheme case-insensitive,
+//!   one or more spaces);
+//! - nothing else: a `?session=` query parameter is never read;
+//! - whatever is found must pass [`SessionId::parse`] before any store sees it.
+//!
+//! Cookie headers are parsed as bytes here rather than with the `cookie` crate because that
+//! crate needs `&str`, and a header with one non-UTF-8 byte must not hide (or forge) the
+//! session cookie next to it. Parsing borrows; nothing is allocated.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+use crate::SessionId;
+
+/// Where a credential came from. Only cookie-borne sessions ever get `Set-Cookie` back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The session cookie.
+    Cookie,
+    /// `Authorization: Bearer <id>`.
+    Bearer,
+}
+
+/// A credential that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The validated id.
+    pub id: SessionId,
+    /// Where it came from.
+    pub source: CredentialSource,
+}
+
+/// The credential of a request, or `None` when there is none or it is malformed or ambiguous.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_app_sessions::extract::{credential, CredentialSource};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("cookie", "theme=dark; sessionId=Q2xhc3NpY1Nlc3Npb25JZA".parse().unwrap());
+/// headers.insert("authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAA".parse().unwrap());
+/// let found = credential(&headers, "sessionId").unwrap();
+/// assert_eq!(found.source, CredentialSource::Cookie); // the cookie decides
+/// assert_eq!(found.id.as_str(), "Q2xhc3NpY1Nlc3Npb25JZA");
+///
+/// headers.insert("cookie", "sessionId=bad:value".parse().unwrap());
+/// assert!(credential(&headers, "sessionId").is_none()); // invalid cookie: no fallback to bearer
+/// ```
+pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+    match find_cookie(headers, cookie_name.as_bytes()) {
+        CookieLookup::Found(value) => {
+            return SessionId::parse_bytes(value).map(|id| Credential {
+                id,
+                source: CredentialSource::Cookie,
+            })
+        }
+        CookieLookup::Ambiguous => return None,
+        CookieLookup::Absent => {}
+    }
+    bearer(headers).and_then(|token| {
+        SessionId::parse_bytes(token).map(|id| Credential {
+            id,
+            source: CredentialSource::Bearer,
+        })
+    })
+}
+
+enum CookieLookup<'a> {
+    Absent,
+    Found(&'a [u8]),
+    Ambiguous,
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn find_cookie<'a>(headers: &'a HeaderMap, name: &[u8]) -> CookieLookup<'a> {
+    let mut found: Option<&'a [u8]> = None;
+    for header in headers.get_all(COOKIE) {
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            if trim(&pair[..eq]) != name {
+                continue;
+            }
+            let mut value = trim(&pair[eq + 1..]);
+            // RFC 6265: cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE )
+            if let [b'"', inner @ .., b'"'] = value {
+                value = inner;
+            }
+            if value.is_empty() {
+                continue;
+            }
+            match found {
+                Some(previous) if previous != value => return CookieLookup::Ambiguous,
+                _ => found = Some(value),
+            }
+        }
+    }
+    found.map_or(CookieLookup::Absent, CookieLookup::Found)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None; // two Authorization headers: ambiguous
+    }
+    let bytes = value.as_bytes();
+    let space = bytes.iter().position(|b| *b == b' ')?;
+    let (scheme, rest) = bytes.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = trim(rest);
+    (!token.is_empty()).then_some(token)
+}
+
+impl SessionId {
+    /// [`SessionId::parse`] for raw header bytes.
+    pub(crate) fn parse_bytes(value: &[u8]) -> Option<Self> {
+        std::str::from_utf8(value).ok().and_then(Self::parse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const ID: &str = "Q2xhc3NpY1Nlc3Npb25JZA";
+    const ID2: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn found(map: &HeaderMap) -> Option<(String, CredentialSource)> {
+        credential(map, "sessionId").map(|c| (c.id.as_str().to_owned(), c.source))
+    }
+
+    #[test]
+    fn table() {
+        use CredentialSource::*;
+        let long = format!("sessionId={}", "a".repeat(8192));
+        let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Option<(&str, CredentialSource)>)> = vec![
+            ("no header", vec![], None),
+            (
+                "plain cookie",
+                vec![("cookie", format!("sessionId={ID}").into())],
+                Some((ID, Cookie)),
+            ),
+            (
+                "empty cookie",
+                vec![("cookie", b"sessionId=".to_vec())],
+                None,
+            ),
+            (
+                "empty cookie, bearer",
+                vec![
+                    ("cookie", b"sessionId=".to_vec()),
+                    ("authorization", format!("Bearer {ID2}").into()),
+                ],
+                Some((ID2, Bearer)),
+            ),
+            (
+                "two cookie headers",
+                vec![
+                    ("cookie", b"a=1".to_vec()),
+                    ("cookie", format!("sessionId={ID}").into()),
+                ],
+                Some((ID, Cookie)),
+            ),
+            (
+                "same cookie twice, same value",
+                vec![("cookie", format!("sessionId={ID}; sessionId={ID}").into())],
+                Some((ID, Cookie)),
+            ),
+            (
+                "duplicate names",
+                vec![("cookie", format!("sessionId={ID}; sessionId={ID2}").into())],
+                None,
+            ),
+            (
+                "duplicate names across headers",
+                vec![
+                    ("cookie", format!("sessionId={ID}").into()),
+                    ("cookie", format!("sessionId={ID2}").into()),
+                    ("authorization", format!("Bearer {ID2}").into()),
+                ],
+                None,
+            ),
+            (
+                "quoted cookie",
+                vec![("cookie", format!("sessionId=\"{ID}\"").into())],
+                Some((ID, Cookie)),
+            ),
+            (
+                "half-quoted cookie",
+                vec![("cookie", format!("sessionId=\"{ID}").into())],
+                None,
+            ),
+            (
+                "non-utf8 cookie",
+                vec![("cookie", b"sessionId=abc\xff\xfeabcdefghijklmnop".to_vec())],
+                None,
+            ),
+            (
+                "non-utf8 neighbour",
+                vec![(
+                    "cookie",
+                    [b"x=\xff; sessionId=".as_slice(), ID.as_bytes()].concat(),
+                )],
+                Some((ID, Cookie)),
+            ),
+            ("8 KiB cookie", vec![("cookie", long.into())], None),
+            (
+                "other cookie name",
+                vec![("cookie", format!("sessionid={ID}").into())],
+                None,
+            ),
+            (
+                "bearer",
+                vec![("authorization", format!("Bearer {ID}").into())],
+                Some((ID, Bearer)),
+            ),
+            (
+                "bearer lower case, spaces",
+                vec![("authorization", format!("bEaReR    {ID}").into())],
+                Some((ID, Bearer)),
+            ),
+            (
+                "bearer with no token",
+                vec![("authorization", b"Bearer".to_vec())],
+                None,
+            ),
+            (
+                "bearer with blank token",
+                vec![("authorization", b"Bearer    ".to_vec())],
+                None,
+            ),
+            (
+                "basic scheme",
+                vec![("authorization", b"Basic dXNlcjpwYXNzd29yZA==".to_vec())],
+                None,
+            ),
+            (
+                "two authorization headers",
+                vec![
+                    ("authorization", format!("Bearer {ID}").into()),
+                    ("authorization", format!("Bearer {ID}").into()),
+                ],
+                None,
+            ),
+            (
+                "cookie beats bearer",
+                vec![
+                    ("cookie", format!("sessionId={ID}").into()),
+                    ("authorization", format!("Bearer {ID2}").into()),
+                ],
+                Some((ID, Cookie)),
+            ),
+            (
+                "invalid cookie does not fall back",
+                vec![
+                    ("cookie", b"sessionId=short".to_vec()),
+                    ("authorization", format!("Bearer {ID2}").into()),
+                ],
+                None,
+            ),
+            (
+                "colon",
+                vec![("cookie", b"sessionId=admin:Q2xhc3NpY1Nlc3Npb25JZA".to_vec())],
+                None,
+            ),
+            (
+                "star",
+                vec![("authorization", b"Bearer session*AAAAAAAAAAAAAAAA".to_vec())],
+                None,
+            ),
+            (
+                "unicode",
+                vec![(
+                    "authorization",
+                    "Bearer ключсессииключсессии".as_bytes().to_vec(),
+                )],
+                None,
+            ),
+            (
+                "tab in token",
+                vec![("authorization", b"Bearer AAAAAAAA\tAAAAAAAAAAAA".to_vec())],
+                None,
+            ),
+        ];
+        for (name, pairs, want) in cases {
+            let refs: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            let got = found(&headers(&refs));
+            let want = want.map(|(id, src)| (id.to_owned(), src));
+            assert_eq!(got, want, "case {name:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_cannot_be_smuggled_in_a_header_value() {
+        // `http` itself refuses CR/LF in header values, so such an id can only arrive as an
+        // invalid value, never as a header split.
+        assert!(HeaderValue::from_bytes(b"Bearer AAAAAAAAAAAAAAAA\r\nX: y").is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! [`SessionId`]: generation of new ids and validation of incoming ones.
+//!
+//! An id is stored inline (no heap allocation), so validating a credential on the request path
+//! costs a scan of at most 128 bytes and a copy.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+/// Shortest id accepted from a request.
+pub const MIN_LEN: usize = 16;
+/// Longest id accepted from a request.
+pub const MAX_LEN: usize = 128;
+/// Bytes of OS randomness in a new id (256 bits).
+const ENTROPY_BYTES: usize = 32;
+/// Length of a new id: 32 bytes in base64url without padding.
+pub const GENERATED_LEN: usize = 43;
+
+/// A session id: either freshly generated or an incoming value that passed validation.
+///
+/// The only way to get one is [`SessionId::generate`] or [`SessionId::parse`], so every
+/// `SessionId` matches `[A-Za-z0-9_-]{16,128}` and is safe to put in a Redis key or a SQL
+/// parameter. `Debug` shows only the first four characters, so ids do not leak into logs.
+///
+/// ```
+/// use tower_app_sessions::SessionId;
+///
+/// let id = SessionId::generate().unwrap();
+/// assert_eq!(id.as_str().len(), 43);
+/// assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+///
+/// assert!(SessionId::parse("short").is_none());
+/// assert!(SessionId::parse("abcdefghijklmnop:admin").is_none());
+/// assert!(!format!("{id:?}").contains(id.as_str()));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    len: u8,
+    bytes: [u8; MAX_LEN],
+}
+
+/// The operating system's random number generator failed; no id could be issued.
+#[derive(Debug, thiserror::Error)]
+#[error("the OS random number generator failed: {0}")]
+pub struct RandomError(#[from] getrandom::Error);
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+impl SessionId {
+    /// A new id: 256 bits from the OS CSPRNG, base64url without padding (43 characters).
+    ///
+    /// # Errors
+    /// [`RandomError`] if the OS generator is unavailable; no id is made up instead.
+    pub fn generate() -> Result<Self, RandomError> {
+        let mut entropy = [0u8; ENTROPY_BYTES];
+        getrandom::fill(&mut entropy)?;
+        let mut bytes = [0u8; MAX_LEN];
+        // 32 bytes always encode to 43 base64 characters, which fit in the buffer.
+        let len = URL_SAFE_NO_PAD
+            .encode_slice(entropy, &mut bytes)
+            .unwrap_or_default();
+        debug_assert_eq!(len, GENERATED_LEN);
+        Ok(Self {
+            len: len as u8,
+            bytes,
+        })
+    }
+
+    /// Accepts `value` only if it matches `[A-Za-z0-9_-]{16,128}`; anything else is `None`.
+    ///
+    /// This is the gate in front of every store: a value that fails it never reaches one.
+    pub fn parse(value: &str) -> Option<Self> {
+        let src = value.as_bytes();
+        if !(MIN_LEN..=MAX_LEN).contains(&src.len()) || !src.iter().copied().all(is_id_byte) {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_LEN];
+        bytes[..src.len()].copy_from_slice(src);
+        Some(Self {
+            len: src.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The id as it goes into a cookie, a key or a column.
+    ///
+    /// This is the secret itself: keep it out of logs and URLs.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes ever enter `bytes`, so this cannot fail; an empty string is the
+        // harmless answer if that invariant were ever broken.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.as_str();
+        write!(f, "SessionId({}…, {} chars)", &s[..4.min(s.len())], s.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_43_url_safe_chars_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = SessionId::generate().unwrap();
+            assert_eq!(id.as_str().len(), GENERATED_LEN);
+            assert!(id.as_str().bytes().all(is_id_byte));
+            assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap().len(), 32);
+            assert!(seen.insert(id.as_str().to_owned()));
+        }
+    }
+
+    #[test]
+    fn parse_accepts_exactly_the_shape() {
+        assert!(SessionId::parse(&"a".repeat(16)).is_some());
+        assert!(SessionId::parse(&"Z".repeat(128)).is_some());
+        assert!(SessionId::parse("aB3_-aB3_-aB3_-x").is_some());
+        for bad in [
+            String::new(),
+            "a".repeat(15),
+            "a".repeat(129),
+            "abcdefghijklmnop=".into(),
+            "abcdefghijklmnop ".into(),
+            "abcdefgh:ijklmnop".into(),
+            "abcdefgh*ijklmnop".into(),
+            "abcdefgh\r\nijklmnop".into(),
+            "abcdefghijklmnoé".into(),
+            "\"abcdefghijklmnop\"".into(),
+        ] {
+            assert!(SessionId::parse(&bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn debug_does_not_print_the_id() {
+        let id = SessionId::parse("SECRETsecretSECRETsecret").unwrap();
+        let dbg = format!("{id:?}");
+        assert!(!dbg.contains("SECRETsecretSECRETsecret"), "{dbg}");
+        assert_eq!(dbg, "SessionId(SECR…, 24 chars)");
+    }
+}

@@ -1,0 +1,608 @@
+//! [`SessionLayer`], [`SessionService`] and their [`ResponseFuture`]: the request path.
+//!
+//! 1. extract the credential (cookie, else bearer) and validate its shape: no I/O yet;
+//! 2. load the record in the layer's context (and, if enabled for this context, the legacy
+//!    key);
+//! 3. reject expired records (deleting them) and enforce the absolute lifetime;
+//! 4. slide the idle timeout, at most once per touch interval;
+//! 5. resolve the user and check the context's admission policy;
+//! 6. insert [`Session`] (always) and [`CurrentUser`] (when authenticated), call the inner
+//!    service, and on the way out write `Set-Cookie` only if the handler changed the session.
+//!
+//! Requests without a credential take a fast path: no allocation beyond the [`Session`]
+//! handle and no await before the inner service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cookie::{CookieConfig, SameSite};
+use crate::extract::{self, Credential};
+use crate::record::now_ms;
+use crate::session::{ms, remaining, SessionStatus};
+use crate::store::{BoxFuture, SessionStore};
+use crate::users::UserResolver;
+use crate::{AppContext, CurrentUser, Role, Session, SessionRecord, User};
+
+/// Session timing, cookie and migration settings, shared by every layer of a
+/// [`Sessions`](crate::Sessions) handle.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) cookie: CookieConfig,
+    pub(crate) idle: Duration,
+    pub(crate) absolute: Duration,
+    pub(crate) touch_interval: Duration,
+    pub(crate) legacy_contexts: Vec<AppContext>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cookie: CookieConfig::default(),
+            idle: Duration::from_secs(24 * 60 * 60),
+            absolute: Duration::from_secs(7 * 24 * 60 * 60),
+            touch_interval: Duration::from_secs(60),
+            legacy_contexts: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Lifetime of a new record: the idle timeout, never past the absolute limit.
+    pub(crate) fn first_ttl(&self) -> Duration {
+        self.idle.min(self.absolute)
+    }
+
+    /// Cookie `Max-Age`: what is left of the absolute lifetime. The server enforces the idle
+    /// timeout from the record; a cookie that expired on idle would log out active users.
+    pub(crate) fn cookie_max_age(&self, record: &SessionRecord, now: i64) -> Duration {
+        remaining(record.created_at.saturating_add(ms(self.absolute)), now)
+    }
+
+    fn absolute_deadline(&self, record: &SessionRecord) -> i64 {
+        record.created_at.saturating_add(ms(self.absolute))
+    }
+
+    /// The new `expires_at` if the idle timeout is due for extension at `now`.
+    ///
+    /// The time of the last extension is derived from the record itself
+    /// (`expires_at - idle`), so throttling needs no extra field and no extra write.
+    fn extension_due(&self, record: &SessionRecord, now: i64) -> Option<i64> {
+        let idle = ms(self.idle);
+        let interval = ms(self.touch_interval).min(idle / 2);
+        let target = now.saturating_add(idle).min(self.absolute_deadline(record));
+        let last_touch = record.expires_at.saturating_sub(idle);
+        (target > record.expires_at && now.saturating_sub(last_touch) >= interval).then_some(target)
+    }
+}
+
+/// Everything a layer's services share: context, store and settings.
+pub(crate) struct Shared {
+    pub(crate) context: AppContext,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) settings: Settings,
+}
+
+impl Clone for Shared {
+    fn clone(&self) -> Self {
+        Self {
+            context: self.context.clone(),
+            store: Arc::clone(&self.store),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl Shared {
+    fn legacy_active(&self) -> bool {
+        self.settings.legacy_contexts.contains(&self.context)
+    }
+}
+
+type Admit<U> = Arc<dyn Fn(&U) -> bool + Send + Sync>;
+
+/// Authenticates requests from sessions of one [`AppContext`].
+///
+/// The context is fixed here, when the layer is built; no request data can choose it. Build
+/// layers for several apps from one [`Sessions`](crate::Sessions) handle so they share the
+/// store's connections, or directly:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_app_sessions::{AppContext, MemoryStore, MemoryUsers, Role, SessionLayer};
+///
+/// let store = MemoryStore::new();
+/// let users = MemoryUsers::new();
+/// let admin = SessionLayer::for_context(AppContext::Admin)
+///     .with_store(store.clone())
+///     .with_users(users.clone())
+///     .cookie_name("admin_sid")
+///     .idle_timeout(Duration::from_secs(30 * 60))
+///     .absolute_timeout(Duration::from_secs(8 * 60 * 60))
+///     .admit_roles([Role::Admin, Role::Operator, Role::Support]);
+/// let web = SessionLayer::for_context(AppContext::Web).with_store(store).with_users(users);
+/// # let _ = (admin, web);
+/// ```
+#[must_use]
+pub struct SessionLayer<U = User> {
+    shared: Arc<Shared>,
+    users: Arc<dyn UserResolver<User = U>>,
+    admit: Option<Admit<U>>,
+}
+
+impl<U> Clone for SessionLayer<U> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            users: Arc::clone(&self.users),
+            admit: self.admit.clone(),
+        }
+    }
+}
+
+impl<U> fmt::Debug for SessionLayer<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("context", &self.shared.context)
+            .field("settings", &self.shared.settings)
+            .field("admission_policy", &self.admit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "memory")]
+impl SessionLayer<User> {
+    /// A layer for `context` on a fresh [`MemoryStore`](crate::MemoryStore) with an empty
+    /// [`MemoryUsers`](crate::MemoryUsers); replace them with [`with_store`](Self::with_store)
+    /// and [`with_users`](Self::with_users).
+    pub fn for_context(context: AppContext) -> Self {
+        SessionLayer::new(
+            context,
+            crate::MemoryStore::new(),
+            crate::MemoryUsers::new(),
+        )
+    }
+}
+
+impl SessionLayer<User> {
+    /// Admits only users with one of `roles` (checked on every request, not only at login:
+    /// a session written by another system for a disallowed role is refused).
+    pub fn admit_roles(self, roles: impl IntoIterator<Item = Role>) -> Self {
+        let roles: Vec<Role> = roles.into_iter().collect();
+        self.admit(move |user: &User| roles.contains(&user.role))
+    }
+}
+
+impl<U: Send + Sync + 'static> SessionLayer<U> {
+    /// A layer for `context` with the given store and user resolver.
+    pub fn new<R>(context: AppContext, store: impl SessionStore, users: R) -> Self
+    where
+        R: UserResolver<User = U>,
+    {
+        Self::from_parts(
+            context,
+            Arc::new(store),
+            Arc::new(users),
+            Settings::default(),
+        )
+    }
+
+    pub(crate) fn from_parts(
+        context: AppContext,
+        store: Arc<dyn SessionStore>,
+        users: Arc<dyn UserResolver<User = U>>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                context,
+                store,
+                settings,
+            }),
+            users,
+            admit: None,
+        }
+    }
+
+    /// The layer's context.
+    pub fn context(&self) -> &AppContext {
+        &self.shared.context
+    }
+
+    /// The layer's store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.shared.store
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
+    }
+
+    /// Uses `store` for sessions.
+    pub fn with_store(self, store: impl SessionStore) -> Self {
+        self.with_shared_store(Arc::new(store))
+    }
+
+    /// Uses an already shared store.
+    pub fn with_shared_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.shared_mut().store = store;
+        self
+    }
+
+    /// Resolves users with `users`. This may change the user type, so it drops any
+    /// admission policy: set the policy after the resolver.
+    pub fn with_users<R: UserResolver>(self, users: R) -> SessionLayer<R::User> {
+        self.with_shared_users(Arc::new(users))
+    }
+
+    /// Resolves users with an already shared resolver (see [`with_users`](Self::with_users)).
+    pub fn with_shared_users<V>(self, users: Arc<dyn UserResolver<User = V>>) -> SessionLayer<V> {
+        SessionLayer {
+            shared: self.shared,
+            users,
+            admit: None,
+        }
+    }
+
+    /// Admits only users for which `policy` is true; others are anonymous on every request.
+    pub fn admit(mut self, policy: impl Fn(&U) -> bool + Send + Sync + 'static) -> Self {
+        self.admit = Some(Arc::new(policy));
+        self
+    }
+
+    /// Replaces all cookie settings.
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.shared_mut().settings.cookie = cookie;
+        self
+    }
+
+    fn map_cookie(mut self, f: impl FnOnce(CookieConfig) -> CookieConfig) -> Self {
+        let settings = &mut self.shared_mut().settings;
+        settings.cookie = f(std::mem::take(&mut settings.cookie));
+        self
+    }
+
+    /// Sets the cookie name (default `sessionId`). Give each app its own name so a browser
+    /// can be logged in to several on one host.
+    ///
+    /// # Panics
+    /// If the name is not an HTTP token (see [`CookieConfig::name`]).
+    pub fn cookie_name(self, name: &'static str) -> Self {
+        self.map_cookie(|c| c.name(name))
+    }
+
+    /// Sets the cookie's `Secure` attribute (default on).
+    pub fn cookie_secure(self, secure: bool) -> Self {
+        self.map_cookie(|c| c.secure(secure))
+    }
+
+    /// Sets the cookie's `HttpOnly` attribute (default on).
+    pub fn cookie_http_only(self, http_only: bool) -> Self {
+        self.map_cookie(|c| c.http_only(http_only))
+    }
+
+    /// Sets the cookie's `SameSite` attribute (default `Lax`).
+    pub fn cookie_same_site(self, same_site: SameSite) -> Self {
+        self.map_cookie(|c| c.same_site(same_site))
+    }
+
+    /// Sets the cookie's `Path` (default `/`).
+    pub fn cookie_path(self, path: &'static str) -> Self {
+        self.map_cookie(|c| c.path(path))
+    }
+
+    /// Sets the cookie's `Domain` (default none).
+    pub fn cookie_domain(self, domain: &'static str) -> Self {
+        self.map_cookie(|c| c.domain(domain))
+    }
+
+    /// Idle timeout: a session unused this long expires (default 24 h). Also the TTL of new
+    /// records.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.shared_mut().settings.idle = idle;
+        self
+    }
+
+    /// Absolute lifetime: no session outlives this since login, however active (default
+    /// 7 days). Sliding never passes it.
+    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.shared_mut().settings.absolute = absolute;
+        self
+    }
+
+    /// Extend the idle timeout at most this often per session (default 60 s, and never less
+    /// often than every half idle timeout): one store write per interval, not per request.
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
+        self.shared_mut().settings.touch_interval = interval;
+        self
+    }
+
+    /// Reads pre-migration, context-less records (Redis `session:<id>`) when the context's
+    /// own key misses, **for the `web` context only**: a legacy session must never open the
+    /// admin panel. `false` is the seed's cleanup stage. New sessions are always written under
+    /// the context's key. To allow other contexts, name them with
+    /// [`legacy_fallback_contexts`](Self::legacy_fallback_contexts).
+    pub fn legacy_fallback(self, enabled: bool) -> Self {
+        self.legacy_fallback_contexts(enabled.then_some(AppContext::Web))
+    }
+
+    /// Enables the legacy fallback for exactly these contexts (an empty list disables it).
+    pub fn legacy_fallback_contexts(
+        mut self,
+        contexts: impl IntoIterator<Item = AppContext>,
+    ) -> Self {
+        self.shared_mut().settings.legacy_contexts = contexts.into_iter().collect();
+        self
+    }
+
+    /// Whether this layer reads legacy keys.
+    pub fn legacy_fallback_enabled(&self) -> bool {
+        self.shared.legacy_active()
+    }
+}
+
+impl<S, U> Layer<S> for SessionLayer<U> {
+    type Service = SessionService<S, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around yours.
+pub struct SessionService<S, U = User> {
+    inner: S,
+    layer: SessionLayer<U>,
+}
+
+impl<S: Clone, U> Clone for SessionService<S, U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, U> fmt::Debug for SessionService<S, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, U>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    U: Send + Sync + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.layer.shared;
+        let Some(credential) =
+            extract::credential(req.headers(), shared.settings.cookie.get_name())
+        else {
+            let session = Session::new(Arc::clone(shared), None, SessionStatus::Anonymous, None);
+            req.extensions_mut().insert(session.clone());
+            return ResponseFuture {
+                state: State::Calling {
+                    future: self.inner.call(req),
+                },
+                session: Some(session),
+            };
+        };
+        // The inner service was made ready by `poll_ready`; take that one and leave a clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let loading = Box::pin(async move {
+            let (session, user) = authenticate(&layer, credential).await;
+            req.extensions_mut().insert(session.clone());
+            if let Some(user) = user {
+                req.extensions_mut().insert(user);
+            }
+            (inner.call(req), session)
+        });
+        ResponseFuture {
+            state: State::Loading { loading },
+            session: None,
+        }
+    }
+}
+
+/// Looks the credential up and decides what the request is. Never fails: backend errors
+/// become [`SessionStatus::Unavailable`] (logged), everything else anonymous.
+async fn authenticate<U: Send + Sync + 'static>(
+    layer: &SessionLayer<U>,
+    Credential { id, source }: Credential,
+) -> (Session, Option<CurrentUser<U>>) {
+    let shared = &layer.shared;
+    let (context, store) = (&shared.context, &shared.store);
+    let anonymous = || {
+        Session::new(
+            Arc::clone(shared),
+            Some(source),
+            SessionStatus::Anonymous,
+            None,
+        )
+    };
+    let unavailable = |what: &str, error: &dyn fmt::Display| {
+        tracing::warn!(context = %context, %error, "{what} unavailable; request not authenticated");
+        let session = Session::new(
+            Arc::clone(shared),
+            Some(source),
+            SessionStatus::Unavailable,
+            None,
+        );
+        (session, None)
+    };
+
+    let mut legacy = false;
+    let found = match store.load(context, &id).await {
+        Ok(None) if shared.legacy_active() => {
+            legacy = true;
+            store.load_legacy(&id).await
+        }
+        other => other,
+    };
+    let mut record = match found {
+        Ok(Some(record)) => record,
+        Ok(None) => return (anonymous(), None),
+        Err(error) => return unavailable("session store", &error),
+    };
+
+    let now = now_ms();
+    let settings = &shared.settings;
+    if record.is_expired(now) || settings.absolute_deadline(&record) <= now {
+        let deleted = if legacy {
+            store.delete_legacy(&id).await
+        } else {
+            store.delete(context, &id).await
+        };
+        if let Err(error) = deleted {
+            tracing::debug!(context = %context, %error, "could not delete an expired session");
+        }
+        return (anonymous(), None);
+    }
+
+    // Legacy records are not extended: they are on their way out (the seed's migration).
+    if let Some(expires_at) = settings.extension_due(&record, now).filter(|_| !legacy) {
+        match store.extend(context, &id, expires_at).await {
+            Ok(true) => record.expires_at = expires_at,
+            // Deleted between load and extend: logged out or revoked elsewhere.
+            Ok(false) => return (anonymous(), None),
+            // The record was valid a moment ago; a failed extension costs only the slide.
+            Err(error) => tracing::warn!(context = %context, %error, "could not extend a session"),
+        }
+    }
+
+    let user = match layer.users.resolve(&record.user_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return (anonymous(), None),
+        Err(error) => return unavailable("user store", &error),
+    };
+    if layer.admit.as_ref().is_some_and(|admit| !admit(&user)) {
+        tracing::debug!(context = %context, "session refused by the context's admission policy");
+        return (anonymous(), None);
+    }
+    let session = Session::new(
+        Arc::clone(shared),
+        Some(source),
+        SessionStatus::Authenticated,
+        Some((id, record, legacy)),
+    );
+    (session, Some(CurrentUser::new(user)))
+}
+
+type Loading<F> = BoxFuture<'static, (F, Session)>;
+
+pin_project! {
+    /// Response future of [`SessionService`]: authenticates (when there is a credential),
+    /// runs the inner service, then writes the `Set-Cookie` the handler's changes call for.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        session: Option<Session>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Loading { loading: Loading<F> },
+        Calling { #[pin] future: F },
+    }
+}
+
+impl<S, Req, ResBody> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Loading { loading } => {
+                    let (future, session) = ready!(loading.as_mut().poll(cx));
+                    *this.session = Some(session);
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(session) = this.session.take() {
+                        session.apply(&mut response);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn settings(idle: u64, absolute: u64, interval: u64) -> Settings {
+        Settings {
+            idle: Duration::from_millis(idle),
+            absolute: Duration::from_millis(absolute),
+            touch_interval: Duration::from_millis(interval),
+            ..Settings::default()
+        }
+    }
+
+    fn record(created_at: i64, expires_at: i64) -> SessionRecord {
+        SessionRecord {
+            user_id: Uuid::nil(),
+            created_at,
+            expires_at,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    #[test]
+    fn extension_is_throttled_and_capped() {
+        let s = settings(1_000, 10_000, 100);
+        // Extended 50 ms ago (expires_at = last touch + idle): not yet.
+        assert_eq!(s.extension_due(&record(0, 1_050), 100), None);
+        // Extended 100 ms ago: due, to now + idle.
+        assert_eq!(s.extension_due(&record(0, 1_000), 100), Some(1_100));
+        // Near the absolute limit: capped at created_at + absolute.
+        assert_eq!(s.extension_due(&record(0, 9_500), 9_600), Some(10_000));
+        // At the cap already: nothing to do.
+        assert_eq!(s.extension_due(&record(0, 10_000), 9_900), None);
+        // The interval is never longer than half the idle timeout.
+        let s = settings(1_000, 10_000, 60_000);
+        assert_eq!(s.extension_due(&record(0, 1_000), 500), Some(1_500));
+    }
+}

@@ -1,0 +1,75 @@
+//! Tower middleware that authenticates requests from server-side sessions **isolated per
+//! application**.
+//!
+//! Several apps (a public `web` app, an `admin` panel, …) share one user database and one
+//! session store, yet a session created in one app never authenticates in another: every
+//! store operation is scoped by the [`AppContext`] fixed when the [`SessionLayer`] is built.
+//! The wire formats (Redis keys `session:<context>:<id>`, the record's JSON, the
+//! `sessionId` cookie) are those of the existing TypeScript apps, byte for byte.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use axum::{routing::{get, post}, Router};
+//! use tower::ServiceExt;
+//! use tower_app_sessions::{AppContext, CurrentUser, Role, Session, SessionMetadata, Sessions, User};
+//!
+//! let sessions = Sessions::from_env().await?; // in memory unless SESSION_ENV says otherwise
+//! let ada = sessions.users().create(User::new("ada@example.com", Role::Admin)).await.unwrap();
+//!
+//! let admin = Router::new()
+//!     .route("/login", post(move |session: Session| async move {
+//!         session.login(ada.id, SessionMetadata::new()).await.map(|_| "ok")
+//!     }))
+//!     .route("/me", get(|user: CurrentUser<User>| async move { user.email.clone() }))
+//!     .layer(sessions.layer(AppContext::Admin).cookie_name("admin_sid"));
+//!
+//! // Log in, then use the cookie.
+//! let res = admin.clone().oneshot(http::Request::post("/login").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+//! let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+//! let me = http::Request::get("/me").header("cookie", cookie).body(axum::body::Body::empty()).unwrap();
+//! assert_eq!(admin.oneshot(me).await.unwrap().status(), 200);
+//! # Ok::<(), tower_app_sessions::config::ConfigError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Failure semantics
+//! - no, malformed, unknown, expired, revoked or foreign-context credential: the request is
+//!   anonymous; a route that requires a user answers `401`, with the same body for all;
+//! - a backend that fails: the request is never authenticated; required routes answer `503`;
+//!   nothing panics and the layer never produces a `500`.
+//!
+//! # Features
+//! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];
+//! - `axum`: extractors in [`mod@axum`].
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod context;
+pub mod cookie;
+pub mod extract;
+mod id;
+mod layer;
+pub mod record;
+pub mod require;
+mod session;
+pub mod store;
+pub mod users;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+
+pub use config::Sessions;
+pub use context::{AppContext, CustomContext, InvalidContext};
+pub use id::{RandomError, SessionId};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use record::{SessionMetadata, SessionRecord};
+pub use session::{CurrentUser, Session, SessionError, SessionStatus};
+pub use store::{Scope, SessionStore, StoreError};
+pub use users::{Role, User, UserRepository, UserResolver};
+
+#[cfg(feature = "memory")]
+pub use store::MemoryStore;
+#[cfg(feature = "memory")]
+pub use users::MemoryUsers;

@@ -1,0 +1,247 @@
+//! [`SessionRecord`] and its JSON wire format.
+//!
+//! This module is the single source of truth for the JSON the TypeScript apps read and write
+//! (the seed's `SessionData`, stored by `RedisSessionAdapter.set` with `JSON.stringify`):
+//!
+//! ```json
+//! {"user_id":"<uuid>","created_at":<ms>,"expires_at":<ms>,"ip":"…","user_agent":"…"}
+//! ```
+//!
+//! The writer emits exactly these names in this order and, like `JSON.stringify` with an
+//! `undefined` field, leaves out `ip` / `user_agent` when they are unknown. The reader ignores
+//! unknown fields, takes `null` or a missing `ip` / `user_agent` as unknown, and accepts
+//! timestamps written as floats (JavaScript numbers).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+/// One server-side session as stored in every backend.
+///
+/// ```
+/// use tower_app_sessions::SessionRecord;
+///
+/// let json = br#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1757660000000,"expires_at":1757746400000,"ip":"203.0.113.7","user_agent":"Mozilla/5.0","theme":"dark"}"#;
+/// let record = SessionRecord::from_json(json).unwrap();
+/// assert_eq!(record.expires_at, 1_757_746_400_000);
+/// assert_eq!(record.ip.as_deref(), Some("203.0.113.7"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The user the session authenticates (`users.id`).
+    pub user_id: Uuid,
+    /// When the session was created, in milliseconds since the Unix epoch.
+    #[serde(deserialize_with = "epoch_ms")]
+    pub created_at: i64,
+    /// When the session stops being valid unless extended, in milliseconds since the Unix epoch.
+    #[serde(deserialize_with = "epoch_ms")]
+    pub expires_at: i64,
+    /// Client address at login, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Client `User-Agent` at login, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// A stored value that is not a session record.
+#[derive(Debug, thiserror::Error)]
+#[error("session record is not valid JSON of the expected shape: {0}")]
+pub struct RecordError(#[from] serde_json::Error);
+
+/// Client details stored with a new session, as the seed's `SessionMetadata`.
+///
+/// ```
+/// use tower_app_sessions::SessionMetadata;
+/// let meta = SessionMetadata::new().ip("203.0.113.7").user_agent("curl/8");
+/// assert_eq!(meta.ip.as_deref(), Some("203.0.113.7"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMetadata {
+    /// Client address.
+    pub ip: Option<String>,
+    /// Client `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+impl SessionMetadata {
+    /// Empty metadata.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the client address.
+    #[must_use]
+    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = Some(ip.into());
+        self
+    }
+
+    /// Sets the client `User-Agent`.
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Takes the `User-Agent` from request headers (cut to 512 bytes; non-UTF-8 is ignored).
+    #[must_use]
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| truncate(ua, 512).to_owned());
+        Self {
+            ip: None,
+            user_agent,
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl SessionRecord {
+    /// A record for a session created `now_ms` that expires after `ttl`.
+    pub fn new(user_id: Uuid, metadata: SessionMetadata, now_ms: i64, ttl: Duration) -> Self {
+        Self {
+            user_id,
+            created_at: now_ms,
+            expires_at: now_ms.saturating_add(duration_ms(ttl)),
+            ip: metadata.ip,
+            user_agent: metadata.user_agent,
+        }
+    }
+
+    /// Parses a stored value.
+    ///
+    /// # Errors
+    /// [`RecordError`] if the bytes are not JSON of the record's shape.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// The exact JSON the TypeScript apps write.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and integers into a String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether the record is past its `expires_at` at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at <= now_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch, as `Date.now()` gives them.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(duration_ms)
+        .unwrap_or(0)
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Accepts integers and (JavaScript) floats for epoch milliseconds.
+fn epoch_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(deserializer)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom("timestamp out of range")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: &str = "3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f";
+
+    #[test]
+    fn writes_the_seed_bytes_exactly() {
+        // What `JSON.stringify(sessionData)` gives for the seed's createSession.
+        let seed = r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1757660000000,"expires_at":1757746400000,"ip":"203.0.113.7","user_agent":"Mozilla/5.0 (X11; Linux x86_64)"}"#;
+        let record = SessionRecord {
+            user_id: USER.parse().unwrap(),
+            created_at: 1_757_660_000_000,
+            expires_at: 1_757_746_400_000,
+            ip: Some("203.0.113.7".into()),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+        };
+        assert_eq!(record.to_json(), seed);
+        assert_eq!(SessionRecord::from_json(seed.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn unknown_metadata_is_left_out_like_undefined() {
+        let record = SessionRecord::new(
+            USER.parse().unwrap(),
+            SessionMetadata::new(),
+            1000,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            record.to_json(),
+            r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1000,"expires_at":61000}"#
+        );
+    }
+
+    #[test]
+    fn reader_is_tolerant() {
+        let json = br#"{"expires_at":1757746400000.0,"extra":{"a":[1]},"ip":null,"created_at":1757660000000,"user_id":"3F1C2A9E-8B7D-4C6E-9F00-1A2B3C4D5E6F"}"#;
+        let record = SessionRecord::from_json(json).unwrap();
+        assert_eq!(record.user_id.to_string(), USER);
+        assert_eq!(record.expires_at, 1_757_746_400_000);
+        assert_eq!(record.ip, None);
+        assert_eq!(record.user_agent, None);
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        for bad in [
+            &b""[..],
+            b"null",
+            b"[]",
+            b"{}",
+            b"not json",
+            b"{\"user_id\":\"not-a-uuid\",\"created_at\":1,\"expires_at\":2}",
+            b"{\"user_id\":\"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f\",\"created_at\":1}",
+            b"{\"user_id\":\"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f\",\"created_at\":1,\"expires_at\":1e300}",
+            b"\xff\xfe",
+        ] {
+            assert!(SessionRecord::from_json(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_agent_from_headers_is_bounded() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_str(&"é".repeat(400))
+                .unwrap_or(http::HeaderValue::from_static("x")),
+        );
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_str(&"a".repeat(2000)).unwrap(),
+        );
+        let meta = SessionMetadata::from_headers(&headers);
+        assert_eq!(meta.user_agent.unwrap().len(), 512);
+    }
+}

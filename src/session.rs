@@ -1,0 +1,351 @@
+//! The [`Session`] handle (login, logout, rotate) and [`CurrentUser`].
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http::header::SET_COOKIE;
+use uuid::Uuid;
+
+use crate::extract::CredentialSource;
+use crate::id::RandomError;
+use crate::layer::Shared;
+use crate::record::{duration_ms, now_ms};
+use crate::store::{Scope, StoreError};
+use crate::{AppContext, SessionId, SessionMetadata, SessionRecord};
+
+/// The authenticated user of a request, inserted by [`SessionLayer`](crate::SessionLayer).
+///
+/// Present in the request extensions only when a valid session of the layer's context
+/// resolved to a user the context admits. Dereferences to the user.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_app_sessions::{CurrentUser, Role, User};
+/// let current = CurrentUser::new(Arc::new(User::new("ada@example.com", Role::Admin)));
+/// assert_eq!(current.email, "ada@example.com");
+/// ```
+pub struct CurrentUser<U = crate::User> {
+    user: Arc<U>,
+}
+
+impl<U> CurrentUser<U> {
+    /// Wraps a user (the layer does this; useful in tests of handlers).
+    pub fn new(user: Arc<U>) -> Self {
+        Self { user }
+    }
+
+    /// The shared user.
+    pub fn arc(&self) -> &Arc<U> {
+        &self.user
+    }
+
+    /// Takes the shared user out.
+    pub fn into_inner(self) -> Arc<U> {
+        self.user
+    }
+}
+
+impl<U> Clone for CurrentUser<U> {
+    fn clone(&self) -> Self {
+        Self {
+            user: Arc::clone(&self.user),
+        }
+    }
+}
+
+impl<U> Deref for CurrentUser<U> {
+    type Target = U;
+    fn deref(&self) -> &U {
+        &self.user
+    }
+}
+
+impl<U: fmt::Debug> fmt::Debug for CurrentUser<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CurrentUser").field(&self.user).finish()
+    }
+}
+
+/// What the layer concluded about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// No valid session: no or malformed credential, unknown, expired, revoked or foreign
+    /// session, deleted user, or a user the context does not admit.
+    Anonymous,
+    /// A valid session resolved to a user ([`CurrentUser`] is in the extensions).
+    Authenticated,
+    /// A backend failed, so the request could not be authenticated. Routes that require a
+    /// user answer `503`.
+    Unavailable,
+}
+
+/// Why a [`Session`] operation failed. Nothing was half-done that could let an old id live on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The session backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No id could be generated.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+/// The request's session: inspect it, log in, log out, rotate the id.
+///
+/// The layer puts one in every request's extensions, anonymous ones included (a login
+/// request is anonymous). Changes are written to the store at once; the response then gets
+/// exactly one `Set-Cookie` (a new id, or a removal on logout) if, and only if, the handler
+/// changed something, and never when the request was authenticated by a bearer token.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use axum::{routing::post, Extension, Router};
+/// use tower::ServiceExt;
+/// use tower_app_sessions::{AppContext, Session, SessionLayer, SessionMetadata};
+///
+/// let user_id = uuid::Uuid::new_v4();
+/// let app = Router::new()
+///     .route("/login", post(move |Extension(session): Extension<Session>| async move {
+///         session.login(user_id, SessionMetadata::new()).await.map(|_| "welcome").map_err(|_| "try later")
+///     }))
+///     .layer(SessionLayer::for_context(AppContext::Web));
+///
+/// let req = http::Request::post("/login").body(axum::body::Body::empty()).unwrap();
+/// let res = app.oneshot(req).await.unwrap();
+/// assert!(res.headers()["set-cookie"].to_str().unwrap().starts_with("sessionId="));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    source: Option<CredentialSource>,
+    status: SessionStatus,
+    state: Mutex<State>,
+}
+
+struct State {
+    current: Option<Current>,
+    change: Change,
+}
+
+struct Current {
+    id: SessionId,
+    record: SessionRecord,
+    /// Loaded through the pre-migration, context-less key.
+    legacy: bool,
+}
+
+enum Change {
+    None,
+    Issued { id: SessionId, max_age: Duration },
+    Removed,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("context", &self.inner.shared.context)
+            .field("status", &self.inner.status)
+            .field("user_id", &self.user_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        source: Option<CredentialSource>,
+        status: SessionStatus,
+        current: Option<(SessionId, SessionRecord, bool)>,
+    ) -> Self {
+        let current = current.map(|(id, record, legacy)| Current { id, record, legacy });
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                source,
+                status,
+                state: Mutex::new(State {
+                    current,
+                    change: Change::None,
+                }),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Critical sections are plain assignments; a poisoned lock holds consistent data.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The layer's application context.
+    pub fn context(&self) -> &AppContext {
+        &self.inner.shared.context
+    }
+
+    /// What the layer concluded when the request came in.
+    pub fn status(&self) -> SessionStatus {
+        self.inner.status
+    }
+
+    /// Where the request's credential came from, if it had a valid-looking one.
+    pub fn credential_source(&self) -> Option<CredentialSource> {
+        self.inner.source
+    }
+
+    /// The user of the current session (after a login in this request: the new one).
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.state().current.as_ref().map(|c| c.record.user_id)
+    }
+
+    /// A copy of the current session's record.
+    pub fn record(&self) -> Option<SessionRecord> {
+        self.state().current.as_ref().map(|c| c.record.clone())
+    }
+
+    /// Starts a new session for `user_id` and returns its id (for API clients that want a
+    /// bearer token; browsers get the cookie).
+    ///
+    /// The id is always fresh, and the session the request came with, if any, is deleted
+    /// first (session fixation). Other sessions of the user, on other devices, are kept.
+    ///
+    /// # Errors
+    /// [`SessionError`] if the store fails or no id can be generated; the request's old
+    /// session is then deleted or still intact, never both alive and replaced.
+    pub async fn login(
+        &self,
+        user_id: Uuid,
+        metadata: SessionMetadata,
+    ) -> Result<SessionId, SessionError> {
+        let record = SessionRecord::new(
+            user_id,
+            metadata,
+            now_ms(),
+            self.inner.shared.settings.first_ttl(),
+        );
+        self.replace(record).await
+    }
+
+    /// Moves the current session to a new id, keeping its user, creation time and expiry
+    /// (so rotation never extends the absolute lifetime). Call it on any privilege change.
+    /// `Ok(None)` when there is no session to rotate.
+    ///
+    /// # Errors
+    /// As [`Session::login`].
+    pub async fn rotate(&self) -> Result<Option<SessionId>, SessionError> {
+        let Some(record) = self.record() else {
+            return Ok(None);
+        };
+        self.replace(record).await.map(Some)
+    }
+
+    /// Ends the current session server-side at once and removes the cookie.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store could not delete it; the session is then still
+    /// alive and the cookie is kept.
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        self.remove_current().await?;
+        self.state().change = Change::Removed;
+        Ok(())
+    }
+
+    /// Ends every session of the current user in `scope` (this one included), server-side
+    /// at once, and removes the cookie. Returns how many sessions were ended; `0` when the
+    /// request has no session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn revoke_all(&self, scope: Scope<'_>) -> Result<u64, SessionError> {
+        let Some(user_id) = self.user_id() else {
+            return Ok(0);
+        };
+        let shared = &self.inner.shared;
+        let ended = shared.store.delete_user_sessions(&user_id, scope).await?;
+        let legacy = self.remove_current().await?;
+        self.state().change = Change::Removed;
+        Ok(ended + u64::from(legacy))
+    }
+
+    /// Deletes the current session from the store (a no-op without one). Returns whether a
+    /// legacy record was deleted (those are outside the per-context user index).
+    async fn remove_current(&self) -> Result<bool, StoreError> {
+        let Some((id, legacy)) = self
+            .state()
+            .current
+            .as_ref()
+            .map(|c| (c.id.clone(), c.legacy))
+        else {
+            return Ok(false);
+        };
+        let shared = &self.inner.shared;
+        let deleted_legacy = if legacy {
+            shared.store.delete_legacy(&id).await?
+        } else {
+            shared.store.delete(&shared.context, &id).await?;
+            false
+        };
+        let mut state = self.state();
+        if state.current.as_ref().is_some_and(|c| c.id == id) {
+            state.current = None;
+        }
+        Ok(deleted_legacy)
+    }
+
+    async fn replace(&self, record: SessionRecord) -> Result<SessionId, SessionError> {
+        let id = SessionId::generate()?;
+        // Old id first: if that fails nothing changed; if the save below fails the user is
+        // logged out, which fails closed.
+        if self.remove_current().await? {
+            tracing::debug!(context = %self.context(), "legacy session replaced by a context-scoped one");
+        }
+        self.state().change = Change::Removed;
+        let shared = &self.inner.shared;
+        shared.store.save(&shared.context, &id, &record).await?;
+        let max_age = shared.settings.cookie_max_age(&record, now_ms());
+        let mut state = self.state();
+        state.current = Some(Current {
+            id: id.clone(),
+            record,
+            legacy: false,
+        });
+        state.change = Change::Issued {
+            id: id.clone(),
+            max_age,
+        };
+        Ok(id)
+    }
+
+    /// Writes the `Set-Cookie` the handler's changes call for, if any.
+    pub(crate) fn apply<B>(&self, response: &mut http::Response<B>) {
+        if self.inner.source == Some(CredentialSource::Bearer) {
+            return;
+        }
+        let cookie = &self.inner.shared.settings.cookie;
+        let value = match &self.state().change {
+            Change::None => return,
+            Change::Issued { id, max_age } => cookie.issue(id, *max_age),
+            Change::Removed => cookie.removal(),
+        };
+        if let Some(value) = value {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+}
+
+pub(crate) fn remaining(until_ms: i64, now_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0))
+}
+
+pub(crate) fn ms(d: Duration) -> i64 {
+    duration_ms(d)
+}

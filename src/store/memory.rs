@@ -1,0 +1,388 @@
+//! [`MemoryStore`]: the embedded default backend.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use uuid::Uuid;
+
+use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use crate::record::now_ms;
+use crate::{AppContext, SessionId, SessionRecord};
+
+/// How often (at most) a write sweeps every expired record, in milliseconds.
+const SWEEP_INTERVAL_MS: i64 = 30_000;
+
+/// An in-process [`SessionStore`]: the default when no backend is configured
+/// (`SESSION_ENV=mock`), and a real product feature for single-instance services.
+///
+/// Expiry is real: an expired record is never returned, is removed when it is looked up, and
+/// every expired record is swept at most every 30 seconds on a write (or when you call
+/// [`MemoryStore::sweep`]). It is safe to share between tasks and threads; clones share the
+/// same data. Sessions do not survive a restart and are not shared between processes.
+///
+/// ```
+/// use tower_app_sessions::MemoryStore;
+/// let store = MemoryStore::new();
+/// let same_data = store.clone();
+/// assert_eq!(store.len(), same_data.len());
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<RwLock<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<AppContext, HashMap<SessionId, SessionRecord>>,
+    by_user: HashMap<Uuid, HashSet<(AppContext, SessionId)>>,
+    last_sweep_ms: i64,
+}
+
+impl State {
+    fn remove(&mut self, context: &AppContext, id: &SessionId) -> Option<SessionRecord> {
+        let record = self.sessions.get_mut(context)?.remove(id)?;
+        if let Some(ids) = self.by_user.get_mut(&record.user_id) {
+            ids.remove(&(context.clone(), id.clone()));
+            if ids.is_empty() {
+                self.by_user.remove(&record.user_id);
+            }
+        }
+        Some(record)
+    }
+
+    fn sweep(&mut self, now: i64) -> usize {
+        let expired: Vec<(AppContext, SessionId)> = self
+            .sessions
+            .iter()
+            .flat_map(|(ctx, map)| {
+                map.iter()
+                    .filter(|(_, r)| r.is_expired(now))
+                    .map(move |(id, _)| (ctx.clone(), id.clone()))
+            })
+            .collect();
+        for (ctx, id) in &expired {
+            self.remove(ctx, id);
+        }
+        self.last_sweep_ms = now;
+        expired.len()
+    }
+
+    fn live(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<&SessionRecord> {
+        self.sessions
+            .get(context)?
+            .get(id)
+            .filter(|r| !r.is_expired(now))
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of records held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.read(|s| s.sessions.values().map(HashMap::len).sum())
+    }
+
+    /// Whether the store holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every expired record now; returns how many were removed.
+    pub fn sweep(&self) -> usize {
+        self.write(|s| s.sweep(now_ms()))
+    }
+
+    // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+    // (each operation is a few map calls), so a poisoned lock is simply taken over.
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.inner.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.inner.write().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, StoreError>> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        let now = now_ms();
+        let found = self.read(|s| match s.sessions.get(context).and_then(|m| m.get(id)) {
+            Some(r) if r.is_expired(now) => Err(()),
+            Some(r) => Ok(Some(r.clone())),
+            None => Ok(None),
+        });
+        let found = found.unwrap_or_else(|()| {
+            // Expired: remove it now rather than waiting for the sweep.
+            self.write(|s| {
+                if s.live(context, id, now).is_none() {
+                    s.remove(context, id);
+                }
+            });
+            None
+        });
+        ready(found)
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let now = now_ms();
+        self.write(|s| {
+            if now - s.last_sweep_ms >= SWEEP_INTERVAL_MS {
+                s.sweep(now);
+            }
+            // Replacing a record of another user must not leave it in that user's index.
+            s.remove(context, id);
+            s.sessions
+                .entry(context.clone())
+                .or_default()
+                .insert(id.clone(), record.clone());
+            s.by_user
+                .entry(record.user_id)
+                .or_default()
+                .insert((context.clone(), id.clone()));
+        });
+        ready(())
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = now_ms();
+        ready(self.write(|s| s.remove(context, id).is_some_and(|r| !r.is_expired(now))))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = now_ms();
+        let extended =
+            self.write(
+                |s| match s.sessions.get_mut(context).and_then(|m| m.get_mut(id)) {
+                    Some(r) if !r.is_expired(now) => {
+                        r.expires_at = expires_at;
+                        true
+                    }
+                    _ => false,
+                },
+            );
+        ready(extended)
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let now = now_ms();
+        let removed = self.write(|s| {
+            let targets: Vec<(AppContext, SessionId)> = s
+                .by_user
+                .get(user_id)
+                .map(|ids| {
+                    ids.iter()
+                        .filter(|(ctx, _)| in_scope(ctx, scope))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            targets
+                .iter()
+                .filter_map(|(ctx, id)| s.remove(ctx, id))
+                .filter(|r| !r.is_expired(now))
+                .count() as u64
+        });
+        ready(removed)
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        let now = now_ms();
+        let list = self.read(|s| {
+            let Some(ids) = s.by_user.get(user_id) else {
+                return Vec::new();
+            };
+            ids.iter()
+                .filter(|(ctx, _)| in_scope(ctx, scope))
+                .filter_map(|(ctx, id)| {
+                    s.live(ctx, id, now).map(|record| SessionInfo {
+                        id: id.clone(),
+                        context: ctx.clone(),
+                        record: record.clone(),
+                    })
+                })
+                .collect()
+        });
+        ready(list)
+    }
+}
+
+fn in_scope(context: &AppContext, scope: Scope<'_>) -> bool {
+    match scope {
+        Scope::Context(wanted) => context == wanted,
+        Scope::AllContexts => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SessionMetadata;
+    use std::time::Duration;
+
+    fn record(user: Uuid, ttl_ms: u64) -> SessionRecord {
+        SessionRecord::new(
+            user,
+            SessionMetadata::new(),
+            now_ms(),
+            Duration::from_millis(ttl_ms),
+        )
+    }
+
+    #[tokio::test]
+    async fn expired_records_are_not_returned_and_are_swept() {
+        let store = MemoryStore::new();
+        let user = Uuid::new_v4();
+        let short = SessionId::generate().unwrap();
+        let long = SessionId::generate().unwrap();
+        store
+            .save(&AppContext::Web, &short, &record(user, 30))
+            .await
+            .unwrap();
+        store
+            .save(&AppContext::Web, &long, &record(user, 60_000))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(store.len(), 2);
+        let listed = store
+            .list_user_sessions(&user, Scope::AllContexts)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, long);
+        assert_eq!(store.sweep(), 1);
+        assert_eq!(store.len(), 1);
+        assert!(store
+            .load(&AppContext::Web, &short)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!store
+            .extend(&AppContext::Web, &short, now_ms() + 10_000)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn lookup_of_an_expired_record_removes_it() {
+        let store = MemoryStore::new();
+        let id = SessionId::generate().unwrap();
+        store
+            .save(&AppContext::Admin, &id, &record(Uuid::new_v4(), 10))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(store.load(&AppContext::Admin, &id).await.unwrap().is_none());
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn per_user_operations_respect_scope() {
+        let store = MemoryStore::new();
+        let user = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        for ctx in [AppContext::Web, AppContext::Web, AppContext::Admin] {
+            store
+                .save(&ctx, &SessionId::generate().unwrap(), &record(user, 60_000))
+                .await
+                .unwrap();
+        }
+        store
+            .save(
+                &AppContext::Web,
+                &SessionId::generate().unwrap(),
+                &record(other, 60_000),
+            )
+            .await
+            .unwrap();
+        let web = Scope::Context(&AppContext::Web);
+        assert_eq!(store.list_user_sessions(&user, web).await.unwrap().len(), 2);
+        assert_eq!(store.delete_user_sessions(&user, web).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .list_user_sessions(&user, Scope::AllContexts)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .delete_user_sessions(&user, Scope::AllContexts)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.len(), 1, "the other user's session is untouched");
+    }
+
+    #[tokio::test]
+    async fn overwriting_an_id_moves_it_between_user_indexes() {
+        let store = MemoryStore::new();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let id = SessionId::generate().unwrap();
+        store
+            .save(&AppContext::Web, &id, &record(a, 60_000))
+            .await
+            .unwrap();
+        store
+            .save(&AppContext::Web, &id, &record(b, 60_000))
+            .await
+            .unwrap();
+        assert!(store
+            .list_user_sessions(&a, Scope::AllContexts)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .delete_user_sessions(&a, Scope::AllContexts)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .list_user_sessions(&b, Scope::AllContexts)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! [`SessionStore`]: where session records live, always scoped by [`AppContext`].
+//!
+//! # Why the trait is object-safe
+//!
+//! Every method returns a boxed future ([`BoxFuture`]) instead of using `async fn`, so a store
+//! can be held as `Arc<dyn SessionStore>`. That is what lets [`Sessions::from_env`] choose
+//! memory, Redis or PostgreSQL at startup from environment variables, and lets one
+//! [`Sessions`] handle share one store (and one connection pool) between the web and admin
+//! layers without making every application type generic over the backend. The price is one
+//! small allocation per store call, which is noise next to a network round trip and a few
+//! nanoseconds for the memory store.
+//!
+//! # Contract for implementors
+//!
+//! - Every method that touches a session takes the [`AppContext`]; a record saved in one
+//!   context is never returned, extended or deleted through another.
+//! - `load` never returns a record past its `expires_at`; the key's time to live (where the
+//!   backend has one) ends at `expires_at`.
+//! - Ids reaching a store have passed [`SessionId::parse`]; stores may put them in keys as-is.
+//! - Backend failures are [`StoreError`]s, never panics and never "not found": the layer turns
+//!   them into "not authenticated" and `503` on routes that require a user.
+//!
+//! [`Sessions::from_env`]: crate::Sessions::from_env
+//! [`Sessions`]: crate::Sessions
+
+use std::future::Future;
+use std::pin::Pin;
+
+use uuid::Uuid;
+
+use crate::{AppContext, SessionId, SessionRecord};
+
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+
+/// A boxed, `Send` future: the return type of store and resolver methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A boxed error from a backend driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A session or user backend could not answer.
+///
+/// The layer never treats this as "anonymous but fine": the request is not authenticated and
+/// a route that requires a user answers `503 Service Unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed or could not be reached.
+    #[error("{backend} backend failed: {source}")]
+    Backend {
+        /// Which backend (`"redis"`, `"postgres"`, …).
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend did not answer in time.
+    #[error("{backend} backend timed out")]
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Wraps a driver error.
+    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+}
+
+/// Which sessions of a user an operation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Only the sessions of one application.
+    Context(&'a AppContext),
+    /// The user's sessions in every application.
+    AllContexts,
+}
+
+/// One live session of a user, as listed by [`SessionStore::list_user_sessions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's id (a secret: show users a prefix at most).
+    pub id: SessionId,
+    /// The application it belongs to.
+    pub context: AppContext,
+    /// The stored record: created, expires, ip, user agent.
+    pub record: SessionRecord,
+}
+
+/// Storage for session records, every operation scoped by [`AppContext`].
+///
+/// See the [module documentation](self) for the contract. [`MemoryStore`] is the embedded
+/// implementation:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use tower_app_sessions::{record::now_ms, AppContext, MemoryStore, SessionId, SessionMetadata, SessionRecord, SessionStore};
+///
+/// let store = MemoryStore::new();
+/// let id = SessionId::generate().unwrap();
+/// let record = SessionRecord::new(uuid::Uuid::new_v4(), SessionMetadata::new(), now_ms(), Duration::from_secs(60));
+/// store.save(&AppContext::Web, &id, &record).await.unwrap();
+///
+/// assert_eq!(store.load(&AppContext::Web, &id).await.unwrap(), Some(record));
+/// assert_eq!(store.load(&AppContext::Admin, &id).await.unwrap(), None); // isolated
+/// # });
+/// ```
+pub trait SessionStore: Send + Sync + 'static {
+    /// The record of `id` in `context`, or `None` if there is none or it has expired.
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+
+    /// Writes `record` under `id` in `context`; it lives until `record.expires_at`
+    /// (the backend's TTL is derived from it, so the two never disagree).
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Deletes (or, for audited backends, revokes) `id` in `context`. `true` if it existed.
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`.
+    /// `false` if the session no longer exists; never resurrects a deleted session.
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Deletes every session of `user_id` in `scope`; returns how many there were.
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// The live sessions of `user_id` in `scope`.
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
+
+    /// The record stored under the pre-migration, context-less key for `id`
+    /// (Redis `session:<id>`). Only called when the layer's legacy fallback is on for its
+    /// context. Backends without legacy data keep this default, which finds nothing.
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Deletes the pre-migration, context-less record of `id` (Redis `session:<id>`), so a
+    /// login or logout from a legacy session leaves no live legacy id behind. `true` if it
+    /// existed. Backends without legacy data keep this default.
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(false)))
+    }
+}

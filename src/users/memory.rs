@@ -1,0 +1,211 @@
+//! [`MemoryUsers`]: users held in process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{User, UserError, UserRepository, UserResolver};
+use crate::store::{BoxFuture, StoreError};
+
+/// An in-process [`UserRepository`]: the users of `SESSION_ENV=mock` and of tests and demos.
+/// Clones share the same users.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use tower_app_sessions::{MemoryUsers, Role, User, UserRepository, UserResolver};
+///
+/// let users = MemoryUsers::new();
+/// let ada = users.create(User::new("Ada@Example.com", Role::Admin)).await.unwrap();
+/// assert_eq!(users.find_by_email("ada@example.com").await.unwrap().unwrap().id, ada.id);
+/// assert!(users.resolve(&ada.id).await.unwrap().is_some());
+/// # });
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryUsers {
+    inner: Arc<RwLock<Directory>>,
+}
+
+#[derive(Default)]
+struct Directory {
+    by_id: HashMap<Uuid, Arc<User>>,
+    by_email: HashMap<String, Uuid>,
+}
+
+fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl MemoryUsers {
+    /// An empty directory.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.read(|d| d.by_id.len())
+    }
+
+    /// Whether there is no user.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts a user now (the synchronous form of [`UserRepository::create`]).
+    ///
+    /// # Errors
+    /// [`UserError::EmailTaken`] if the email is already used.
+    pub fn insert(&self, user: User) -> Result<Arc<User>, UserError> {
+        self.write(|d| {
+            let key = email_key(&user.email);
+            if d.by_email.contains_key(&key) {
+                return Err(UserError::EmailTaken);
+            }
+            let user = Arc::new(user);
+            d.by_email.insert(key, user.id);
+            d.by_id.insert(user.id, Arc::clone(&user));
+            Ok(user)
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Directory) -> T) -> T {
+        f(&self.inner.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Directory) -> T) -> T {
+        f(&mut self.inner.write().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl UserResolver for MemoryUsers {
+    type User = User;
+
+    fn resolve<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        ready(Ok(self.read(|d| d.by_id.get(user_id).cloned())))
+    }
+}
+
+impl UserRepository for MemoryUsers {
+    fn find_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        let key = email_key(email);
+        ready(Ok(self.read(|d| {
+            d.by_email.get(&key).and_then(|id| d.by_id.get(id)).cloned()
+        })))
+    }
+
+    fn create(&self, user: User) -> BoxFuture<'_, Result<Arc<User>, UserError>> {
+        ready(self.insert(user))
+    }
+
+    fn update(&self, user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>> {
+        ready(self.write(|d| {
+            let Some(old) = d.by_id.get(&user.id).cloned() else {
+                return Ok(None);
+            };
+            let (old_key, new_key) = (email_key(&old.email), email_key(&user.email));
+            if old_key != new_key {
+                if d.by_email.contains_key(&new_key) {
+                    return Err(UserError::EmailTaken);
+                }
+                d.by_email.remove(&old_key);
+                d.by_email.insert(new_key, user.id);
+            }
+            let user = Arc::new(user);
+            d.by_id.insert(user.id, Arc::clone(&user));
+            Ok(Some(user))
+        }))
+    }
+
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write(|d| {
+            if let Some(user) = d.by_id.get_mut(user_id) {
+                Arc::make_mut(user).last_login_at = Some(Utc::now());
+            }
+        });
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+
+    #[tokio::test]
+    async fn emails_are_unique_case_insensitively() {
+        let users = MemoryUsers::new();
+        users
+            .create(User::new("a@example.com", Role::User))
+            .await
+            .unwrap();
+        assert!(matches!(
+            users.create(User::new(" A@EXAMPLE.com", Role::User)).await,
+            Err(UserError::EmailTaken)
+        ));
+        assert_eq!(users.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn update_and_record_login() {
+        let users = MemoryUsers::new();
+        let a = users
+            .create(User::new("a@example.com", Role::User))
+            .await
+            .unwrap();
+        users
+            .create(User::new("b@example.com", Role::User))
+            .await
+            .unwrap();
+        let mut changed = (*a).clone();
+        changed.email = "b@example.com".into();
+        assert!(matches!(
+            users.update(changed).await,
+            Err(UserError::EmailTaken)
+        ));
+        let mut changed = (*a).clone();
+        changed.role = Role::Support;
+        changed.email = "c@example.com".into();
+        users.update(changed).await.unwrap().unwrap();
+        assert!(users
+            .find_by_email("a@example.com")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            users
+                .find_by_email("c@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .role,
+            Role::Support
+        );
+        assert!(a.last_login_at.is_none());
+        users.record_login(&a.id).await.unwrap();
+        assert!(users
+            .resolve(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_login_at
+            .is_some());
+        assert!(users
+            .update(User::new("z@example.com", Role::User))
+            .await
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,203 @@
+//! Users: the [`UserResolver`] the layer calls on every authenticated request, the built-in
+//! [`User`] type shaped like the `users` table, and the [`UserRepository`] operations of the
+//! seed's `ProductionUserManager` that login and registration need.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::{BoxFuture, StoreError};
+
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "memory")]
+pub use memory::MemoryUsers;
+
+/// Turns the `user_id` of a session into your user type.
+///
+/// Returning `Ok(None)` (the user was deleted) makes the request anonymous; returning an
+/// error makes it unauthenticated with `503` on routes that require a user. Users are shared
+/// as `Arc`s so a cached user costs a reference-count increment per request, not a copy.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_app_sessions::{store::{BoxFuture, StoreError}, UserResolver};
+///
+/// struct Everyone;
+/// impl UserResolver for Everyone {
+///     type User = String;
+///     fn resolve<'a>(&'a self, id: &'a uuid::Uuid) -> BoxFuture<'a, Result<Option<Arc<String>>, StoreError>> {
+///         Box::pin(async move { Ok(Some(Arc::new(format!("user {id}")))) })
+///     }
+/// }
+/// ```
+pub trait UserResolver: Send + Sync + 'static {
+    /// The user type handlers receive in [`CurrentUser`](crate::CurrentUser).
+    type User: Send + Sync + 'static;
+
+    /// The user with this id, if there is one.
+    fn resolve<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+    ) -> BoxFuture<'a, Result<Option<Arc<Self::User>>, StoreError>>;
+}
+
+/// A user's role, the `UserRole` enum of the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// `user`
+    User,
+    /// `admin`
+    Admin,
+    /// `operator`
+    Operator,
+    /// `support`
+    Support,
+}
+
+impl Role {
+    /// The label as stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Support => "support",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role label that is not one of `user`, `admin`, `operator`, `support`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: expected user, admin, operator or support")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "support" => Ok(Role::Support),
+            _ => Err(UnknownRole(s.chars().take(32).collect())),
+        }
+    }
+}
+
+/// A row of the `users` table.
+///
+/// `Debug` and `Serialize` leave the password hash out.
+///
+/// ```
+/// use tower_app_sessions::{Role, User};
+/// let user = User::new("ada@example.com", Role::Admin).with_password_hash("$argon2id$…");
+/// assert!(!format!("{user:?}").contains("argon2"));
+/// assert!(!serde_json::to_string(&user).unwrap().contains("argon2"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// `users.id`
+    pub id: Uuid,
+    /// `users.email`
+    pub email: String,
+    /// `users.hashed_password` (a PHC string such as argon2's); never serialized.
+    #[serde(skip)]
+    pub hashed_password: Option<String>,
+    /// `users.role`
+    pub role: Role,
+    /// `users.is_verified`
+    pub is_verified: bool,
+    /// `users.created_at`
+    pub created_at: DateTime<Utc>,
+    /// `users.last_login_at`
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// A new, unverified user with a random id, created now, without a password.
+    #[must_use]
+    pub fn new(email: impl Into<String>, role: Role) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            email: email.into(),
+            hashed_password: None,
+            role,
+            is_verified: false,
+            created_at: Utc::now(),
+            last_login_at: None,
+        }
+    }
+
+    /// Sets the password hash (hash it yourself, e.g. with argon2; plain passwords never
+    /// reach this crate).
+    #[must_use]
+    pub fn with_password_hash(mut self, hash: impl Into<String>) -> Self {
+        self.hashed_password = Some(hash.into());
+        self
+    }
+
+    /// Marks the email as verified.
+    #[must_use]
+    pub fn verified(mut self) -> Self {
+        self.is_verified = true;
+        self
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("is_verified", &self.is_verified)
+            .field("created_at", &self.created_at)
+            .field("last_login_at", &self.last_login_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserError {
+    /// Another user has this email (`users_email_key`).
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The user operations of the seed's `ProductionUserManager`: what login and registration
+/// need on top of [`UserResolver`].
+///
+/// Emails are compared case-insensitively.
+pub trait UserRepository: UserResolver<User = User> {
+    /// The user with this email.
+    fn find_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>>;
+
+    /// Stores a new user.
+    fn create(&self, user: User) -> BoxFuture<'_, Result<Arc<User>, UserError>>;
+
+    /// Replaces the stored user with the same id; `None` if there is none.
+    fn update(&self, user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>>;
+
+    /// Sets `last_login_at` to now.
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>>;
+}
