@@ -165,7 +165,9 @@ mod tests {
     fn table() {
         use CredentialSource::*;
         let long = format!("sessionId={}", "a".repeat(8192));
-        let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Option<(&str, CredentialSource)>)> = vec![
+        type Headers<'a> = Vec<(&'a str, Vec<u8>)>;
+        type Case<'a> = (&'a str, Headers<'a>, Option<(&'a str, CredentialSource)>);
+        let cases: Vec<Case> = vec![
             ("no header", vec![], None),
             (
                 "plain cookie",

@@ -1,0 +1,169 @@
+//! Shared helpers for the integration tests: requests through a Router, and a store
+//! decorator that counts calls and can be switched to fail (a user-written `SessionStore`
+//! around the real `MemoryStore`, as a custom backend would be).
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::Router;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_app_sessions::store::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use tower_app_sessions::{AppContext, MemoryStore, SessionId, SessionRecord};
+use uuid::Uuid;
+
+#[derive(Clone, Default)]
+pub struct CountingStore {
+    pub inner: MemoryStore,
+    pub reads: Arc<AtomicUsize>,
+    pub writes: Arc<AtomicUsize>,
+    pub failing: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct Down;
+impl std::fmt::Display for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("backend switched off by the test")
+    }
+}
+impl std::error::Error for Down {}
+
+impl CountingStore {
+    pub fn calls(&self) -> usize {
+        self.reads.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
+    }
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+    fn count(&self, write: bool) -> Result<(), StoreError> {
+        if write { &self.writes } else { &self.reads }.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::backend("test", Down))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+macro_rules! guarded {
+    ($self:ident, $write:expr, $call:expr) => {{
+        let gate = $self.count($write);
+        Box::pin(async move {
+            gate?;
+            $call.await
+        })
+    }};
+}
+
+impl SessionStore for CountingStore {
+    fn load<'a>(
+        &'a self,
+        c: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        guarded!(self, false, self.inner.load(c, id))
+    }
+    fn save<'a>(
+        &'a self,
+        c: &'a AppContext,
+        id: &'a SessionId,
+        r: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        guarded!(self, true, self.inner.save(c, id, r))
+    }
+    fn delete<'a>(
+        &'a self,
+        c: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        guarded!(self, true, self.inner.delete(c, id))
+    }
+    fn extend<'a>(
+        &'a self,
+        c: &'a AppContext,
+        id: &'a SessionId,
+        at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        guarded!(self, true, self.inner.extend(c, id, at))
+    }
+    fn delete_user_sessions<'a>(
+        &'a self,
+        u: &'a Uuid,
+        s: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        guarded!(self, true, self.inner.delete_user_sessions(u, s))
+    }
+    fn list_user_sessions<'a>(
+        &'a self,
+        u: &'a Uuid,
+        s: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        guarded!(self, false, self.inner.list_user_sessions(u, s))
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The session id of the first `Set-Cookie`, if it issues one.
+    pub fn issued(&self) -> Option<String> {
+        let first = self.set_cookies.first()?;
+        let pair = first.split(';').next()?;
+        let value = pair.split_once('=')?.1;
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+}
+
+pub async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res: Response<Body> = app.clone().oneshot(req).await.expect("infallible router");
+    let status = res.status();
+    let set_cookies = res
+        .headers()
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        set_cookies,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub fn get(path: &str) -> http::request::Builder {
+    Request::get(path)
+}
+
+pub fn post(path: &str) -> http::request::Builder {
+    Request::post(path)
+}
+
+pub trait Finish {
+    fn cookie(self, name: &str, value: &str) -> Self;
+    fn bearer(self, token: &str) -> Self;
+    fn empty(self) -> Request<Body>;
+}
+
+impl Finish for http::request::Builder {
+    fn cookie(self, name: &str, value: &str) -> Self {
+        self.header("cookie", format!("{name}={value}"))
+    }
+    fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+    fn empty(self) -> Request<Body> {
+        self.body(Body::empty()).unwrap()
+    }
+}

@@ -1,0 +1,720 @@
+//! The request path through the public API: axum `Router` + `oneshot`, memory backend.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::routing;
+use axum::Router;
+use common::{get, post, send, CountingStore, Finish};
+use http::StatusCode;
+use routing::get as route_get;
+use routing::post as route_post;
+use tower_app_sessions::axum::MaybeUser;
+use tower_app_sessions::record::now_ms;
+use tower_app_sessions::require::{RequireUserLayer, UNAUTHORIZED_BODY, UNAVAILABLE_BODY};
+use tower_app_sessions::{
+    AppContext, CurrentUser, MemoryUsers, Role, Scope, Session, SessionId, SessionLayer,
+    SessionMetadata, SessionRecord, SessionStore, Sessions, User,
+};
+use uuid::Uuid;
+
+struct World {
+    store: CountingStore,
+    users: MemoryUsers,
+    app: Router,
+    alice: Arc<User>,
+    root: Arc<User>,
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/login/{id}",
+            route_post(|Path(id): Path<Uuid>, session: Session| async move {
+                session
+                    .login(id, SessionMetadata::new().ip("127.0.0.1"))
+                    .await
+                    .map(|id| id.as_str().to_owned())
+            }),
+        )
+        .route(
+            "/me",
+            route_get(|user: CurrentUser<User>, session: Session| async move {
+                format!("{} in {}", user.email, session.context())
+            }),
+        )
+        .route(
+            "/maybe",
+            route_get(|MaybeUser(user): MaybeUser<User>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |u| u.email.clone())
+            }),
+        )
+        .route(
+            "/logout",
+            route_post(|_: CurrentUser<User>, session: Session| async move {
+                session.logout().await.map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/rotate",
+            route_post(|_: CurrentUser<User>, session: Session| async move {
+                session
+                    .rotate()
+                    .await
+                    .map(|id| id.map(|id| id.as_str().to_owned()).unwrap_or_default())
+            }),
+        )
+        .route(
+            "/revoke-all",
+            route_post(|_: CurrentUser<User>, session: Session| async move {
+                session
+                    .revoke_all(Scope::AllContexts)
+                    .await
+                    .map(|n| n.to_string())
+            }),
+        )
+        .nest(
+            "/required",
+            Router::new()
+                .route("/", route_get(|| async { "inside" }))
+                .layer(RequireUserLayer::new()),
+        )
+}
+
+fn world_with(configure: impl Fn(SessionLayer) -> SessionLayer) -> World {
+    let store = CountingStore::default();
+    let users = MemoryUsers::new();
+    let alice = users
+        .insert(User::new("alice@example.com", Role::User))
+        .unwrap();
+    let root = users
+        .insert(User::new("root@example.com", Role::Admin))
+        .unwrap();
+    let sessions = Sessions::new(store.clone(), users.clone());
+    let app = Router::new()
+        .nest(
+            "/web",
+            routes().layer(configure(
+                sessions.layer(AppContext::Web).cookie_name("web_sid"),
+            )),
+        )
+        .nest(
+            "/admin",
+            routes().layer(configure(
+                sessions
+                    .layer(AppContext::Admin)
+                    .cookie_name("admin_sid")
+                    .admit_roles([Role::Admin, Role::Operator, Role::Support]),
+            )),
+        );
+    World {
+        store,
+        users,
+        app,
+        alice,
+        root,
+    }
+}
+
+fn world() -> World {
+    world_with(|layer| layer)
+}
+
+impl World {
+    async fn login(&self, app: &str, user: &User) -> String {
+        let reply = send(
+            &self.app,
+            post(&format!("/{app}/login/{}", user.id)).empty(),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.set_cookies.len(),
+            1,
+            "exactly one Set-Cookie on login"
+        );
+        assert_eq!(reply.issued().as_deref(), Some(reply.body.as_str()));
+        reply.body
+    }
+
+    async fn me_by_cookie(&self, app: &str, cookie: &str, id: &str) -> StatusCode {
+        send(
+            &self.app,
+            get(&format!("/{app}/me")).cookie(cookie, id).empty(),
+        )
+        .await
+        .status
+    }
+
+    async fn me_by_bearer(&self, app: &str, id: &str) -> StatusCode {
+        send(&self.app, get(&format!("/{app}/me")).bearer(id).empty())
+            .await
+            .status
+    }
+}
+
+#[tokio::test]
+async fn a_session_opens_only_its_own_context() {
+    let w = world();
+    let web = w.login("web", &w.root).await;
+    let admin = w.login("admin", &w.root).await;
+
+    assert_eq!(w.me_by_cookie("web", "web_sid", &web).await, 200);
+    assert_eq!(w.me_by_bearer("web", &web).await, 200);
+    assert_eq!(w.me_by_cookie("admin", "admin_sid", &admin).await, 200);
+    assert_eq!(w.me_by_bearer("admin", &admin).await, 200);
+
+    // web id presented to admin, by cookie (under the admin cookie name) and by bearer
+    assert_eq!(w.me_by_cookie("admin", "admin_sid", &web).await, 401);
+    assert_eq!(w.me_by_bearer("admin", &web).await, 401);
+    // and the reverse
+    assert_eq!(w.me_by_cookie("web", "web_sid", &admin).await, 401);
+    assert_eq!(w.me_by_bearer("web", &admin).await, 401);
+
+    let body = send(&w.app, get("/web/me").cookie("web_sid", &web).empty())
+        .await
+        .body;
+    assert_eq!(body, "root@example.com in web");
+}
+
+#[tokio::test]
+async fn unauthorized_answers_cannot_be_told_apart() {
+    let w = world();
+    let web = w.login("web", &w.alice).await;
+    let gone = w.login("web", &w.alice).await;
+    send(&w.app, post("/web/logout").bearer(&gone).empty()).await;
+
+    let cases = [
+        get("/admin/me").bearer(&web).empty(), // foreign context
+        get("/web/me").bearer(&gone).empty(),  // logged out
+        get("/web/me").bearer(&"A".repeat(43)).empty(), // unknown
+        get("/web/me").bearer("bad:id").empty(), // malformed
+        get("/web/me").empty(),                // none
+        get(&format!("/web/me?session={web}")).empty(), // query parameters are ignored
+    ];
+    for req in cases {
+        let reply = send(&w.app, req).await;
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.body, UNAUTHORIZED_BODY);
+        assert!(reply.set_cookies.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn login_rotates_the_id_and_kills_the_old_one() {
+    let w = world();
+    let first = w.login("web", &w.alice).await;
+    let reply = send(
+        &w.app,
+        post(&format!("/web/login/{}", w.alice.id))
+            .cookie("web_sid", &first)
+            .empty(),
+    )
+    .await;
+    let second = reply.body.clone();
+    assert_ne!(first, second);
+    assert_eq!(reply.issued().as_deref(), Some(second.as_str()));
+    assert_eq!(w.me_by_cookie("web", "web_sid", &first).await, 401);
+    assert_eq!(w.me_by_cookie("web", "web_sid", &second).await, 200);
+
+    // rotation (privilege change) moves the session to a new id as well
+    let reply = send(
+        &w.app,
+        post("/web/rotate").cookie("web_sid", &second).empty(),
+    )
+    .await;
+    let third = reply.body.clone();
+    assert_eq!(reply.issued().as_deref(), Some(third.as_str()));
+    assert_ne!(third, second);
+    assert_eq!(w.me_by_cookie("web", "web_sid", &second).await, 401);
+    assert_eq!(w.me_by_cookie("web", "web_sid", &third).await, 200);
+}
+
+#[tokio::test]
+async fn ids_the_server_did_not_issue_are_never_adopted() {
+    let w = world();
+    let planted = "PlantedByAnAttacker_0123456789abcdefABCDEF";
+    let writes = w.store.writes();
+    assert_eq!(w.me_by_cookie("web", "web_sid", planted).await, 401);
+    assert_eq!(w.store.writes(), writes, "an unknown id causes no write");
+
+    let reply = send(
+        &w.app,
+        post(&format!("/web/login/{}", w.alice.id))
+            .cookie("web_sid", planted)
+            .empty(),
+    )
+    .await;
+    assert_ne!(reply.body, planted);
+    assert_eq!(
+        w.store.writes(),
+        writes + 1,
+        "login saves the new session and deletes nothing"
+    );
+    assert_eq!(w.me_by_cookie("web", "web_sid", planted).await, 401);
+}
+
+#[tokio::test]
+async fn logout_is_server_side_and_cannot_be_replayed() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    let reply = send(&w.app, post("/web/logout").cookie("web_sid", &id).empty()).await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(reply.set_cookies.len(), 1);
+    let removal = &reply.set_cookies[0];
+    assert!(
+        removal.starts_with("web_sid=;") && removal.contains("Max-Age=0"),
+        "{removal}"
+    );
+
+    assert_eq!(w.me_by_cookie("web", "web_sid", &id).await, 401);
+    assert_eq!(w.me_by_bearer("web", &id).await, 401);
+    let session = SessionId::parse(&id).unwrap();
+    assert!(w
+        .store
+        .inner
+        .load(&AppContext::Web, &session)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn bearer_requests_never_get_cookies() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    let reply = send(&w.app, post("/web/rotate").bearer(&id).empty()).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.set_cookies.is_empty());
+    let rotated = reply.body;
+    let reply = send(&w.app, post("/web/logout").bearer(&rotated).empty()).await;
+    assert_eq!(reply.status, 204);
+    assert!(reply.set_cookies.is_empty());
+    assert_eq!(w.me_by_bearer("web", &rotated).await, 401);
+}
+
+#[tokio::test]
+async fn unchanged_sessions_get_no_set_cookie() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    for _ in 0..3 {
+        let reply = send(&w.app, get("/web/me").cookie("web_sid", &id).empty()).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.set_cookies.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn sliding_expiry_extends_at_most_once_per_interval() {
+    let w = world_with(|l| {
+        l.idle_timeout(Duration::from_millis(1_200))
+            .touch_interval(Duration::from_millis(300))
+    });
+    let id = w.login("web", &w.alice).await;
+    let sid = SessionId::parse(&id).unwrap();
+    let expires = |store: CountingStore, sid: SessionId| async move {
+        store
+            .inner
+            .load(&AppContext::Web, &sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at
+    };
+    let first = expires(w.store.clone(), sid.clone()).await;
+
+    // Within the interval: no extension, no write.
+    let writes = w.store.writes();
+    assert_eq!(w.me_by_cookie("web", "web_sid", &id).await, 200);
+    assert_eq!(w.store.writes(), writes);
+    assert_eq!(expires(w.store.clone(), sid.clone()).await, first);
+
+    // Keep using it past the original idle deadline: each use after the interval slides it,
+    // and expires_at in the record moves with it.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(w.me_by_cookie("web", "web_sid", &id).await, 200);
+    }
+    let later = expires(w.store.clone(), sid.clone()).await;
+    assert!(
+        later > first + 1_000,
+        "expires_at moved from {first} to {later}"
+    );
+    assert!(later <= now_ms() + 1_200);
+
+    // Idle past the timeout: gone, and deleted.
+    tokio::time::sleep(Duration::from_millis(1_400)).await;
+    assert_eq!(w.me_by_cookie("web", "web_sid", &id).await, 401);
+    assert!(w.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn the_absolute_lifetime_is_never_passed() {
+    let w = world_with(|l| {
+        l.idle_timeout(Duration::from_millis(800))
+            .absolute_timeout(Duration::from_millis(1_500))
+            .touch_interval(Duration::from_millis(100))
+    });
+    let id = w.login("web", &w.alice).await;
+    let created = now_ms();
+    let mut last_ok = created;
+    while now_ms() < created + 2_500 {
+        if w.me_by_cookie("web", "web_sid", &id).await == 200 {
+            last_ok = now_ms();
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        last_ok >= created + 1_100,
+        "active use kept it alive past the idle timeout"
+    );
+    assert!(
+        last_ok < created + 1_600,
+        "but not past the absolute lifetime ({})",
+        last_ok - created
+    );
+    assert_eq!(w.me_by_cookie("web", "web_sid", &id).await, 401);
+}
+
+#[tokio::test]
+async fn expired_records_written_elsewhere_are_rejected_and_deleted() {
+    let w = world();
+    let id = SessionId::generate().unwrap();
+    let now = now_ms();
+    let record = SessionRecord {
+        user_id: w.alice.id,
+        created_at: now - 10_000,
+        expires_at: now + 5_000,
+        ip: None,
+        user_agent: None,
+    };
+    w.store
+        .inner
+        .save(&AppContext::Web, &id, &record)
+        .await
+        .unwrap();
+    assert_eq!(w.me_by_bearer("web", id.as_str()).await, 200);
+    // The same id with an absolute lifetime already over (created long ago).
+    let old = SessionRecord {
+        created_at: now - 8 * 24 * 3600 * 1000,
+        ..record
+    };
+    w.store
+        .inner
+        .save(&AppContext::Web, &id, &old)
+        .await
+        .unwrap();
+    assert_eq!(w.me_by_bearer("web", id.as_str()).await, 401);
+    assert!(w
+        .store
+        .inner
+        .load(&AppContext::Web, &id)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn the_admin_policy_is_checked_on_every_request() {
+    let w = world();
+    // Another system wrote an admin-context session for a plain user.
+    let id = SessionId::generate().unwrap();
+    let record = SessionRecord::new(
+        w.alice.id,
+        SessionMetadata::new(),
+        now_ms(),
+        Duration::from_secs(60),
+    );
+    w.store
+        .inner
+        .save(&AppContext::Admin, &id, &record)
+        .await
+        .unwrap();
+    assert_eq!(w.me_by_bearer("admin", id.as_str()).await, 401);
+
+    // A demoted admin loses the panel on the next request.
+    let root = w.login("admin", &w.root).await;
+    assert_eq!(w.me_by_cookie("admin", "admin_sid", &root).await, 200);
+    let mut demoted = (*w.root).clone();
+    demoted.role = Role::User;
+    tower_app_sessions::UserRepository::update(&w.users, demoted)
+        .await
+        .unwrap();
+    assert_eq!(w.me_by_cookie("admin", "admin_sid", &root).await, 401);
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_anonymous() {
+    let w = world();
+    let id = SessionId::generate().unwrap();
+    let ghost = Uuid::new_v4();
+    let record = SessionRecord::new(
+        ghost,
+        SessionMetadata::new(),
+        now_ms(),
+        Duration::from_secs(60),
+    );
+    w.store
+        .inner
+        .save(&AppContext::Web, &id, &record)
+        .await
+        .unwrap();
+    assert_eq!(w.me_by_bearer("web", id.as_str()).await, 401);
+}
+
+#[tokio::test]
+async fn revoke_all_ends_every_session_of_the_user_at_once() {
+    let w = world();
+    let a = w.login("web", &w.root).await;
+    let b = w.login("web", &w.root).await;
+    let c = w.login("admin", &w.root).await;
+    let other = w.login("web", &w.alice).await;
+    let reply = send(
+        &w.app,
+        post("/web/revoke-all").cookie("web_sid", &a).empty(),
+    )
+    .await;
+    assert_eq!(reply.body, "3");
+    assert_eq!(w.me_by_bearer("web", &a).await, 401);
+    assert_eq!(w.me_by_bearer("web", &b).await, 401);
+    assert_eq!(w.me_by_bearer("admin", &c).await, 401);
+    assert_eq!(w.me_by_bearer("web", &other).await, 200);
+}
+
+#[tokio::test]
+async fn a_failing_store_is_503_on_required_routes_and_anonymous_elsewhere() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    w.store.set_failing(true);
+
+    let reply = send(&w.app, get("/web/me").cookie("web_sid", &id).empty()).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.body, UNAVAILABLE_BODY);
+    let reply = send(&w.app, get("/web/required").bearer(&id).empty()).await;
+    assert_eq!(reply.status, 503);
+    let reply = send(&w.app, get("/web/maybe").cookie("web_sid", &id).empty()).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "anonymous")
+    );
+    // A login while the store is down is a 503 as well, never a 500.
+    let reply = send(&w.app, post(&format!("/web/login/{}", w.alice.id)).empty()).await;
+    assert_eq!(reply.status, 503);
+    // Without a credential the store is not asked, so a required route is a plain 401.
+    assert_eq!(send(&w.app, get("/web/required").empty()).await.status, 401);
+
+    w.store.set_failing(false);
+    assert_eq!(w.me_by_cookie("web", "web_sid", &id).await, 200);
+    assert_eq!(
+        send(&w.app, get("/web/required").bearer(&id).empty())
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn require_user_layer_guards_a_whole_router() {
+    let w = world();
+    assert_eq!(
+        send(&w.app, get("/admin/required").empty()).await.status,
+        401
+    );
+    let id = w.login("admin", &w.root).await;
+    let reply = send(
+        &w.app,
+        get("/admin/required").cookie("admin_sid", &id).empty(),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "inside")
+    );
+}
+
+#[tokio::test]
+async fn concurrent_logins_lose_and_duplicate_nothing() {
+    let w = Arc::new(world());
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let w = Arc::clone(&w);
+            tokio::spawn(async move { w.login("web", &w.alice).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        assert!(ids.insert(task.await.unwrap()), "duplicate id");
+    }
+    assert_eq!(ids.len(), 100);
+    let listed = w
+        .store
+        .inner
+        .list_user_sessions(&w.alice.id, Scope::Context(&AppContext::Web))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 100);
+    for id in &ids {
+        assert_eq!(w.me_by_bearer("web", id).await, 200);
+    }
+}
+
+#[tokio::test]
+async fn login_metadata_is_stored_in_the_seed_format() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    let record = w
+        .store
+        .inner
+        .load(&AppContext::Web, &SessionId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.user_id, w.alice.id);
+    assert_eq!(record.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(record.expires_at - record.created_at, 24 * 3600 * 1000);
+    let json: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["created_at", "expires_at", "ip", "user_id"]);
+}
+
+#[tokio::test]
+async fn bad_credentials_never_reach_the_store() {
+    let w = world();
+    let valid = w.login("web", &w.alice).await;
+    let calls = w.store.calls();
+    let long = format!("web_sid={}", "a".repeat(8192));
+    let two_values = format!("web_sid={valid}; web_sid={}", "B".repeat(43));
+    type Headers<'a> = Vec<(&'a str, Vec<u8>)>;
+    let table: Vec<(&str, Headers)> = vec![
+        ("no header", vec![]),
+        ("empty cookie", vec![("cookie", b"web_sid=".to_vec())]),
+        (
+            "duplicate cookie names",
+            vec![("cookie", two_values.into_bytes())],
+        ),
+        (
+            "duplicate names in two headers",
+            vec![
+                ("cookie", format!("web_sid={valid}").into_bytes()),
+                ("cookie", format!("web_sid={}", "C".repeat(43)).into_bytes()),
+            ],
+        ),
+        (
+            "non-UTF-8 cookie",
+            vec![(
+                "cookie",
+                b"web_sid=\xff\xfe\xfdAAAAAAAAAAAAAAAAAAAA".to_vec(),
+            )],
+        ),
+        ("8 KiB cookie", vec![("cookie", long.into_bytes())]),
+        (
+            "bearer without token",
+            vec![("authorization", b"Bearer".to_vec())],
+        ),
+        (
+            "basic scheme",
+            vec![("authorization", b"Basic YWxpY2U6cGFzc3dvcmQ=".to_vec())],
+        ),
+        (
+            "id with colon",
+            vec![("cookie", format!("web_sid=admin:{valid}").into_bytes())],
+        ),
+        (
+            "id with star",
+            vec![(
+                "authorization",
+                b"Bearer session*AAAAAAAAAAAAAAAAAAAA".to_vec(),
+            )],
+        ),
+        (
+            "id with glob",
+            vec![("authorization", b"Bearer AAAAAAAAAAAAAAAA[a-z]?".to_vec())],
+        ),
+        (
+            "unicode id",
+            vec![(
+                "authorization",
+                "Bearer сессиясессиясессия".as_bytes().to_vec(),
+            )],
+        ),
+        ("too short", vec![("cookie", b"web_sid=abc".to_vec())]),
+        (
+            "quoted garbage",
+            vec![("cookie", b"web_sid=\"a b c d e f g h i j k l\"".to_vec())],
+        ),
+        (
+            "invalid cookie hides a valid bearer",
+            vec![
+                ("cookie", b"web_sid=../../etc/passwd".to_vec()),
+                ("authorization", format!("Bearer {valid}").into_bytes()),
+            ],
+        ),
+    ];
+    for (name, headers) in table {
+        let mut req = get("/web/me");
+        for (header, value) in &headers {
+            req = req.header(*header, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        let reply = send(&w.app, req.empty()).await;
+        assert_eq!(reply.status, 401, "case {name}");
+        assert_eq!(reply.body, UNAUTHORIZED_BODY, "case {name}");
+        assert_eq!(w.store.calls(), calls, "case {name} reached the store");
+    }
+    // CR/LF cannot even be put in a header value; `http` refuses it before we see it.
+    assert!(http::HeaderValue::from_bytes(b"Bearer AAAAAAAAAAAAAAAA\r\nX-Evil: 1").is_err());
+
+    // Control: the valid id does reach the store and authenticates.
+    assert_eq!(w.me_by_cookie("web", "web_sid", &valid).await, 200);
+    assert!(w.store.calls() > calls);
+}
+
+#[tokio::test]
+async fn a_quoted_cookie_value_is_read_as_rfc_6265_says() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    let req = get("/web/me")
+        .header("cookie", format!("web_sid=\"{id}\""))
+        .empty();
+    assert_eq!(send(&w.app, req).await.status, 200);
+}
+
+#[tokio::test]
+async fn split_cookie_headers_are_joined() {
+    let w = world();
+    let id = w.login("web", &w.alice).await;
+    let req = get("/web/me")
+        .header("cookie", "theme=dark")
+        .header("cookie", format!("web_sid={id}"))
+        .header("cookie", "lang=ru")
+        .empty();
+    assert_eq!(send(&w.app, req).await.status, 200);
+}
+
+#[tokio::test]
+async fn for_context_spelling_works_with_custom_contexts() {
+    let bot = AppContext::custom("telegram-bot").unwrap();
+    let users = MemoryUsers::new();
+    let alice = users
+        .insert(User::new("alice@example.com", Role::User))
+        .unwrap();
+    let store = tower_app_sessions::MemoryStore::new();
+    let app = routes().layer(
+        SessionLayer::for_context(bot.clone())
+            .with_store(store.clone())
+            .with_users(users),
+    );
+    let reply = send(&app, post(&format!("/login/{}", alice.id)).empty()).await;
+    let id = SessionId::parse(&reply.body).unwrap();
+    assert!(store.load(&bot, &id).await.unwrap().is_some());
+    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_none());
+    let reply = send(&app, get("/me").bearer(id.as_str()).empty()).await;
+    assert_eq!(reply.body, "alice@example.com in telegram-bot");
+}
