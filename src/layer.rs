@@ -275,7 +275,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     ///
     /// # Panics
     /// If the name is not an HTTP token (see [`CookieConfig::name`]).
-    pub fn cookie_name(self, name: &'static str) -> Self {
+    pub fn cookie_name(self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         self.map_cookie(|c| c.name(name))
     }
 
@@ -295,12 +295,12 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 
     /// Sets the cookie's `Path` (default `/`).
-    pub fn cookie_path(self, path: &'static str) -> Self {
+    pub fn cookie_path(self, path: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         self.map_cookie(|c| c.path(path))
     }
 
     /// Sets the cookie's `Domain` (default none).
-    pub fn cookie_domain(self, domain: &'static str) -> Self {
+    pub fn cookie_domain(self, domain: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         self.map_cookie(|c| c.domain(domain))
     }
 

@@ -1,0 +1,659 @@
+//! The examples' routes over a real socket: each test starts the example binary on a free
+//! port (`BIND_ADDR=127.0.0.1:0`), reads the `listening on` line, and talks HTTP/1.1 to it.
+//!
+//! `cargo test` builds the examples next to this test; when they are missing or older than
+//! the sources (e.g. `cargo test --test examples`), they are built once with `cargo build`.
+#![cfg(all(feature = "axum", feature = "memory"))]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+const EXAMPLES: [&str; 2] = ["multi_app", "hyper_service"];
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Finding, building and running the example binaries
+// ---------------------------------------------------------------------------------------
+
+/// `target/<profile>/examples`, from this test's own path `target/<profile>/deps/examples-…`.
+fn examples_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    profile_dir.join("examples")
+}
+
+fn binary(name: &str) -> PathBuf {
+    examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Newest modification time of the files the examples are built from.
+fn newest_source() -> SystemTime {
+    fn walk(path: &Path, newest: &mut SystemTime) {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Some(time) = modified(path) {
+            *newest = (*newest).max(time);
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for part in ["src", "examples", "Cargo.toml"] {
+        walk(&root.join(part), &mut newest);
+    }
+    newest
+}
+
+/// Builds the examples once per test run if any is missing or older than the sources.
+fn ensure_built() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let newest = newest_source();
+        let fresh = EXAMPLES
+            .iter()
+            .all(|name| modified(&binary(name)).is_some_and(|built| built >= newest));
+        if fresh {
+            return Ok(());
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
+        for name in EXAMPLES {
+            cmd.args(["--example", name]);
+        }
+        if examples_dir().parent().and_then(Path::file_name) == Some("release".as_ref()) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("cargo build of the examples failed: {status}"));
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    for name in EXAMPLES {
+        assert!(
+            binary(name).exists(),
+            "{} missing after the build",
+            binary(name).display()
+        );
+    }
+}
+
+/// A running example, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(name: &str) -> Server {
+        ensure_built();
+        let mut child = Command::new(binary(name))
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env_remove("SESSION_ENV")
+            .env_remove("SESSION_MIGRATION_STRATEGY")
+            .env_remove("REDIS_URL")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(name).display()));
+
+        // stderr is collected for the failure message; stdout is read to its end so that the
+        // example never writes to a closed pipe.
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let stderr = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                    *stderr.lock().unwrap() = String::from_utf8_lossy(&buf).into_owned();
+                }
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            for _ in lines {}
+        });
+
+        let first = match rx.recv_timeout(TIMEOUT) {
+            Ok(Some(Ok(line))) => line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "{name} did not print its address ({other:?}); stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let addr = first
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name}: unexpected first line {first:?}"));
+        Server { child, addr }
+    }
+
+    fn get(&self, path: &str) -> Call {
+        Call::new(self.addr, Method::GET, path)
+    }
+
+    fn post(&self, path: &str) -> Call {
+        Call::new(self.addr, Method::POST, path)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A small HTTP/1.1 client: one connection per request
+// ---------------------------------------------------------------------------------------
+
+struct Call {
+    addr: SocketAddr,
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Call {
+    fn new(addr: SocketAddr, method: Method, path: &str) -> Self {
+        Self {
+            addr,
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    fn cookie(self, name: &str, value: &str) -> Self {
+        self.header("cookie", format!("{name}={value}"))
+    }
+
+    fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    /// A JSON body (sent as is, so it can be malformed on purpose).
+    fn json(mut self, body: &str) -> Self {
+        self.body = Some(body.to_owned());
+        self.header("content-type", "application/json")
+    }
+
+    async fn send(self) -> Reply {
+        tokio::time::timeout(TIMEOUT, self.exchange())
+            .await
+            .expect("request timed out")
+    }
+
+    async fn exchange(self) -> Reply {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(self.method)
+            .uri(&self.path)
+            .header("host", self.addr.to_string())
+            .header("user-agent", "tower-app-sessions-tests");
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(self.body.unwrap_or_default())))
+            .expect("request");
+        let res = sender.send_request(req).await.expect("response");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+        }
+    }
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ASCII Set-Cookie"))
+            .collect()
+    }
+
+    fn token(&self) -> String {
+        self.json()["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {:?}", self.body))
+            .to_owned()
+    }
+
+    #[track_caller]
+    fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        self
+    }
+}
+
+fn credentials(email: &str, password: &str) -> String {
+    serde_json::json!({ "email": email, "password": password }).to_string()
+}
+
+async fn login(server: &Server, app: &str, email: &str, password: &str) -> Reply {
+    server
+        .post(&format!("/{app}/login"))
+        .json(&credentials(email, password))
+        .send()
+        .await
+}
+
+/// Asserts a Set-Cookie issuing `name=value` with the secure defaults.
+#[track_caller]
+fn assert_session_cookie(reply: &Reply, name: &str, value: &str) {
+    let cookies = reply.set_cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let attrs: Vec<&str> = cookies[0].split(';').map(str::trim).collect();
+    assert_eq!(attrs[0], format!("{name}={value}"), "{cookies:?}");
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr} missing in {cookies:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// multi_app
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn web_register_login_me_isolation_and_logout() {
+    let server = Server::start("multi_app");
+    let body = credentials("alice@example.com", "correct horse");
+
+    let created = server.post("/web/register").json(&body).send().await;
+    created.assert_status(201);
+    let user = created.json();
+    assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["role"], "user");
+    assert!(
+        user["id"].as_str().is_some_and(|id| id.len() == 36),
+        "{user}"
+    );
+    assert!(created.json().get("hashed_password").is_none());
+
+    let duplicate = server.post("/web/register").json(&body).send().await;
+    duplicate.assert_status(409);
+    assert_eq!(duplicate.json()["error"], "email already registered");
+
+    let logged_in = login(&server, "web", "alice@example.com", "correct horse").await;
+    logged_in.assert_status(200);
+    let token = logged_in.token();
+    assert_eq!(token.len(), 43);
+    assert_eq!(logged_in.json()["user"], user);
+    assert_session_cookie(&logged_in, "web_sid", &token);
+
+    let me = server.get("/web/me").cookie("web_sid", &token).send().await;
+    me.assert_status(200);
+    assert!(me.body.contains(r#""context":"web""#), "{}", me.body);
+    assert_eq!(me.json()["id"], user["id"]);
+    assert_eq!(me.json()["email"], "alice@example.com");
+
+    // A web session opens nothing in the admin app, whatever it is presented as.
+    let as_cookie = server
+        .get("/admin/me")
+        .cookie("admin_sid", &token)
+        .send()
+        .await;
+    as_cookie.assert_status(401);
+    let as_bearer = server.get("/admin/me").bearer(&token).send().await;
+    as_bearer.assert_status(401);
+    let web_cookie = server
+        .get("/admin/me")
+        .cookie("web_sid", &token)
+        .send()
+        .await;
+    web_cookie.assert_status(401);
+
+    let by_bearer = server.get("/web/me").bearer(&token).send().await;
+    by_bearer.assert_status(200);
+    assert_eq!(by_bearer.json()["context"], "web");
+    assert!(by_bearer.set_cookies().is_empty(), "{by_bearer:?}");
+
+    let logout = server
+        .post("/web/logout")
+        .cookie("web_sid", &token)
+        .send()
+        .await;
+    logout.assert_status(204);
+    let removal = logout.set_cookies();
+    assert!(
+        removal.len() == 1
+            && removal[0].starts_with("web_sid=;")
+            && removal[0].contains("Max-Age=0"),
+        "{removal:?}"
+    );
+
+    // Deleted server-side: neither the old cookie nor the old token works.
+    server
+        .get("/web/me")
+        .cookie("web_sid", &token)
+        .send()
+        .await
+        .assert_status(401);
+    server
+        .get("/web/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+    server
+        .post("/web/logout")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+}
+
+#[tokio::test]
+async fn login_failures_and_admin_policy() {
+    let server = Server::start("multi_app");
+
+    let wrong_password = login(&server, "web", "user@example.com", "not-the-password").await;
+    let unknown_email = login(&server, "web", "nobody@example.com", "not-the-password").await;
+    wrong_password.assert_status(401);
+    assert_eq!(wrong_password.status, unknown_email.status);
+    assert_eq!(wrong_password.body, unknown_email.body);
+    assert_eq!(wrong_password.json()["error"], "invalid email or password");
+    assert!(wrong_password.set_cookies().is_empty());
+    assert!(unknown_email.set_cookies().is_empty());
+
+    // Right password, but the admin app does not admit role `user`: no session at all.
+    let refused = login(&server, "admin", "user@example.com", "user-password").await;
+    refused.assert_status(403);
+    assert_eq!(refused.json()["error"], "forbidden");
+    assert!(refused.set_cookies().is_empty(), "{refused:?}");
+    assert!(refused.json().get("token").is_none());
+
+    let admin = login(&server, "admin", "admin@example.com", "admin-password").await;
+    admin.assert_status(200);
+    let token = admin.token();
+    assert_session_cookie(&admin, "admin_sid", &token);
+    assert_eq!(admin.json()["user"]["role"], "admin");
+
+    let me = server
+        .get("/admin/me")
+        .cookie("admin_sid", &token)
+        .send()
+        .await;
+    me.assert_status(200);
+    assert_eq!(me.json()["context"], "admin");
+    assert_eq!(me.json()["email"], "admin@example.com");
+
+    // The admin session does not open the web app either.
+    server
+        .get("/web/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+    server
+        .get("/web/me")
+        .cookie("web_sid", &token)
+        .send()
+        .await
+        .assert_status(401);
+
+    // The admin app has no registration.
+    server
+        .post("/admin/register")
+        .json(&credentials("eve@example.com", "long enough"))
+        .send()
+        .await
+        .assert_status(404);
+}
+
+#[tokio::test]
+async fn every_login_is_a_new_session_and_others_stay() {
+    let server = Server::start("multi_app");
+
+    let first = login(&server, "web", "user@example.com", "user-password").await;
+    let second = login(&server, "web", "user@example.com", "user-password").await;
+    first.assert_status(200);
+    second.assert_status(200);
+    let (laptop, phone) = (first.token(), second.token());
+    assert_ne!(laptop, phone);
+
+    for token in [&laptop, &phone] {
+        server
+            .get("/web/me")
+            .bearer(token)
+            .send()
+            .await
+            .assert_status(200);
+    }
+
+    server
+        .post("/web/logout")
+        .bearer(&laptop)
+        .send()
+        .await
+        .assert_status(204);
+    server
+        .get("/web/me")
+        .bearer(&laptop)
+        .send()
+        .await
+        .assert_status(401);
+    let still = server.get("/web/me").cookie("web_sid", &phone).send().await;
+    still.assert_status(200);
+    assert_eq!(still.json()["email"], "user@example.com");
+}
+
+#[tokio::test]
+async fn bad_input_is_never_a_server_error() {
+    let server = Server::start("multi_app");
+    let valid = login(&server, "web", "user@example.com", "user-password")
+        .await
+        .token();
+
+    let anonymous = server.get("/web/me").send().await;
+    anonymous.assert_status(401);
+    assert_eq!(anonymous.json()["error"], "unauthorized");
+
+    let long_cookie = "A".repeat(8 * 1024);
+    let attempts = [
+        (
+            "path traversal cookie",
+            server.get("/web/me").cookie("web_sid", "../../etc"),
+        ),
+        (
+            "8 KiB cookie",
+            server.get("/web/me").cookie("web_sid", &long_cookie),
+        ),
+        (
+            "basic auth",
+            server
+                .get("/web/me")
+                .header("authorization", "Basic dXNlcjpwYXNzd29yZA=="),
+        ),
+        (
+            "bearer without token",
+            server.get("/web/me").header("authorization", "Bearer"),
+        ),
+        (
+            "bearer with spaces only",
+            server.get("/web/me").header("authorization", "Bearer    "),
+        ),
+        (
+            "well-formed unknown token",
+            server
+                .get("/web/me")
+                .bearer("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ),
+        (
+            "query parameter",
+            server.get(&format!("/web/me?session={valid}")),
+        ),
+        (
+            "query parameter sessionId",
+            server.get(&format!("/web/me?sessionId={valid}")),
+        ),
+        (
+            "valid token, cookie name of another app",
+            server.get("/web/me").cookie("admin_sid", &valid),
+        ),
+    ];
+    for (what, call) in attempts {
+        let reply = call.send().await;
+        assert_eq!(reply.status, anonymous.status, "{what}: {reply:?}");
+        assert_eq!(reply.body, anonymous.body, "{what}: {reply:?}");
+    }
+
+    let json_inputs = [
+        ("/web/login", "{not json"),
+        ("/web/login", ""),
+        ("/web/login", "[]"),
+        ("/web/login", r#"{"email":1,"password":2}"#),
+        ("/web/login", r#"{"email":"user@example.com"}"#),
+        ("/web/register", "{not json"),
+        ("/web/register", r#"{"email":"","password":"long enough"}"#),
+        (
+            "/web/register",
+            r#"{"email":"   ","password":"long enough"}"#,
+        ),
+        (
+            "/web/register",
+            r#"{"email":"short@example.com","password":"1234567"}"#,
+        ),
+        ("/admin/login", "{not json"),
+    ];
+    for (path, body) in json_inputs {
+        let reply = server.post(path).json(body).send().await;
+        assert_eq!(reply.status, 400, "{path} {body:?}: {reply:?}");
+        assert!(
+            reply.json()["error"].is_string(),
+            "{path} {body:?}: {reply:?}"
+        );
+    }
+
+    // Not JSON at all, or absurd: some 4xx, never 5xx.
+    let huge_password = credentials("user@example.com", &"x".repeat(100_000));
+    let others = [
+        server
+            .post("/web/login")
+            .header("content-type", "text/plain"),
+        server.post("/web/login"),
+        server.post("/web/login").json(&huge_password),
+        server.post("/web/register").json(&huge_password),
+        server.get("/web/login"),
+        server.post("/web/me"),
+    ];
+    for call in others {
+        let reply = call.send().await;
+        assert!(reply.status.is_client_error(), "{reply:?}");
+    }
+
+    // After all that, the valid session still works.
+    server
+        .get("/web/me")
+        .bearer(&valid)
+        .send()
+        .await
+        .assert_status(200);
+}
+
+// ---------------------------------------------------------------------------------------
+// hyper_service
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn hyper_service_login_me_logout() {
+    let server = Server::start("hyper_service");
+
+    server.get("/me").send().await.assert_status(401);
+
+    let login = server.post("/login").send().await;
+    login.assert_status(200);
+    let token = login.token();
+    assert_session_cookie(&login, "sessionId", &token);
+
+    let me = server.get("/me").cookie("sessionId", &token).send().await;
+    me.assert_status(200);
+    assert_eq!(me.json()["email"], "demo@example.com");
+    assert!(me.json()["id"].is_string());
+
+    let by_bearer = server.get("/me").bearer(&token).send().await;
+    by_bearer.assert_status(200);
+    assert_eq!(by_bearer.json(), me.json());
+
+    server
+        .post("/logout")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(204);
+    let after = server.get("/me").bearer(&token).send().await;
+    after.assert_status(401);
+    assert_eq!(after.json()["error"], "unauthorized");
+    server
+        .get("/me")
+        .cookie("sessionId", &token)
+        .send()
+        .await
+        .assert_status(401);
+}
