@@ -107,6 +107,16 @@ pub enum ConfigError {
         /// How to fix it.
         fix: &'static str,
     },
+    /// A backend named by a variable could not be reached at startup.
+    #[error(
+        "{var} could not be reached: {reason}; check that the server runs and that {var} is right"
+    )]
+    Unreachable {
+        /// The variable.
+        var: &'static str,
+        /// The driver's error (no credentials: the URL is not repeated).
+        reason: String,
+    },
     /// The configuration needs a backend this build of the crate does not have.
     #[error("{var}={value} needs the `{feature}` backend, which this build of tower-app-sessions does not include: {fix}")]
     BackendUnavailable {
@@ -223,18 +233,83 @@ impl Sessions {
         } else {
             format!("SESSION_ENV={environment}")
         };
-        if get("REDIS_URL").is_none() {
+        let Some(redis_url) = get("REDIS_URL") else {
             return Err(ConfigError::Missing {
                 var: "REDIS_URL",
                 needed_by,
                 fix: "set REDIS_URL=redis://host:6379 (or rediss://user:password@host:port), or use SESSION_ENV=mock for in-memory sessions",
             });
+        };
+        if environment == Environment::Production
+            && get("DATABASE_URL")
+                .or_else(|| get("DATABASE_IDENTITY_URL"))
+                .is_none()
+        {
+            return Err(ConfigError::Missing {
+                var: "DATABASE_URL",
+                needed_by,
+                fix: "set DATABASE_URL (or DATABASE_IDENTITY_URL) to the PostgreSQL user database, e.g. postgres://user:password@host:5432/db",
+            });
         }
+        if environment == Environment::Production
+            || strategy == MigrationStrategy::MockWithWriteThrough
+        {
+            return Err(ConfigError::BackendUnavailable {
+                var: if environment == Environment::Production { "SESSION_ENV" } else { "SESSION_MIGRATION_STRATEGY" },
+                value: if environment == Environment::Production { environment.to_string() } else { strategy.to_string() },
+                feature: "postgres",
+                fix: "the PostgreSQL backend is not in this release; use SESSION_ENV=development (Redis sessions, embedded users) or SESSION_ENV=mock",
+            });
+        }
+        let max_retries = match get("REDIS_MAX_RETRIES") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ConfigError::Invalid {
+                    var: "REDIS_MAX_RETRIES",
+                    value: v.chars().take(64).collect(),
+                    expected: "a whole number such as 3",
+                })?,
+            None => 3,
+        };
+        Self::with_redis(&redis_url, max_retries, environment, strategy).await
+    }
+
+    #[cfg(feature = "redis")]
+    async fn with_redis(
+        url: &str,
+        max_retries: usize,
+        environment: Environment,
+        strategy: MigrationStrategy,
+    ) -> Result<Self, ConfigError> {
+        use crate::store::redis::{RedisConfig, RedisStore};
+        let store = RedisStore::connect(RedisConfig::new(url).max_retries(max_retries))
+            .await
+            .map_err(|e| ConfigError::Unreachable {
+                var: "REDIS_URL",
+                reason: e.to_string(),
+            })?;
+        let mut sessions = Self::new(store, crate::MemoryUsers::new());
+        sessions.environment = environment;
+        sessions.strategy = strategy;
+        if strategy == MigrationStrategy::Gradual {
+            sessions.settings.legacy_contexts = vec![AppContext::Web];
+        }
+        Ok(sessions)
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn with_redis(
+        _url: &str,
+        _max_retries: usize,
+        environment: Environment,
+        _strategy: MigrationStrategy,
+    ) -> Result<Self, ConfigError> {
         Err(ConfigError::BackendUnavailable {
             var: "SESSION_ENV",
             value: environment.to_string(),
             feature: "redis",
-            fix: "this release ships the in-memory backend only; use SESSION_ENV=mock until the Redis backend lands",
+            fix: "enable the `redis` cargo feature of tower-app-sessions, or use SESSION_ENV=mock",
         })
     }
 
@@ -324,7 +399,45 @@ mod tests {
         .await
         .unwrap_err();
         assert!(
-            matches!(err, ConfigError::BackendUnavailable { .. }),
+            matches!(
+                err,
+                ConfigError::Missing {
+                    var: "DATABASE_URL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = build(&[
+            ("SESSION_ENV", "development"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("REDIS_MAX_RETRIES", "many"),
+        ])
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("REDIS_MAX_RETRIES=\"many\""),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn an_unreachable_redis_is_named() {
+        let err = build(&[
+            ("SESSION_ENV", "development"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+        ])
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Unreachable {
+                    var: "REDIS_URL",
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -718,3 +718,8 @@ async fn for_context_spelling_works_with_custom_contexts() {
     let reply = send(&app, get("/me").bearer(id.as_str()).empty()).await;
     assert_eq!(reply.body, "alice@example.com in telegram-bot");
 }
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_store_contract() {
+    common::contract::store_contract(&tower_app_sessions::MemoryStore::new()).await;
+}

@@ -34,6 +34,8 @@ use crate::{AppContext, SessionId, SessionRecord};
 mod memory;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// A boxed, `Send` future: the return type of store and resolver methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

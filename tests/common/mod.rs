@@ -3,6 +3,8 @@
 //! around the real `MemoryStore`, as a custom backend would be).
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 

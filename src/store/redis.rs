@@ -1,0 +1,830 @@
+//! [`RedisStore`]: sessions in Redis (or Redis Cluster), shared with the TypeScript apps.
+//!
+//! # Layout
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `session:<context>:<id>` | string | the record's JSON, `SET … EX <ttl>` (the seed's format) |
+//! | `session:<id>` | string | a pre-migration (legacy) record, read only through the fallback |
+//! | `user-sessions:{<user_id>}` | sorted set | member `<context>:<id>`, score `expires_at`: revoke-all and listing without scanning |
+//!
+//! The per-user index deliberately does not match `session:*`, the pattern the seed's
+//! cleanup check counts. Its dead members are pruned on every write to it and the key
+//! expires with the user's last session, so it never outgrows the user's live sessions.
+//!
+//! # Cluster
+//!
+//! A session key and a user's index key usually live in different slots, so no command or
+//! script here touches two keys: operations that need both send two commands concurrently on
+//! the multiplexed connection (one round-trip time, not two).
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use uuid::Uuid;
+
+use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use crate::record::now_ms;
+use crate::{AppContext, SessionId, SessionRecord};
+
+const BACKEND: &str = "redis";
+
+/// The one place Redis key names are built.
+pub mod keys {
+    use crate::{AppContext, SessionId};
+    use uuid::Uuid;
+
+    /// Prefix of every session key, context-scoped or legacy.
+    pub const SESSION_PREFIX: &str = "session:";
+
+    /// `session:<context>:<id>`
+    pub fn session(context: &AppContext, id: &SessionId) -> String {
+        format!("{SESSION_PREFIX}{}:{}", context.as_str(), id.as_str())
+    }
+
+    /// `session:<id>`: the key the TypeScript apps wrote before the migration.
+    pub fn legacy(id: &SessionId) -> String {
+        format!("{SESSION_PREFIX}{}", id.as_str())
+    }
+
+    /// `user-sessions:{<user_id>}`: the per-user index (the hash tag keeps one user's index
+    /// in one cluster slot).
+    pub fn user_index(user_id: &Uuid) -> String {
+        format!("user-sessions:{{{user_id}}}")
+    }
+
+    /// `<context>:<id>`: a member of the per-user index.
+    pub fn index_member(context: &AppContext, id: &SessionId) -> String {
+        format!("{}:{}", context.as_str(), id.as_str())
+    }
+
+    /// `session:<context>:*`: what [`scan`](super::RedisStore::count_sessions) matches.
+    pub fn context_pattern(context: &AppContext) -> String {
+        format!("{SESSION_PREFIX}{}:*", context.as_str())
+    }
+
+    /// The id of a legacy key `session:<id>`, or `None` for any other key.
+    pub fn parse_legacy(key: &str) -> Option<SessionId> {
+        key.strip_prefix(SESSION_PREFIX).and_then(SessionId::parse)
+    }
+}
+
+/// Moves `expires_at` inside the stored JSON and the key's TTL together, atomically, without
+/// re-encoding (the bytes stay the TypeScript writer's). Never recreates a deleted key.
+const EXTEND: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local n, count = string.gsub(v, '"expires_at"%s*:%s*[-%d%.eE+]+', '"expires_at":' .. ARGV[1], 1)
+if count ~= 1 then return -1 end
+redis.call('SET', KEYS[1], n, 'EX', ARGV[2])
+return 1
+"#;
+
+/// Adds (or moves) one member of a user's index, drops dead members, and lets the index key
+/// expire with the user's last session.
+const INDEX_ADD: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
+return 1
+"#;
+
+/// Connection settings of a [`RedisStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_app_sessions::store::redis::RedisConfig;
+/// let config = RedisConfig::new("redis://127.0.0.1:6379").max_retries(3).response_timeout(Duration::from_millis(500));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisConfig {
+    urls: Vec<String>,
+    cluster: bool,
+    max_retries: usize,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// One Redis server: `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            cluster: false,
+            max_retries: 3,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A Redis Cluster, from one or more of its nodes.
+    pub fn cluster(urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            cluster: true,
+            ..Self::new(String::new())
+        }
+    }
+
+    /// Reconnection attempts before a command fails (`REDIS_MAX_RETRIES`, default 3, as the
+    /// seed's `MAX_RETRIES`).
+    pub fn max_retries(mut self, retries: usize) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// How long connecting may take (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long any one store operation may take before it fails with
+    /// [`StoreError::Timeout`] (default 1 s): a hung Redis gives fast `503`s, not hung
+    /// requests.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+}
+
+/// One shared, multiplexed, auto-reconnecting connection, to a server or a cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A [`SessionStore`] on Redis or Redis Cluster (feature `redis`).
+///
+/// Clones share one multiplexed connection that reconnects by itself; build one per process
+/// and share it between contexts (that is what [`Sessions`](crate::Sessions) does).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tower_app_sessions::StoreError> {
+/// use tower_app_sessions::{store::redis::{RedisConfig, RedisStore}, AppContext, SessionLayer};
+///
+/// let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let admin = SessionLayer::for_context(AppContext::Admin).with_store(store.clone());
+/// let web = SessionLayer::for_context(AppContext::Web).with_store(store).legacy_fallback(true);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+    timeout: Duration,
+    extend: Script,
+    index_add: Script,
+}
+
+fn error(e: redis::RedisError) -> StoreError {
+    StoreError::backend(BACKEND, e)
+}
+
+/// What [`RedisStore::migrate_legacy`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Legacy keys `session:<id>` seen.
+    pub scanned: u64,
+    /// Copied to `session:web:<id>` by this run.
+    pub copied: u64,
+    /// Already present under the new key (an earlier run, or a new login), left as they were.
+    pub already_present: u64,
+    /// Legacy keys deleted (move mode), after their copy was in place.
+    pub deleted: u64,
+    /// Expired or vanished while the migration ran.
+    pub expired: u64,
+    /// Values that are not session records: left untouched and logged.
+    pub invalid: u64,
+}
+
+/// Whether [`RedisStore::migrate_legacy`] keeps the legacy keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// Copy: legacy keys stay until they expire (safe while old app versions still run).
+    Copy,
+    /// Move: each legacy key is deleted once its copy is in place.
+    Move,
+}
+
+impl RedisStore {
+    /// Connects (and fails fast if Redis cannot be reached now).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] if the URL is invalid or no connection could be made in time.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let connection = if config.cluster {
+            let client = redis::cluster::ClusterClient::builder(config.urls.clone())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(u32::try_from(config.max_retries).unwrap_or(u32::MAX))
+                .build()
+                .map_err(error)?;
+            let connecting = client.get_async_connection();
+            Connection::Cluster(timed(config.connect_timeout, connecting).await?)
+        } else {
+            let url = config.urls.first().map(String::as_str).unwrap_or_default();
+            let client = redis::Client::open(url).map_err(error)?;
+            let manager = ConnectionManagerConfig::new()
+                .set_number_of_retries(config.max_retries)
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_max_delay(Duration::from_millis(500));
+            let connecting = ConnectionManager::new_with_config(client, manager);
+            Connection::Single(timed(config.connect_timeout, connecting).await?)
+        };
+        Ok(Self {
+            connection,
+            timeout: config.response_timeout,
+            extend: Script::new(EXTEND),
+            index_add: Script::new(INDEX_ADD),
+        })
+    }
+
+    async fn run<T, F>(&self, f: impl FnOnce(Connection) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        timed(self.timeout, f(self.connection.clone())).await
+    }
+
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await
+    }
+
+    async fn del(&self, key: String) -> Result<bool, StoreError> {
+        let n: u64 = self
+            .run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn index_add(
+        &self,
+        user_id: &Uuid,
+        member: String,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let script = self.index_add.clone();
+        let key = keys::user_index(user_id);
+        let now = now_ms();
+        self.run(|mut c| async move {
+            script
+                .key(key)
+                .arg(member)
+                .arg(expires_at)
+                .arg(now)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Parses a stored value; one that is not a record is a miss, logged, never deleted.
+    fn parse(key: &str, bytes: &[u8]) -> Option<SessionRecord> {
+        match SessionRecord::from_json(bytes) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                // The key names the session; log its context part only.
+                let scope = key.rsplit_once(':').map_or("session", |(prefix, _)| prefix);
+                tracing::warn!(key = scope, %error, "unparseable session record treated as missing");
+                None
+            }
+        }
+    }
+
+    async fn load_key(&self, key: String) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(bytes) = self.get(key.clone()).await? else {
+            return Ok(None);
+        };
+        let Some(record) = Self::parse(&key, &bytes) else {
+            return Ok(None);
+        };
+        if record.is_expired(now_ms()) {
+            self.del(key).await?;
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
+    /// Scans keys matching `pattern` on every primary (SCAN, never KEYS), calling `batch` with
+    /// each page of keys.
+    async fn scan<Fut>(
+        &self,
+        pattern: &str,
+        count: usize,
+        mut batch: impl FnMut(Vec<String>) -> Fut,
+    ) -> Result<(), StoreError>
+    where
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        for node in self.primaries().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count);
+                let (next, keys): (u64, Vec<String>) = self.on_node(&node, cmd).await?;
+                batch(keys).await?;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes a keyspace-wide SCAN must visit: the server itself, or every cluster primary.
+    async fn primaries(&self) -> Result<Vec<Option<(String, u16)>>, StoreError> {
+        let Connection::Cluster(_) = &self.connection else {
+            return Ok(vec![None]);
+        };
+        let nodes: String = self
+            .run(
+                |mut c| async move { redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await },
+            )
+            .await?;
+        Ok(nodes
+            .lines()
+            .filter(|line| {
+                line.split(' ')
+                    .nth(2)
+                    .is_some_and(|flags| flags.contains("master"))
+            })
+            .filter_map(|line| {
+                let addr = line.split(' ').nth(1)?.split('@').next()?;
+                let (host, port) = addr.rsplit_once(':')?;
+                Some((host.to_owned(), port.parse().ok()?))
+            })
+            .map(Some)
+            .collect())
+    }
+
+    async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        node: &Option<(String, u16)>,
+        cmd: Cmd,
+    ) -> Result<T, StoreError> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        match (node, &self.connection) {
+            (Some((host, port)), Connection::Cluster(c)) => {
+                let mut c = c.clone();
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let value = timed(self.timeout, c.route_command(cmd, route)).await?;
+                redis::from_redis_value(value).map_err(|e| StoreError::backend(BACKEND, e))
+            }
+            _ => {
+                self.run(|mut c| async move { cmd.query_async(&mut c).await })
+                    .await
+            }
+        }
+    }
+
+    /// Number of live session keys of `context` (`session:<context>:*`), counted with SCAN.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails.
+    pub async fn count_sessions(&self, context: &AppContext) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        self.scan(&keys::context_pattern(context), 1000, |keys| {
+            total += keys.len() as u64;
+            std::future::ready(Ok(()))
+        })
+        .await?;
+        Ok(total)
+    }
+
+    /// Number of legacy keys `session:<id>` left (the seed's cleanup check), counted with SCAN.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails.
+    pub async fn count_legacy_sessions(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        self.scan("session:*", 1000, |keys| {
+            total += keys
+                .iter()
+                .filter(|k| keys::parse_legacy(k).is_some())
+                .count() as u64;
+            std::future::ready(Ok(()))
+        })
+        .await?;
+        Ok(total)
+    }
+
+    /// Copies (or moves) every legacy key `session:<id>` to `session:web:<id>`, keeping its
+    /// remaining TTL, `batch` keys per SCAN page.
+    ///
+    /// Safe to run while traffic flows and to rerun: a session already present under the new
+    /// key (copied earlier, or rotated by a login) is never overwritten (`SET … NX`); a legacy
+    /// key is deleted only after its copy exists; an interrupted run loses nothing and the
+    /// next one finishes the job. Migrated sessions join their user's index, so revoke-all
+    /// covers them.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails; what was done until then stays done.
+    pub async fn migrate_legacy(
+        &self,
+        mode: MigrationMode,
+        batch: usize,
+    ) -> Result<MigrationReport, StoreError> {
+        let mut report = MigrationReport::default();
+        let mut pages = Vec::new();
+        self.scan("session:*", batch.max(1), |keys| {
+            pages.push(keys);
+            std::future::ready(Ok(()))
+        })
+        .await?;
+        // SCAN may return a key twice; each legacy id is migrated once per run.
+        let mut seen = std::collections::HashSet::new();
+        for page in pages {
+            let ids: Vec<SessionId> = page
+                .iter()
+                .filter_map(|k| keys::parse_legacy(k))
+                .filter(|id| seen.insert(id.as_str().to_owned()))
+                .collect();
+            report.scanned += ids.len() as u64;
+            let results = join_all(ids.iter().map(|id| self.migrate_one(id, mode))).await;
+            for result in results {
+                match result? {
+                    Migrated::Copied { deleted } => {
+                        report.copied += 1;
+                        report.deleted += u64::from(deleted);
+                    }
+                    Migrated::Present { deleted } => {
+                        report.already_present += 1;
+                        report.deleted += u64::from(deleted);
+                    }
+                    Migrated::Expired => report.expired += 1,
+                    Migrated::Invalid => report.invalid += 1,
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn migrate_one(
+        &self,
+        id: &SessionId,
+        mode: MigrationMode,
+    ) -> Result<Migrated, StoreError> {
+        let legacy = keys::legacy(id);
+        let key = legacy.clone();
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(Migrated::Expired);
+        };
+        let Some(record) = Self::parse(&legacy, &bytes) else {
+            return Ok(Migrated::Invalid);
+        };
+        let now = now_ms();
+        // PTTL -1: no TTL on the legacy key; the record's own expiry then bounds the copy.
+        let ttl_ms = if pttl > 0 {
+            pttl
+        } else {
+            record.expires_at - now
+        };
+        if pttl == -2 || ttl_ms <= 0 || record.is_expired(now) {
+            return Ok(Migrated::Expired);
+        }
+        let new_key = keys::session(&AppContext::Web, id);
+        let created: Option<String> = self
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(new_key)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .arg("NX")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if created.is_some() {
+            self.index_add(
+                &record.user_id,
+                keys::index_member(&AppContext::Web, id),
+                record.expires_at,
+            )
+            .await?;
+        }
+        let deleted = mode == MigrationMode::Move && self.del(legacy).await?;
+        Ok(if created.is_some() {
+            Migrated::Copied { deleted }
+        } else {
+            Migrated::Present { deleted }
+        })
+    }
+
+    /// Writes a session with a given user index entry; shared by `save`.
+    async fn write(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let ttl_secs = ttl_secs(record.expires_at, now);
+        let key = keys::session(context, id);
+        let json = record.to_json();
+        let set = self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(json)
+                .arg("EX")
+                .arg(ttl_secs)
+                .query_async::<()>(&mut c)
+                .await
+        });
+        let index = self.index_add(
+            &record.user_id,
+            keys::index_member(context, id),
+            record.expires_at,
+        );
+        let (set, index) = futures_util::future::join(set, index).await;
+        set?;
+        index
+    }
+}
+
+enum Migrated {
+    Copied { deleted: bool },
+    Present { deleted: bool },
+    Expired,
+    Invalid,
+}
+
+/// `EX` seconds for a record expiring at `expires_at`: rounded up, at least 1, so the key never
+/// outlives the record by more than a second and never dies before it.
+fn ttl_secs(expires_at: i64, now: i64) -> i64 {
+    ((expires_at - now + 999) / 1000).max(1)
+}
+
+async fn timed<T>(
+    limit: Duration,
+    f: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(result) => result.map_err(error),
+        Err(_) => Err(StoreError::Timeout { backend: BACKEND }),
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.load_key(keys::session(context, id)))
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write(context, id, record))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        // The index member goes when the index is next pruned or listed.
+        Box::pin(self.del(keys::session(context, id)))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let script = self.extend.clone();
+            let key = keys::session(context, id);
+            let ttl = ttl_secs(expires_at, now_ms());
+            let moved: i64 = self
+                .run(|mut c| async move {
+                    script
+                        .key(key)
+                        .arg(expires_at)
+                        .arg(ttl)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(moved == 1)
+        })
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let index = keys::user_index(user_id);
+            let members = self.index_members(&index, scope).await?;
+            let deleted = join_all(
+                members
+                    .iter()
+                    .map(|(ctx, id)| self.del(keys::session(ctx, id))),
+            )
+            .await
+            .into_iter()
+            .collect::<Result<Vec<bool>, _>>()?;
+            self.index_remove(&index, &members).await?;
+            Ok(deleted.into_iter().filter(|d| *d).count() as u64)
+        })
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        Box::pin(async move {
+            let index = keys::user_index(user_id);
+            let members = self.index_members(&index, scope).await?;
+            let values = join_all(
+                members
+                    .iter()
+                    .map(|(ctx, id)| self.get(keys::session(ctx, id))),
+            )
+            .await;
+            let now = now_ms();
+            let mut live = Vec::with_capacity(members.len());
+            let mut dead = Vec::new();
+            for ((context, id), value) in members.into_iter().zip(values) {
+                let record = value?
+                    .and_then(|bytes| Self::parse(&keys::session(&context, &id), &bytes))
+                    .filter(|r| !r.is_expired(now) && r.user_id == *user_id);
+                match record {
+                    Some(record) => live.push(SessionInfo {
+                        id,
+                        context,
+                        record,
+                    }),
+                    None => dead.push((context, id)),
+                }
+            }
+            self.index_remove(&index, &dead).await?;
+            Ok(live)
+        })
+    }
+
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.load_key(keys::legacy(id)))
+    }
+
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.del(keys::legacy(id)))
+    }
+}
+
+impl RedisStore {
+    /// Live members of a user's index in `scope` (by score; expired ones are left for pruning).
+    async fn index_members(
+        &self,
+        index: &str,
+        scope: Scope<'_>,
+    ) -> Result<Vec<(AppContext, SessionId)>, StoreError> {
+        let key = index.to_owned();
+        let now = now_ms();
+        let members: Vec<String> = self
+            .run(|mut c| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(now)
+                    .arg("+inf")
+                    .arg("BYSCORE")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| {
+                let (ctx, id) = m.rsplit_once(':')?;
+                Some((ctx.parse::<AppContext>().ok()?, SessionId::parse(id)?))
+            })
+            .filter(|(ctx, _)| match scope {
+                Scope::Context(wanted) => ctx == wanted,
+                Scope::AllContexts => true,
+            })
+            .collect())
+    }
+
+    async fn index_remove(
+        &self,
+        index: &str,
+        members: &[(AppContext, SessionId)],
+    ) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(index);
+        for (ctx, id) in members {
+            cmd.arg(keys::index_member(ctx, id));
+        }
+        self.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_seed_keys() {
+        let id = SessionId::parse("Q2xhc3NpY1Nlc3Npb25JZA").unwrap();
+        assert_eq!(
+            keys::session(&AppContext::Web, &id),
+            "session:web:Q2xhc3NpY1Nlc3Npb25JZA"
+        );
+        assert_eq!(
+            keys::session(&AppContext::Admin, &id),
+            "session:admin:Q2xhc3NpY1Nlc3Npb25JZA"
+        );
+        assert_eq!(keys::legacy(&id), "session:Q2xhc3NpY1Nlc3Npb25JZA");
+        let index = keys::user_index(&Uuid::nil());
+        assert!(!index.starts_with("session:"), "{index}");
+        assert_eq!(
+            keys::parse_legacy("session:Q2xhc3NpY1Nlc3Npb25JZA"),
+            Some(id)
+        );
+        assert_eq!(
+            keys::parse_legacy("session:web:Q2xhc3NpY1Nlc3Npb25JZA"),
+            None
+        );
+    }
+
+    #[test]
+    fn ttl_is_rounded_up() {
+        assert_eq!(ttl_secs(1_000, 0), 1);
+        assert_eq!(ttl_secs(1_001, 0), 2);
+        assert_eq!(ttl_secs(5, 10), 1);
+    }
+}

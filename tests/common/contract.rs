@@ -1,0 +1,149 @@
+//! The `SessionStore` contract, run against every backend (memory, Redis, Redis Cluster).
+
+use std::time::Duration;
+
+use tower_app_sessions::record::now_ms;
+use tower_app_sessions::{
+    AppContext, Scope, SessionId, SessionMetadata, SessionRecord, SessionStore,
+};
+use uuid::Uuid;
+
+fn record(user: Uuid, ttl: Duration) -> SessionRecord {
+    SessionRecord::new(
+        user,
+        SessionMetadata::new()
+            .ip("203.0.113.9")
+            .user_agent("contract/1"),
+        now_ms(),
+        ttl,
+    )
+}
+
+/// Every rule of the store contract; each call uses fresh ids and users, so it can run
+/// concurrently with other tests on the same backend.
+pub async fn store_contract(store: &dyn SessionStore) {
+    let (web, admin) = (AppContext::Web, AppContext::Admin);
+    let bot = AppContext::custom("telegram-bot").unwrap();
+    let user = Uuid::new_v4();
+    let minute = Duration::from_secs(60);
+
+    // save / load, scoped by context
+    let id = SessionId::generate().unwrap();
+    let rec = record(user, minute);
+    store.save(&web, &id, &rec).await.unwrap();
+    assert_eq!(store.load(&web, &id).await.unwrap(), Some(rec.clone()));
+    assert_eq!(
+        store.load(&admin, &id).await.unwrap(),
+        None,
+        "web session visible in admin"
+    );
+    assert_eq!(store.load(&bot, &id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .load(&web, &SessionId::generate().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // extend moves expires_at (and the TTL) in its own context only
+    let later = rec.expires_at + 30_000;
+    assert!(!store.extend(&admin, &id, later).await.unwrap());
+    assert!(store.extend(&web, &id, later).await.unwrap());
+    let extended = store.load(&web, &id).await.unwrap().unwrap();
+    assert_eq!(extended.expires_at, later);
+    assert_eq!(extended.created_at, rec.created_at);
+    assert_eq!(extended.ip, rec.ip);
+    assert_eq!(
+        store.load(&admin, &id).await.unwrap(),
+        None,
+        "extend created an admin session"
+    );
+
+    // delete in another context does nothing; in its own, it deletes, once
+    assert!(!store.delete(&admin, &id).await.unwrap());
+    assert!(store.load(&web, &id).await.unwrap().is_some());
+    assert!(store.delete(&web, &id).await.unwrap());
+    assert!(!store.delete(&web, &id).await.unwrap());
+    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+    // a deleted session is never resurrected by extend
+    assert!(!store.extend(&web, &id, later).await.unwrap());
+    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+
+    // expiry: never returned once expired
+    let short = SessionId::generate().unwrap();
+    store
+        .save(&web, &short, &record(user, Duration::from_millis(1_100)))
+        .await
+        .unwrap();
+    assert!(store.load(&web, &short).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(store.load(&web, &short).await.unwrap(), None);
+
+    // per-user list and revoke, by scope
+    let mut ids = Vec::new();
+    for ctx in [&web, &web, &admin, &bot] {
+        let id = SessionId::generate().unwrap();
+        store.save(ctx, &id, &record(user, minute)).await.unwrap();
+        ids.push((ctx.clone(), id));
+    }
+    let other = Uuid::new_v4();
+    let others = SessionId::generate().unwrap();
+    store
+        .save(&web, &others, &record(other, minute))
+        .await
+        .unwrap();
+
+    let listed = store
+        .list_user_sessions(&user, Scope::Context(&web))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .all(|s| s.context == web && s.record.user_id == user));
+    assert_eq!(listed[0].record.user_agent.as_deref(), Some("contract/1"));
+    let all = store
+        .list_user_sessions(&user, Scope::AllContexts)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+
+    // a session deleted on its own disappears from the list
+    store.delete(&bot, &ids[3].1).await.unwrap();
+    assert_eq!(
+        store
+            .list_user_sessions(&user, Scope::AllContexts)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    assert_eq!(
+        store
+            .delete_user_sessions(&user, Scope::Context(&web))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.load(&web, &ids[0].1).await.unwrap(), None);
+    assert!(store.load(&admin, &ids[2].1).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .delete_user_sessions(&user, Scope::AllContexts)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store
+        .list_user_sessions(&user, Scope::AllContexts)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store.load(&web, &others).await.unwrap().is_some(),
+        "another user's session was touched"
+    );
+    store.delete(&web, &others).await.unwrap();
+}
