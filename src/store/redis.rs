@@ -344,28 +344,19 @@ impl RedisStore {
         Ok(Some(record))
     }
 
-    /// Scans keys matching `pattern` on every primary (SCAN, never KEYS), calling `batch` with
+    /// Scans keys matching `pattern` on every primary (SCAN, never KEYS), calling `page` with
     /// each page of keys.
-    async fn scan<Fut>(
+    async fn scan(
         &self,
         pattern: &str,
         count: usize,
-        mut batch: impl FnMut(Vec<String>) -> Fut,
-    ) -> Result<(), StoreError>
-    where
-        Fut: Future<Output = Result<(), StoreError>>,
-    {
+        mut page: impl FnMut(&[String]),
+    ) -> Result<(), StoreError> {
         for node in self.primaries().await? {
-            let mut cursor: u64 = 0;
+            let mut cursor = 0;
             loop {
-                let mut cmd = redis::cmd("SCAN");
-                cmd.arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(count);
-                let (next, keys): (u64, Vec<String>) = self.on_node(&node, cmd).await?;
-                batch(keys).await?;
+                let (next, keys) = self.scan_page(&node, cursor, pattern, count).await?;
+                page(&keys);
                 cursor = next;
                 if cursor == 0 {
                     break;
@@ -373,6 +364,22 @@ impl RedisStore {
             }
         }
         Ok(())
+    }
+
+    async fn scan_page(
+        &self,
+        node: &Option<(String, u16)>,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        self.on_node(node, cmd).await
     }
 
     /// The nodes a keyspace-wide SCAN must visit: the server itself, or every cluster primary.
@@ -430,9 +437,8 @@ impl RedisStore {
     /// [`StoreError`] if Redis fails.
     pub async fn count_sessions(&self, context: &AppContext) -> Result<u64, StoreError> {
         let mut total = 0u64;
-        self.scan(&keys::context_pattern(context), 1000, |keys| {
-            total += keys.len() as u64;
-            std::future::ready(Ok(()))
+        self.scan(&keys::context_pattern(context), 1000, |page| {
+            total += page.len() as u64;
         })
         .await?;
         Ok(total)
@@ -444,12 +450,11 @@ impl RedisStore {
     /// [`StoreError`] if Redis fails.
     pub async fn count_legacy_sessions(&self) -> Result<u64, StoreError> {
         let mut total = 0u64;
-        self.scan("session:*", 1000, |keys| {
-            total += keys
+        self.scan("session:*", 1000, |page| {
+            total += page
                 .iter()
                 .filter(|k| keys::parse_legacy(k).is_some())
                 .count() as u64;
-            std::future::ready(Ok(()))
         })
         .await?;
         Ok(total)
@@ -472,34 +477,36 @@ impl RedisStore {
         batch: usize,
     ) -> Result<MigrationReport, StoreError> {
         let mut report = MigrationReport::default();
-        let mut pages = Vec::new();
-        self.scan("session:*", batch.max(1), |keys| {
-            pages.push(keys);
-            std::future::ready(Ok(()))
-        })
-        .await?;
-        // SCAN may return a key twice; each legacy id is migrated once per run.
-        let mut seen = std::collections::HashSet::new();
-        for page in pages {
-            let ids: Vec<SessionId> = page
-                .iter()
-                .filter_map(|k| keys::parse_legacy(k))
-                .filter(|id| seen.insert(id.as_str().to_owned()))
-                .collect();
-            report.scanned += ids.len() as u64;
-            let results = join_all(ids.iter().map(|id| self.migrate_one(id, mode))).await;
-            for result in results {
-                match result? {
-                    Migrated::Copied { deleted } => {
-                        report.copied += 1;
-                        report.deleted += u64::from(deleted);
+        // Page by page, so memory stays bounded by one page whatever the keyspace holds. SCAN
+        // may return a key twice; the second visit finds the copy (`SET NX`) and counts as
+        // already present.
+        for node in self.primaries().await? {
+            let mut cursor = 0;
+            loop {
+                let (next, page) = self
+                    .scan_page(&node, cursor, "session:*", batch.max(1))
+                    .await?;
+                let ids: Vec<SessionId> =
+                    page.iter().filter_map(|k| keys::parse_legacy(k)).collect();
+                report.scanned += ids.len() as u64;
+                let results = join_all(ids.iter().map(|id| self.migrate_one(id, mode))).await;
+                for result in results {
+                    match result? {
+                        Migrated::Copied { deleted } => {
+                            report.copied += 1;
+                            report.deleted += u64::from(deleted);
+                        }
+                        Migrated::Present { deleted } => {
+                            report.already_present += 1;
+                            report.deleted += u64::from(deleted);
+                        }
+                        Migrated::Expired => report.expired += 1,
+                        Migrated::Invalid => report.invalid += 1,
                     }
-                    Migrated::Present { deleted } => {
-                        report.already_present += 1;
-                        report.deleted += u64::from(deleted);
-                    }
-                    Migrated::Expired => report.expired += 1,
-                    Migrated::Invalid => report.invalid += 1,
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
                 }
             }
         }

@@ -1,0 +1,216 @@
+//! The legacy-key migration (`session:<id>` → `session:web:<id>`) on a throwaway Redis, so the
+//! SCAN sees exactly the keys this test wrote.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::routing;
+use axum::Router;
+use common::redis_server::RedisServer;
+use common::{get, send, Finish};
+use redis::AsyncCommands;
+use tower_app_sessions::record::now_ms;
+use tower_app_sessions::store::redis::{MigrationMode, RedisConfig, RedisStore};
+use tower_app_sessions::{
+    AppContext, CurrentUser, MemoryUsers, Role, Scope, SessionId, SessionStore, Sessions, User,
+};
+use uuid::Uuid;
+
+const KEYS: usize = 10_000;
+
+#[tokio::test]
+async fn ten_thousand_legacy_keys_move_with_their_ttls_and_the_run_is_repeatable() {
+    let server = RedisServer::start_plain();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let store = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let user = Uuid::new_v4();
+    let now = now_ms();
+
+    // Legacy keys with TTLs spread from 100 s to ~10 000 s, as the TypeScript app wrote them.
+    let mut ids = Vec::with_capacity(KEYS);
+    let mut pipe = redis::pipe();
+    for i in 0..KEYS {
+        let id = SessionId::generate().unwrap();
+        let ttl = 100 + i as i64;
+        let json = format!(
+            r#"{{"user_id":"{user}","created_at":{now},"expires_at":{},"ip":"203.0.113.{}","user_agent":"TS"}}"#,
+            now + ttl * 1000,
+            i % 250
+        );
+        pipe.cmd("SET")
+            .arg(format!("session:{}", id.as_str()))
+            .arg(json)
+            .arg("EX")
+            .arg(ttl)
+            .ignore();
+        ids.push((id, ttl));
+    }
+    // Keys that are not legacy sessions must be left alone.
+    pipe.cmd("SET")
+        .arg("session:too:many:colons")
+        .arg("x")
+        .ignore();
+    pipe.cmd("SET")
+        .arg(format!("session:{}", "b".repeat(20)))
+        .arg("not json")
+        .arg("EX")
+        .arg(600)
+        .ignore();
+    let _: () = pipe.query_async(&mut raw).await.unwrap();
+    assert_eq!(
+        store.count_legacy_sessions().await.unwrap(),
+        KEYS as u64 + 1
+    );
+
+    let started = Instant::now();
+    let report = store
+        .migrate_legacy(MigrationMode::Copy, 500)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "migrated {} legacy keys in {:.2} s: {:.0} keys/s",
+        report.copied,
+        elapsed.as_secs_f64(),
+        report.copied as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(report.scanned, KEYS as u64 + 1);
+    assert_eq!(report.copied, KEYS as u64);
+    assert_eq!(report.invalid, 1);
+    assert_eq!(report.deleted, 0);
+    assert_eq!(
+        store.count_sessions(&AppContext::Web).await.unwrap(),
+        KEYS as u64
+    );
+
+    // TTLs kept (±1 s), values byte-identical.
+    for (id, ttl) in ids.iter().step_by(97) {
+        let new_key = format!("session:web:{}", id.as_str());
+        let got: i64 = raw.ttl(&new_key).await.unwrap();
+        assert!(
+            (got - ttl).abs() <= 1 + started.elapsed().as_secs() as i64,
+            "ttl {got} vs {ttl}"
+        );
+        let old: String = raw.get(format!("session:{}", id.as_str())).await.unwrap();
+        let new: String = raw.get(&new_key).await.unwrap();
+        assert_eq!(old, new);
+    }
+    // Migrated sessions are in the user's index: revoke-all will reach them.
+    let listed = store
+        .list_user_sessions(&user, Scope::Context(&AppContext::Web))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), KEYS);
+
+    // Rerun: nothing copied twice, nothing overwritten.
+    let again = store
+        .migrate_legacy(MigrationMode::Copy, 500)
+        .await
+        .unwrap();
+    assert_eq!((again.copied, again.already_present), (0, KEYS as u64));
+
+    // A session rotated after the copy is not clobbered by a later run.
+    let (first, _) = &ids[0];
+    let _: () = raw
+        .set_ex(
+            format!("session:web:{}", first.as_str()),
+            "{\"kept\":true}",
+            600,
+        )
+        .await
+        .unwrap();
+
+    // Move: legacy keys deleted once their copy exists; rerunnable to completion.
+    let moved = store
+        .migrate_legacy(MigrationMode::Move, 1000)
+        .await
+        .unwrap();
+    assert_eq!(moved.deleted, KEYS as u64);
+    assert_eq!(
+        store.count_legacy_sessions().await.unwrap(),
+        1,
+        "only the invalid one is left"
+    );
+    let kept: String = raw
+        .get(format!("session:web:{}", first.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(kept, "{\"kept\":true}");
+    let last = store
+        .migrate_legacy(MigrationMode::Move, 1000)
+        .await
+        .unwrap();
+    assert_eq!((last.copied, last.deleted), (0, 0));
+    assert_eq!(
+        raw.get::<_, Option<String>>("session:too:many:colons")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("x")
+    );
+}
+
+#[tokio::test]
+async fn migrated_sessions_open_web_with_the_fallback_off() {
+    let server = RedisServer::start_plain();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let store = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let users = MemoryUsers::new();
+    let alice = users
+        .insert(User::new("alice@example.com", Role::User))
+        .unwrap();
+    let now = now_ms();
+    let id = SessionId::generate().unwrap();
+    let json = format!(
+        r#"{{"user_id":"{}","created_at":{now},"expires_at":{}}}"#,
+        alice.id,
+        now + 60_000
+    );
+    let _: () = raw
+        .set_ex(format!("session:{}", id.as_str()), json, 60)
+        .await
+        .unwrap();
+
+    let sessions = Sessions::new(store.clone(), users);
+    let me = || routing::get(|u: CurrentUser<User>| async move { u.email.clone() });
+    let web = Router::new()
+        .route("/me", me())
+        .layer(sessions.layer(AppContext::Web));
+    let admin = Router::new()
+        .route("/me", me())
+        .layer(sessions.layer(AppContext::Admin));
+    assert_eq!(
+        send(&web, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        401,
+        "fallback is off"
+    );
+
+    store
+        .migrate_legacy(MigrationMode::Move, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&web, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&admin, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        401
+    );
+    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
