@@ -79,6 +79,9 @@ fn ensure_built() {
         for name in EXAMPLES {
             cmd.args(["--example", name]);
         }
+        if cfg!(feature = "redis") {
+            cmd.args(["--features", "redis"]);
+        }
         if examples_dir().parent().and_then(Path::file_name) == Some("release".as_ref()) {
             cmd.arg("--release");
         }
@@ -115,6 +118,10 @@ impl Drop for Server {
 
 impl Server {
     fn start(name: &str) -> Server {
+        Self::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, env: &[(&str, &str)]) -> Server {
         ensure_built();
         let mut child = Command::new(binary(name))
             .env("BIND_ADDR", "127.0.0.1:0")
@@ -123,6 +130,7 @@ impl Server {
             .env_remove("REDIS_URL")
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -656,4 +664,55 @@ async fn hyper_service_login_me_logout() {
         .send()
         .await
         .assert_status(401);
+}
+
+/// `SESSION_ENV=development REDIS_URL=…`: the same example keeps its sessions in Redis under
+/// the TypeScript apps' keys.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn multi_app_keeps_its_sessions_in_redis_in_development() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let server = Server::start_with(
+        "multi_app",
+        &[("SESSION_ENV", "development"), ("REDIS_URL", &url)],
+    );
+    let reply = login(&server, "web", "user@example.com", "user-password").await;
+    reply.assert_status(200);
+    let token = reply.token();
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let value: Option<String> = redis::cmd("GET")
+        .arg(format!("session:web:{token}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let value = value.expect("the web login is a key session:web:<token>");
+    let record: Value = serde_json::from_str(&value).unwrap();
+    assert_eq!(record["user_id"], reply.json()["user"]["id"]);
+    server
+        .get("/web/me")
+        .cookie("web_sid", &token)
+        .send()
+        .await
+        .assert_status(200);
+    server
+        .get("/admin/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+
+    server
+        .post("/web/logout")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(204);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("session:web:{token}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!exists, "logout deleted the Redis key");
 }
