@@ -123,3 +123,9 @@ impl IntoResponse for SessionError {
         rejection(SessionStatus::Unavailable)
     }
 }
+
+impl IntoResponse for crate::require::Forbidden {
+    fn into_response(self) -> Response {
+        crate::require::forbidden()
+    }
+}

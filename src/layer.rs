@@ -498,7 +498,7 @@ async fn authenticate<U: Send + Sync + 'static>(
         }
     }
 
-    let user = match layer.users.resolve(&record.user_id).await {
+    let user = match layer.users.resolve(context, &record.user_id).await {
         Ok(Some(user)) => user,
         Ok(None) => return (anonymous(), None),
         Err(error) => return unavailable("user store", &error),

@@ -161,3 +161,167 @@ impl<F, B> fmt::Debug for RequireUserFuture<F, B> {
         f.write_str("RequireUserFuture")
     }
 }
+
+/// Body of every `403` for a missing permission.
+pub const FORBIDDEN_BODY: &str = r#"{"error":"forbidden"}"#;
+
+/// A user type that carries permissions, for [`RequirePermissionLayer`].
+pub trait HasPermission {
+    /// Whether the user holds `permission` in the context they were resolved in.
+    fn has_permission(&self, permission: &str) -> bool;
+}
+
+impl HasPermission for crate::User {
+    fn has_permission(&self, permission: &str) -> bool {
+        crate::User::has_permission(self, permission)
+    }
+}
+
+/// Requires a user holding a permission (a `user_permissions` row of the layer's context,
+/// unexpired): `401`/`503` as [`RequireUserLayer`] without a user, `403` without the
+/// permission.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use axum::{routing::post, Router};
+/// use tower::ServiceExt;
+/// use tower_app_sessions::{require::RequirePermissionLayer, AppContext, SessionLayer, User};
+///
+/// let refunds: Router = Router::new()
+///     .route("/refund", post(|| async { "refunded" }))
+///     .layer(RequirePermissionLayer::<User>::new("orders:refund"))
+///     .layer(SessionLayer::for_context(AppContext::Admin));
+/// let res = refunds.oneshot(http::Request::post("/refund").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), 401);
+/// # });
+/// ```
+#[must_use]
+pub struct RequirePermissionLayer<U = crate::User> {
+    permission: std::borrow::Cow<'static, str>,
+    _user: std::marker::PhantomData<fn() -> U>,
+}
+
+impl<U> RequirePermissionLayer<U> {
+    /// Requires `permission`.
+    pub fn new(permission: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self {
+            permission: permission.into(),
+            _user: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<U> Clone for RequirePermissionLayer<U> {
+    fn clone(&self) -> Self {
+        Self::new(self.permission.clone())
+    }
+}
+
+impl<U> fmt::Debug for RequirePermissionLayer<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequirePermissionLayer")
+            .field(&self.permission)
+            .finish()
+    }
+}
+
+impl<S, U> Layer<S> for RequirePermissionLayer<U> {
+    type Service = RequirePermission<S, U>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequirePermission {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`RequirePermissionLayer`].
+pub struct RequirePermission<S, U = crate::User> {
+    inner: S,
+    layer: RequirePermissionLayer<U>,
+}
+
+impl<S: Clone, U> Clone for RequirePermission<S, U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, U> fmt::Debug for RequirePermission<S, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequirePermission")
+            .field("inner", &self.inner)
+            .field("permission", &self.layer.permission)
+            .finish()
+    }
+}
+
+/// The `403` a request gets for a missing permission.
+pub fn forbidden<B: From<&'static str>>() -> Response<B> {
+    let mut response = Response::new(B::from(FORBIDDEN_BODY));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, U>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<&'static str>,
+    U: HasPermission + Send + Sync + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = RequireUserFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let response = match req.extensions().get::<crate::CurrentUser<U>>() {
+            Some(user) if user.has_permission(&self.layer.permission) => {
+                return RequireUserFuture::Inner {
+                    future: self.inner.call(req),
+                }
+            }
+            Some(_) => forbidden(),
+            None => rejection(status_of(req.extensions())),
+        };
+        RequireUserFuture::Rejected {
+            response: Some(response),
+        }
+    }
+}
+
+/// A user lacks a permission; answers `403` (feature `axum`: `IntoResponse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("forbidden: missing permission")]
+pub struct Forbidden;
+
+impl<U: HasPermission> crate::CurrentUser<U> {
+    /// `Ok` if the user holds `permission`, else [`Forbidden`] (a `403` in axum handlers):
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tower_app_sessions::{CurrentUser, Role, User};
+    /// let user = CurrentUser::new(Arc::new(User::new("ops@example.com", Role::Operator)));
+    /// assert!(user.require_permission("orders:refund").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Forbidden`] when the permission is missing.
+    pub fn require_permission(&self, permission: &str) -> Result<(), Forbidden> {
+        if self.has_permission(permission) {
+            Ok(())
+        } else {
+            Err(Forbidden)
+        }
+    }
+}

@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{User, UserError, UserRepository, UserResolver};
+use super::{PermissionGrant, User, UserError, UserRepository, UserResolver};
 use crate::store::{BoxFuture, StoreError};
+use crate::AppContext;
 
 /// An in-process [`UserRepository`]: the users of `SESSION_ENV=mock` and of tests and demos.
 /// Clones share the same users.
@@ -19,7 +20,7 @@ use crate::store::{BoxFuture, StoreError};
 /// let users = MemoryUsers::new();
 /// let ada = users.create(User::new("Ada@Example.com", Role::Admin)).await.unwrap();
 /// assert_eq!(users.find_by_email("ada@example.com").await.unwrap().unwrap().id, ada.id);
-/// assert!(users.resolve(&ada.id).await.unwrap().is_some());
+/// assert!(users.resolve(&tower_app_sessions::AppContext::Admin, &ada.id).await.unwrap().is_some());
 /// # });
 /// ```
 #[derive(Clone, Default)]
@@ -31,6 +32,8 @@ pub struct MemoryUsers {
 struct Directory {
     by_id: HashMap<Uuid, Arc<User>>,
     by_email: HashMap<String, Uuid>,
+    /// permission → expiry, per user and context
+    permissions: HashMap<(Uuid, AppContext), HashMap<String, Option<DateTime<Utc>>>>,
 }
 
 fn email_key(email: &str) -> String {
@@ -89,9 +92,29 @@ impl UserResolver for MemoryUsers {
 
     fn resolve<'a>(
         &'a self,
+        context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        ready(Ok(self.read(|d| d.by_id.get(user_id).cloned())))
+        let now = Utc::now();
+        ready(Ok(self.read(|d| {
+            let user = d.by_id.get(user_id)?;
+            let mut granted: Vec<String> = d
+                .permissions
+                .get(&(*user_id, context.clone()))
+                .into_iter()
+                .flatten()
+                .filter(|(_, expires)| expires.is_none_or(|at| at > now))
+                .map(|(p, _)| p.clone())
+                .collect();
+            if granted.is_empty() {
+                // The common case shares the stored user: no copy per request.
+                return Some(Arc::clone(user));
+            }
+            granted.sort();
+            let mut user = User::clone(user);
+            user.permissions = granted;
+            Some(Arc::new(user))
+        })))
     }
 }
 
@@ -136,6 +159,29 @@ impl UserRepository for MemoryUsers {
             }
         });
         ready(Ok(()))
+    }
+
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write(|d| {
+            d.permissions
+                .entry((*grant.user_id, grant.context.clone()))
+                .or_default()
+                .insert(grant.permission.to_owned(), grant.expires_at);
+        });
+        ready(Ok(()))
+    }
+
+    fn revoke_permission<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        context: &'a AppContext,
+        permission: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        ready(Ok(self.write(|d| {
+            d.permissions
+                .get_mut(&(*user_id, context.clone()))
+                .is_some_and(|granted| granted.remove(permission).is_some())
+        })))
     }
 }
 
@@ -196,7 +242,7 @@ mod tests {
         assert!(a.last_login_at.is_none());
         users.record_login(&a.id).await.unwrap();
         assert!(users
-            .resolve(&a.id)
+            .resolve(&AppContext::Web, &a.id)
             .await
             .unwrap()
             .unwrap()
@@ -207,5 +253,45 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn permissions_are_per_context_and_expire() {
+        let users = MemoryUsers::new();
+        let a = users
+            .insert(User::new("a@example.com", Role::Operator))
+            .unwrap();
+        let grant = |permission, expires_at| PermissionGrant {
+            user_id: &a.id,
+            context: &AppContext::Admin,
+            permission,
+            granted_by: None,
+            expires_at,
+        };
+        users.grant(grant("refunds", None)).await.unwrap();
+        let past = Utc::now() - chrono::Duration::seconds(1);
+        users.grant(grant("exports", Some(past))).await.unwrap();
+        let admin = users
+            .resolve(&AppContext::Admin, &a.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(admin.permissions, ["refunds"]);
+        let web = users
+            .resolve(&AppContext::Web, &a.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(web.permissions.is_empty());
+        assert!(users
+            .revoke_permission(&a.id, &AppContext::Admin, "refunds")
+            .await
+            .unwrap());
+        let admin = users
+            .resolve(&AppContext::Admin, &a.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(admin.permissions.is_empty());
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::store::{BoxFuture, StoreError};
+use crate::AppContext;
 
 #[cfg(feature = "memory")]
 mod memory;
@@ -25,13 +26,13 @@ pub use memory::MemoryUsers;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tower_app_sessions::{store::{BoxFuture, StoreError}, UserResolver};
+/// use tower_app_sessions::{store::{BoxFuture, StoreError}, AppContext, UserResolver};
 ///
 /// struct Everyone;
 /// impl UserResolver for Everyone {
 ///     type User = String;
-///     fn resolve<'a>(&'a self, id: &'a uuid::Uuid) -> BoxFuture<'a, Result<Option<Arc<String>>, StoreError>> {
-///         Box::pin(async move { Ok(Some(Arc::new(format!("user {id}")))) })
+///     fn resolve<'a>(&'a self, context: &'a AppContext, id: &'a uuid::Uuid) -> BoxFuture<'a, Result<Option<Arc<String>>, StoreError>> {
+///         Box::pin(async move { Ok(Some(Arc::new(format!("user {id} in {context}")))) })
 ///     }
 /// }
 /// ```
@@ -39,9 +40,11 @@ pub trait UserResolver: Send + Sync + 'static {
     /// The user type handlers receive in [`CurrentUser`](crate::CurrentUser).
     type User: Send + Sync + 'static;
 
-    /// The user with this id, if there is one.
+    /// The user with this id as the application `context` sees them (for [`User`]: with the
+    /// permissions granted in that context), if there is one.
     fn resolve<'a>(
         &'a self,
+        context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> BoxFuture<'a, Result<Option<Arc<Self::User>>, StoreError>>;
 }
@@ -123,6 +126,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// `users.last_login_at`
     pub last_login_at: Option<DateTime<Utc>>,
+    /// The unexpired `user_permissions` of the context the user was resolved in, sorted.
+    /// Empty on users not obtained through [`UserResolver::resolve`].
+    pub permissions: Vec<String>,
 }
 
 impl User {
@@ -137,7 +143,21 @@ impl User {
             is_verified: false,
             created_at: Utc::now(),
             last_login_at: None,
+            permissions: Vec::new(),
         }
+    }
+
+    /// Whether the user holds `permission` in the context they were resolved in.
+    ///
+    /// ```
+    /// use tower_app_sessions::{Role, User};
+    /// let mut user = User::new("ops@example.com", Role::Operator);
+    /// user.permissions = vec!["orders:refund".into()];
+    /// assert!(user.has_permission("orders:refund"));
+    /// assert!(!user.has_permission("users:delete"));
+    /// ```
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
     }
 
     /// Sets the password hash (hash it yourself, e.g. with argon2; plain passwords never
@@ -165,6 +185,7 @@ impl fmt::Debug for User {
             .field("is_verified", &self.is_verified)
             .field("created_at", &self.created_at)
             .field("last_login_at", &self.last_login_at)
+            .field("permissions", &self.permissions)
             .finish_non_exhaustive()
     }
 }
@@ -200,4 +221,31 @@ pub trait UserRepository: UserResolver<User = User> {
 
     /// Sets `last_login_at` to now.
     fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Grants `permission` in `context` until `expires_at` (forever if `None`); granting it
+    /// again replaces the expiry (`user_permissions` is unique on user, permission, context).
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Revokes `permission` in `context`; `true` if it was granted.
+    fn revoke_permission<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        context: &'a AppContext,
+        permission: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// A row of `user_permissions` to write with [`UserRepository::grant`].
+#[derive(Debug, Clone, Copy)]
+pub struct PermissionGrant<'a> {
+    /// Who gets it.
+    pub user_id: &'a Uuid,
+    /// Where it applies.
+    pub context: &'a AppContext,
+    /// The permission, at most 100 characters (`VARCHAR(100)`).
+    pub permission: &'a str,
+    /// Who granted it (`granted_by`).
+    pub granted_by: Option<&'a Uuid>,
+    /// When it lapses; `None` never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
