@@ -305,10 +305,14 @@ impl Session {
         let id = SessionId::generate()?;
         // Old id first: if that fails nothing changed; if the save below fails the user is
         // logged out, which fails closed.
+        let had_session = self.state().current.is_some();
         if self.remove_current().await? {
             tracing::debug!(context = %self.context(), "legacy session replaced by a context-scoped one");
         }
-        self.state().change = Change::Removed;
+        if had_session {
+            // If the save below fails, the browser must not keep the id we just deleted.
+            self.state().change = Change::Removed;
+        }
         let shared = &self.inner.shared;
         shared.store.save(&shared.context, &id, &record).await?;
         let max_age = shared.settings.cookie_max_age(&record, now_ms());

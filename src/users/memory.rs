@@ -33,8 +33,11 @@ struct Directory {
     by_id: HashMap<Uuid, Arc<User>>,
     by_email: HashMap<String, Uuid>,
     /// permission → expiry, per user and context
-    permissions: HashMap<(Uuid, AppContext), HashMap<String, Option<DateTime<Utc>>>>,
+    permissions: HashMap<(Uuid, AppContext), Grants>,
 }
+
+/// Permission → expiry (`None`: never).
+type Grants = HashMap<String, Option<DateTime<Utc>>>;
 
 fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
