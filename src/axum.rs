@@ -3,7 +3,7 @@
 //! - [`CurrentUser<U>`](crate::CurrentUser): `401` when there is no user, `503` when a backend
 //!   failed (never `500`);
 //! - `Option<CurrentUser<U>>` and [`MaybeUser<U>`]: the user if there is one, never rejects;
-//! - [`Session`](crate::Session): the handle, present on every request through the layer.
+//! - [`Session`]: the handle, present on every request through the layer.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
