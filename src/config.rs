@@ -107,6 +107,16 @@ pub enum ConfigError {
         /// How to fix it.
         fix: &'static str,
     },
+    /// A number-valued variable that is not a number.
+    #[error("{var}={value:?} is not a whole number: set {var} to a number such as {example}")]
+    NotANumber {
+        /// The variable.
+        var: &'static str,
+        /// Its value (cut to 64 characters).
+        value: String,
+        /// A valid value.
+        example: u64,
+    },
     /// A backend named by a variable could not be reached at startup.
     #[error(
         "{var} could not be reached: {reason}; check that the server runs and that {var} is right"
@@ -158,6 +168,7 @@ pub struct Sessions {
     settings: Settings,
     environment: Environment,
     strategy: MigrationStrategy,
+    databases: Databases,
 }
 
 impl fmt::Debug for Sessions {
@@ -172,15 +183,27 @@ impl fmt::Debug for Sessions {
 impl Sessions {
     /// Sessions on `store` with users from `users`.
     pub fn new<R: UserRepository>(store: impl SessionStore, users: R) -> Self {
-        let users = Arc::new(users);
-        Self {
-            store: Arc::new(store),
-            resolver: users.clone(),
-            users,
-            settings: Settings::default(),
-            environment: Environment::Mock,
-            strategy: MigrationStrategy::MockOnly,
-        }
+        Self::from_parts(Arc::new(store), Arc::new(users))
+    }
+
+    /// Attaches the web app's own database (`DATABASE_WEB_URL`): web layers then give
+    /// handlers [`Session::web`](crate::Session::web), and [`migrate`](Self::migrate) creates
+    /// its tables.
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn with_web_database(mut self, db: crate::webdb::WebDatabase) -> Self {
+        self.settings.web_db = Some(db.clone());
+        self.databases.web = Some(db);
+        self
+    }
+
+    /// Has [`migrate`](Self::migrate) run the crate's migrations on this identity pool (for
+    /// stores built by hand; `from_env` does it for you).
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn with_identity_database(mut self, pool: sqlx::PgPool) -> Self {
+        self.databases.identity = Some(pool);
+        self
     }
 
     /// In-memory sessions and users: the embedded default.
@@ -194,6 +217,7 @@ impl Sessions {
     ///
     /// # Errors
     /// [`ConfigError`] naming the variable to set or fix.
+    #[cfg(feature = "memory")]
     pub async fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|var| std::env::var(var).ok()).await
     }
@@ -212,6 +236,7 @@ impl Sessions {
     ///
     /// # Errors
     /// As [`Sessions::from_env`].
+    #[cfg(feature = "memory")]
     pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
         let environment: Environment = match get("SESSION_ENV") {
@@ -225,7 +250,6 @@ impl Sessions {
             None => MigrationStrategy::ProductionOnly,
         };
         if environment == Environment::Mock && strategy == MigrationStrategy::MockOnly {
-            #[cfg(feature = "memory")]
             return Ok(Self::memory());
         }
         let needed_by = if explicit_strategy.is_some() && environment == Environment::Mock {
@@ -240,56 +264,55 @@ impl Sessions {
                 fix: "set REDIS_URL=redis://host:6379 (or rediss://user:password@host:port), or use SESSION_ENV=mock for in-memory sessions",
             });
         };
-        if environment == Environment::Production
-            && get("DATABASE_URL")
-                .or_else(|| get("DATABASE_IDENTITY_URL"))
-                .is_none()
-        {
+        let max_retries = parse_number(&get, "REDIS_MAX_RETRIES", 3)?;
+        let revalidate = parse_number(&get, "SESSION_REVALIDATE_SECS", 5)?;
+        // DATABASE_IDENTITY_URL (the seed's multi-database setup) wins over DATABASE_URL.
+        let identity = get("DATABASE_IDENTITY_URL")
+            .map(|url| ("DATABASE_IDENTITY_URL", url))
+            .or_else(|| get("DATABASE_URL").map(|url| ("DATABASE_URL", url)));
+        let database_required = environment == Environment::Production
+            || strategy == MigrationStrategy::MockWithWriteThrough
+            || (environment == Environment::Mock && explicit_strategy.is_some());
+        if identity.is_none() && database_required {
             return Err(ConfigError::Missing {
                 var: "DATABASE_URL",
                 needed_by,
                 fix: "set DATABASE_URL (or DATABASE_IDENTITY_URL) to the PostgreSQL user database, e.g. postgres://user:password@host:5432/db",
             });
         }
-        if environment == Environment::Production
-            || strategy == MigrationStrategy::MockWithWriteThrough
-        {
-            return Err(ConfigError::BackendUnavailable {
-                var: if environment == Environment::Production { "SESSION_ENV" } else { "SESSION_MIGRATION_STRATEGY" },
-                value: if environment == Environment::Production { environment.to_string() } else { strategy.to_string() },
-                feature: "postgres",
-                fix: "the PostgreSQL backend is not in this release; use SESSION_ENV=development (Redis sessions, embedded users) or SESSION_ENV=mock",
-            });
-        }
-        let max_retries = match get("REDIS_MAX_RETRIES") {
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| ConfigError::Invalid {
-                    var: "REDIS_MAX_RETRIES",
-                    value: v.chars().take(64).collect(),
-                    expected: "a whole number such as 3",
-                })?,
-            None => 3,
-        };
-        Self::with_redis(&redis_url, max_retries, environment, strategy).await
-    }
 
-    #[cfg(feature = "redis")]
-    async fn with_redis(
-        url: &str,
-        max_retries: usize,
-        environment: Environment,
-        strategy: MigrationStrategy,
-    ) -> Result<Self, ConfigError> {
-        use crate::store::redis::{RedisConfig, RedisStore};
-        let store = RedisStore::connect(RedisConfig::new(url).max_retries(max_retries))
-            .await
-            .map_err(|e| ConfigError::Unreachable {
-                var: "REDIS_URL",
-                reason: e.to_string(),
-            })?;
-        let mut sessions = Self::new(store, crate::MemoryUsers::new());
+        let redis = backends::redis(&redis_url, max_retries).await?;
+        let mut sessions = match identity {
+            None => {
+                // Development without a database: Redis sessions, embedded users.
+                tracing::info!(
+                    "SESSION_ENV={environment}: Redis sessions, in-memory users (no DATABASE_URL)"
+                );
+                Self::from_parts(redis, Arc::new(crate::MemoryUsers::new()))
+            }
+            Some((var, url)) => {
+                let pg = backends::postgres(var, &url).await?;
+                let tiered: Arc<dyn SessionStore> = Arc::new(
+                    crate::store::tiered::TieredStore::new(redis, pg.store)
+                        .revalidate_after(std::time::Duration::from_secs(revalidate)),
+                );
+                let store: Arc<dyn SessionStore> =
+                    if strategy == MigrationStrategy::MockWithWriteThrough {
+                        Arc::new(crate::store::tiered::WriteThroughStore::new(
+                            Arc::new(crate::MemoryStore::new()),
+                            tiered,
+                        ))
+                    } else {
+                        tiered
+                    };
+                let mut sessions = Self::from_shared(store, pg.users);
+                sessions.databases = pg.databases;
+                sessions
+            }
+        };
+        if let Some(url) = get("DATABASE_WEB_URL") {
+            backends::attach_web_database(&mut sessions, &url).await?;
+        }
         sessions.environment = environment;
         sessions.strategy = strategy;
         if strategy == MigrationStrategy::Gradual {
@@ -298,19 +321,40 @@ impl Sessions {
         Ok(sessions)
     }
 
-    #[cfg(not(feature = "redis"))]
-    async fn with_redis(
-        _url: &str,
-        _max_retries: usize,
-        environment: Environment,
-        _strategy: MigrationStrategy,
-    ) -> Result<Self, ConfigError> {
-        Err(ConfigError::BackendUnavailable {
-            var: "SESSION_ENV",
-            value: environment.to_string(),
-            feature: "redis",
-            fix: "enable the `redis` cargo feature of tower-app-sessions, or use SESSION_ENV=mock",
-        })
+    fn from_parts<R: UserRepository>(store: Arc<dyn SessionStore>, users: Arc<R>) -> Self {
+        let resolver: Arc<dyn UserResolver<User = User>> = users.clone();
+        Self::from_both(store, users, resolver)
+    }
+
+    #[cfg(feature = "memory")]
+    fn from_shared(store: Arc<dyn SessionStore>, users: backends::Users) -> Self {
+        Self::from_both(store, users.repository, users.resolver)
+    }
+
+    fn from_both(
+        store: Arc<dyn SessionStore>,
+        users: Arc<dyn UserRepository>,
+        resolver: Arc<dyn UserResolver<User = User>>,
+    ) -> Self {
+        Self {
+            store,
+            users,
+            resolver,
+            settings: Settings::default(),
+            environment: Environment::Mock,
+            strategy: MigrationStrategy::MockOnly,
+            databases: Databases::default(),
+        }
+    }
+
+    /// Runs the crate's PostgreSQL migrations on the identity database (and creates the web
+    /// app's tables in `DATABASE_WEB_URL`, when set). Never called implicitly; a no-op without
+    /// PostgreSQL. Safe to rerun.
+    ///
+    /// # Errors
+    /// [`MigrateError`] naming the database that failed.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        self.databases.migrate().await
     }
 
     /// A layer for `context` on these stores. Configure it further (cookie name, timeouts,
@@ -342,6 +386,178 @@ impl Sessions {
     /// `SESSION_MIGRATION_STRATEGY` this was built for.
     pub fn strategy(&self) -> MigrationStrategy {
         self.strategy
+    }
+}
+
+#[cfg(feature = "memory")]
+fn parse_number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::NotANumber {
+            var,
+            value: v.chars().take(64).collect(),
+            example: default,
+        }),
+        None => Ok(default),
+    }
+}
+
+/// A migration of one of the databases failed.
+#[derive(Debug, thiserror::Error)]
+#[error("migrating the {database} database failed: {reason}")]
+pub struct MigrateError {
+    /// `identity` or `web`.
+    pub database: &'static str,
+    /// The migrator's message.
+    pub reason: String,
+}
+
+/// The PostgreSQL databases a [`Sessions`] migrates: identity (users, sessions, permissions)
+/// and the web app's own.
+#[derive(Clone, Default)]
+struct Databases {
+    #[cfg(feature = "postgres")]
+    identity: Option<sqlx::PgPool>,
+    #[cfg(feature = "postgres")]
+    web: Option<crate::webdb::WebDatabase>,
+}
+
+impl Databases {
+    async fn migrate(&self) -> Result<(), MigrateError> {
+        #[cfg(feature = "postgres")]
+        {
+            if let Some(pool) = &self.identity {
+                crate::store::postgres::migrate(pool)
+                    .await
+                    .map_err(|e| MigrateError {
+                        database: "identity",
+                        reason: e.to_string(),
+                    })?;
+            }
+            if let Some(web) = &self.web {
+                web.migrate().await.map_err(|e| MigrateError {
+                    database: "web",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Building the backends `from_env` asks for, whatever features this build has.
+#[cfg(feature = "memory")]
+mod backends {
+    use std::sync::Arc;
+
+    use super::{ConfigError, Databases, Sessions};
+    use crate::store::SessionStore;
+    use crate::users::{UserRepository, UserResolver};
+    use crate::User;
+
+    /// One user backend seen as both traits.
+    pub(super) struct Users {
+        pub(super) repository: Arc<dyn UserRepository>,
+        pub(super) resolver: Arc<dyn UserResolver<User = User>>,
+    }
+
+    pub(super) struct Postgres {
+        pub(super) store: Arc<dyn SessionStore>,
+        pub(super) users: Users,
+        pub(super) databases: Databases,
+    }
+
+    #[cfg(feature = "redis")]
+    pub(super) async fn redis(
+        url: &str,
+        retries: u64,
+    ) -> Result<Arc<dyn SessionStore>, ConfigError> {
+        use crate::store::redis::{RedisConfig, RedisStore};
+        let retries = usize::try_from(retries).unwrap_or(usize::MAX);
+        let store = RedisStore::connect(RedisConfig::new(url).max_retries(retries))
+            .await
+            .map_err(|e| ConfigError::Unreachable {
+                var: "REDIS_URL",
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(store))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    pub(super) async fn redis(
+        _url: &str,
+        _retries: u64,
+    ) -> Result<Arc<dyn SessionStore>, ConfigError> {
+        Err(ConfigError::BackendUnavailable {
+            var: "REDIS_URL",
+            value: "(set)".into(),
+            feature: "redis",
+            fix: "enable the `redis` cargo feature of tower-app-sessions, or use SESSION_ENV=mock",
+        })
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn pool(var: &'static str, url: &str) -> Result<sqlx::PgPool, ConfigError> {
+        crate::store::postgres::connect(url)
+            .await
+            .map_err(|e| ConfigError::Unreachable {
+                var,
+                reason: e.to_string(),
+            })
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) async fn postgres(var: &'static str, url: &str) -> Result<Postgres, ConfigError> {
+        let pool = pool(var, url).await?;
+        let users = Arc::new(crate::users::PgUsers::new(pool.clone()));
+        Ok(Postgres {
+            store: Arc::new(crate::store::postgres::PgSessionStore::new(pool.clone())),
+            users: Users {
+                repository: users.clone(),
+                resolver: users,
+            },
+            databases: Databases {
+                identity: Some(pool),
+                web: None,
+            },
+        })
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub(super) async fn postgres(var: &'static str, _url: &str) -> Result<Postgres, ConfigError> {
+        Err(ConfigError::BackendUnavailable {
+            var,
+            value: "(set)".into(),
+            feature: "postgres",
+            fix: "enable the `postgres` cargo feature of tower-app-sessions",
+        })
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) async fn attach_web_database(
+        sessions: &mut Sessions,
+        url: &str,
+    ) -> Result<(), ConfigError> {
+        let db = crate::webdb::WebDatabase::new(pool("DATABASE_WEB_URL", url).await?);
+        sessions.settings.web_db = Some(db.clone());
+        sessions.databases.web = Some(db);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub(super) async fn attach_web_database(
+        _sessions: &mut Sessions,
+        _url: &str,
+    ) -> Result<(), ConfigError> {
+        Err(ConfigError::BackendUnavailable {
+            var: "DATABASE_WEB_URL",
+            value: "(set)".into(),
+            feature: "postgres",
+            fix: "enable the `postgres` cargo feature of tower-app-sessions, or unset DATABASE_WEB_URL",
+        })
     }
 }
 

@@ -41,6 +41,9 @@ pub(crate) struct Settings {
     pub(crate) absolute: Duration,
     pub(crate) touch_interval: Duration,
     pub(crate) legacy_contexts: Vec<AppContext>,
+    /// The web app's database, reachable through [`Session::web`] in the `web` context.
+    #[cfg(feature = "postgres")]
+    pub(crate) web_db: Option<crate::webdb::WebDatabase>,
 }
 
 impl Default for Settings {
@@ -51,6 +54,8 @@ impl Default for Settings {
             absolute: Duration::from_secs(7 * 24 * 60 * 60),
             touch_interval: Duration::from_secs(60),
             legacy_contexts: Vec::new(),
+            #[cfg(feature = "postgres")]
+            web_db: None,
         }
     }
 }

@@ -56,6 +56,8 @@ pub mod require;
 mod session;
 pub mod store;
 pub mod users;
+#[cfg(feature = "postgres")]
+pub mod webdb;
 
 #[cfg(feature = "axum")]
 pub mod axum;

@@ -212,6 +212,26 @@ impl Session {
         self.state().current.as_ref().map(|c| c.record.clone())
     }
 
+    /// The current session's rows in the web app's own database (`DATABASE_WEB_URL`):
+    /// `Some` only in the `web` context, with a web database configured, for a request with
+    /// a session (feature `postgres`).
+    #[cfg(feature = "postgres")]
+    pub fn web(&self) -> Option<crate::webdb::WebSession> {
+        let shared = &self.inner.shared;
+        let db = shared
+            .settings
+            .web_db
+            .as_ref()
+            .filter(|_| shared.context == AppContext::Web)?;
+        let state = self.state();
+        let current = state.current.as_ref()?;
+        Some(db.for_session(
+            current.id.clone(),
+            current.record.user_id,
+            current.record.expires_at,
+        ))
+    }
+
     /// Starts a new session for `user_id` and returns its id (for API clients that want a
     /// bearer token; browsers get the cookie).
     ///

@@ -34,8 +34,11 @@ use crate::{AppContext, SessionId, SessionRecord};
 mod memory;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod tiered;
 
 /// A boxed, `Send` future: the return type of store and resolver methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

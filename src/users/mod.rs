@@ -17,6 +17,10 @@ use crate::AppContext;
 mod memory;
 #[cfg(feature = "memory")]
 pub use memory::MemoryUsers;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PgUsers;
 
 /// Turns the `user_id` of a session into your user type.
 ///

@@ -22,9 +22,19 @@ fn record(user: Uuid, ttl: Duration) -> SessionRecord {
 /// Every rule of the store contract; each call uses fresh ids and users, so it can run
 /// concurrently with other tests on the same backend.
 pub async fn store_contract(store: &dyn SessionStore) {
-    let (web, admin) = (AppContext::Web, AppContext::Admin);
     let bot = AppContext::custom("telegram-bot").unwrap();
-    let user = Uuid::new_v4();
+    store_contract_with(store, Uuid::new_v4(), Uuid::new_v4(), bot).await;
+}
+
+/// The contract with given users (for backends whose sessions reference a `users` table) and
+/// a third context (`AppContext::Admin` again for backends that only know web and admin).
+pub async fn store_contract_with(
+    store: &dyn SessionStore,
+    user: Uuid,
+    other: Uuid,
+    bot: AppContext,
+) {
+    let (web, admin) = (AppContext::Web, AppContext::Admin);
     let minute = Duration::from_secs(60);
 
     // save / load, scoped by context
@@ -87,7 +97,6 @@ pub async fn store_contract(store: &dyn SessionStore) {
         store.save(ctx, &id, &record(user, minute)).await.unwrap();
         ids.push((ctx.clone(), id));
     }
-    let other = Uuid::new_v4();
     let others = SessionId::generate().unwrap();
     store
         .save(&web, &others, &record(other, minute))

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod pg;
 pub mod redis_server;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,0 +1,446 @@
+//! PostgreSQL (feature `postgres`): the crate's migrations and [`PgSessionStore`] on the Prisma
+//! `sessions` table that the TypeScript apps share.
+//!
+//! - Every query filters on `application_context`. The column is the Prisma enum
+//!   `"ApplicationType"` (`web`, `admin`): custom contexts cannot be stored in it, so they are
+//!   a [`StoreError`] here (keep such apps on Redis or memory).
+//! - Logout and revoke mark rows `revoked` / `revoked_at` (kept for audit); a revoked row
+//!   never authenticates.
+//! - `last_activity` moves only with a slide of the idle timeout, i.e. at most once per
+//!   touch interval, not on every request.
+//! - The legacy fallback reads `users.session_id`, as the seed's `findBySessionId` does — but
+//!   only when the layer enables it, and only for the `web` context (the seed's version
+//!   ignores the context).
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use crate::record::now_ms;
+use crate::{AppContext, SessionId, SessionRecord};
+
+pub(crate) const BACKEND: &str = "postgres";
+
+/// Runs the crate's migrations (`migrations/`) on `pool`: an empty database gets the Prisma
+/// target shape, a pre-migration database is upgraded in place (rows kept, old sessions become
+/// `web` sessions), an up-to-date one is left unchanged. Safe to rerun. Never called
+/// implicitly: call it (or [`Sessions::migrate`](crate::Sessions::migrate)) at startup or from
+/// a deploy step.
+///
+/// # Errors
+/// The migrator's error (connection, SQL, or a migration changed after it was applied).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(pool).await
+}
+
+/// A pool with the seed's settings: at most 10 connections, 5 s to connect
+/// (`SESSION_CONSTANTS.DATABASE`), connections checked lazily.
+///
+/// # Errors
+/// [`StoreError::Backend`] if the URL is invalid or the server cannot be reached in time.
+pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(5))
+        // A round trip per checkout costs more than a rare dead connection: a broken
+        // connection fails its query, the request answers 503, the pool replaces it.
+        .test_before_acquire(false)
+        .connect(url)
+        .await
+        .map_err(pg_error)
+}
+
+pub(crate) fn pg_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut => StoreError::Timeout { backend: BACKEND },
+        other => StoreError::backend(BACKEND, other),
+    }
+}
+
+/// The `"ApplicationType"` label of a context, or an error for contexts the enum lacks.
+pub(crate) fn pg_context(context: &AppContext) -> Result<&'static str, StoreError> {
+    match context {
+        AppContext::Web => Ok("web"),
+        AppContext::Admin => Ok("admin"),
+        AppContext::Custom(c) => Err(StoreError::backend(
+            BACKEND,
+            format!(
+                "context {:?} is not a label of the \"ApplicationType\" enum (web, admin); store its sessions in Redis or memory",
+                c.as_str()
+            ),
+        )),
+    }
+}
+
+fn scope_labels(scope: Scope<'_>) -> Result<Vec<&'static str>, StoreError> {
+    match scope {
+        Scope::Context(context) => Ok(vec![pg_context(context)?]),
+        Scope::AllContexts => Ok(vec!["web", "admin"]),
+    }
+}
+
+fn to_time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::backend(BACKEND, format!("timestamp {ms} ms out of range")))
+}
+
+/// Client addresses go into an `inet` column; anything that is not an address is dropped
+/// rather than failing the login.
+fn inet(ip: Option<&str>) -> Option<String> {
+    ip.and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_string())
+}
+
+type Row = (
+    Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+);
+
+fn record((user_id, created_at, expires_at, ip, user_agent): Row) -> SessionRecord {
+    SessionRecord {
+        user_id,
+        created_at: created_at.timestamp_millis(),
+        expires_at: expires_at.timestamp_millis(),
+        ip,
+        user_agent,
+    }
+}
+
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    f: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(result) => result.map_err(pg_error),
+        Err(_) => Err(StoreError::Timeout { backend: BACKEND }),
+    }
+}
+
+/// A [`SessionStore`] on the `sessions` table (feature `postgres`).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_app_sessions::store::postgres::{connect, migrate, PgSessionStore};
+///
+/// let pool = connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// migrate(&pool).await?;
+/// let store = PgSessionStore::new(pool);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgSessionStore {
+    pool: PgPool,
+    timeout: Duration,
+}
+
+const COLUMNS: &str = "user_id, created_at, expires_at, host(ip_address), user_agent";
+
+impl PgSessionStore {
+    /// A store on `pool` (shared with the user repository and every context).
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// How long one query may take before it fails with [`StoreError::Timeout`] (default 2 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn load_row(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let label = pg_context(context)?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions \
+             WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
+             AND NOT revoked AND expires_at > now()"
+        );
+        let row: Option<Row> = timed(
+            self.timeout,
+            sqlx::query_as(&sql)
+                .bind(id.as_str())
+                .bind(label)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(record))
+    }
+
+    async fn upsert(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        rec: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let label = pg_context(context)?;
+        // An id is never moved to another context nor revived once revoked.
+        let written = timed(
+            self.timeout,
+            sqlx::query(
+                "INSERT INTO sessions \
+                   (id, user_id, expires_at, created_at, last_activity, ip_address, user_agent, application_context) \
+                 VALUES ($1, $2, $3, $4, now(), $5::inet, $6, $7::\"ApplicationType\") \
+                 ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at, \
+                   created_at = EXCLUDED.created_at, last_activity = now(), \
+                   ip_address = EXCLUDED.ip_address, user_agent = EXCLUDED.user_agent \
+                 WHERE sessions.application_context = EXCLUDED.application_context AND NOT sessions.revoked",
+            )
+            .bind(id.as_str())
+            .bind(rec.user_id)
+            .bind(to_time(rec.expires_at)?)
+            .bind(to_time(rec.created_at)?)
+            .bind(inet(rec.ip.as_deref()))
+            .bind(rec.user_agent.as_deref())
+            .bind(label)
+            .execute(&self.pool),
+        )
+        .await?;
+        if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::backend(
+                BACKEND,
+                "session id already taken by a revoked session or another context",
+            ))
+        }
+    }
+
+    async fn revoke(&self, context: &AppContext, id: &SessionId) -> Result<bool, StoreError> {
+        let label = pg_context(context)?;
+        let done = timed(
+            self.timeout,
+            sqlx::query(
+                "UPDATE sessions SET revoked = true, revoked_at = now() \
+                 WHERE id = $1 AND application_context = $2::\"ApplicationType\" AND NOT revoked",
+            )
+            .bind(id.as_str())
+            .bind(label)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn slide(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let label = pg_context(context)?;
+        let done = timed(
+            self.timeout,
+            sqlx::query(
+                "UPDATE sessions SET expires_at = $3, last_activity = now() \
+                 WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
+                 AND NOT revoked AND expires_at > now()",
+            )
+            .bind(id.as_str())
+            .bind(label)
+            .bind(to_time(expires_at)?)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
+        let labels = scope_labels(scope)?;
+        let done = timed(
+            self.timeout,
+            sqlx::query(
+                "UPDATE sessions SET revoked = true, revoked_at = now() \
+                 WHERE application_context = ANY($2::text[]::\"ApplicationType\"[]) AND user_id = $1 \
+                 AND NOT revoked AND expires_at > now()",
+            )
+            .bind(user_id)
+            .bind(&labels)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_user(
+        &self,
+        user_id: &Uuid,
+        scope: Scope<'_>,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let labels = scope_labels(scope)?;
+        let sql = format!(
+            "SELECT id, application_context::text, {COLUMNS} FROM sessions \
+             WHERE application_context = ANY($2::text[]::\"ApplicationType\"[]) AND user_id = $1 \
+             AND NOT revoked AND expires_at > now() ORDER BY created_at"
+        );
+        type ListRow = (
+            String,
+            String,
+            Uuid,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<ListRow> = timed(
+            self.timeout,
+            sqlx::query_as(&sql)
+                .bind(user_id)
+                .bind(&labels)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, context, user, created, expires, ip, ua)| {
+                Some(SessionInfo {
+                    // Rows written by other apps with ids outside our shape are skipped.
+                    id: SessionId::parse(&id)?,
+                    context: context.parse().ok()?,
+                    record: record((user, created, expires, ip, ua)),
+                })
+            })
+            .collect())
+    }
+
+    async fn legacy_user(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let users: Vec<(Uuid,)> = timed(
+            self.timeout,
+            sqlx::query_as("SELECT id FROM users WHERE session_id = $1 LIMIT 2")
+                .bind(id.as_str())
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        // `users.session_id` has no expiry of its own; a short one makes every request
+        // re-read it, so clearing the column takes effect at once. Two users with one id is
+        // ambiguous: neither is chosen.
+        let [(user_id,)] = users[..] else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        Ok(Some(SessionRecord {
+            user_id,
+            created_at: now,
+            expires_at: now + 60_000,
+            ip: None,
+            user_agent: None,
+        }))
+    }
+
+    async fn clear_legacy(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let done = timed(
+            self.timeout,
+            sqlx::query("UPDATE users SET session_id = NULL WHERE session_id = $1")
+                .bind(id.as_str())
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SessionStore for PgSessionStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.load_row(context, id))
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.upsert(context, id, record))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.revoke(context, id))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.slide(context, id, expires_at))
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.revoke_user(user_id, scope))
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        Box::pin(self.list_user(user_id, scope))
+    }
+
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.legacy_user(id))
+    }
+
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.clear_legacy(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_enum_labels_are_contexts() {
+        assert_eq!(pg_context(&AppContext::Web).unwrap(), "web");
+        assert_eq!(pg_context(&AppContext::Admin).unwrap(), "admin");
+        let bot = AppContext::custom("telegram-bot").unwrap();
+        assert!(pg_context(&bot)
+            .unwrap_err()
+            .to_string()
+            .contains("telegram-bot"));
+    }
+
+    #[test]
+    fn addresses_are_validated_for_inet() {
+        assert_eq!(inet(Some("203.0.113.7")).as_deref(), Some("203.0.113.7"));
+        assert_eq!(inet(Some(" ::1 ")).as_deref(), Some("::1"));
+        assert_eq!(inet(Some("not an ip'; DROP TABLE users")), None);
+        assert_eq!(inet(None), None);
+    }
+}

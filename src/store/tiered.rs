@@ -1,0 +1,452 @@
+//! [`TieredStore`] (a fast store in front of a durable one, the seed's `production-only`
+//! strategy) and [`WriteThroughStore`] (the seed's `mock-with-write-through`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use crate::record::{duration_ms, now_ms};
+use crate::{AppContext, SessionId, SessionRecord};
+
+/// Past this many remembered validations, entries older than the interval are dropped.
+const VALIDATED_SOFT_LIMIT: usize = 100_000;
+
+/// Redis (or any fast store) as the fast path, PostgreSQL (or any durable store) as the record
+/// of truth.
+///
+/// - **writes** go to the durable store first, then the fast one (a failed fast write is
+///   logged: the next read refills it);
+/// - **reads** try the fast store; a miss reads the durable store and refills the fast one,
+///   so a Redis restart loses no session;
+/// - the durable store is the **authority**: a fast copy is trusted for at most the
+///   revalidation interval (`SESSION_REVALIDATE_SECS`, default 5 s) per session, then the
+///   durable record is checked again, so a session revoked there by any app (say,
+///   `UPDATE sessions SET revoked = true` from the TypeScript admin panel) stops
+///   authenticating within that bound even while a stale fast copy exists. That costs about
+///   one durable query per active session per interval, not one per request;
+/// - **revocation** reaches both stores; listing reads the durable store;
+/// - when the fast store fails, reads fall back to the durable store (logged); when the
+///   durable store fails, operations fail ([`StoreError`], so `503`), never serving from a
+///   copy it cannot check.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower_app_sessions::{store::tiered::TieredStore, MemoryStore};
+///
+/// // In production: a RedisStore in front of a PgSessionStore.
+/// let store = TieredStore::new(Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()))
+///     .revalidate_after(Duration::from_secs(5));
+/// # let _ = store;
+/// ```
+pub struct TieredStore {
+    fast: Arc<dyn SessionStore>,
+    durable: Arc<dyn SessionStore>,
+    revalidate_ms: i64,
+    validated: Mutex<HashMap<(AppContext, SessionId), i64>>,
+}
+
+impl TieredStore {
+    /// `fast` in front of `durable`, revalidating every 5 s.
+    pub fn new(fast: Arc<dyn SessionStore>, durable: Arc<dyn SessionStore>) -> Self {
+        Self {
+            fast,
+            durable,
+            revalidate_ms: 5_000,
+            validated: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a fast copy is trusted before the durable record is checked again
+    /// (`Duration::ZERO`: every request).
+    #[must_use]
+    pub fn revalidate_after(mut self, interval: Duration) -> Self {
+        self.revalidate_ms = duration_ms(interval);
+        self
+    }
+
+    fn validated(&self) -> std::sync::MutexGuard<'_, HashMap<(AppContext, SessionId), i64>> {
+        self.validated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_fresh(&self, context: &AppContext, id: &SessionId, now: i64) -> bool {
+        self.revalidate_ms > 0
+            && self
+                .validated()
+                .get(&(context.clone(), id.clone()))
+                .is_some_and(|at| now - at < self.revalidate_ms)
+    }
+
+    fn mark(&self, context: &AppContext, id: &SessionId, now: i64) {
+        if self.revalidate_ms == 0 {
+            return;
+        }
+        let mut validated = self.validated();
+        if validated.len() >= VALIDATED_SOFT_LIMIT {
+            let horizon = now - self.revalidate_ms;
+            validated.retain(|_, at| *at > horizon);
+        }
+        validated.insert((context.clone(), id.clone()), now);
+    }
+
+    fn forget(&self, context: &AppContext, id: &SessionId) {
+        self.validated().remove(&(context.clone(), id.clone()));
+    }
+
+    async fn read(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = now_ms();
+        let cached = match self.fast.load(context, id).await {
+            Ok(cached) => cached,
+            Err(error) => {
+                tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
+                return self.durable.load(context, id).await;
+            }
+        };
+        if cached.is_some() && self.is_fresh(context, id, now) {
+            return Ok(cached);
+        }
+        match self.durable.load(context, id).await? {
+            Some(record) => {
+                if cached.is_none() {
+                    if let Err(error) = self.fast.save(context, id, &record).await {
+                        tracing::warn!(context = %context, %error, "could not refill the fast session store");
+                    }
+                }
+                self.mark(context, id, now);
+                Ok(Some(record))
+            }
+            None => {
+                self.forget(context, id);
+                if cached.is_some() {
+                    // Revoked or expired at the source: drop the stale copy.
+                    self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn fast_best_effort(&self, result: Result<(), StoreError>) {
+        if let Err(error) = result {
+            tracing::warn!(%error, "fast session store write failed; the durable store is authoritative");
+        }
+    }
+
+    async fn write(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        self.durable.save(context, id, record).await?;
+        self.fast_best_effort(self.fast.save(context, id, record).await);
+        self.mark(context, id, now_ms());
+        Ok(())
+    }
+
+    async fn remove(&self, context: &AppContext, id: &SessionId) -> Result<bool, StoreError> {
+        self.forget(context, id);
+        let existed = self.durable.delete(context, id).await?;
+        self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
+        Ok(existed)
+    }
+
+    async fn slide(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        if !self.durable.extend(context, id, expires_at).await? {
+            self.forget(context, id);
+            self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
+            return Ok(false);
+        }
+        self.fast_best_effort(self.fast.extend(context, id, expires_at).await.map(drop));
+        Ok(true)
+    }
+
+    async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
+        let live = self.durable.list_user_sessions(user_id, scope).await?;
+        let revoked = self.durable.delete_user_sessions(user_id, scope).await?;
+        for session in &live {
+            self.forget(&session.context, &session.id);
+            self.fast_best_effort(
+                self.fast
+                    .delete(&session.context, &session.id)
+                    .await
+                    .map(drop),
+            );
+        }
+        // Copies the durable store does not list (written to Redis by other apps) go too.
+        self.fast_best_effort(
+            self.fast
+                .delete_user_sessions(user_id, scope)
+                .await
+                .map(drop),
+        );
+        Ok(revoked)
+    }
+
+    async fn read_legacy(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        match self.fast.load_legacy(id).await {
+            Ok(Some(record)) => return Ok(Some(record)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "fast store failed on a legacy lookup"),
+        }
+        self.durable.load_legacy(id).await
+    }
+
+    async fn remove_legacy(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let durable = self.durable.delete_legacy(id).await?;
+        let fast = match self.fast.delete_legacy(id).await {
+            Ok(deleted) => deleted,
+            Err(error) => {
+                self.fast_best_effort(Err(error));
+                false
+            }
+        };
+        Ok(durable || fast)
+    }
+}
+
+impl SessionStore for TieredStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.read(context, id))
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write(context, id, record))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.remove(context, id))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.slide(context, id, expires_at))
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.revoke_user(user_id, scope))
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        self.durable.list_user_sessions(user_id, scope)
+    }
+
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.read_legacy(id))
+    }
+
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.remove_legacy(id))
+    }
+}
+
+/// Serves every read from `primary` (memory) and writes through to `warm` (the real
+/// backends), logging but not failing on their errors: the seed's `mock-with-write-through`,
+/// for warming Redis and PostgreSQL before switching to them.
+pub struct WriteThroughStore {
+    primary: Arc<dyn SessionStore>,
+    warm: Arc<dyn SessionStore>,
+}
+
+impl WriteThroughStore {
+    /// Reads from `primary`; every write also goes to `warm`.
+    pub fn new(primary: Arc<dyn SessionStore>, warm: Arc<dyn SessionStore>) -> Self {
+        Self { primary, warm }
+    }
+
+    fn warm_result<T>(result: Result<T, StoreError>) {
+        if let Err(error) = result {
+            tracing::warn!(%error, "write-through to the real session backends failed");
+        }
+    }
+}
+
+impl SessionStore for WriteThroughStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        self.primary.load(context, id)
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.primary.save(context, id, record).await?;
+            Self::warm_result(self.warm.save(context, id, record).await);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let existed = self.primary.delete(context, id).await?;
+            Self::warm_result(self.warm.delete(context, id).await);
+            Ok(existed)
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let extended = self.primary.extend(context, id, expires_at).await?;
+            Self::warm_result(self.warm.extend(context, id, expires_at).await);
+            Ok(extended)
+        })
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let removed = self.primary.delete_user_sessions(user_id, scope).await?;
+            Self::warm_result(self.warm.delete_user_sessions(user_id, scope).await);
+            Ok(removed)
+        })
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        self.primary.list_user_sessions(user_id, scope)
+    }
+
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        self.primary.load_legacy(id)
+    }
+
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let deleted = self.primary.delete_legacy(id).await?;
+            Self::warm_result(self.warm.delete_legacy(id).await);
+            Ok(deleted)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryStore, SessionMetadata};
+
+    fn record() -> SessionRecord {
+        SessionRecord::new(
+            Uuid::new_v4(),
+            SessionMetadata::new(),
+            now_ms(),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_miss_refills_the_fast_store_and_the_durable_store_decides() {
+        let (fast, durable) = (MemoryStore::new(), MemoryStore::new());
+        let tiered = TieredStore::new(Arc::new(fast.clone()), Arc::new(durable.clone()))
+            .revalidate_after(Duration::ZERO);
+        let (ctx, id, rec) = (AppContext::Web, SessionId::generate().unwrap(), record());
+        durable.save(&ctx, &id, &rec).await.unwrap();
+        assert_eq!(tiered.load(&ctx, &id).await.unwrap(), Some(rec.clone()));
+        assert_eq!(fast.load(&ctx, &id).await.unwrap(), Some(rec), "refilled");
+        // Revoked at the source: the stale fast copy is not served and is dropped.
+        durable.delete(&ctx, &id).await.unwrap();
+        assert_eq!(tiered.load(&ctx, &id).await.unwrap(), None);
+        assert_eq!(fast.load(&ctx, &id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_copy_is_trusted_only_within_the_interval() {
+        let (fast, durable) = (MemoryStore::new(), MemoryStore::new());
+        let tiered = TieredStore::new(Arc::new(fast.clone()), Arc::new(durable.clone()))
+            .revalidate_after(Duration::from_millis(200));
+        let (ctx, id, rec) = (AppContext::Admin, SessionId::generate().unwrap(), record());
+        tiered.save(&ctx, &id, &rec).await.unwrap();
+        durable.delete(&ctx, &id).await.unwrap(); // revoked elsewhere
+        assert!(
+            tiered.load(&ctx, &id).await.unwrap().is_some(),
+            "within the bound"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            tiered.load(&ctx, &id).await.unwrap().is_none(),
+            "after the bound"
+        );
+    }
+
+    #[tokio::test]
+    async fn write_through_serves_the_primary_and_warms_the_rest() {
+        let (primary, warm) = (MemoryStore::new(), MemoryStore::new());
+        let store = WriteThroughStore::new(Arc::new(primary.clone()), Arc::new(warm.clone()));
+        let (ctx, id, rec) = (AppContext::Web, SessionId::generate().unwrap(), record());
+        store.save(&ctx, &id, &rec).await.unwrap();
+        assert!(warm.load(&ctx, &id).await.unwrap().is_some());
+        warm.delete(&ctx, &id).await.unwrap();
+        assert!(
+            store.load(&ctx, &id).await.unwrap().is_some(),
+            "served from the primary"
+        );
+        store.delete(&ctx, &id).await.unwrap();
+        assert!(primary.is_empty());
+    }
+}
