@@ -20,6 +20,18 @@
 //!
 //! The admin app admits only the `admin`, `operator` and `support` roles, at login and on
 //! every request.
+//!
+//! On real backends (feature `redis`, plus `postgres` for users):
+//!
+//! ```text
+//! SESSION_ENV=development REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example multi_app
+//! SESSION_ENV=production SESSION_AUTO_MIGRATE=true REDIS_URL=redis://127.0.0.1:6379 \
+//!   DATABASE_URL=postgres://postgres@127.0.0.1:5432/app cargo run --features redis,postgres --example multi_app
+//! ```
+//!
+//! In production no demo user is seeded: users are the `users` table's (argon2 PHC hashes,
+//! as the TypeScript apps store them), and `SESSION_AUTO_MIGRATE=true` runs the crate's
+//! migrations first (a no-op the second time).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +47,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tower_app_sessions::config::Environment;
 use tower_app_sessions::users::UserError;
 use tower_app_sessions::{
     AppContext, CurrentUser, Role, Session, SessionError, SessionMetadata, Sessions, User,
@@ -75,13 +88,26 @@ async fn main() -> Result<(), BoxError> {
     // Unknown emails are checked against this hash too, so that a login for an email that
     // does not exist takes as long as one with a wrong password.
     let dummy_hash = hash_password("not the password of anyone".into()).await?;
-    for (email, password, role) in DEMO_USERS {
-        let hash = hash_password(password.into()).await?;
-        let user = User::new(email, role).with_password_hash(hash).verified();
-        match sessions.users().create(user).await {
-            // Already there (a persistent user store): keep it, and its password.
-            Ok(_) | Err(UserError::EmailTaken) => {}
-            Err(error) => return Err(error.into()),
+
+    // Schema changes are never implicit: SESSION_AUTO_MIGRATE=true runs the crate's
+    // migrations (a no-op when already applied); otherwise run them from a deploy step.
+    if std::env::var("SESSION_AUTO_MIGRATE").is_ok_and(|v| v == "true" || v == "1") {
+        sessions.migrate().await?;
+        tracing::info!("database migrations applied");
+    }
+
+    // Demo users only outside production: there, users are the `users` table's, including
+    // the ones the TypeScript apps created.
+    let seed_demo_users = sessions.environment() != Environment::Production;
+    if seed_demo_users {
+        for (email, password, role) in DEMO_USERS {
+            let hash = hash_password(password.into()).await?;
+            let user = User::new(email, role).with_password_hash(hash).verified();
+            match sessions.users().create(user).await {
+                // Already there (a persistent user store): keep it, and its password.
+                Ok(_) | Err(UserError::EmailTaken) => {}
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 
@@ -114,7 +140,7 @@ async fn main() -> Result<(), BoxError> {
         .await
         .map_err(|error| format!("cannot listen on {bind}: {error}"))?;
     let addr = listener.local_addr()?;
-    print_instructions(addr)?;
+    print_instructions(addr, seed_demo_users)?;
 
     axum::serve(
         listener,
@@ -359,7 +385,7 @@ async fn verify_password(password: String, hash: Arc<str>) -> bool {
 }
 
 /// The `listening on` line first (tests read it), then how to try it out.
-fn print_instructions(addr: SocketAddr) -> std::io::Result<()> {
+fn print_instructions(addr: SocketAddr, demo_users: bool) -> std::io::Result<()> {
     use std::io::Write;
 
     let base = format!("http://{addr}");
@@ -367,9 +393,16 @@ fn print_instructions(addr: SocketAddr) -> std::io::Result<()> {
     writeln!(out, "listening on {base}")?;
     out.flush()?;
     writeln!(out)?;
-    writeln!(out, "demo users:")?;
-    for (email, password, role) in DEMO_USERS {
-        writeln!(out, "  {email} / {password} (role {role})")?;
+    if demo_users {
+        writeln!(out, "demo users:")?;
+        for (email, password, role) in DEMO_USERS {
+            writeln!(out, "  {email} / {password} (role {role})")?;
+        }
+    } else {
+        writeln!(
+            out,
+            "production: no demo users; log in with the users of the `users` table"
+        )?;
     }
     // The cookies are `Secure`. Browsers treat http://localhost (and 127.0.0.1) as a secure
     // context, and so do recent curl versions with `-c`/`-b`; an older curl does not send a

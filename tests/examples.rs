@@ -82,6 +82,9 @@ fn ensure_built() {
         if cfg!(feature = "redis") {
             cmd.args(["--features", "redis"]);
         }
+        if cfg!(feature = "postgres") {
+            cmd.args(["--features", "postgres"]);
+        }
         if examples_dir().parent().and_then(Path::file_name) == Some("release".as_ref()) {
             cmd.arg("--release");
         }
@@ -715,4 +718,136 @@ async fn multi_app_keeps_its_sessions_in_redis_in_development() {
         .await
         .unwrap();
     assert!(!exists, "logout deleted the Redis key");
+}
+
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[path = "common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+/// `SESSION_ENV=production` on PostgreSQL + Redis: migrations on start (twice: the second is a
+/// no-op), no demo users, users and sessions are real rows shared with the TypeScript apps.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test]
+async fn multi_app_in_production_on_postgres_and_redis() {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+
+    let db = pg::TestDb::create().await;
+    let url = pg::database_url(&db.name);
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let env = [
+        ("SESSION_ENV", "production"),
+        ("SESSION_AUTO_MIGRATE", "true"),
+        ("DATABASE_URL", url.as_str()),
+        ("REDIS_URL", redis_url.as_str()),
+    ];
+    let server = Server::start_with("multi_app", &env);
+
+    // No demo users in production.
+    login(&server, "web", "user@example.com", "user-password")
+        .await
+        .assert_status(401);
+
+    // A user the TypeScript app created: a raw row with a standard argon2 PHC hash.
+    let hash = argon2::Argon2::default()
+        .hash_password(b"ts-password", &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+    sqlx::query("INSERT INTO users (email, hashed_password, role, is_verified) VALUES ($1, $2, 'support', true)")
+        .bind("ts@example.com")
+        .bind(&hash)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let reply = login(&server, "admin", "ts@example.com", "ts-password").await;
+    reply.assert_status(200);
+    let token = reply.token();
+    let row: (String, Option<String>, Option<String>, bool) = sqlx::query_as(
+        "SELECT application_context::text, host(ip_address), user_agent, revoked FROM sessions WHERE id = $1",
+    )
+    .bind(&token)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.0, "admin");
+    assert_eq!(row.1.as_deref(), Some("127.0.0.1"));
+    assert!(!row.3);
+    let logged: (bool,) = sqlx::query_as(
+        "SELECT last_login_at IS NOT NULL FROM users WHERE email = 'ts@example.com'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(logged.0, "last_login_at recorded");
+    server
+        .get("/admin/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(200);
+    server
+        .get("/web/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+
+    // Registration writes a real row; logout marks the session revoked (kept for audit).
+    server
+        .post("/web/register")
+        .json(&credentials("new@example.com", "new-password"))
+        .send()
+        .await
+        .assert_status(201);
+    let reply = login(&server, "web", "new@example.com", "new-password").await;
+    reply.assert_status(200);
+    let web_token = reply.token();
+    server
+        .post("/web/logout")
+        .bearer(&web_token)
+        .send()
+        .await
+        .assert_status(204);
+    let revoked: (bool, bool) =
+        sqlx::query_as("SELECT revoked, revoked_at IS NOT NULL FROM sessions WHERE id = $1")
+            .bind(&web_token)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(revoked, (true, true));
+    server
+        .get("/web/me")
+        .bearer(&web_token)
+        .send()
+        .await
+        .assert_status(401);
+    drop(server);
+
+    // A second start migrates again as a no-op, and the data is still there.
+    let server = Server::start_with("multi_app", &env);
+    let reply = login(&server, "web", "new@example.com", "new-password").await;
+    reply.assert_status(200);
+    let migrations: (i64,) = sqlx::query_as("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(migrations.0, 1);
+}
+
+/// Production without a database URL does not start, and says which variable is missing.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[test]
+fn multi_app_in_production_without_a_database_names_the_variable() {
+    ensure_built();
+    let out = Command::new(binary("multi_app"))
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("SESSION_ENV", "production")
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_IDENTITY_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }

@@ -327,3 +327,47 @@ pub async fn target_snapshot() -> Snapshot {
     db.apply_schema("prisma-target.sql").await;
     db.snapshot().await
 }
+
+// ---- Helpers for the store, user and layer tests (tests/pg*.rs). -------------------------
+
+/// The URL of database `name` on the test server: `DATABASE_URL` (or the default) with its
+/// database replaced, credentials and query parameters kept.
+#[allow(dead_code)]
+pub fn database_url(name: &str) -> String {
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url.as_str(), String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
+}
+
+#[allow(dead_code)]
+impl TestDb {
+    /// A throwaway database with the crate's migrations applied (`migrate(&pool)`).
+    pub async fn migrated() -> Self {
+        let db = Self::create().await;
+        tower_app_sessions::store::postgres::migrate(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("migrate {}: {e}", db.name));
+        db
+    }
+
+    /// This database's URL (see [`database_url`]).
+    pub fn url(&self) -> String {
+        database_url(&self.name)
+    }
+
+    /// Connection options of this database (as [`admin_options`], other database).
+    pub fn options(&self) -> PgConnectOptions {
+        admin_options().database(&self.name)
+    }
+}
