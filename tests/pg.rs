@@ -1,0 +1,1034 @@
+//! PostgreSQL alone against a real server (`DATABASE_URL`), each test in a throwaway database
+//! migrated with the crate's migrations: the store contract on `PgSessionStore`, what the
+//! Prisma `sessions` table must show (revocation kept for audit, `last_activity`, `inet`,
+//! contexts), `PgUsers` (users as the TypeScript apps write them, per-context permissions),
+//! and isolation and permissions through the layer.
+#![cfg(all(feature = "postgres", feature = "axum"))]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordVerifier};
+use axum::extract::Path;
+use axum::routing;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use common::pg::TestDb;
+use common::{get, post, send, Finish};
+use sqlx::PgPool;
+use tower_app_sessions::axum::MaybeUser;
+use tower_app_sessions::record::now_ms;
+use tower_app_sessions::require::{RequirePermissionLayer, FORBIDDEN_BODY, UNAUTHORIZED_BODY};
+use tower_app_sessions::store::postgres::PgSessionStore;
+use tower_app_sessions::users::{PermissionGrant, PgUsers, UserError};
+use tower_app_sessions::{
+    AppContext, CurrentUser, Role, Scope, Session, SessionId, SessionLayer, SessionMetadata,
+    SessionRecord, SessionStore, Sessions, User, UserRepository, UserResolver,
+};
+use uuid::Uuid;
+
+// ---- helpers -----------------------------------------------------------------------------
+
+fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@example.com", Uuid::new_v4().simple())
+}
+
+async fn new_user(users: &PgUsers, tag: &str, role: Role) -> Arc<User> {
+    users
+        .create(User::new(unique_email(tag), role))
+        .await
+        .expect("create user")
+}
+
+fn record(user: Uuid, ttl: Duration) -> SessionRecord {
+    SessionRecord::new(
+        user,
+        SessionMetadata::new()
+            .ip("203.0.113.9")
+            .user_agent("pg-test/1"),
+        now_ms(),
+        ttl,
+    )
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// `(revoked, revoked_at is set, application_context)` of a `sessions` row, `None` if the row
+/// does not exist.
+async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> {
+    sqlx::query_as(
+        "SELECT revoked, revoked_at IS NOT NULL, application_context::text FROM sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .expect("read sessions row")
+}
+
+async fn last_activity(pool: &PgPool, id: &str) -> DateTime<Utc> {
+    sqlx::query_scalar("SELECT last_activity FROM sessions WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("read last_activity")
+}
+
+/// `/login/{id}`, `/me` (requires a user), `/maybe` (optional) and `/logout`.
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/login/{id}",
+            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
+                let meta = SessionMetadata::new()
+                    .ip("198.51.100.4")
+                    .user_agent("rust-test");
+                session
+                    .login(id, meta)
+                    .await
+                    .map(|id| id.as_str().to_owned())
+            }),
+        )
+        .route(
+            "/me",
+            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
+        )
+        .route(
+            "/maybe",
+            routing::get(|MaybeUser(user): MaybeUser<User>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |u| u.email.clone())
+            }),
+        )
+        .route(
+            "/logout",
+            routing::post(|_: CurrentUser<User>, session: Session| async move {
+                session.logout().await.map(|()| "bye")
+            }),
+        )
+}
+
+async fn login(router: &Router, user: Uuid) -> String {
+    let reply = send(router, post(&format!("/login/{user}")).empty()).await;
+    assert_eq!(reply.status, 200, "login: {}", reply.body);
+    assert_eq!(reply.issued().as_deref(), Some(reply.body.as_str()));
+    reply.body
+}
+
+async fn me_status(router: &Router, cookie: &str, token: &str) -> (u16, String) {
+    let reply = send(router, get("/me").cookie(cookie, token).empty()).await;
+    (reply.status.as_u16(), reply.body)
+}
+
+async fn me_bearer(router: &Router, token: &str) -> (u16, String) {
+    let reply = send(router, get("/me").bearer(token).empty()).await;
+    (reply.status.as_u16(), reply.body)
+}
+
+fn unauthorized() -> (u16, String) {
+    (401, UNAUTHORIZED_BODY.to_owned())
+}
+
+// ---- 1. the store contract ---------------------------------------------------------------
+
+#[tokio::test]
+async fn the_pg_store_keeps_the_contract() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let (a, b) = (
+        new_user(&users, "contract-a", Role::User).await,
+        new_user(&users, "contract-b", Role::User).await,
+    );
+    let store = PgSessionStore::new(db.pool.clone());
+    common::contract::store_contract_with(&store, a.id, b.id, AppContext::Admin).await;
+
+    // Every session the contract deleted is still there, revoked (audit); none is live.
+    let (total, revoked, live): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE revoked AND revoked_at IS NOT NULL), \
+                count(*) FILTER (WHERE NOT revoked AND expires_at > now()) FROM sessions",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(live, 0, "a deleted session is still live");
+    assert!(
+        revoked >= 6,
+        "{revoked} revoked rows of {total}: rows were deleted, not revoked"
+    );
+}
+
+// ---- 2. what the sessions table shows ----------------------------------------------------
+
+#[tokio::test]
+async fn logout_revokes_the_row_and_keeps_it_for_audit() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users);
+    let web = routes().layer(sessions.layer(AppContext::Web));
+
+    let token = login(&web, alice.id).await;
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((false, false, "web".into()))
+    );
+    assert_eq!(
+        me_status(&web, "sessionId", &token).await,
+        (200, alice.email.clone())
+    );
+
+    let reply = send(&web, post("/logout").cookie("sessionId", &token).empty()).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "bye"));
+    assert!(
+        reply.set_cookies[0].starts_with("sessionId=;"),
+        "{:?}",
+        reply.set_cookies
+    );
+    // Kept, marked revoked with a time.
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((true, true, "web".into()))
+    );
+    assert_eq!(me_status(&web, "sessionId", &token).await, unauthorized());
+    assert_eq!(me_bearer(&web, &token).await, unauthorized());
+
+    // The store's own delete does the same, once.
+    let store = PgSessionStore::new(db.pool.clone());
+    let id = SessionId::generate().unwrap();
+    store
+        .save(&AppContext::Admin, &id, &record(alice.id, HOUR))
+        .await
+        .unwrap();
+    assert!(store.delete(&AppContext::Admin, &id).await.unwrap());
+    assert!(!store.delete(&AppContext::Admin, &id).await.unwrap());
+    assert_eq!(
+        row_state(&db.pool, id.as_str()).await,
+        Some((true, true, "admin".into()))
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1")
+        .bind(alice.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "revoked rows are kept");
+}
+
+#[tokio::test]
+async fn a_revoked_row_never_loads() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let web = AppContext::Web;
+    let id = SessionId::generate().unwrap();
+    let rec = record(alice.id, HOUR);
+    store.save(&web, &id, &rec).await.unwrap();
+    assert_eq!(store.load(&web, &id).await.unwrap(), Some(rec.clone()));
+
+    // Revoked by another app, without revoked_at: the flag alone decides.
+    sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
+        .bind(id.as_str())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+    assert!(!store.extend(&web, &id, now_ms() + 7_200_000).await.unwrap());
+    assert!(store
+        .list_user_sessions(&alice.id, Scope::AllContexts)
+        .await
+        .unwrap()
+        .is_empty());
+    // Not revived by a save under the same id, and the row is unchanged.
+    assert!(store.save(&web, &id, &rec).await.is_err());
+    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+    assert_eq!(
+        row_state(&db.pool, id.as_str()).await,
+        Some((true, false, "web".into()))
+    );
+
+    // Through the layer: anonymous, the same 401 as any unknown id.
+    let sessions = Sessions::new(store, users);
+    let app = routes().layer(sessions.layer(AppContext::Web));
+    assert_eq!(me_bearer(&app, id.as_str()).await, unauthorized());
+    let maybe = send(&app, get("/maybe").cookie("sessionId", id.as_str()).empty()).await;
+    assert_eq!(
+        (maybe.status.as_u16(), maybe.body.as_str()),
+        (200, "anonymous")
+    );
+}
+
+#[tokio::test]
+async fn last_activity_moves_on_extend_only() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let web = AppContext::Web;
+    let id = SessionId::generate().unwrap();
+    let rec = record(alice.id, HOUR);
+    store.save(&web, &id, &rec).await.unwrap();
+    let saved = last_activity(&db.pool, id.as_str()).await;
+
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for _ in 0..3 {
+        assert!(store.load(&web, &id).await.unwrap().is_some());
+    }
+    assert_eq!(
+        last_activity(&db.pool, id.as_str()).await,
+        saved,
+        "a load wrote"
+    );
+
+    let later = rec.expires_at + 60_000;
+    assert!(store.extend(&web, &id, later).await.unwrap());
+    let extended = last_activity(&db.pool, id.as_str()).await;
+    assert!(extended > saved, "{extended} !> {saved}");
+    assert_eq!(
+        store.load(&web, &id).await.unwrap().unwrap().expires_at,
+        later
+    );
+
+    // Through the layer: requests inside the touch interval write nothing; one after it
+    // slides the idle timeout and moves last_activity with it.
+    let sessions = Sessions::new(store, users);
+    let app = routes().layer(
+        sessions
+            .layer(AppContext::Web)
+            .idle_timeout(Duration::from_secs(600))
+            .touch_interval(Duration::from_secs(1)),
+    );
+    let token = login(&app, alice.id).await;
+    let at_login = last_activity(&db.pool, &token).await;
+    let expires_at_login: DateTime<Utc> =
+        sqlx::query_scalar("SELECT expires_at FROM sessions WHERE id = $1")
+            .bind(&token)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    for _ in 0..3 {
+        assert_eq!(me_status(&app, "sessionId", &token).await.0, 200);
+    }
+    assert_eq!(last_activity(&db.pool, &token).await, at_login);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(me_status(&app, "sessionId", &token).await.0, 200);
+    let (touched, expires): (DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("SELECT last_activity, expires_at FROM sessions WHERE id = $1")
+            .bind(&token)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(touched > at_login, "the slide did not move last_activity");
+    assert!(
+        expires > expires_at_login,
+        "the slide did not move expires_at"
+    );
+}
+
+#[tokio::test]
+async fn ip_addresses_are_stored_as_inet() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let web = AppContext::Web;
+
+    for ip in ["203.0.113.7", "2001:db8::7", "::1", "10.0.0.1"] {
+        let id = SessionId::generate().unwrap();
+        let rec = SessionRecord::new(alice.id, SessionMetadata::new().ip(ip), now_ms(), HOUR);
+        store.save(&web, &id, &rec).await.unwrap();
+        let (host, family): (Option<String>, Option<i32>) = sqlx::query_as(
+            "SELECT host(ip_address), family(ip_address) FROM sessions WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(host.as_deref(), Some(ip));
+        assert_eq!(family, Some(if ip.contains(':') { 6 } else { 4 }));
+        assert_eq!(
+            store.load(&web, &id).await.unwrap().unwrap().ip.as_deref(),
+            Some(ip)
+        );
+    }
+
+    // Not an address: the login still works, the column is NULL.
+    for junk in [
+        "not an ip",
+        "999.1.1.1",
+        "1.2.3.4'; DROP TABLE users; --",
+        "",
+    ] {
+        let id = SessionId::generate().unwrap();
+        let rec = SessionRecord::new(
+            alice.id,
+            SessionMetadata::new().ip(junk).user_agent("ua"),
+            now_ms(),
+            HOUR,
+        );
+        store
+            .save(&web, &id, &rec)
+            .await
+            .unwrap_or_else(|e| panic!("save with ip {junk:?}: {e}"));
+        let null: bool =
+            sqlx::query_scalar("SELECT ip_address IS NULL FROM sessions WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert!(null, "{junk:?} was stored");
+        let loaded = store.load(&web, &id).await.unwrap().unwrap();
+        assert_eq!(loaded.ip, None);
+        assert_eq!(loaded.user_agent.as_deref(), Some("ua"));
+    }
+    let users_left: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(users_left, 1);
+}
+
+#[tokio::test]
+async fn a_custom_context_is_a_store_error_not_a_panic() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let bot = AppContext::custom("telegram-bot").unwrap();
+    let id = SessionId::generate().unwrap();
+    let rec = record(alice.id, HOUR);
+
+    let named = |e: tower_app_sessions::StoreError| {
+        let text = e.to_string();
+        assert!(text.contains("telegram-bot"), "{text}");
+    };
+    named(store.save(&bot, &id, &rec).await.unwrap_err());
+    named(store.load(&bot, &id).await.unwrap_err());
+    named(store.delete(&bot, &id).await.unwrap_err());
+    named(store.extend(&bot, &id, rec.expires_at).await.unwrap_err());
+    named(
+        store
+            .list_user_sessions(&alice.id, Scope::Context(&bot))
+            .await
+            .unwrap_err(),
+    );
+    named(
+        store
+            .delete_user_sessions(&alice.id, Scope::Context(&bot))
+            .await
+            .unwrap_err(),
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    // The user resolves there, without permissions (none can be stored for it).
+    let resolved = users.resolve(&bot, &alice.id).await.unwrap().unwrap();
+    assert!(resolved.permissions.is_empty());
+
+    // Through a layer for that context: 503 (a backend failure), never a panic or a 500.
+    let app = routes().layer(SessionLayer::new(bot.clone(), store, users));
+    let reply = send(&app, post(&format!("/login/{}", alice.id)).empty()).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.issued(), None);
+    let reply = send(&app, get("/me").bearer(id.as_str()).empty()).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn listing_and_revoke_all_filter_by_context() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::Admin).await;
+    let bob = new_user(&users, "bob", Role::User).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (web, admin) = (AppContext::Web, AppContext::Admin);
+
+    let mut saved = Vec::new();
+    for ctx in [&web, &web, &admin] {
+        let id = SessionId::generate().unwrap();
+        store.save(ctx, &id, &record(alice.id, HOUR)).await.unwrap();
+        saved.push((ctx.clone(), id));
+    }
+    let bobs = SessionId::generate().unwrap();
+    store
+        .save(&admin, &bobs, &record(bob.id, HOUR))
+        .await
+        .unwrap();
+
+    let ids = |list: &[tower_app_sessions::store::SessionInfo]| {
+        let mut v: Vec<String> = list.iter().map(|s| s.id.as_str().to_owned()).collect();
+        v.sort();
+        v
+    };
+    let expected = |ctx: Option<&AppContext>| {
+        let mut v: Vec<String> = saved
+            .iter()
+            .filter(|(c, _)| ctx.is_none_or(|ctx| c == ctx))
+            .map(|(_, id)| id.as_str().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let listed_web = store
+        .list_user_sessions(&alice.id, Scope::Context(&web))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed_web), expected(Some(&web)));
+    assert!(listed_web.iter().all(|s| s.context == web));
+    let listed_admin = store
+        .list_user_sessions(&alice.id, Scope::Context(&admin))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed_admin), expected(Some(&admin)));
+    assert_eq!(listed_admin[0].context, admin);
+    assert_eq!(listed_admin[0].record.ip.as_deref(), Some("203.0.113.9"));
+    let all = store
+        .list_user_sessions(&alice.id, Scope::AllContexts)
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), expected(None));
+
+    // Revoke the admin sessions only: the web rows and bob's are untouched.
+    assert_eq!(
+        store
+            .delete_user_sessions(&alice.id, Scope::Context(&admin))
+            .await
+            .unwrap(),
+        1
+    );
+    for (ctx, id) in &saved {
+        let revoked = *ctx == admin;
+        assert_eq!(
+            row_state(&db.pool, id.as_str()).await.map(|r| (r.0, r.1)),
+            Some((revoked, revoked)),
+            "{ctx} session"
+        );
+    }
+    assert_eq!(
+        row_state(&db.pool, bobs.as_str()).await,
+        Some((false, false, "admin".into()))
+    );
+    assert!(store
+        .list_user_sessions(&alice.id, Scope::Context(&admin))
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(
+        store
+            .delete_user_sessions(&alice.id, Scope::AllContexts)
+            .await
+            .unwrap(),
+        2
+    );
+    let live: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1 AND NOT revoked")
+            .bind(alice.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(live, 0);
+    assert!(store.load(&admin, &bobs).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn users_session_id_opens_the_web_layer_only_with_the_fallback() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let root = new_user(&users, "root", Role::Admin).await;
+    let legacy = SessionId::generate().unwrap();
+    sqlx::query("UPDATE users SET session_id = $1 WHERE id = $2")
+        .bind(legacy.as_str())
+        .bind(root.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users.clone());
+    let web_on = routes().layer(sessions.layer(AppContext::Web).legacy_fallback(true));
+    let web_off = routes().layer(sessions.layer(AppContext::Web).legacy_fallback(false));
+    let web_default = routes().layer(sessions.layer(AppContext::Web));
+    let admin_on = routes().layer(
+        sessions
+            .layer(AppContext::Admin)
+            .cookie_name("admin_sid")
+            .legacy_fallback(true),
+    );
+
+    let ok = (200, root.email.clone());
+    assert_eq!(me_bearer(&web_on, legacy.as_str()).await, ok);
+    assert_eq!(me_status(&web_on, "sessionId", legacy.as_str()).await, ok);
+    // Never the admin panel, even with the fallback switched on in that layer.
+    assert_eq!(me_bearer(&admin_on, legacy.as_str()).await, unauthorized());
+    assert_eq!(
+        me_status(&admin_on, "admin_sid", legacy.as_str()).await,
+        unauthorized()
+    );
+    // Not with the fallback off (the seed's cleanup stage), nor by default.
+    assert_eq!(me_bearer(&web_off, legacy.as_str()).await, unauthorized());
+    assert_eq!(
+        me_bearer(&web_default, legacy.as_str()).await,
+        unauthorized()
+    );
+
+    // An id two users share is ambiguous: neither is chosen.
+    let twin = new_user(&users, "twin", Role::User).await;
+    let shared = SessionId::generate().unwrap();
+    sqlx::query("UPDATE users SET session_id = $1 WHERE id = ANY($2)")
+        .bind(shared.as_str())
+        .bind(vec![
+            twin.id,
+            new_user(&users, "twin2", Role::User).await.id,
+        ])
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(me_bearer(&web_on, shared.as_str()).await, unauthorized());
+
+    // Logging out of the legacy session clears users.session_id: it is dead everywhere.
+    let reply = send(&web_on, post("/logout").bearer(legacy.as_str()).empty()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let column: Option<String> = sqlx::query_scalar("SELECT session_id FROM users WHERE id = $1")
+        .bind(root.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(column, None);
+    assert_eq!(me_bearer(&web_on, legacy.as_str()).await, unauthorized());
+    // ... and wrote no sessions row.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+// ---- 3. PgUsers --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn users_are_created_found_updated_and_logged_in() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let hex = Uuid::new_v4().simple().to_string();
+    let typed = format!("Ada.Lovelace.{hex}@Example.COM");
+    let ada = users
+        .create(User::new(typed.clone(), Role::User).with_password_hash("$argon2id$v=19$x"))
+        .await
+        .unwrap();
+    assert_eq!(ada.email, typed.to_lowercase(), "stored normalized");
+    assert_eq!(ada.last_login_at, None);
+
+    // Case-insensitive lookups.
+    for query in [
+        typed.clone(),
+        typed.to_lowercase(),
+        typed.to_uppercase(),
+        format!("  {typed} "),
+    ] {
+        let found = users.find_by_email(&query).await.unwrap();
+        assert_eq!(found.map(|u| u.id), Some(ada.id), "{query:?}");
+    }
+    assert!(users
+        .find_by_email(&unique_email("nobody"))
+        .await
+        .unwrap()
+        .is_none());
+    // A row another app wrote with the case the user typed is found too.
+    let grace_typed = format!("Grace.Hopper.{hex}@Example.com");
+    let grace_id: Uuid = sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
+        .bind(&grace_typed)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let grace = users
+        .find_by_email(&grace_typed.to_lowercase())
+        .await
+        .unwrap()
+        .expect("mixed-case row found");
+    assert_eq!(
+        (grace.id, grace.email.as_str()),
+        (grace_id, grace_typed.as_str())
+    );
+
+    // A duplicate email, in any case, is EmailTaken.
+    for dup in [typed.clone(), typed.to_uppercase()] {
+        let err = users
+            .create(User::new(dup.clone(), Role::Admin))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserError::EmailTaken), "{dup}: {err:?}");
+    }
+
+    // update
+    let mut changed = (*ada).clone();
+    changed.role = Role::Operator;
+    changed.is_verified = true;
+    changed.email = format!("ada.{hex}@example.org");
+    let updated = users.update(changed.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        (updated.role, updated.is_verified, updated.email.as_str()),
+        (Role::Operator, true, changed.email.as_str())
+    );
+    assert_eq!(updated.hashed_password.as_deref(), Some("$argon2id$v=19$x"));
+    assert!(users.find_by_email(&typed).await.unwrap().is_none());
+    let (role, verified): (String, bool) =
+        sqlx::query_as("SELECT role::text, is_verified FROM users WHERE id = $1")
+            .bind(ada.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((role.as_str(), verified), ("operator", true));
+    // Updating to another user's email is EmailTaken; an unknown id is None.
+    let other = new_user(&users, "other", Role::User).await;
+    let mut clash = (*updated).clone();
+    clash.email = other.email.to_uppercase();
+    assert!(matches!(
+        users.update(clash).await.unwrap_err(),
+        UserError::EmailTaken
+    ));
+    assert!(users
+        .update(User::new(unique_email("ghost"), Role::User))
+        .await
+        .unwrap()
+        .is_none());
+
+    // record_login sets last_login_at to now.
+    users.record_login(&ada.id).await.unwrap();
+    let resolved = users
+        .resolve(&AppContext::Web, &ada.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let at = resolved.last_login_at.expect("last_login_at set");
+    let skew = (Utc::now() - at).num_seconds().abs();
+    assert!(skew < 60, "last_login_at {at} is {skew} s from now");
+    let stored: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT last_login_at FROM users WHERE id = $1")
+            .bind(ada.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, Some(at));
+}
+
+/// Emails are compared case-insensitively (`UserRepository`), but `users_email_key` is
+/// case-sensitive and rows written by the TypeScript apps may keep the case the user typed:
+/// a new account (or an update) with such an email in another case must be refused, or two
+/// accounts share one address and `find_by_email` silently switches to the newer one.
+#[tokio::test]
+#[ignore = "bug: PgUsers::create/update accept an email that matches another app's mixed-case row case-insensitively (see report)"]
+async fn an_email_differing_only_in_case_from_another_apps_row_is_taken() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let typed = format!("Grace.Hopper.{}@Example.com", Uuid::new_v4().simple());
+    let grace: Uuid = sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
+        .bind(&typed)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let created = users
+        .create(User::new(typed.to_lowercase(), Role::User))
+        .await;
+    assert!(
+        matches!(created, Err(UserError::EmailTaken)),
+        "a second account for {typed}: {created:?}"
+    );
+    let mut other = (*new_user(&users, "other", Role::User).await).clone();
+    other.email = typed.to_lowercase();
+    let updated = users.update(other).await;
+    assert!(
+        matches!(updated, Err(UserError::EmailTaken)),
+        "an update took {typed}: {updated:?}"
+    );
+    assert_eq!(
+        users.find_by_email(&typed).await.unwrap().map(|u| u.id),
+        Some(grace)
+    );
+}
+
+#[tokio::test]
+async fn a_user_the_typescript_app_wrote_resolves() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let phc = Argon2::default()
+        .hash_password(b"ts-password", &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+    let email = unique_email("support");
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO users (email, hashed_password, role, is_verified) \
+         VALUES ($1, $2, 'support', true) RETURNING id",
+    )
+    .bind(&email)
+    .bind(&phc)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+
+    let user = users
+        .resolve(&AppContext::Admin, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.role, Role::Support);
+    assert_eq!(user.email, email);
+    assert!(user.is_verified);
+    assert!(user.permissions.is_empty());
+    let stored = user.hashed_password.as_deref().expect("hash kept");
+    assert_eq!(stored, phc);
+    let parsed = PasswordHash::new(stored).unwrap();
+    assert!(Argon2::default()
+        .verify_password(b"ts-password", &parsed)
+        .is_ok());
+    assert!(Argon2::default()
+        .verify_password(b"wrong", &parsed)
+        .is_err());
+    assert_eq!(
+        users.find_by_email(&email).await.unwrap().map(|u| u.id),
+        Some(id)
+    );
+
+    // An admin session the TypeScript admin panel wrote opens the admin layer for a support
+    // user; the same kind of session of a plain user is refused by the admin policy.
+    let plain: Uuid = sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
+        .bind(unique_email("plain"))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let (support_session, plain_session) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    for (sid, uid) in [(&support_session, id), (&plain_session, plain)] {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, expires_at, ip_address, user_agent, application_context) \
+             VALUES ($1, $2, now() + interval '1 hour', '192.0.2.1', 'Mozilla/5.0', 'admin')",
+        )
+        .bind(sid.as_str())
+        .bind(uid)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users);
+    let admin = routes().layer(sessions.layer(AppContext::Admin).admit_roles([
+        Role::Admin,
+        Role::Operator,
+        Role::Support,
+    ]));
+    assert_eq!(
+        me_bearer(&admin, support_session.as_str()).await,
+        (200, email.clone())
+    );
+    assert_eq!(
+        me_bearer(&admin, plain_session.as_str()).await,
+        unauthorized()
+    );
+}
+
+#[tokio::test]
+async fn permissions_are_per_context_and_unexpired() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let root = new_user(&users, "root", Role::Admin).await;
+    let ops = new_user(&users, "ops", Role::Operator).await;
+    let (web, admin) = (AppContext::Web, AppContext::Admin);
+    let grant = |context: &'static AppContext, permission: &'static str, expires_at| {
+        let users = users.clone();
+        let (user_id, by) = (ops.id, root.id);
+        async move {
+            users
+                .grant(PermissionGrant {
+                    user_id: &user_id,
+                    context,
+                    permission,
+                    granted_by: Some(&by),
+                    expires_at,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    static ADMIN: AppContext = AppContext::Admin;
+    static WEB: AppContext = AppContext::Web;
+    grant(&ADMIN, "orders:refund", None).await;
+    grant(&WEB, "profile:edit", None).await;
+    sqlx::query(
+        "INSERT INTO user_permissions (user_id, permission, application_context, expires_at) \
+         VALUES ($1, 'orders:export', 'admin', now() - interval '1 hour')",
+    )
+    .bind(ops.id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    let perms = |ctx: &'static AppContext| {
+        let users = users.clone();
+        let id = ops.id;
+        async move {
+            users
+                .resolve(ctx, &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .permissions
+                .clone()
+        }
+    };
+    assert_eq!(perms(&ADMIN).await, ["orders:refund"]);
+    assert_eq!(perms(&WEB).await, ["profile:edit"]);
+    let granted_by: Option<Uuid> = sqlx::query_scalar(
+        "SELECT granted_by FROM user_permissions WHERE user_id = $1 AND permission = 'orders:refund'",
+    )
+    .bind(ops.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(granted_by, Some(root.id));
+
+    // A future expiry counts; granting again with a past one replaces it.
+    grant(
+        &ADMIN,
+        "reports:read",
+        Some(Utc::now() + chrono::Duration::hours(1)),
+    )
+    .await;
+    assert_eq!(perms(&ADMIN).await, ["orders:refund", "reports:read"]);
+    grant(
+        &ADMIN,
+        "reports:read",
+        Some(Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .await;
+    assert_eq!(perms(&ADMIN).await, ["orders:refund"]);
+
+    // Revoking in one context leaves the other.
+    assert!(!users
+        .revoke_permission(&ops.id, &web, "orders:refund")
+        .await
+        .unwrap());
+    assert!(users
+        .revoke_permission(&ops.id, &admin, "orders:refund")
+        .await
+        .unwrap());
+    assert!(!users
+        .revoke_permission(&ops.id, &admin, "orders:refund")
+        .await
+        .unwrap());
+    assert!(perms(&ADMIN).await.is_empty());
+    assert_eq!(perms(&WEB).await, ["profile:edit"]);
+}
+
+#[tokio::test]
+async fn require_permission_answers_403_401_and_200_from_the_database() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let root = new_user(&users, "root", Role::Admin).await;
+    let ops = new_user(&users, "ops", Role::Operator).await;
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users.clone());
+    let protected = Router::new()
+        .route("/refund", routing::post(|| async { "refunded" }))
+        .route_layer(RequirePermissionLayer::<User>::new("orders:refund"));
+    let admin = routes()
+        .merge(protected)
+        .layer(sessions.layer(AppContext::Admin).cookie_name("admin_sid"));
+
+    let refund = |token: Option<&str>| {
+        let admin = admin.clone();
+        let token = token.map(str::to_owned);
+        async move {
+            let req = match &token {
+                Some(t) => post("/refund").cookie("admin_sid", t),
+                None => post("/refund"),
+            };
+            let reply = send(&admin, req.empty()).await;
+            (reply.status.as_u16(), reply.body)
+        }
+    };
+    assert_eq!(refund(None).await, unauthorized());
+    assert_eq!(
+        refund(Some("not-a-session-id-at-all")).await,
+        unauthorized()
+    );
+
+    let token = login(&admin, ops.id).await;
+    assert_eq!(refund(Some(&token)).await, (403, FORBIDDEN_BODY.to_owned()));
+    // Granted in the web app only: still forbidden in the admin panel.
+    users
+        .grant(PermissionGrant {
+            user_id: &ops.id,
+            context: &AppContext::Web,
+            permission: "orders:refund",
+            granted_by: Some(&root.id),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(refund(Some(&token)).await, (403, FORBIDDEN_BODY.to_owned()));
+    // Granted in admin: the next request has it, same session.
+    users
+        .grant(PermissionGrant {
+            user_id: &ops.id,
+            context: &AppContext::Admin,
+            permission: "orders:refund",
+            granted_by: Some(&root.id),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(refund(Some(&token)).await, (200, "refunded".to_owned()));
+    // Revoked: forbidden again at once.
+    users
+        .revoke_permission(&ops.id, &AppContext::Admin, "orders:refund")
+        .await
+        .unwrap();
+    assert_eq!(refund(Some(&token)).await, (403, FORBIDDEN_BODY.to_owned()));
+    // Unprotected routes of the same router are not affected.
+    assert_eq!(
+        me_status(&admin, "admin_sid", &token).await,
+        (200, ops.email.clone())
+    );
+}
+
+// ---- 4. isolation through the layer, PostgreSQL alone ------------------------------------
+
+#[tokio::test]
+async fn web_and_admin_sessions_are_isolated_on_postgres_alone() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let root = new_user(&users, "root", Role::Admin).await;
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users);
+    let web = routes().layer(sessions.layer(AppContext::Web));
+    let admin = routes().layer(sessions.layer(AppContext::Admin).cookie_name("admin_sid"));
+
+    let web_token = login(&web, root.id).await;
+    let admin_token = login(&admin, root.id).await;
+    let ok = (200, root.email.clone());
+    assert_eq!(me_status(&web, "sessionId", &web_token).await, ok);
+    assert_eq!(me_bearer(&web, &web_token).await, ok);
+    assert_eq!(me_status(&admin, "admin_sid", &admin_token).await, ok);
+    assert_eq!(me_bearer(&admin, &admin_token).await, ok);
+
+    for (router, cookie, foreign) in [
+        (&admin, "admin_sid", &web_token),
+        (&web, "sessionId", &admin_token),
+    ] {
+        assert_eq!(me_status(router, cookie, foreign).await, unauthorized());
+        assert_eq!(me_bearer(router, foreign).await, unauthorized());
+        // A foreign session cannot be logged out (revoked) from the other app either.
+        let reply = send(router, post("/logout").bearer(foreign).empty()).await;
+        assert_eq!(reply.status, 401);
+    }
+    assert_eq!(
+        row_state(&db.pool, &web_token).await,
+        Some((false, false, "web".into()))
+    );
+    assert_eq!(
+        row_state(&db.pool, &admin_token).await,
+        Some((false, false, "admin".into()))
+    );
+    // Still valid in their own apps.
+    assert_eq!(me_bearer(&web, &web_token).await, ok);
+    assert_eq!(me_bearer(&admin, &admin_token).await, ok);
+}
