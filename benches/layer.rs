@@ -1,0 +1,377 @@
+//! Per-request cost of `SessionLayer` against the lookup a user would otherwise hand-write,
+//! measured in the same run (criterion). Each group holds one pair:
+//!
+//! | group | ours | baseline |
+//! |---|---|---|
+//! | `anonymous` | layer, no credential | the inner service alone |
+//! | `memory` | layer on `MemoryStore` + `MemoryUsers` | cookie parse + `HashMap` session and user lookups |
+//! | `redis` | layer on `RedisStore` + `MemoryUsers` | cookie parse + `GET session:web:<id>` + `serde_json` + `HashMap` user |
+//! | `tiered` | layer on Redis + PostgreSQL, user from PostgreSQL | cookie parse + `GET` + parse + prepared `SELECT … FROM users WHERE id = $1` |
+//!
+//! `cargo bench` runs the memory pairs without services; the Redis and PostgreSQL pairs run
+//! when `REDIS_URL` / `DATABASE_URL` answer (features `redis`, `postgres`). Ratios:
+//! `scripts/bench-ratios` after a run.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{Request, Response};
+use tower::{service_fn, Service, ServiceExt};
+use tower_app_sessions::record::now_ms;
+use tower_app_sessions::{
+    AppContext, CurrentUser, MemoryStore, MemoryUsers, Role, SessionId, SessionLayer,
+    SessionMetadata, SessionRecord, SessionStore, User,
+};
+use uuid::Uuid;
+
+type Body = String;
+
+/// The trivial handler behind every scenario: it reads the user the way a real one would.
+async fn inner(req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let authenticated = req.extensions().get::<CurrentUser<User>>().is_some();
+    Ok(Response::new(if authenticated {
+        "me".into()
+    } else {
+        "anon".into()
+    }))
+}
+
+fn request(cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::get("/me");
+    if let Some(id) = cookie {
+        builder = builder.header("cookie", format!("theme=dark; sessionId={id}"));
+    }
+    builder.body(Body::new()).expect("static request")
+}
+
+/// The session cookie, as a hand-written handler would find it.
+fn cookie_value(req: &Request<Body>) -> Option<String> {
+    let header = req.headers().get(http::header::COOKIE)?.to_str().ok()?;
+    cookie::Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == "sessionId")
+        .map(|c| c.value().to_owned())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn fixture() -> (MemoryUsers, Arc<User>, SessionId, SessionRecord) {
+    let users = MemoryUsers::new();
+    let user = users
+        .insert(User::new("bench@example.com", Role::User))
+        .expect("fresh directory");
+    let id = SessionId::generate().expect("OS randomness");
+    let record = SessionRecord::new(
+        user.id,
+        SessionMetadata::new().ip("127.0.0.1"),
+        now_ms(),
+        Duration::from_secs(3600),
+    );
+    (users, user, id, record)
+}
+
+fn anonymous(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("anonymous");
+    let bare = service_fn(inner);
+    group.bench_function("baseline", |b| {
+        b.to_async(&rt).iter(|| bare.oneshot(request(None)))
+    });
+    let layered = tower::ServiceBuilder::new()
+        .layer(SessionLayer::for_context(AppContext::Web))
+        .service(service_fn(inner));
+    group.bench_function("layer", |b| {
+        b.to_async(&rt)
+            .iter(|| layered.clone().oneshot(request(None)))
+    });
+    group.finish();
+}
+
+fn memory(c: &mut Criterion) {
+    let rt = runtime();
+    let (users, user, id, record) = fixture();
+    let mut group = c.benchmark_group("memory");
+
+    // Hand-written: a map of sessions and a map of users.
+    let sessions: Arc<HashMap<String, SessionRecord>> =
+        Arc::new(HashMap::from([(id.as_str().to_owned(), record.clone())]));
+    let directory: Arc<HashMap<Uuid, Arc<User>>> =
+        Arc::new(HashMap::from([(user.id, user.clone())]));
+    let raw = service_fn(move |mut req: Request<Body>| {
+        let (sessions, directory) = (sessions.clone(), directory.clone());
+        async move {
+            let found = cookie_value(&req)
+                .and_then(|id| sessions.get(&id).cloned())
+                .filter(|r| r.expires_at > now_ms())
+                .and_then(|r| directory.get(&r.user_id).cloned());
+            if let Some(user) = found {
+                req.extensions_mut().insert(CurrentUser::new(user));
+            }
+            inner(req).await
+        }
+    });
+    group.bench_function("baseline", |b| {
+        b.to_async(&rt)
+            .iter(|| raw.clone().oneshot(request(Some(id.as_str()))))
+    });
+
+    let store = MemoryStore::new();
+    rt.block_on(store.save(&AppContext::Web, &id, &record))
+        .expect("memory save");
+    let layered = tower::ServiceBuilder::new()
+        .layer(
+            SessionLayer::for_context(AppContext::Web)
+                .with_store(store)
+                .with_users(users),
+        )
+        .service(service_fn(inner));
+    check(&rt, layered.clone(), id.as_str());
+    group.bench_function("layer", |b| {
+        b.to_async(&rt)
+            .iter(|| layered.clone().oneshot(request(Some(id.as_str()))))
+    });
+    group.finish();
+}
+
+/// Fails the benchmark run if a scenario does not authenticate: a fast 401 measures nothing.
+fn check<S>(rt: &tokio::runtime::Runtime, service: S, id: &str)
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: std::fmt::Debug,
+{
+    let response = rt
+        .block_on(service.oneshot(request(Some(id))))
+        .expect("infallible");
+    assert_eq!(response.body(), "me", "the scenario does not authenticate");
+}
+
+#[cfg(feature = "redis")]
+mod redis_pairs {
+    use super::*;
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+
+    pub fn url() -> String {
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    }
+
+    pub async fn connection() -> Option<redis::aio::ConnectionManager> {
+        let client = redis::Client::open(url()).ok()?;
+        tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    pub fn redis(c: &mut Criterion) {
+        let rt = runtime();
+        let Some(conn) = rt.block_on(connection()) else {
+            eprintln!("redis pairs skipped: REDIS_URL does not answer");
+            return;
+        };
+        let (users, user, id, record) = fixture();
+        let store = rt
+            .block_on(RedisStore::connect(RedisConfig::new(url())))
+            .expect("redis store");
+        rt.block_on(store.save(&AppContext::Web, &id, &record))
+            .expect("save");
+        let mut group = c.benchmark_group("redis");
+
+        let directory: Arc<HashMap<Uuid, Arc<User>>> =
+            Arc::new(HashMap::from([(user.id, user.clone())]));
+        let raw = service_fn(move |mut req: Request<Body>| {
+            let (mut conn, directory) = (conn.clone(), directory.clone());
+            async move {
+                if let Some(id) = cookie_value(&req) {
+                    let value: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(format!("session:web:{id}"))
+                        .query_async(&mut conn)
+                        .await
+                        .ok()
+                        .flatten();
+                    let user = value
+                        .and_then(|v| serde_json::from_slice::<SessionRecord>(&v).ok())
+                        .filter(|r| r.expires_at > now_ms())
+                        .and_then(|r| directory.get(&r.user_id).cloned());
+                    if let Some(user) = user {
+                        req.extensions_mut().insert(CurrentUser::new(user));
+                    }
+                }
+                inner(req).await
+            }
+        });
+        check(&rt, raw.clone(), id.as_str());
+        group.bench_function("baseline", |b| {
+            b.to_async(&rt)
+                .iter(|| raw.clone().oneshot(request(Some(id.as_str()))))
+        });
+
+        let layered = tower::ServiceBuilder::new()
+            .layer(
+                SessionLayer::for_context(AppContext::Web)
+                    .with_store(store)
+                    .with_users(users),
+            )
+            .service(service_fn(inner));
+        check(&rt, layered.clone(), id.as_str());
+        group.bench_function("layer", |b| {
+            b.to_async(&rt)
+                .iter(|| layered.clone().oneshot(request(Some(id.as_str()))))
+        });
+        group.finish();
+    }
+}
+
+#[cfg(all(feature = "redis", feature = "postgres"))]
+mod tiered_pairs {
+    use super::*;
+    use tower_app_sessions::store::postgres::{migrate, PgSessionStore};
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+    use tower_app_sessions::store::tiered::TieredStore;
+    use tower_app_sessions::users::PgUsers;
+    use tower_app_sessions::UserRepository;
+
+    async fn database() -> Option<sqlx::PgPool> {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = tokio::time::timeout(Duration::from_secs(2), sqlx::PgPool::connect(&url))
+            .await
+            .ok()?
+            .ok()?;
+        // A database of the benchmark's own, recreated each run.
+        let name = "tas_bench";
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .ok()?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .ok()?;
+        let url = match url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => return None,
+        };
+        let pool = tower_app_sessions::store::postgres::connect(&url)
+            .await
+            .ok()?;
+        migrate(&pool).await.ok()?;
+        Some(pool)
+    }
+
+    pub fn tiered(c: &mut Criterion) {
+        let rt = runtime();
+        let (Some(conn), Some(pool)) = (
+            rt.block_on(redis_pairs::connection()),
+            rt.block_on(database()),
+        ) else {
+            eprintln!("tiered pairs skipped: REDIS_URL or DATABASE_URL does not answer");
+            return;
+        };
+        let users = PgUsers::new(pool.clone());
+        let user = rt
+            .block_on(users.create(User::new("bench@example.com", Role::User)))
+            .expect("create user");
+        let id = SessionId::generate().expect("OS randomness");
+        let record = SessionRecord::new(
+            user.id,
+            SessionMetadata::new(),
+            now_ms(),
+            Duration::from_secs(3600),
+        );
+        let redis = rt
+            .block_on(RedisStore::connect(RedisConfig::new(redis_pairs::url())))
+            .expect("redis store");
+        let store = TieredStore::new(Arc::new(redis), Arc::new(PgSessionStore::new(pool.clone())));
+        rt.block_on(store.save(&AppContext::Web, &id, &record))
+            .expect("save");
+        let mut group = c.benchmark_group("tiered");
+
+        let raw = service_fn(move |mut req: Request<Body>| {
+            let (mut conn, pool) = (conn.clone(), pool.clone());
+            async move {
+                if let Some(id) = cookie_value(&req) {
+                    let value: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(format!("session:web:{id}"))
+                        .query_async(&mut conn)
+                        .await
+                        .ok()
+                        .flatten();
+                    let record = value
+                        .and_then(|v| serde_json::from_slice::<SessionRecord>(&v).ok())
+                        .filter(|r| r.expires_at > now_ms());
+                    if let Some(record) = record {
+                        // A prepared statement (sqlx caches it per connection).
+                        let row: Option<(Uuid, String, String)> =
+                            sqlx::query_as("SELECT id, email, role::text FROM users WHERE id = $1")
+                                .bind(record.user_id)
+                                .fetch_optional(&pool)
+                                .await
+                                .ok()
+                                .flatten();
+                        if let Some((_, email, _)) = row {
+                            let user = Arc::new(User::new(email, Role::User));
+                            req.extensions_mut().insert(CurrentUser::new(user));
+                        }
+                    }
+                }
+                inner(req).await
+            }
+        });
+        check(&rt, raw.clone(), id.as_str());
+        group.bench_function("baseline", |b| {
+            b.to_async(&rt)
+                .iter(|| raw.clone().oneshot(request(Some(id.as_str()))))
+        });
+
+        let layered = tower::ServiceBuilder::new()
+            .layer(
+                SessionLayer::for_context(AppContext::Web)
+                    .with_store(store)
+                    .with_users(users),
+            )
+            .service(service_fn(inner));
+        check(&rt, layered.clone(), id.as_str());
+        group.bench_function("layer", |b| {
+            b.to_async(&rt)
+                .iter(|| layered.clone().oneshot(request(Some(id.as_str()))))
+        });
+        group.finish();
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+mod redis_pairs {
+    pub fn redis(_: &mut criterion::Criterion) {
+        eprintln!("redis pairs skipped: built without the `redis` feature");
+    }
+}
+
+#[cfg(not(all(feature = "redis", feature = "postgres")))]
+mod tiered_pairs {
+    pub fn tiered(_: &mut criterion::Criterion) {
+        eprintln!("tiered pairs skipped: built without the `redis` and `postgres` features");
+    }
+}
+
+fn config() -> Criterion {
+    // Shared, noisy 2-core machines: more samples, medians in the report.
+    Criterion::default()
+        .sample_size(60)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = anonymous, memory, redis_pairs::redis, tiered_pairs::tiered
+}
+criterion_main!(benches);
