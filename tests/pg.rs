@@ -717,7 +717,6 @@ async fn users_are_created_found_updated_and_logged_in() {
 /// a new account (or an update) with such an email in another case must be refused, or two
 /// accounts share one address and `find_by_email` silently switches to the newer one.
 #[tokio::test]
-#[ignore = "bug: PgUsers::create/update accept an email that matches another app's mixed-case row case-insensitively (see report)"]
 async fn an_email_differing_only_in_case_from_another_apps_row_is_taken() {
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());

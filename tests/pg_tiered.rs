@@ -330,7 +330,6 @@ async fn logout_removes_the_redis_key_and_revokes_the_row_at_once() {
 /// session must authenticate, and must certainly not be deleted from Redis under the
 /// TypeScript app's feet.
 #[tokio::test]
-#[ignore = "bug: TieredStore rejects and deletes Redis-only sessions written by the TypeScript apps (see report)"]
 async fn a_redis_only_session_of_the_typescript_app_survives_the_tiered_store() {
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());
@@ -369,7 +368,6 @@ async fn a_redis_only_session_of_the_typescript_app_survives_the_tiered_store() 
 /// hold (DESIGN.md: logout takes effect server-side at once); the tiered store must not bring
 /// the session back from the still-live `sessions` row.
 #[tokio::test]
-#[ignore = "bug: TieredStore refills a session the TypeScript app logged out (Redis DEL) from its live PostgreSQL row (see report)"]
 async fn a_logout_by_the_typescript_app_holds_in_the_tiered_store() {
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());

@@ -177,6 +177,42 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// Whether the store holds any record of `id` in `context`, live or not: audited
+    /// backends keep revoked and expired rows, and a tiered store must tell "revoked here"
+    /// from "never written here". The default is [`load`](Self::load)`.is_some()`.
+    fn contains<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.load(context, id).await?.is_some()) })
+    }
+
+    /// Whether this store positively knows that the session `id` of `user_id` was deleted
+    /// (rather than never held, or lost with the store's data). A [`TieredStore`] asks its fast
+    /// store before refilling it from the durable one, so a logout done by deleting the fast
+    /// copy only (the TypeScript apps' `deleteSession` deletes the Redis key) holds, while
+    /// sessions lost in a Redis restart are still refilled. The default knows nothing.
+    ///
+    /// [`TieredStore`]: tiered::TieredStore
+    fn knows_deleted<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        user_id: &'a Uuid,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = (context, id, user_id);
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
+    /// Whether sessions of `context` can be stored here at all (PostgreSQL's enum knows only
+    /// `web` and `admin`). A [`TieredStore`](tiered::TieredStore) keeps the others in its fast
+    /// store alone.
+    fn supports(&self, context: &AppContext) -> bool {
+        let _ = context;
+        true
+    }
+
     /// Deletes the pre-migration, context-less record of `id` (Redis `session:<id>`), so a
     /// login or logout from a legacy session leaves no live legacy id behind. `true` if it
     /// existed. Backends without legacy data keep this default.

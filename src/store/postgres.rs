@@ -409,6 +409,32 @@ impl SessionStore for PgSessionStore {
         Box::pin(self.list_user(user_id, scope))
     }
 
+    fn contains<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let label = pg_context(context)?;
+            let (exists,): (bool,) = timed(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM sessions \
+                     WHERE id = $1 AND application_context = $2::\"ApplicationType\")",
+                )
+                .bind(id.as_str())
+                .bind(label)
+                .fetch_one(&self.pool),
+            )
+            .await?;
+            Ok(exists)
+        })
+    }
+
+    fn supports(&self, context: &AppContext) -> bool {
+        pg_context(context).is_ok()
+    }
+
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,

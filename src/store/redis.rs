@@ -737,6 +737,31 @@ impl SessionStore for RedisStore {
         })
     }
 
+    /// The user index outlives a session key deleted by another app (the TypeScript apps
+    /// `DEL` the key and leave our index alone), and dies with the data in a restart: a live
+    /// index member whose key is gone means the key was deleted on purpose.
+    fn knows_deleted<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        user_id: &'a Uuid,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let index = keys::user_index(user_id);
+            let member = keys::index_member(context, id);
+            let score: Option<i64> = self
+                .run(|mut c| async move {
+                    redis::cmd("ZSCORE")
+                        .arg(index)
+                        .arg(member)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(score.is_some_and(|expires_at| expires_at > now_ms()))
+        })
+    }
+
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,

@@ -20,7 +20,10 @@ const VALIDATED_SOFT_LIMIT: usize = 100_000;
 /// - **writes** go to the durable store first, then the fast one (a failed fast write is
 ///   logged: the next read refills it);
 /// - **reads** try the fast store; a miss reads the durable store and refills the fast one,
-///   so a Redis restart loses no session;
+///   so a Redis restart loses no session — unless the fast store knows the session was
+///   deleted on purpose ([`SessionStore::knows_deleted`]: the TypeScript apps log out by
+///   deleting the Redis key only), in which case the logout holds and reaches the durable
+///   store too;
 /// - the durable store is the **authority**: a fast copy is trusted for at most the
 ///   revalidation interval (`SESSION_REVALIDATE_SECS`, default 5 s) per session, then the
 ///   durable record is checked again, so a session revoked there by any app (say,
@@ -28,6 +31,11 @@ const VALIDATED_SOFT_LIMIT: usize = 100_000;
 ///   authenticating within that bound even while a stale fast copy exists. That costs about
 ///   one durable query per active session per interval, not one per request;
 /// - **revocation** reaches both stores; listing reads the durable store;
+/// - a fast copy the durable store has **no record of at all** was written by an app that
+///   writes only to Redis (the TypeScript apps' `createSession` does): it is served, and
+///   Redis stays its authority; a durable record that exists but is revoked or expired wins;
+/// - contexts the durable store cannot hold ([`SessionStore::supports`]: custom contexts on
+///   PostgreSQL) live in the fast store alone;
 /// - when the fast store fails, reads fall back to the durable store (logged); when the
 ///   durable store fails, operations fail ([`StoreError`], so `503`), never serving from a
 ///   copy it cannot check.
@@ -98,11 +106,22 @@ impl TieredStore {
         self.validated().remove(&(context.clone(), id.clone()));
     }
 
+    /// The store that holds `context`'s sessions durably: contexts the durable store cannot
+    /// hold (custom contexts on PostgreSQL) live in the fast store alone.
+    fn durable_for(&self, context: &AppContext) -> Option<&dyn SessionStore> {
+        self.durable
+            .supports(context)
+            .then_some(self.durable.as_ref())
+    }
+
     async fn read(
         &self,
         context: &AppContext,
         id: &SessionId,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        if self.durable_for(context).is_none() {
+            return self.fast.load(context, id).await;
+        }
         let now = now_ms();
         let cached = match self.fast.load(context, id).await {
             Ok(cached) => cached,
@@ -117,6 +136,14 @@ impl TieredStore {
         match self.durable.load(context, id).await? {
             Some(record) => {
                 if cached.is_none() {
+                    // Deleted from the fast store on purpose (a logout by an app that only
+                    // deletes the Redis key): the logout holds, and reaches the durable store.
+                    if self.fast_knows_deleted(context, id, &record.user_id).await {
+                        self.forget(context, id);
+                        self.durable.delete(context, id).await?;
+                        return Ok(None);
+                    }
+                    // Lost with the fast store's data (a restart): refill it.
                     if let Err(error) = self.fast.save(context, id, &record).await {
                         tracing::warn!(context = %context, %error, "could not refill the fast session store");
                     }
@@ -125,12 +152,31 @@ impl TieredStore {
                 Ok(Some(record))
             }
             None => {
-                self.forget(context, id);
-                if cached.is_some() {
-                    // Revoked or expired at the source: drop the stale copy.
-                    self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
+                let Some(cached) = cached else {
+                    self.forget(context, id);
+                    return Ok(None);
+                };
+                // A live fast copy with no durable record at all was written by an app that
+                // writes only to Redis (the TypeScript apps' `createSession`): that store
+                // is its authority. A durable record that exists but is not live was revoked
+                // or expired there: drop the stale copy.
+                if !self.durable.contains(context, id).await? {
+                    self.mark(context, id, now);
+                    return Ok(Some(cached));
                 }
+                self.forget(context, id);
+                self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
                 Ok(None)
+            }
+        }
+    }
+
+    async fn fast_knows_deleted(&self, context: &AppContext, id: &SessionId, user: &Uuid) -> bool {
+        match self.fast.knows_deleted(context, id, user).await {
+            Ok(deleted) => deleted,
+            Err(error) => {
+                tracing::warn!(context = %context, %error, "fast session store failed; refilling");
+                false
             }
         }
     }
@@ -147,15 +193,21 @@ impl TieredStore {
         id: &SessionId,
         record: &SessionRecord,
     ) -> Result<(), StoreError> {
-        self.durable.save(context, id, record).await?;
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.save(context, id, record).await;
+        };
+        durable.save(context, id, record).await?;
         self.fast_best_effort(self.fast.save(context, id, record).await);
         self.mark(context, id, now_ms());
         Ok(())
     }
 
     async fn remove(&self, context: &AppContext, id: &SessionId) -> Result<bool, StoreError> {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.delete(context, id).await;
+        };
         self.forget(context, id);
-        let existed = self.durable.delete(context, id).await?;
+        let existed = durable.delete(context, id).await?;
         self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
         Ok(existed)
     }
@@ -166,7 +218,10 @@ impl TieredStore {
         id: &SessionId,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        if !self.durable.extend(context, id, expires_at).await? {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.extend(context, id, expires_at).await;
+        };
+        if !durable.extend(context, id, expires_at).await? {
             self.forget(context, id);
             self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
             return Ok(false);
@@ -176,6 +231,11 @@ impl TieredStore {
     }
 
     async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
+        if let Scope::Context(context) = scope {
+            if self.durable_for(context).is_none() {
+                return self.fast.delete_user_sessions(user_id, scope).await;
+            }
+        }
         let live = self.durable.list_user_sessions(user_id, scope).await?;
         let revoked = self.durable.delete_user_sessions(user_id, scope).await?;
         for session in &live {
@@ -267,7 +327,23 @@ impl SessionStore for TieredStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        self.durable.list_user_sessions(user_id, scope)
+        match scope {
+            Scope::Context(context) if self.durable_for(context).is_none() => {
+                self.fast.list_user_sessions(user_id, scope)
+            }
+            _ => self.durable.list_user_sessions(user_id, scope),
+        }
+    }
+
+    fn contains<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        match self.durable_for(context) {
+            Some(durable) => durable.contains(context, id),
+            None => self.fast.contains(context, id),
+        }
     }
 
     fn load_legacy<'a>(
@@ -400,8 +476,11 @@ mod tests {
         )
     }
 
+    // Revocation at the source needs a durable store that keeps revoked records
+    // (PostgreSQL): tests/pg_tiered.rs covers it against a real one.
+
     #[tokio::test]
-    async fn a_miss_refills_the_fast_store_and_the_durable_store_decides() {
+    async fn a_miss_refills_the_fast_store() {
         let (fast, durable) = (MemoryStore::new(), MemoryStore::new());
         let tiered = TieredStore::new(Arc::new(fast.clone()), Arc::new(durable.clone()))
             .revalidate_after(Duration::ZERO);
@@ -409,29 +488,84 @@ mod tests {
         durable.save(&ctx, &id, &rec).await.unwrap();
         assert_eq!(tiered.load(&ctx, &id).await.unwrap(), Some(rec.clone()));
         assert_eq!(fast.load(&ctx, &id).await.unwrap(), Some(rec), "refilled");
-        // Revoked at the source: the stale fast copy is not served and is dropped.
-        durable.delete(&ctx, &id).await.unwrap();
-        assert_eq!(tiered.load(&ctx, &id).await.unwrap(), None);
-        assert_eq!(fast.load(&ctx, &id).await.unwrap(), None);
     }
 
     #[tokio::test]
-    async fn a_fresh_copy_is_trusted_only_within_the_interval() {
+    async fn a_fast_copy_the_durable_store_never_held_is_served() {
+        // What a Redis-only writer (the TypeScript apps) leaves: no durable record at all.
         let (fast, durable) = (MemoryStore::new(), MemoryStore::new());
         let tiered = TieredStore::new(Arc::new(fast.clone()), Arc::new(durable.clone()))
-            .revalidate_after(Duration::from_millis(200));
-        let (ctx, id, rec) = (AppContext::Admin, SessionId::generate().unwrap(), record());
-        tiered.save(&ctx, &id, &rec).await.unwrap();
-        durable.delete(&ctx, &id).await.unwrap(); // revoked elsewhere
-        assert!(
-            tiered.load(&ctx, &id).await.unwrap().is_some(),
-            "within the bound"
+            .revalidate_after(Duration::ZERO);
+        let (ctx, id, rec) = (AppContext::Web, SessionId::generate().unwrap(), record());
+        fast.save(&ctx, &id, &rec).await.unwrap();
+        assert_eq!(tiered.load(&ctx, &id).await.unwrap(), Some(rec));
+        assert!(durable.is_empty(), "not copied into the durable store");
+    }
+
+    #[tokio::test]
+    async fn contexts_the_durable_store_cannot_hold_stay_in_the_fast_store() {
+        struct WebAndAdminOnly(MemoryStore);
+        impl SessionStore for WebAndAdminOnly {
+            fn load<'a>(
+                &'a self,
+                c: &'a AppContext,
+                id: &'a SessionId,
+            ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+                self.0.load(c, id)
+            }
+            fn save<'a>(
+                &'a self,
+                c: &'a AppContext,
+                id: &'a SessionId,
+                r: &'a SessionRecord,
+            ) -> BoxFuture<'a, Result<(), StoreError>> {
+                self.0.save(c, id, r)
+            }
+            fn delete<'a>(
+                &'a self,
+                c: &'a AppContext,
+                id: &'a SessionId,
+            ) -> BoxFuture<'a, Result<bool, StoreError>> {
+                self.0.delete(c, id)
+            }
+            fn extend<'a>(
+                &'a self,
+                c: &'a AppContext,
+                id: &'a SessionId,
+                at: i64,
+            ) -> BoxFuture<'a, Result<bool, StoreError>> {
+                self.0.extend(c, id, at)
+            }
+            fn delete_user_sessions<'a>(
+                &'a self,
+                u: &'a Uuid,
+                s: Scope<'a>,
+            ) -> BoxFuture<'a, Result<u64, StoreError>> {
+                self.0.delete_user_sessions(u, s)
+            }
+            fn list_user_sessions<'a>(
+                &'a self,
+                u: &'a Uuid,
+                s: Scope<'a>,
+            ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+                self.0.list_user_sessions(u, s)
+            }
+            fn supports(&self, context: &AppContext) -> bool {
+                !matches!(context, AppContext::Custom(_))
+            }
+        }
+        let (fast, durable) = (MemoryStore::new(), MemoryStore::new());
+        let tiered = TieredStore::new(
+            Arc::new(fast.clone()),
+            Arc::new(WebAndAdminOnly(durable.clone())),
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(
-            tiered.load(&ctx, &id).await.unwrap().is_none(),
-            "after the bound"
-        );
+        let bot = AppContext::custom("telegram-bot").unwrap();
+        let (id, rec) = (SessionId::generate().unwrap(), record());
+        tiered.save(&bot, &id, &rec).await.unwrap();
+        assert!(durable.is_empty());
+        assert_eq!(tiered.load(&bot, &id).await.unwrap(), Some(rec.clone()));
+        assert!(tiered.delete(&bot, &id).await.unwrap());
+        assert!(fast.is_empty());
     }
 
     #[tokio::test]

@@ -152,49 +152,92 @@ impl PgUsers {
             .transpose()
     }
 
+    /// Runs `write` in a transaction that first makes sure no *other* user has `email` in any
+    /// letter case. `users_email_key` is case-sensitive (it is Prisma's, so it stays as it is)
+    /// while logins match emails case-insensitively, so the check is done here, under an
+    /// advisory lock on the folded email that serializes concurrent writers of it.
+    async fn write_unique<T, F>(&self, id: Uuid, email: &str, write: F) -> Result<T, UserError>
+    where
+        F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+    {
+        let folded = normalize(email);
+        let work = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&folded)
+                .execute(&mut *tx)
+                .await?;
+            let (taken,): (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1 AND id <> $2)",
+            )
+            .bind(&folded)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if taken {
+                return Ok(None);
+            }
+            let out = write(&mut tx).await?;
+            tx.commit().await?;
+            Ok(Some(out))
+        };
+        match timed(self.timeout, work).await {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(UserError::EmailTaken),
+            Err(error) => Err(email_taken(error)),
+        }
+    }
+
     async fn insert(&self, new: User) -> Result<Arc<User>, UserError> {
-        let sql = format!(
-            "INSERT INTO users (id, email, hashed_password, is_verified, role, created_at, last_login_at) \
-             VALUES ($1, $2, $3, $4, $5::text::\"UserRole\", $6, $7) RETURNING {USER_COLUMNS}"
-        );
-        let row: Result<UserRow, StoreError> = timed(
-            self.timeout,
-            sqlx::query_as(&sql)
-                .bind(new.id)
-                .bind(normalize(&new.email))
-                .bind(new.hashed_password.as_deref())
-                .bind(new.is_verified)
-                .bind(new.role.as_str())
-                .bind(new.created_at)
-                .bind(new.last_login_at)
-                .fetch_one(&self.pool),
-        )
-        .await;
-        Ok(Arc::new(user(row.map_err(email_taken)?, Vec::new())?))
+        let email = normalize(&new.email);
+        let row: UserRow = self
+            .write_unique(new.id, &new.email, |conn| {
+                Box::pin(async move {
+                    let sql = format!(
+                        "INSERT INTO users (id, email, hashed_password, is_verified, role, created_at, last_login_at) \
+                         VALUES ($1, $2, $3, $4, $5::text::\"UserRole\", $6, $7) RETURNING {USER_COLUMNS}"
+                    );
+                    sqlx::query_as(&sql)
+                        .bind(new.id)
+                        .bind(&email)
+                        .bind(new.hashed_password.as_deref())
+                        .bind(new.is_verified)
+                        .bind(new.role.as_str())
+                        .bind(new.created_at)
+                        .bind(new.last_login_at)
+                        .fetch_one(conn)
+                        .await
+                })
+            })
+            .await?;
+        Ok(Arc::new(user(row, Vec::new())?))
     }
 
     async fn replace(&self, changed: User) -> Result<Option<Arc<User>>, UserError> {
-        let sql = format!(
-            "UPDATE users SET email = $2, hashed_password = $3, is_verified = $4, \
-               role = $5::text::\"UserRole\", last_login_at = $6 \
-             WHERE id = $1 RETURNING {USER_COLUMNS}"
-        );
-        let row: Result<Option<UserRow>, StoreError> = timed(
-            self.timeout,
-            sqlx::query_as(&sql)
-                .bind(changed.id)
-                .bind(normalize(&changed.email))
-                .bind(changed.hashed_password.as_deref())
-                .bind(changed.is_verified)
-                .bind(changed.role.as_str())
-                .bind(changed.last_login_at)
-                .fetch_optional(&self.pool),
-        )
-        .await;
-        match row.map_err(email_taken)? {
-            Some(row) => Ok(Some(Arc::new(user(row, Vec::new())?))),
-            None => Ok(None),
-        }
+        let email = normalize(&changed.email);
+        let row: Option<UserRow> = self
+            .write_unique(changed.id, &changed.email, |conn| {
+                Box::pin(async move {
+                    let sql = format!(
+                        "UPDATE users SET email = $2, hashed_password = $3, is_verified = $4, \
+                           role = $5::text::\"UserRole\", last_login_at = $6 \
+                         WHERE id = $1 RETURNING {USER_COLUMNS}"
+                    );
+                    sqlx::query_as(&sql)
+                        .bind(changed.id)
+                        .bind(&email)
+                        .bind(changed.hashed_password.as_deref())
+                        .bind(changed.is_verified)
+                        .bind(changed.role.as_str())
+                        .bind(changed.last_login_at)
+                        .fetch_optional(conn)
+                        .await
+                })
+            })
+            .await?;
+        row.map(|row| user(row, Vec::new()).map(Arc::new))
+            .transpose()
+            .map_err(UserError::Store)
     }
 }
 
