@@ -169,6 +169,16 @@ pub struct Sessions {
     environment: Environment,
     strategy: MigrationStrategy,
     databases: Databases,
+    #[cfg(feature = "cache")]
+    cache: Option<CacheSettings>,
+}
+
+#[cfg(feature = "cache")]
+#[derive(Clone)]
+struct CacheSettings {
+    bus: crate::cache::InvalidationBus,
+    max_entries: u64,
+    ttl: std::time::Duration,
 }
 
 impl fmt::Debug for Sessions {
@@ -344,7 +354,39 @@ impl Sessions {
             environment: Environment::Mock,
             strategy: MigrationStrategy::MockOnly,
             databases: Databases::default(),
+            #[cfg(feature = "cache")]
+            cache: None,
         }
+    }
+
+    /// Gives every layer built from here on an in-process session cache (see
+    /// [`cache`](crate::cache)): at most `max_entries` sessions per layer, each for at most
+    /// `ttl` (use `SESSION_REVALIDATE_SECS`). Deletions through [`store`](Self::store) and
+    /// user changes through [`users`](Self::users) are published on `bus`, so they reach
+    /// every cache of every process on the bus before they return.
+    #[cfg(feature = "cache")]
+    #[must_use]
+    pub fn with_cache(
+        mut self,
+        bus: &crate::cache::InvalidationBus,
+        max_entries: u64,
+        ttl: std::time::Duration,
+    ) -> Self {
+        self.store = Arc::new(crate::cache::PublishingStore {
+            inner: self.store,
+            bus: bus.clone(),
+        });
+        self.users = Arc::new(crate::cache::PublishingUsers {
+            inner: self.users,
+            resolver: Arc::clone(&self.resolver),
+            bus: bus.clone(),
+        });
+        self.cache = Some(CacheSettings {
+            bus: bus.clone(),
+            max_entries,
+            ttl,
+        });
+        self
     }
 
     /// Runs the crate's PostgreSQL migrations on the identity database (and creates the web
@@ -360,12 +402,19 @@ impl Sessions {
     /// A layer for `context` on these stores. Configure it further (cookie name, timeouts,
     /// admission policy) like any [`SessionLayer`].
     pub fn layer(&self, context: AppContext) -> SessionLayer<User> {
-        SessionLayer::from_parts(
+        let layer = SessionLayer::from_parts(
             context,
             Arc::clone(&self.store),
             Arc::clone(&self.resolver),
             self.settings.clone(),
-        )
+        );
+        #[cfg(feature = "cache")]
+        if let Some(c) = &self.cache {
+            // The store is already publishing (with_cache wrapped it once for every layer).
+            let cache = crate::cache::SessionCache::new(&c.bus, c.max_entries, c.ttl);
+            return layer.with_cache_instance(cache);
+        }
+        layer
     }
 
     /// The shared session store (for revoke-all, listing, maintenance).

@@ -141,6 +141,8 @@ pub struct SessionLayer<U = User> {
     shared: Arc<Shared>,
     users: Arc<dyn UserResolver<User = U>>,
     admit: Option<Admit<U>>,
+    #[cfg(feature = "cache")]
+    cache: Option<Arc<crate::cache::SessionCache<U>>>,
 }
 
 impl<U> Clone for SessionLayer<U> {
@@ -149,6 +151,8 @@ impl<U> Clone for SessionLayer<U> {
             shared: Arc::clone(&self.shared),
             users: Arc::clone(&self.users),
             admit: self.admit.clone(),
+            #[cfg(feature = "cache")]
+            cache: self.cache.clone(),
         }
     }
 }
@@ -214,7 +218,37 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             }),
             users,
             admit: None,
+            #[cfg(feature = "cache")]
+            cache: None,
         }
+    }
+
+    /// Caches each authenticated session's record and admitted user in process, for at most
+    /// `ttl` (use the revalidation bound, `SESSION_REVALIDATE_SECS`), at most `max_entries`
+    /// sessions: a cached request makes no store or database round trip. Deletions through
+    /// this layer's store are published on `bus` first, so a logout or revoke anywhere drops
+    /// the entry everywhere; while `bus` is down nothing is served from the cache. See
+    /// [`cache`](crate::cache). The idle timeout still slides: an entry due for extension
+    /// takes the store path. Set it after [`with_users`](Self::with_users).
+    #[cfg(feature = "cache")]
+    pub fn cache(
+        mut self,
+        bus: &crate::cache::InvalidationBus,
+        max_entries: u64,
+        ttl: Duration,
+    ) -> Self {
+        let store = Arc::clone(&self.shared.store);
+        self.shared_mut().store = Arc::new(crate::cache::PublishingStore {
+            inner: store,
+            bus: bus.clone(),
+        });
+        self.with_cache_instance(crate::cache::SessionCache::new(bus, max_entries, ttl))
+    }
+
+    #[cfg(feature = "cache")]
+    pub(crate) fn with_cache_instance(mut self, cache: Arc<crate::cache::SessionCache<U>>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The layer's context.
@@ -254,6 +288,8 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             shared: self.shared,
             users,
             admit: None,
+            #[cfg(feature = "cache")]
+            cache: None,
         }
     }
 
@@ -418,6 +454,32 @@ where
                 session: Some(session),
             };
         };
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.layer.cache {
+            if let Some(entry) = cache.get(&shared.context, &credential.id) {
+                let now = now_ms();
+                let settings = &shared.settings;
+                if settings.absolute_deadline(&entry.record) > now
+                    && settings.extension_due(&entry.record, now).is_none()
+                {
+                    let user = CurrentUser::new(entry.user);
+                    let session = Session::new(
+                        Arc::clone(shared),
+                        Some(credential.source),
+                        SessionStatus::Authenticated,
+                        Some((credential.id, entry.record, false)),
+                    );
+                    req.extensions_mut().insert(session.clone());
+                    req.extensions_mut().insert(user);
+                    return ResponseFuture {
+                        state: State::Calling {
+                            future: self.inner.call(req),
+                        },
+                        session: Some(session),
+                    };
+                }
+            }
+        }
         // The inner service was made ready by `poll_ready`; take that one and leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -511,6 +573,14 @@ async fn authenticate<U: Send + Sync + 'static>(
     if layer.admit.as_ref().is_some_and(|admit| !admit(&user)) {
         tracing::debug!(context = %context, "session refused by the context's admission policy");
         return (anonymous(), None);
+    }
+    #[cfg(feature = "cache")]
+    if let Some(cache) = layer.cache.as_ref().filter(|_| !legacy) {
+        let entry = crate::cache::Entry {
+            record: record.clone(),
+            user: Arc::clone(&user),
+        };
+        cache.insert(context, &id, entry);
     }
     let session = Session::new(
         Arc::clone(shared),

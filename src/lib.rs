@@ -40,11 +40,17 @@
 //!
 //! # Features
 //! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];
-//! - `axum`: extractors in [`mod@axum`].
+//! - `axum` (default): extractors in [`mod@axum`];
+//! - `cache` (default): the opt-in in-process session cache, [`cache`];
+//! - `redis`: [`store::redis::RedisStore`], Redis Cluster, legacy-key migration;
+//! - `postgres`: [`store::postgres::PgSessionStore`], [`users::PgUsers`], migrations,
+//!   [`webdb`].
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod config;
 mod context;
 pub mod cookie;

@@ -1,0 +1,502 @@
+//! The in-process session cache (feature `cache`, opt-in per layer) and the
+//! [`InvalidationBus`] that keeps it correct.
+//!
+//! A cached request makes no network round trip: the layer finds the session's record and
+//! resolved user in memory. Correctness comes first:
+//!
+//! - an entry lives at most its TTL (use the revalidation bound, `SESSION_REVALIDATE_SECS`):
+//!   changes made outside this crate (the TypeScript apps deleting a Redis key or revoking a
+//!   row) publish nothing, and are seen within that bound;
+//! - every change made through this crate — logout, rotation, revoke-all, a user's update or
+//!   permission change through [`Sessions::users`](crate::Sessions::users) — is published on
+//!   the bus and drops the affected entries in every process before the change returns
+//!   ([`InvalidationBus::redis`]: Redis pub/sub, one round trip);
+//! - when the invalidation channel drops, every cache stops serving (and is emptied) until it
+//!   is subscribed again: fail closed, never stale;
+//! - user-wide events (revoke-all, role or permission change) empty the whole cache: they are
+//!   rare, and that keeps the per-request path free of a second index.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_app_sessions::{cache::InvalidationBus, AppContext, Sessions};
+//!
+//! let bus = InvalidationBus::local(); // one process; InvalidationBus::redis(url) for several
+//! let sessions = Sessions::memory().with_cache(&bus, 100_000, Duration::from_secs(5));
+//! let web = sessions.layer(AppContext::Web); // cached
+//! # let _ = web;
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::record::now_ms;
+use crate::store::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use crate::users::{PermissionGrant, User, UserError, UserRepository, UserResolver};
+use crate::{AppContext, SessionId, SessionRecord};
+
+/// The Redis channel invalidations travel on.
+pub const CHANNEL: &str = "tower-app-sessions:invalidate";
+
+/// What a cache must drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Session(AppContext, SessionId),
+    Everything,
+}
+
+impl Event {
+    fn encode(&self) -> String {
+        match self {
+            Event::Session(context, id) => format!("s:{}:{}", context.as_str(), id.as_str()),
+            Event::Everything => "all".to_owned(),
+        }
+    }
+
+    /// Anything unreadable drops everything: an unknown message must not leave stale entries.
+    fn decode(message: &[u8]) -> Event {
+        std::str::from_utf8(message)
+            .ok()
+            .and_then(|m| m.strip_prefix("s:"))
+            .and_then(|rest| rest.rsplit_once(':'))
+            .and_then(|(ctx, id)| Some(Event::Session(ctx.parse().ok()?, SessionId::parse(id)?)))
+            .unwrap_or(Event::Everything)
+    }
+}
+
+trait LocalCache: Send + Sync {
+    fn apply(&self, event: &Event);
+}
+
+struct BusInner {
+    caches: Mutex<Vec<Weak<dyn LocalCache>>>,
+    /// Whether caches may serve: always for a local bus; while subscribed for Redis.
+    healthy: AtomicBool,
+    #[cfg(feature = "redis")]
+    publisher: Option<redis::aio::ConnectionManager>,
+}
+
+/// Carries invalidations to every [`SessionCache`] of this process and, with
+/// [`InvalidationBus::redis`], of every process sharing the Redis.
+#[derive(Clone)]
+pub struct InvalidationBus {
+    inner: Arc<BusInner>,
+}
+
+impl std::fmt::Debug for InvalidationBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvalidationBus")
+            .field("healthy", &self.is_healthy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InvalidationBus {
+    /// A bus for one process: invalidations reach this process's caches only.
+    pub fn local() -> Self {
+        Self {
+            inner: Arc::new(BusInner {
+                caches: Mutex::new(Vec::new()),
+                healthy: AtomicBool::new(true),
+                #[cfg(feature = "redis")]
+                publisher: None,
+            }),
+        }
+    }
+
+    /// Whether caches may serve now.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Acquire)
+    }
+
+    fn register(&self, cache: Weak<dyn LocalCache>) {
+        let mut caches = self
+            .inner
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|c| c.strong_count() > 0);
+        caches.push(cache);
+    }
+
+    fn deliver(&self, event: &Event) {
+        let caches: Vec<Arc<dyn LocalCache>> = self
+            .inner
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for cache in caches {
+            cache.apply(event);
+        }
+    }
+
+    async fn publish(&self, event: Event) {
+        self.deliver(&event);
+        #[cfg(feature = "redis")]
+        if let Some(publisher) = &self.inner.publisher {
+            let mut publisher = publisher.clone();
+            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(CHANNEL)
+                .arg(event.encode())
+                .query_async(&mut publisher)
+                .await;
+            if let Err(error) = sent {
+                // Other processes then see the change when their entries expire (the TTL).
+                tracing::warn!(%error, "could not publish a session invalidation");
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = event.encode();
+    }
+
+    /// Drops one session from every cache (and publishes it).
+    pub async fn session_changed(&self, context: &AppContext, id: &SessionId) {
+        self.publish(Event::Session(context.clone(), id.clone()))
+            .await;
+    }
+
+    /// Drops every entry of every cache (a user-wide change: revoke-all, role, permissions).
+    pub async fn user_changed(&self, user_id: &Uuid) {
+        let _ = user_id;
+        self.publish(Event::Everything).await;
+    }
+
+    /// A bus over Redis pub/sub: invalidations published by any process reach every process.
+    /// A background task keeps the subscription; while it is down, caches do not serve.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis cannot be reached now.
+    #[cfg(feature = "redis")]
+    pub async fn redis(url: &str) -> Result<Self, StoreError> {
+        let backend = |e: redis::RedisError| StoreError::backend("redis", e);
+        let client = redis::Client::open(url).map_err(backend)?;
+        let publisher = redis::aio::ConnectionManager::new_with_config(
+            client.clone(),
+            redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(1))),
+        )
+        .await
+        .map_err(backend)?;
+        let bus = Self {
+            inner: Arc::new(BusInner {
+                caches: Mutex::new(Vec::new()),
+                healthy: AtomicBool::new(false),
+                publisher: Some(publisher),
+            }),
+        };
+        let first = subscribe(&client).await.map_err(backend)?;
+        bus.inner.healthy.store(true, Ordering::Release);
+        tokio::spawn(listen(client, Arc::downgrade(&bus.inner), first));
+        Ok(bus)
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connect timed out"))
+        })??;
+    pubsub.subscribe(CHANNEL).await?;
+    Ok(pubsub)
+}
+
+/// Applies published invalidations until the bus is dropped; on a broken subscription,
+/// closes the caches, resubscribes, empties them and opens them again.
+#[cfg(feature = "redis")]
+async fn listen(client: redis::Client, bus: Weak<BusInner>, mut pubsub: redis::aio::PubSub) {
+    use futures_util::StreamExt;
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Some(inner) = bus.upgrade() else { return };
+                InvalidationBus { inner }.deliver(&Event::decode(message.get_payload_bytes()));
+            }
+        }
+        let Some(inner) = bus.upgrade() else { return };
+        inner.healthy.store(false, Ordering::Release);
+        let bus_handle = InvalidationBus { inner };
+        bus_handle.deliver(&Event::Everything);
+        tracing::warn!("session invalidation channel lost; caches closed until it is back");
+        drop(bus_handle);
+        let mut delay = Duration::from_millis(50);
+        pubsub = loop {
+            if bus.strong_count() == 0 {
+                return;
+            }
+            match subscribe(&client).await {
+                Ok(pubsub) => break pubsub,
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+        let Some(inner) = bus.upgrade() else { return };
+        let bus_handle = InvalidationBus { inner };
+        // Messages may have been missed while unsubscribed.
+        bus_handle.deliver(&Event::Everything);
+        bus_handle.inner.healthy.store(true, Ordering::Release);
+        tracing::info!("session invalidation channel back; caches open");
+    }
+}
+
+/// One cached authentication: the record and the resolved, admitted user.
+pub(crate) struct Entry<U> {
+    pub(crate) record: SessionRecord,
+    pub(crate) user: Arc<U>,
+}
+
+impl<U> Clone for Entry<U> {
+    fn clone(&self) -> Self {
+        Self {
+            record: self.record.clone(),
+            user: Arc::clone(&self.user),
+        }
+    }
+}
+
+/// A bounded cache of session → user for one layer.
+pub struct SessionCache<U> {
+    entries: moka::sync::Cache<(AppContext, SessionId), Entry<U>>,
+    bus: InvalidationBus,
+}
+
+impl<U: Send + Sync + 'static> SessionCache<U> {
+    /// At most `max_entries` sessions, each for at most `ttl`, kept correct by `bus`.
+    pub fn new(bus: &InvalidationBus, max_entries: u64, ttl: Duration) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
+            bus: bus.clone(),
+        });
+        let weak: Weak<dyn LocalCache> = Arc::downgrade(&(cache.clone() as Arc<dyn LocalCache>));
+        bus.register(weak);
+        cache
+    }
+
+    pub(crate) fn get(&self, context: &AppContext, id: &SessionId) -> Option<Entry<U>> {
+        if !self.bus.is_healthy() {
+            return None;
+        }
+        let entry = self.entries.get(&(context.clone(), id.clone()))?;
+        (!entry.record.is_expired(now_ms())).then_some(entry)
+    }
+
+    pub(crate) fn insert(&self, context: &AppContext, id: &SessionId, entry: Entry<U>) {
+        if self.bus.is_healthy() {
+            self.entries.insert((context.clone(), id.clone()), entry);
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
+    fn apply(&self, event: &Event) {
+        match event {
+            Event::Session(context, id) => self.entries.invalidate(&(context.clone(), id.clone())),
+            Event::Everything => self.entries.invalidate_all(),
+        }
+    }
+}
+
+/// A store that publishes every deletion on the bus before returning it, so no cache anywhere
+/// keeps serving a session that ended.
+pub(crate) struct PublishingStore {
+    pub(crate) inner: Arc<dyn SessionStore>,
+    pub(crate) bus: InvalidationBus,
+}
+
+impl SessionStore for PublishingStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        self.inner.load(context, id)
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.save(context, id, record)
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let deleted = self.inner.delete(context, id).await?;
+            self.bus.session_changed(context, id).await;
+            Ok(deleted)
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.extend(context, id, expires_at)
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let deleted = self.inner.delete_user_sessions(user_id, scope).await?;
+            self.bus.user_changed(user_id).await;
+            Ok(deleted)
+        })
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        self.inner.list_user_sessions(user_id, scope)
+    }
+
+    fn contains<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.contains(context, id)
+    }
+
+    fn knows_deleted<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        user_id: &'a Uuid,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.knows_deleted(context, id, user_id)
+    }
+
+    fn supports(&self, context: &AppContext) -> bool {
+        self.inner.supports(context)
+    }
+
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        self.inner.load_legacy(id)
+    }
+
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.delete_legacy(id)
+    }
+}
+
+/// A user repository that publishes every change of a user (role, password, permissions), so
+/// cached users are dropped everywhere.
+pub(crate) struct PublishingUsers {
+    pub(crate) inner: Arc<dyn UserRepository>,
+    pub(crate) resolver: Arc<dyn UserResolver<User = User>>,
+    pub(crate) bus: InvalidationBus,
+}
+
+impl UserResolver for PublishingUsers {
+    type User = User;
+
+    fn resolve<'a>(
+        &'a self,
+        context: &'a AppContext,
+        user_id: &'a Uuid,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        self.resolver.resolve(context, user_id)
+    }
+}
+
+impl UserRepository for PublishingUsers {
+    fn find_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        self.inner.find_by_email(email)
+    }
+
+    fn create(&self, user: User) -> BoxFuture<'_, Result<Arc<User>, UserError>> {
+        self.inner.create(user)
+    }
+
+    fn update(&self, user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>> {
+        Box::pin(async move {
+            let id = user.id;
+            let updated = self.inner.update(user).await?;
+            self.bus.user_changed(&id).await;
+            Ok(updated)
+        })
+    }
+
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.record_login(user_id)
+    }
+
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.grant(grant).await?;
+            self.bus.user_changed(grant.user_id).await;
+            Ok(())
+        })
+    }
+
+    fn revoke_permission<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        context: &'a AppContext,
+        permission: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let revoked = self
+                .inner
+                .revoke_permission(user_id, context, permission)
+                .await?;
+            self.bus.user_changed(user_id).await;
+            Ok(revoked)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_garbage_drops_everything() {
+        let id = SessionId::generate().unwrap();
+        let event = Event::Session(AppContext::Admin, id.clone());
+        assert_eq!(Event::decode(event.encode().as_bytes()), event);
+        let bot = Event::Session(AppContext::custom("telegram-bot").unwrap(), id);
+        assert_eq!(Event::decode(bot.encode().as_bytes()), bot);
+        for garbage in [
+            &b"s:web:short"[..],
+            b"",
+            b"\xff",
+            b"s:Web:AAAAAAAAAAAAAAAAAAAA",
+            b"all",
+        ] {
+            assert_eq!(Event::decode(garbage), Event::Everything);
+        }
+    }
+}

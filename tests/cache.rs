@@ -1,0 +1,230 @@
+//! The in-process session cache: it saves round trips and never serves a session that ended
+//! through this crate, in this process or another; unpublished changes are bounded by its TTL;
+//! a dropped invalidation channel closes it.
+#![cfg(feature = "cache")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::extract::Path;
+use axum::routing;
+use axum::Router;
+use common::{get, post, send, CountingStore, Finish};
+use tower_app_sessions::cache::InvalidationBus;
+use tower_app_sessions::{
+    AppContext, CurrentUser, MemoryUsers, Role, Session, SessionMetadata, Sessions, User,
+};
+use uuid::Uuid;
+
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/login/{id}",
+            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
+                session
+                    .login(id, SessionMetadata::new())
+                    .await
+                    .map(|id| id.as_str().to_owned())
+            }),
+        )
+        .route(
+            "/me",
+            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
+        )
+        .route(
+            "/logout",
+            routing::post(|_: CurrentUser<User>, session: Session| async move {
+                session.logout().await.map(|()| "bye")
+            }),
+        )
+}
+
+async fn status(app: &Router, token: &str) -> u16 {
+    send(app, get("/me").bearer(token).empty())
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn cached_requests_skip_the_store_and_local_changes_drop_them() {
+    let store = CountingStore::default();
+    let users = MemoryUsers::new();
+    let root = users
+        .insert(User::new("root@example.com", Role::Admin))
+        .unwrap();
+    let bus = InvalidationBus::local();
+    let sessions =
+        Sessions::new(store.clone(), users).with_cache(&bus, 1000, Duration::from_secs(60));
+    let admin = routes().layer(sessions.layer(AppContext::Admin).admit_roles([
+        Role::Admin,
+        Role::Operator,
+        Role::Support,
+    ]));
+    let token = send(&admin, post(&format!("/login/{}", root.id)).empty())
+        .await
+        .body;
+    assert_eq!(status(&admin, &token).await, 200); // fills the cache
+    let calls = store.calls();
+    for _ in 0..20 {
+        assert_eq!(status(&admin, &token).await, 200);
+    }
+    assert_eq!(store.calls(), calls, "cached requests made no store call");
+
+    // A demotion through Sessions::users() drops the cached user at once.
+    let mut demoted = (*root).clone();
+    demoted.role = Role::User;
+    sessions.users().update(demoted).await.unwrap();
+    assert_eq!(status(&admin, &token).await, 401);
+
+    // Logout drops the cached session at once.
+    let mut promoted = (*root).clone();
+    promoted.role = Role::Admin;
+    sessions.users().update(promoted).await.unwrap();
+    let token = send(&admin, post(&format!("/login/{}", root.id)).empty())
+        .await
+        .body;
+    assert_eq!(status(&admin, &token).await, 200);
+    assert_eq!(status(&admin, &token).await, 200);
+    send(&admin, post("/logout").bearer(&token).empty()).await;
+    assert_eq!(status(&admin, &token).await, 401);
+
+    // Revoke-all through Sessions::store() as well.
+    let token = send(&admin, post(&format!("/login/{}", root.id)).empty())
+        .await
+        .body;
+    assert_eq!(status(&admin, &token).await, 200);
+    sessions
+        .store()
+        .delete_user_sessions(&root.id, tower_app_sessions::Scope::AllContexts)
+        .await
+        .unwrap();
+    assert_eq!(status(&admin, &token).await, 401);
+}
+
+#[cfg(feature = "redis")]
+mod redis_bus {
+    use super::*;
+    use common::redis_server::{shared_url, RedisServer};
+    use redis::AsyncCommands;
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+
+    /// One "instance": its own store connection, bus subscription and cache.
+    async fn instance(url: &str, users: &MemoryUsers, ttl: Duration) -> (Sessions, Router) {
+        let store = RedisStore::connect(RedisConfig::new(url)).await.unwrap();
+        let bus = InvalidationBus::redis(url).await.unwrap();
+        let sessions = Sessions::new(store, users.clone()).with_cache(&bus, 1000, ttl);
+        let web = routes().layer(sessions.layer(AppContext::Web));
+        (sessions, web)
+    }
+
+    async fn until_401(app: &Router, token: &str, bound: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < bound {
+            if status(app, token).await == 401 {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn a_logout_on_one_instance_is_seen_by_the_other_at_once() {
+        let url = shared_url();
+        let users = MemoryUsers::new();
+        let alice = users
+            .insert(User::new("alice@example.com", Role::User))
+            .unwrap();
+        let (_a, app_a) = instance(&url, &users, Duration::from_secs(60)).await;
+        let (_b, app_b) = instance(&url, &users, Duration::from_secs(60)).await;
+
+        let token = send(&app_a, post(&format!("/login/{}", alice.id)).empty())
+            .await
+            .body;
+        assert_eq!(status(&app_b, &token).await, 200); // cached on B
+        assert_eq!(status(&app_b, &token).await, 200);
+        send(&app_a, post("/logout").bearer(&token).empty()).await;
+        let seen = until_401(&app_b, &token, Duration::from_secs(2)).await;
+        eprintln!("logout on A seen by B after {seen:?}");
+        let seen = seen.expect("B kept serving a session A logged out");
+        assert!(seen < Duration::from_millis(500), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn unpublished_changes_are_seen_within_the_ttl() {
+        let url = shared_url();
+        let users = MemoryUsers::new();
+        let alice = users
+            .insert(User::new("alice@example.com", Role::User))
+            .unwrap();
+        let (_s, app) = instance(&url, &users, Duration::from_millis(700)).await;
+        let token = send(&app, post(&format!("/login/{}", alice.id)).empty())
+            .await
+            .body;
+        assert_eq!(status(&app, &token).await, 200);
+        // The TypeScript app deletes the key: nothing is published.
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = raw.del(format!("session:web:{token}")).await.unwrap();
+        assert_eq!(
+            status(&app, &token).await,
+            200,
+            "served from the cache within the TTL"
+        );
+        let seen = until_401(&app, &token, Duration::from_secs(3)).await;
+        eprintln!("unpublished deletion seen after {seen:?} (ttl 700 ms)");
+        assert!(
+            seen.is_some_and(|d| d <= Duration::from_millis(1_000)),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_invalidation_channel_closes_the_cache() {
+        let server = RedisServer::start_plain();
+        let users = MemoryUsers::new();
+        let alice = users
+            .insert(User::new("alice@example.com", Role::User))
+            .unwrap();
+        let (_s, app) = instance(&server.url(), &users, Duration::from_secs(60)).await;
+        let token = send(&app, post(&format!("/login/{}", alice.id)).empty())
+            .await
+            .body;
+        assert_eq!(status(&app, &token).await, 200);
+        assert_eq!(status(&app, &token).await, 200); // cached for 60 s
+
+        // An unpublished change, then the subscription is cut: invalidations may have been
+        // missed, so the cache must not serve what it holds.
+        server.cli(&["DEL", &format!("session:web:{token}")]);
+        let killed = server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert_eq!(killed.trim(), "1", "the subscriber connection was cut");
+        let seen = until_401(&app, &token, Duration::from_secs(2)).await;
+        eprintln!("after the channel dropped, the stale entry stopped serving after {seen:?}");
+        assert!(
+            seen.is_some(),
+            "the cache kept serving after its invalidation channel dropped"
+        );
+
+        // It comes back by itself and caches again.
+        let token = send(&app, post(&format!("/login/{}", alice.id)).empty())
+            .await
+            .body;
+        assert_eq!(status(&app, &token).await, 200);
+        let started = Instant::now();
+        while server
+            .cli(&["PUBSUB", "NUMSUB", tower_app_sessions::cache::CHANNEL])
+            .lines()
+            .nth(1)
+            != Some("1")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never resubscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("resubscribed after {:?}", started.elapsed());
+    }
+}
