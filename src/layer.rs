@@ -442,6 +442,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
+        // An outer layer (another context) may have put its user here: this layer alone
+        // decides who the user is below it.
+        req.extensions_mut().remove::<CurrentUser<U>>();
         let Some(credential) =
             extract::credential(req.headers(), shared.settings.cookie.get_name())
         else {

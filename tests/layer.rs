@@ -723,3 +723,39 @@ async fn for_context_spelling_works_with_custom_contexts() {
 async fn the_memory_store_keeps_the_store_contract() {
     common::contract::store_contract(&tower_app_sessions::MemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn nested_layers_do_not_leak_the_outer_user_inward() {
+    // Both apps use the default cookie name; the web layer wraps everything, the admin layer
+    // wraps /admin. A web session must not reach admin handlers as a user.
+    let store = tower_app_sessions::MemoryStore::new();
+    let users = MemoryUsers::new();
+    let root = users
+        .insert(User::new("root@example.com", Role::Admin))
+        .unwrap();
+    let sessions = Sessions::new(store, users);
+    let app = Router::new()
+        .nest("/admin", routes().layer(sessions.layer(AppContext::Admin)))
+        .merge(routes())
+        .layer(sessions.layer(AppContext::Web));
+    let reply = send(&app, post(&format!("/login/{}", root.id)).empty()).await;
+    let web = reply.body;
+    assert_eq!(
+        send(&app, get("/me").cookie("sessionId", &web).empty())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&app, get("/admin/me").cookie("sessionId", &web).empty())
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(&app, get("/admin/required").bearer(&web).empty())
+            .await
+            .status,
+        401
+    );
+}

@@ -520,3 +520,57 @@ async fn the_user_index_prunes_dead_members_and_expires() {
         "dead members pruned on write"
     );
 }
+
+#[tokio::test]
+async fn a_slid_session_stays_in_its_users_index() {
+    // The index score follows the slide: after the session's original expiry, revoke-all and
+    // listing still see it.
+    let store = store().await;
+    let user = Uuid::new_v4();
+    let id = SessionId::generate().unwrap();
+    let record = tower_app_sessions::SessionRecord::new(
+        user,
+        SessionMetadata::new(),
+        now_ms(),
+        Duration::from_millis(1_500),
+    );
+    store.save(&AppContext::Web, &id, &record).await.unwrap();
+    assert!(store
+        .extend(&AppContext::Web, &id, now_ms() + 60_000)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .list_user_sessions(&user, Scope::AllContexts)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_user_sessions(&user, Scope::AllContexts)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_none());
+    // An expired record is never extended, even while its key lives on.
+    let stale = SessionId::generate().unwrap();
+    let now = now_ms();
+    let mut redis = raw().await;
+    let _: () = redis
+        .set_ex(
+            format!("session:web:{}", stale.as_str()),
+            seed_json(user, now - 10_000, now - 1),
+            60,
+        )
+        .await
+        .unwrap();
+    assert!(!store
+        .extend(&AppContext::Web, &stale, now + 60_000)
+        .await
+        .unwrap());
+}

@@ -74,14 +74,21 @@ pub mod keys {
 }
 
 /// Moves `expires_at` inside the stored JSON and the key's TTL together, atomically, without
-/// re-encoding (the bytes stay the TypeScript writer's). Never recreates a deleted key.
+/// re-encoding (the bytes stay the TypeScript writer's). Never recreates a deleted key nor
+/// extends an expired record. Returns the record's `user_id` (so the caller can move the
+/// user-index score along; `1` if it has none), `0` when there is nothing to extend, `-1` for
+/// an unreadable value.
 const EXTEND: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
+local current = tonumber(string.match(v, '"expires_at"%s*:%s*([-%d%.eE+]+)'))
+if current == nil then return -1 end
+if current <= tonumber(ARGV[3]) then return 0 end
 local n, count = string.gsub(v, '"expires_at"%s*:%s*[-%d%.eE+]+', '"expires_at":' .. ARGV[1], 1)
 if count ~= 1 then return -1 end
 redis.call('SET', KEYS[1], n, 'EX', ARGV[2])
-return 1
+local user = string.match(v, '"user_id"%s*:%s*"([%x%-]+)"')
+return user or 1
 "#;
 
 /// Adds (or moves) one member of a user's index, drops dead members, and lets the index key
@@ -666,18 +673,33 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let script = self.extend.clone();
             let key = keys::session(context, id);
-            let ttl = ttl_secs(expires_at, now_ms());
-            let moved: i64 = self
+            let now = now_ms();
+            let ttl = ttl_secs(expires_at, now);
+            let moved: redis::Value = self
                 .run(|mut c| async move {
                     script
                         .key(key)
                         .arg(expires_at)
                         .arg(ttl)
+                        .arg(now)
                         .invoke_async(&mut c)
                         .await
                 })
                 .await?;
-            Ok(moved == 1)
+            let user = match moved {
+                redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap_or_default(),
+                redis::Value::SimpleString(s) => s,
+                // 1: extended, no user id to index; 0 / -1: nothing extended.
+                redis::Value::Int(n) => return Ok(n == 1),
+                _ => return Ok(false),
+            };
+            // The index score is the session's expiry: keep it moving with the slide, or
+            // revoke-all and logout detection would lose active sessions.
+            if let Ok(user_id) = user.parse::<Uuid>() {
+                self.index_add(&user_id, keys::index_member(context, id), expires_at)
+                    .await?;
+            }
+            Ok(true)
         })
     }
 
