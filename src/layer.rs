@@ -107,7 +107,7 @@ impl Clone for Shared {
 }
 
 impl Shared {
-    fn legacy_active(&self) -> bool {
+    pub(crate) fn legacy_active(&self) -> bool {
         self.settings.legacy_contexts.contains(&self.context)
     }
 }
@@ -549,7 +549,14 @@ async fn authenticate<U: Send + Sync + 'static>(
         let deleted = if legacy {
             store.delete_legacy(&id).await
         } else {
-            store.delete(context, &id).await
+            let deleted = store.delete(context, &id).await;
+            // A copy left under the legacy key must not bring it back through the fallback.
+            if shared.legacy_active() {
+                if let Err(error) = store.delete_legacy(&id).await {
+                    tracing::debug!(context = %context, %error, "could not delete a legacy copy");
+                }
+            }
+            deleted
         };
         if let Err(error) = deleted {
             tracing::debug!(context = %context, %error, "could not delete an expired session");

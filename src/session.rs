@@ -312,7 +312,9 @@ impl Session {
             shared.store.delete_legacy(&id).await?
         } else {
             shared.store.delete(&shared.context, &id).await?;
-            false
+            // While the fallback is on, a copy of this session may still sit under the
+            // legacy key (`migrate_legacy` in copy mode): it must not revive the id.
+            shared.legacy_active() && shared.store.delete_legacy(&id).await?
         };
         let mut state = self.state();
         if state.current.as_ref().is_some_and(|c| c.id == id) {

@@ -574,3 +574,40 @@ async fn a_slid_session_stays_in_its_users_index() {
         .await
         .unwrap());
 }
+
+#[tokio::test]
+async fn a_logout_also_deletes_the_legacy_copy_while_the_fallback_is_on() {
+    // After migrate_legacy(Copy), a session exists under both keys; logging out must kill
+    // both, or the fallback would revive it.
+    let app = app(|l| l.legacy_fallback(true)).await;
+    let id = SessionId::generate().unwrap();
+    let now = now_ms();
+    let json = seed_json(app.alice.id, now, now + 600_000);
+    let mut redis = raw().await;
+    let _: () = redis
+        .set_ex(format!("session:{}", id.as_str()), &json, 600)
+        .await
+        .unwrap();
+    let _: () = redis
+        .set_ex(format!("session:web:{}", id.as_str()), &json, 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&app.web, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        200
+    );
+    let reply = send(&app.web, post("/logout").bearer(id.as_str()).empty()).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        send(&app.web, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        401
+    );
+    assert!(!redis
+        .exists::<_, bool>(format!("session:{}", id.as_str()))
+        .await
+        .unwrap());
+}

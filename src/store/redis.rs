@@ -295,6 +295,14 @@ impl RedisStore {
             .await
     }
 
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        let n: u64 = self
+            .run(|mut c| async move { redis::cmd("EXISTS").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn del(&self, key: String) -> Result<bool, StoreError> {
         let n: u64 = self
             .run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
@@ -345,7 +353,10 @@ impl RedisStore {
             return Ok(None);
         };
         if record.is_expired(now_ms()) {
-            self.del(key).await?;
+            // Expired is expired: failing to delete it must not turn a 401 into a 503.
+            if let Err(error) = self.del(key).await {
+                tracing::debug!(%error, "could not delete an expired session key");
+            }
             return Ok(None);
         }
         Ok(Some(record))
@@ -549,7 +560,7 @@ impl RedisStore {
         let ttl_ms = if pttl > 0 {
             pttl
         } else {
-            record.expires_at - now
+            record.expires_at.saturating_sub(now)
         };
         if pttl == -2 || ttl_ms <= 0 || record.is_expired(now) {
             return Ok(Migrated::Expired);
@@ -567,6 +578,12 @@ impl RedisStore {
                     .await
             })
             .await?;
+        if created.is_some() && !self.exists(&legacy).await? {
+            // Logged out (the legacy key deleted) between our read and our copy: the copy
+            // must not outlive the logout.
+            self.del(keys::session(&AppContext::Web, id)).await?;
+            return Ok(Migrated::Expired);
+        }
         if created.is_some() {
             self.index_add(
                 &record.user_id,
