@@ -268,6 +268,9 @@ impl<U> Clone for Entry<U> {
 pub struct SessionCache<U> {
     entries: moka::sync::Cache<(AppContext, SessionId), Entry<U>>,
     bus: InvalidationBus,
+    /// Bumped by every invalidation: an entry loaded before an invalidation it may have
+    /// missed is not inserted (a logout racing a request that is filling the cache).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl<U: Send + Sync + 'static> SessionCache<U> {
@@ -279,6 +282,7 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
                 .time_to_live(ttl)
                 .build(),
             bus: bus.clone(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         });
         let weak: Weak<dyn LocalCache> = Arc::downgrade(&(cache.clone() as Arc<dyn LocalCache>));
         bus.register(weak);
@@ -293,15 +297,39 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
         (!entry.record.is_expired(now_ms())).then_some(entry)
     }
 
-    pub(crate) fn insert(&self, context: &AppContext, id: &SessionId, entry: Entry<U>) {
-        if self.bus.is_healthy() {
-            self.entries.insert((context.clone(), id.clone()), entry);
+    pub(crate) fn bus(&self) -> &InvalidationBus {
+        &self.bus
+    }
+
+    /// Read before loading what will be inserted.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Inserts an entry loaded when the epoch was `loaded_at`, unless an invalidation came in
+    /// between (checked again after the insert, so an invalidation racing the insert wins).
+    pub(crate) fn insert(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        entry: Entry<U>,
+        loaded_at: u64,
+    ) {
+        if !self.bus.is_healthy() || self.epoch() != loaded_at {
+            return;
+        }
+        let key = (context.clone(), id.clone());
+        self.entries.insert(key.clone(), entry);
+        if self.epoch() != loaded_at || !self.bus.is_healthy() {
+            self.entries.invalidate(&key);
         }
     }
 }
 
 impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
     fn apply(&self, event: &Event) {
+        // Epoch first: an insert that checks after this sees the change.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         match event {
             Event::Session(context, id) => self.entries.invalidate(&(context.clone(), id.clone())),
             Event::Everything => self.entries.invalidate_all(),
@@ -481,6 +509,38 @@ impl UserRepository for PublishingUsers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry() -> Entry<User> {
+        let user = User::new("a@example.com", crate::Role::User);
+        let record = SessionRecord::new(
+            user.id,
+            crate::SessionMetadata::new(),
+            now_ms(),
+            Duration::from_secs(60),
+        );
+        Entry {
+            record,
+            user: Arc::new(user),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_loaded_before_an_invalidation_is_not_cached() {
+        let bus = InvalidationBus::local();
+        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(60));
+        let id = SessionId::generate().unwrap();
+        let loaded_at = cache.epoch();
+        // A logout of this very session lands while the request is still loading it.
+        bus.session_changed(&AppContext::Web, &id).await;
+        cache.insert(&AppContext::Web, &id, entry(), loaded_at);
+        assert!(cache.get(&AppContext::Web, &id).is_none());
+        // Without a race it is cached.
+        cache.insert(&AppContext::Web, &id, entry(), cache.epoch());
+        assert!(cache.get(&AppContext::Web, &id).is_some());
+        // And any invalidation drops it.
+        bus.user_changed(&Uuid::new_v4()).await;
+        assert!(cache.get(&AppContext::Web, &id).is_none());
+    }
 
     #[test]
     fn events_round_trip_and_garbage_drops_everything() {

@@ -270,8 +270,17 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         self.with_shared_store(Arc::new(store))
     }
 
-    /// Uses an already shared store.
+    /// Uses an already shared store. With a [`cache`](Self::cache) set, deletions through
+    /// it are published on the cache's bus, as with the store it replaces.
     pub fn with_shared_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        #[cfg(feature = "cache")]
+        let store: Arc<dyn SessionStore> = match &self.cache {
+            Some(cache) => Arc::new(crate::cache::PublishingStore {
+                inner: store,
+                bus: cache.bus().clone(),
+            }),
+            None => store,
+        };
         self.shared_mut().store = store;
         self
     }
@@ -529,6 +538,8 @@ async fn authenticate<U: Send + Sync + 'static>(
         (session, None)
     };
 
+    #[cfg(feature = "cache")]
+    let epoch = layer.cache.as_ref().map(|cache| cache.epoch());
     let mut legacy = false;
     let found = match store.load(context, &id).await {
         Ok(None) if shared.legacy_active() => {
@@ -585,12 +596,12 @@ async fn authenticate<U: Send + Sync + 'static>(
         return (anonymous(), None);
     }
     #[cfg(feature = "cache")]
-    if let Some(cache) = layer.cache.as_ref().filter(|_| !legacy) {
+    if let (Some(cache), Some(epoch)) = (layer.cache.as_ref().filter(|_| !legacy), epoch) {
         let entry = crate::cache::Entry {
             record: record.clone(),
             user: Arc::clone(&user),
         };
-        cache.insert(context, &id, entry);
+        cache.insert(context, &id, entry, epoch);
     }
     let session = Session::new(
         Arc::clone(shared),
