@@ -6,7 +6,9 @@
 //! | `SESSION_ENV` | `mock`, `development`, `production` | `mock` (in-memory stores) |
 //! | `SESSION_MIGRATION_STRATEGY` | `mock-only`, `production-only`, `gradual`, `mock-with-write-through` | `mock-only` in mock, else `production-only` |
 //! | `REDIS_URL`, `REDIS_MAX_RETRIES` | Redis connection | required outside mock |
-//! | `DATABASE_URL`, `DATABASE_IDENTITY_URL`, `DATABASE_WEB_URL` | PostgreSQL | required in production |
+//! | `DATABASE_URL` or `DATABASE_IDENTITY_URL` | the PostgreSQL user database | required in production |
+//! | `DATABASE_WEB_URL` | the web app's own database | optional |
+//! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
 //!
 //! Production without its backends is a startup error that names the missing variable;
 //! there is never a silent fallback to memory.
@@ -259,8 +261,17 @@ impl Sessions {
             None if environment == Environment::Mock => MigrationStrategy::MockOnly,
             None => MigrationStrategy::ProductionOnly,
         };
-        if environment == Environment::Mock && strategy == MigrationStrategy::MockOnly {
-            return Ok(Self::memory());
+        if strategy == MigrationStrategy::MockOnly {
+            if environment == Environment::Mock {
+                return Ok(Self::memory());
+            }
+            // Real backends but a memory-only strategy: one of the two is a mistake, and
+            // guessing which could put production sessions in process memory.
+            return Err(ConfigError::Invalid {
+                var: "SESSION_MIGRATION_STRATEGY",
+                value: strategy.to_string(),
+                expected: "production-only, gradual or mock-with-write-through with SESSION_ENV=development|production (mock-only needs SESSION_ENV=mock)",
+            });
         }
         let needed_by = if explicit_strategy.is_some() && environment == Environment::Mock {
             format!("SESSION_MIGRATION_STRATEGY={strategy}")
@@ -682,6 +693,17 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string().starts_with("REDIS_MAX_RETRIES=\"many\""),
+            "{err}"
+        );
+        let err = build(&[
+            ("SESSION_ENV", "production"),
+            ("SESSION_MIGRATION_STRATEGY", "mock-only"),
+        ])
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SESSION_MIGRATION_STRATEGY=\"mock-only\""),
             "{err}"
         );
     }

@@ -353,7 +353,11 @@ impl Session {
 
     /// Writes the `Set-Cookie` the handler's changes call for, if any.
     pub(crate) fn apply<B>(&self, response: &mut http::Response<B>) {
-        if self.inner.source == Some(CredentialSource::Bearer) {
+        // API clients that authenticate with a bearer token never get cookies. (A stale or
+        // unknown bearer does not count: that request was anonymous.)
+        if self.inner.source == Some(CredentialSource::Bearer)
+            && self.inner.status != SessionStatus::Anonymous
+        {
             return;
         }
         let cookie = &self.inner.shared.settings.cookie;

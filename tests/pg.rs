@@ -534,6 +534,41 @@ async fn listing_and_revoke_all_filter_by_context() {
 }
 
 #[tokio::test]
+async fn a_users_session_id_older_than_the_absolute_lifetime_is_refused() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let root = new_user(&users, "root", Role::Admin).await;
+    let legacy = SessionId::generate().unwrap();
+    sqlx::query(
+        "UPDATE users SET session_id = $1, last_login_at = now() - interval '8 days' WHERE id = $2",
+    )
+    .bind(legacy.as_str())
+    .bind(root.id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users.clone());
+    // Default absolute lifetime: 7 days since the (last) login.
+    let web = routes().layer(sessions.layer(AppContext::Web).legacy_fallback(true));
+    assert_eq!(me_bearer(&web, legacy.as_str()).await, unauthorized());
+    // Refused and cleared, like any expired session.
+    let column: Option<String> = sqlx::query_scalar("SELECT session_id FROM users WHERE id = $1")
+        .bind(root.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(column, None);
+    // A recent login with the same column works.
+    sqlx::query("UPDATE users SET session_id = $1, last_login_at = now() WHERE id = $2")
+        .bind(legacy.as_str())
+        .bind(root.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(me_bearer(&web, legacy.as_str()).await.0, 200);
+}
+
+#[tokio::test]
 async fn users_session_id_opens_the_web_layer_only_with_the_fallback() {
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());

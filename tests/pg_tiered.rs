@@ -324,6 +324,49 @@ async fn logout_removes_the_redis_key_and_revokes_the_row_at_once() {
     );
 }
 
+/// A Redis-only session of the TypeScript app keeps sliding in the tiered store: its first
+/// extension must not be mistaken for a revocation (PostgreSQL has no row to extend).
+#[tokio::test]
+async fn a_redis_only_session_keeps_sliding_in_the_tiered_store() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = tiered(redis_store(shared_url()).await, &db.pool, Duration::ZERO);
+    let sessions = Sessions::new(store, users);
+    let web = routes().layer(
+        sessions
+            .layer(AppContext::Web)
+            .idle_timeout(IDLE)
+            .touch_interval(Duration::from_millis(100)),
+    );
+    let id = tower_app_sessions::SessionId::generate().unwrap();
+    let key = format!("session:web:{}", id.as_str());
+    let now = tower_app_sessions::record::now_ms();
+    // Written with a 60 s TTL: the first request finds the 600 s idle timeout due to slide.
+    let json = format!(
+        r#"{{"user_id":"{}","created_at":{now},"expires_at":{}}}"#,
+        alice.id,
+        now + 60_000
+    );
+    let mut redis = raw_redis().await;
+    let _: () = redis.set_ex(&key, json, 60).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(me_cookie(&web, "sessionId", id.as_str()).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let ttl: i64 = redis.ttl(&key).await.unwrap();
+    let _: () = redis.del(&key).await.unwrap();
+    assert!(
+        ttl > 500,
+        "the Redis copy slid to the idle timeout (ttl {ttl})"
+    );
+    assert_eq!(
+        row_state(&db.pool, id.as_str()).await,
+        None,
+        "no row was made up"
+    );
+}
+
 /// The TypeScript apps' `ProductionUserManager.createSession` writes the session to Redis
 /// only (`this.sessions.set(...)`, no `sessions` row). DESIGN.md: the crate must read the
 /// sessions they write. In the tiered store (what `from_env` builds in production) such a

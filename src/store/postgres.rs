@@ -323,23 +323,24 @@ impl PgSessionStore {
     }
 
     async fn legacy_user(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let users: Vec<(Uuid,)> = timed(
+        let users: Vec<(Uuid, Option<DateTime<Utc>>)> = timed(
             self.timeout,
-            sqlx::query_as("SELECT id FROM users WHERE session_id = $1 LIMIT 2")
+            sqlx::query_as("SELECT id, last_login_at FROM users WHERE session_id = $1 LIMIT 2")
                 .bind(id.as_str())
                 .fetch_all(&self.pool),
         )
         .await?;
-        // `users.session_id` has no expiry of its own; a short one makes every request
-        // re-read it, so clearing the column takes effect at once. Two users with one id is
-        // ambiguous: neither is chosen.
-        let [(user_id,)] = users[..] else {
+        // Two users with one id is ambiguous: neither is chosen.
+        let [(user_id, last_login)] = users[..] else {
             return Ok(None);
         };
+        // `users.session_id` has no expiry of its own. The last login stands in for the
+        // creation time, so the layer's absolute lifetime still ends it; a short expiry makes
+        // every request re-read the column, so clearing it takes effect at once.
         let now = now_ms();
         Ok(Some(SessionRecord {
             user_id,
-            created_at: now,
+            created_at: last_login.map_or(now, |at| at.timestamp_millis()),
             expires_at: now + 60_000,
             ip: None,
             user_agent: None,

@@ -127,7 +127,12 @@ impl TieredStore {
             Ok(cached) => cached,
             Err(error) => {
                 tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
-                return self.durable.load(context, id).await;
+                // Sessions the durable store does not hold (written by Redis-only apps) cannot
+                // be checked now: the fast store's failure is the answer (503), not "none".
+                return match self.durable.load(context, id).await? {
+                    Some(record) => Ok(Some(record)),
+                    None => Err(error),
+                };
             }
         };
         if cached.is_some() && self.is_fresh(context, id, now) {
@@ -138,7 +143,11 @@ impl TieredStore {
                 if cached.is_none() {
                     // Deleted from the fast store on purpose (a logout by an app that only
                     // deletes the Redis key): the logout holds, and reaches the durable store.
-                    if self.fast_knows_deleted(context, id, &record.user_id).await {
+                    if self
+                        .fast
+                        .knows_deleted(context, id, &record.user_id)
+                        .await?
+                    {
                         self.forget(context, id);
                         self.durable.delete(context, id).await?;
                         return Ok(None);
@@ -171,16 +180,6 @@ impl TieredStore {
         }
     }
 
-    async fn fast_knows_deleted(&self, context: &AppContext, id: &SessionId, user: &Uuid) -> bool {
-        match self.fast.knows_deleted(context, id, user).await {
-            Ok(deleted) => deleted,
-            Err(error) => {
-                tracing::warn!(context = %context, %error, "fast session store failed; refilling");
-                false
-            }
-        }
-    }
-
     fn fast_best_effort(&self, result: Result<(), StoreError>) {
         if let Err(error) = result {
             tracing::warn!(%error, "fast session store write failed; the durable store is authoritative");
@@ -208,8 +207,16 @@ impl TieredStore {
         };
         self.forget(context, id);
         let existed = durable.delete(context, id).await?;
-        self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
-        Ok(existed)
+        match self.fast.delete(context, id).await {
+            Ok(deleted) => Ok(existed || deleted),
+            // The fast copy of a session the durable store held dies at its next revalidation;
+            // one it never held (a Redis-only app's) can only be ended here: report failure.
+            Err(error) if !existed => Err(error),
+            Err(error) => {
+                self.fast_best_effort(Err(error));
+                Ok(existed)
+            }
+        }
     }
 
     async fn slide(
@@ -222,6 +229,10 @@ impl TieredStore {
             return self.fast.extend(context, id, expires_at).await;
         };
         if !durable.extend(context, id, expires_at).await? {
+            if !durable.contains(context, id).await? {
+                // A Redis-only app's session: the fast store is its authority.
+                return self.fast.extend(context, id, expires_at).await;
+            }
             self.forget(context, id);
             self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
             return Ok(false);
@@ -247,14 +258,10 @@ impl TieredStore {
                     .map(drop),
             );
         }
-        // Copies the durable store does not list (written to Redis by other apps) go too.
-        self.fast_best_effort(
-            self.fast
-                .delete_user_sessions(user_id, scope)
-                .await
-                .map(drop),
-        );
-        Ok(revoked)
+        // Copies the durable store does not list go too; this is the only place they can be
+        // ended, so a failure here is reported.
+        let fast_only = self.fast.delete_user_sessions(user_id, scope).await?;
+        Ok(revoked.max(fast_only))
     }
 
     async fn read_legacy(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
