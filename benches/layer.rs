@@ -225,8 +225,43 @@ mod redis_pairs {
             b.to_async(&rt)
                 .iter(|| layered.clone().oneshot(request(Some(id.as_str()))))
         });
+        let cached = cached(layered_layer_redis(&rt, &id, &record));
+        check(&rt, cached.clone(), id.as_str());
+        group.bench_function("layer-cached", |b| {
+            b.to_async(&rt)
+                .iter(|| cached.clone().oneshot(request(Some(id.as_str()))))
+        });
         group.finish();
     }
+
+    fn layered_layer_redis(
+        rt: &tokio::runtime::Runtime,
+        id: &SessionId,
+        record: &SessionRecord,
+    ) -> SessionLayer {
+        let store = rt
+            .block_on(RedisStore::connect(RedisConfig::new(url())))
+            .expect("redis store");
+        rt.block_on(store.save(&AppContext::Web, id, record)).expect("save");
+        let users = MemoryUsers::new();
+        let mut user = User::new("bench@example.com", Role::User);
+        user.id = record.user_id;
+        users.insert(user).expect("fresh directory");
+        SessionLayer::for_context(AppContext::Web)
+            .with_store(store)
+            .with_users(users)
+    }
+}
+
+/// The same layer with the in-process session cache on.
+#[cfg(feature = "redis")]
+fn cached(
+    layer: SessionLayer,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone {
+    let bus = tower_app_sessions::cache::InvalidationBus::local();
+    tower::ServiceBuilder::new()
+        .layer(layer.cache(&bus, 10_000, Duration::from_secs(5)))
+        .service(service_fn(inner))
 }
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
@@ -331,17 +366,22 @@ mod tiered_pairs {
                 .iter(|| raw.clone().oneshot(request(Some(id.as_str()))))
         });
 
+        let layer = SessionLayer::for_context(AppContext::Web)
+            .with_store(store)
+            .with_users(users);
         let layered = tower::ServiceBuilder::new()
-            .layer(
-                SessionLayer::for_context(AppContext::Web)
-                    .with_store(store)
-                    .with_users(users),
-            )
+            .layer(layer.clone())
             .service(service_fn(inner));
         check(&rt, layered.clone(), id.as_str());
         group.bench_function("layer", |b| {
             b.to_async(&rt)
                 .iter(|| layered.clone().oneshot(request(Some(id.as_str()))))
+        });
+        let cached = super::cached(layer);
+        check(&rt, cached.clone(), id.as_str());
+        group.bench_function("layer-cached", |b| {
+            b.to_async(&rt)
+                .iter(|| cached.clone().oneshot(request(Some(id.as_str()))))
         });
         group.finish();
     }
