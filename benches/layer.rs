@@ -8,6 +8,8 @@
 //! | `redis` | layer on `RedisStore` + `MemoryUsers` | cookie parse + `GET session:web:<id>` + `serde_json` + `HashMap` user |
 //! | `tiered` | layer on Redis + PostgreSQL, user from PostgreSQL | cookie parse + `GET` + parse + prepared `SELECT … FROM users WHERE id = $1` |
 //!
+//! | `tower-sessions` | (`memory/layer`) | tower-sessions 0.15, memory store, user id from its session |
+//!
 //! `cargo bench` runs the memory pairs without services; the Redis and PostgreSQL pairs run
 //! when `REDIS_URL` / `DATABASE_URL` answer (features `redis`, `postgres`). Ratios:
 //! `scripts/bench-ratios` after a run.
@@ -401,6 +403,57 @@ mod tiered_pairs {
     }
 }
 
+
+/// The peer: tower-sessions 0.15 with its memory store, resolving the same user from a user
+/// id kept in its session. Compare with `memory/layer` (`scripts/bench-ratios` prints it).
+fn peer(c: &mut Criterion) {
+    use tower_sessions::{MemoryStore as TsMemoryStore, Session as TsSession, SessionManagerLayer};
+
+    let rt = runtime();
+    let (_, user, _, _) = fixture();
+    let uid = user.id;
+    let directory: Arc<HashMap<Uuid, Arc<User>>> = Arc::new(HashMap::from([(user.id, user)]));
+    let service = tower::ServiceBuilder::new()
+        .layer(SessionManagerLayer::new(TsMemoryStore::default()).with_secure(false))
+        .service(service_fn(move |mut req: Request<Body>| {
+            let directory = directory.clone();
+            async move {
+                if let Some(session) = req.extensions().get::<TsSession>().cloned() {
+                    if req.uri().path() == "/login" {
+                        session.insert("user_id", uid).await.expect("memory insert");
+                    } else if let Ok(Some(id)) = session.get::<Uuid>("user_id").await {
+                        if let Some(user) = directory.get(&id).cloned() {
+                            req.extensions_mut().insert(CurrentUser::new(user));
+                        }
+                    }
+                }
+                inner(req).await
+            }
+        }));
+    let login = Request::post("/login").body(Body::new()).expect("static request");
+    let response = rt.block_on(service.clone().oneshot(login)).expect("infallible");
+    let cookie = response
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("tower-sessions issued a cookie")
+        .to_owned();
+    let request = || {
+        Request::get("/me")
+            .header("cookie", format!("theme=dark; {cookie}"))
+            .body(Body::new())
+            .expect("static request")
+    };
+    let probe = rt.block_on(service.clone().oneshot(request())).expect("infallible");
+    assert_eq!(probe.body(), "me", "the peer scenario does not authenticate");
+    let mut group = c.benchmark_group("tower-sessions");
+    group.bench_function("memory", |b| {
+        b.to_async(&rt).iter(|| service.clone().oneshot(request()))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Shared, noisy 2-core machines: more samples, medians in the report.
     Criterion::default()
@@ -412,6 +465,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = anonymous, memory, redis_pairs::redis, tiered_pairs::tiered
+    targets = anonymous, memory, peer, redis_pairs::redis, tiered_pairs::tiered
 }
 criterion_main!(benches);
