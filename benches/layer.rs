@@ -244,7 +244,8 @@ mod redis_pairs {
         let store = rt
             .block_on(RedisStore::connect(RedisConfig::new(url())))
             .expect("redis store");
-        rt.block_on(store.save(&AppContext::Web, id, record)).expect("save");
+        rt.block_on(store.save(&AppContext::Web, id, record))
+            .expect("save");
         let users = MemoryUsers::new();
         let mut user = User::new("bench@example.com", Role::User);
         user.id = record.user_id;
@@ -259,7 +260,8 @@ mod redis_pairs {
 #[cfg(feature = "redis")]
 fn cached(
     layer: SessionLayer,
-) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone {
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+{
     let bus = tower_app_sessions::cache::InvalidationBus::local();
     tower::ServiceBuilder::new()
         .layer(layer.cache(&bus, 10_000, Duration::from_secs(5)))
@@ -403,7 +405,6 @@ mod tiered_pairs {
     }
 }
 
-
 /// The peer: tower-sessions 0.15 with its memory store, resolving the same user from a user
 /// id kept in its session. Compare with `memory/layer` (`scripts/bench-ratios` prints it).
 fn peer(c: &mut Criterion) {
@@ -430,8 +431,12 @@ fn peer(c: &mut Criterion) {
                 inner(req).await
             }
         }));
-    let login = Request::post("/login").body(Body::new()).expect("static request");
-    let response = rt.block_on(service.clone().oneshot(login)).expect("infallible");
+    let login = Request::post("/login")
+        .body(Body::new())
+        .expect("static request");
+    let response = rt
+        .block_on(service.clone().oneshot(login))
+        .expect("infallible");
     let cookie = response
         .headers()
         .get(http::header::SET_COOKIE)
@@ -445,8 +450,14 @@ fn peer(c: &mut Criterion) {
             .body(Body::new())
             .expect("static request")
     };
-    let probe = rt.block_on(service.clone().oneshot(request())).expect("infallible");
-    assert_eq!(probe.body(), "me", "the peer scenario does not authenticate");
+    let probe = rt
+        .block_on(service.clone().oneshot(request()))
+        .expect("infallible");
+    assert_eq!(
+        probe.body(),
+        "me",
+        "the peer scenario does not authenticate"
+    );
     let mut group = c.benchmark_group("tower-sessions");
     group.bench_function("memory", |b| {
         b.to_async(&rt).iter(|| service.clone().oneshot(request()))

@@ -7,38 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::Path;
-use axum::routing;
 use axum::Router;
-use common::{get, post, send, CountingStore, Finish};
+use common::{get, post, routes, send, CountingStore, Finish};
 use tower_app_sessions::cache::InvalidationBus;
-use tower_app_sessions::{
-    AppContext, CurrentUser, MemoryUsers, Role, Session, SessionMetadata, Sessions, User,
-};
-use uuid::Uuid;
-
-fn routes() -> Router {
-    Router::new()
-        .route(
-            "/login/{id}",
-            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
-                session
-                    .login(id, SessionMetadata::new())
-                    .await
-                    .map(|id| id.as_str().to_owned())
-            }),
-        )
-        .route(
-            "/me",
-            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
-        )
-        .route(
-            "/logout",
-            routing::post(|_: CurrentUser<User>, session: Session| async move {
-                session.logout().await.map(|()| "bye")
-            }),
-        )
-}
+use tower_app_sessions::{AppContext, MemoryUsers, Role, Sessions, User};
 
 async fn status(app: &Router, token: &str) -> u16 {
     send(app, get("/me").bearer(token).empty())

@@ -12,21 +12,19 @@ use std::time::Duration;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
-use axum::extract::Path;
 use axum::routing;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use common::pg::TestDb;
-use common::{get, post, send, Finish};
+use common::{get, post, routes, send, Finish};
 use sqlx::PgPool;
-use tower_app_sessions::axum::MaybeUser;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::require::{RequirePermissionLayer, FORBIDDEN_BODY, UNAUTHORIZED_BODY};
 use tower_app_sessions::store::postgres::PgSessionStore;
 use tower_app_sessions::users::{PermissionGrant, PgUsers, UserError};
 use tower_app_sessions::{
-    AppContext, CurrentUser, Role, Scope, Session, SessionId, SessionLayer, SessionMetadata,
-    SessionRecord, SessionStore, Sessions, User, UserRepository, UserResolver,
+    AppContext, Role, Scope, SessionId, SessionLayer, SessionMetadata, SessionRecord, SessionStore,
+    Sessions, User, UserRepository, UserResolver,
 };
 use uuid::Uuid;
 
@@ -74,39 +72,6 @@ async fn last_activity(pool: &PgPool, id: &str) -> DateTime<Utc> {
         .fetch_one(pool)
         .await
         .expect("read last_activity")
-}
-
-/// `/login/{id}`, `/me` (requires a user), `/maybe` (optional) and `/logout`.
-fn routes() -> Router {
-    Router::new()
-        .route(
-            "/login/{id}",
-            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
-                let meta = SessionMetadata::new()
-                    .ip("198.51.100.4")
-                    .user_agent("rust-test");
-                session
-                    .login(id, meta)
-                    .await
-                    .map(|id| id.as_str().to_owned())
-            }),
-        )
-        .route(
-            "/me",
-            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
-        )
-        .route(
-            "/maybe",
-            routing::get(|MaybeUser(user): MaybeUser<User>| async move {
-                user.map_or_else(|| "anonymous".to_owned(), |u| u.email.clone())
-            }),
-        )
-        .route(
-            "/logout",
-            routing::post(|_: CurrentUser<User>, session: Session| async move {
-                session.logout().await.map(|()| "bye")
-            }),
-        )
 }
 
 async fn login(router: &Router, user: Uuid) -> String {

@@ -11,23 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::Path;
-use axum::routing;
 use axum::Router;
 use common::pg::{admin_options, TestDb};
-use common::{get, post, send, Finish, Reply};
+use common::{get, post, routes, send, Finish, Reply};
 use http::{Request, StatusCode};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
-use tower_app_sessions::axum::MaybeUser;
 use tower_app_sessions::require::UNAVAILABLE_BODY;
 use tower_app_sessions::store::postgres::PgSessionStore;
 use tower_app_sessions::users::PgUsers;
-use tower_app_sessions::{
-    AppContext, CurrentUser, Role, Session, SessionMetadata, Sessions, User, UserRepository,
-};
+use tower_app_sessions::{AppContext, Role, Sessions, User, UserRepository};
 use uuid::Uuid;
 
 /// Query timeout of the store and the users, and the pool's acquire timeout.
@@ -163,30 +158,6 @@ async fn proxied_pool(db: &TestDb, proxy: &Proxy) -> PgPool {
         .connect(&through(&db.url(), proxy))
         .await
         .expect("connect through the proxy")
-}
-
-/// `/login/{id}`, `/me` (requires a user) and `/maybe` (optional user).
-fn routes() -> Router {
-    Router::new()
-        .route(
-            "/login/{id}",
-            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
-                session
-                    .login(id, SessionMetadata::new().ip("127.0.0.1"))
-                    .await
-                    .map(|id| id.as_str().to_owned())
-            }),
-        )
-        .route(
-            "/me",
-            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
-        )
-        .route(
-            "/maybe",
-            routing::get(|MaybeUser(user): MaybeUser<User>| async move {
-                user.map_or_else(|| "anonymous".to_owned(), |u| u.email.clone())
-            }),
-        )
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing;
 use axum::{Json, Router};
 use common::pg::TestDb;
 use common::redis_server::{shared_url, RedisServer};
-use common::{get, post, send, Finish};
+use common::{get, post, routes, send, Finish};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -28,9 +27,7 @@ use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
 use tower_app_sessions::store::tiered::TieredStore;
 use tower_app_sessions::users::PgUsers;
 use tower_app_sessions::webdb::WebSessionData;
-use tower_app_sessions::{
-    AppContext, CurrentUser, Role, Session, SessionMetadata, Sessions, User, UserRepository,
-};
+use tower_app_sessions::{AppContext, CurrentUser, Role, Session, Sessions, User, UserRepository};
 use uuid::Uuid;
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -67,33 +64,6 @@ async fn new_user(users: &dyn UserRepository, tag: &str, role: Role) -> Arc<User
         .create(User::new(email, role))
         .await
         .expect("create user")
-}
-
-/// `/login/{id}`, `/me` (requires a user) and `/logout`.
-fn routes() -> Router {
-    Router::new()
-        .route(
-            "/login/{id}",
-            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
-                let meta = SessionMetadata::new()
-                    .ip("198.51.100.4")
-                    .user_agent("rust-test");
-                session
-                    .login(id, meta)
-                    .await
-                    .map(|id| id.as_str().to_owned())
-            }),
-        )
-        .route(
-            "/me",
-            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
-        )
-        .route(
-            "/logout",
-            routing::post(|_: CurrentUser<User>, session: Session| async move {
-                session.logout().await.map(|()| "bye")
-            }),
-        )
 }
 
 async fn login(router: &Router, user: Uuid) -> String {

@@ -8,18 +8,16 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Path;
-use axum::routing;
 use axum::Router;
 use common::redis_server::shared_url;
-use common::{get, post, send, Finish};
+use common::{get, post, routes, send, Finish};
 use redis::AsyncCommands;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::require::UNAUTHORIZED_BODY;
 use tower_app_sessions::store::redis::{keys, RedisConfig, RedisStore};
 use tower_app_sessions::{
-    AppContext, CurrentUser, MemoryUsers, Role, Scope, Session, SessionId, SessionLayer,
-    SessionMetadata, SessionStore, Sessions, User,
+    AppContext, MemoryUsers, Role, Scope, SessionId, SessionLayer, SessionMetadata, SessionStore,
+    Sessions, User,
 };
 use uuid::Uuid;
 
@@ -42,32 +40,6 @@ struct App {
     root: Arc<User>,
     web: Router,
     admin: Router,
-}
-
-fn routes() -> Router {
-    Router::new()
-        .route(
-            "/login/{id}",
-            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
-                let meta = SessionMetadata::new()
-                    .ip("198.51.100.4")
-                    .user_agent("rust-test");
-                session
-                    .login(id, meta)
-                    .await
-                    .map(|id| id.as_str().to_owned())
-            }),
-        )
-        .route(
-            "/me",
-            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
-        )
-        .route(
-            "/logout",
-            routing::post(|_: CurrentUser<User>, session: Session| async move {
-                session.logout().await.map(|()| "bye")
-            }),
-        )
 }
 
 async fn app(configure: impl Fn(SessionLayer) -> SessionLayer) -> App {

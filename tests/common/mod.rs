@@ -171,3 +171,43 @@ impl Finish for http::request::Builder {
         self.body(Body::empty()).unwrap()
     }
 }
+
+/// The routes most integration tests put behind a layer: `/login/{user id}` (answers the new
+/// token), `/me` (the user's email; 401/503 without one), `/maybe` (the email or
+/// `anonymous`, never rejects), `/logout` (`bye`).
+pub fn routes() -> axum::Router {
+    use axum::extract::Path;
+    use axum::routing;
+    use tower_app_sessions::axum::MaybeUser;
+    use tower_app_sessions::{CurrentUser, Session, SessionMetadata, User};
+
+    axum::Router::new()
+        .route(
+            "/login/{id}",
+            routing::post(|Path(id): Path<Uuid>, session: Session| async move {
+                let meta = SessionMetadata::new()
+                    .ip("198.51.100.4")
+                    .user_agent("rust-test");
+                session
+                    .login(id, meta)
+                    .await
+                    .map(|id| id.as_str().to_owned())
+            }),
+        )
+        .route(
+            "/me",
+            routing::get(|user: CurrentUser<User>| async move { user.email.clone() }),
+        )
+        .route(
+            "/maybe",
+            routing::get(|MaybeUser(user): MaybeUser<User>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |u| u.email.clone())
+            }),
+        )
+        .route(
+            "/logout",
+            routing::post(|_: CurrentUser<User>, session: Session| async move {
+                session.logout().await.map(|()| "bye")
+            }),
+        )
+}
