@@ -8,7 +8,7 @@
 //! | `redis` | layer on `RedisStore` + `MemoryUsers` | cookie parse + `GET session:web:<id>` + `serde_json` + `HashMap` user |
 //! | `tiered` | layer on Redis + PostgreSQL, user from PostgreSQL | cookie parse + `GET` + parse + prepared `SELECT … FROM users WHERE id = $1` |
 //!
-//! | `tower-sessions` | (`memory/layer`) | tower-sessions 0.15, memory store, user id from its session |
+//! | `tower-sessions` | (`memory/layer`, `redis/layer`) | tower-sessions 0.15 with its memory and Redis stores, user id from its session |
 //!
 //! `cargo bench` runs the memory pairs without services; the Redis and PostgreSQL pairs run
 //! when `REDIS_URL` / `DATABASE_URL` answer (features `redis`, `postgres`). Ratios:
@@ -405,23 +405,45 @@ mod tiered_pairs {
     }
 }
 
-/// The peer: tower-sessions 0.15 with its memory store, resolving the same user from a user
-/// id kept in its session. Compare with `memory/layer` (`scripts/bench-ratios` prints it).
+/// The peer: tower-sessions 0.15 resolving the same user from a user id kept in its session,
+/// with its memory store (compare with `memory/layer`) and, when Redis answers, its Redis
+/// store (compare with `redis/layer`). `scripts/bench-ratios` prints both.
 fn peer(c: &mut Criterion) {
-    use tower_sessions::{MemoryStore as TsMemoryStore, Session as TsSession, SessionManagerLayer};
-
     let rt = runtime();
+    let mut group = c.benchmark_group("tower-sessions");
+    peer_with(
+        &rt,
+        &mut group,
+        "memory",
+        tower_sessions::MemoryStore::default(),
+    );
+    #[cfg(feature = "redis")]
+    match rt.block_on(ts_redis::connect(&redis_pairs::url(), 1)) {
+        Ok(store) => peer_with(&rt, &mut group, "redis", store),
+        Err(error) => eprintln!("tower-sessions redis peer skipped: {error}"),
+    }
+    group.finish();
+}
+
+fn peer_with<S: tower_sessions::SessionStore + Clone>(
+    rt: &tokio::runtime::Runtime,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    store: S,
+) {
+    use tower_sessions::{Session as TsSession, SessionManagerLayer};
+
     let (_, user, _, _) = fixture();
     let uid = user.id;
     let directory: Arc<HashMap<Uuid, Arc<User>>> = Arc::new(HashMap::from([(user.id, user)]));
     let service = tower::ServiceBuilder::new()
-        .layer(SessionManagerLayer::new(TsMemoryStore::default()).with_secure(false))
+        .layer(SessionManagerLayer::new(store).with_secure(false))
         .service(service_fn(move |mut req: Request<Body>| {
             let directory = directory.clone();
             async move {
                 if let Some(session) = req.extensions().get::<TsSession>().cloned() {
                     if req.uri().path() == "/login" {
-                        session.insert("user_id", uid).await.expect("memory insert");
+                        session.insert("user_id", uid).await.expect("peer insert");
                     } else if let Ok(Some(id)) = session.get::<Uuid>("user_id").await {
                         if let Some(user) = directory.get(&id).cloned() {
                             req.extensions_mut().insert(CurrentUser::new(user));
@@ -458,12 +480,14 @@ fn peer(c: &mut Criterion) {
         "me",
         "the peer scenario does not authenticate"
     );
-    let mut group = c.benchmark_group("tower-sessions");
-    group.bench_function("memory", |b| {
-        b.to_async(&rt).iter(|| service.clone().oneshot(request()))
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| service.clone().oneshot(request()))
     });
-    group.finish();
 }
+
+#[cfg(feature = "redis")]
+#[path = "support/ts_redis.rs"]
+mod ts_redis;
 
 fn config() -> Criterion {
     // Shared, noisy 2-core machines: more samples, medians in the report.

@@ -443,87 +443,22 @@ async fn tiered_raw() -> Result<(Router, String, Cleanup), BoxError> {
     Ok((app, token, Cleanup::Ours(redis, id)))
 }
 
+#[path = "../benches/support/ts_redis.rs"]
+mod ts_redis;
+
 /// The peer: tower-sessions 0.15 resolving a user id from its session.
 mod peer {
     use super::*;
-    use async_trait::async_trait;
-    use tower_sessions::session::{Id, Record};
-    use tower_sessions::session_store::{Error, Result as StoreResult};
     use tower_sessions::{Session, SessionManagerLayer};
-    use tower_sessions_core_0_14 as core14;
-    use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
-    use tower_sessions_redis_store::RedisStore as TsRedisStore;
-
-    /// Plugs tower-sessions' Redis store into tower-sessions 0.15: `tower-sessions-redis-store`
-    /// (latest 0.16) implements the trait of `tower-sessions-core` 0.14, identical in shape,
-    /// so loaded records are moved field by field (no copy of the data map, no re-encoding).
-    #[derive(Debug, Clone)]
-    pub(super) struct Adapted<S>(pub(super) S);
-
-    type FredStore = TsRedisStore<Pool>;
-
-    fn to14(record: &Record) -> core14::session::Record {
-        core14::session::Record {
-            id: core14::session::Id(record.id.0),
-            data: record.data.clone(),
-            expiry_date: record.expiry_date,
-        }
-    }
-
-    fn from14(record: core14::session::Record) -> Record {
-        Record {
-            id: Id(record.id.0),
-            data: record.data,
-            expiry_date: record.expiry_date,
-        }
-    }
-
-    fn error(e: core14::session_store::Error) -> Error {
-        use core14::session_store::Error as E;
-        match e {
-            E::Encode(m) => Error::Encode(m),
-            E::Decode(m) => Error::Decode(m),
-            E::Backend(m) => Error::Backend(m),
-        }
-    }
-
-    #[async_trait]
-    impl tower_sessions::SessionStore for Adapted<FredStore> {
-        async fn create(&self, record: &mut Record) -> StoreResult<()> {
-            use core14::SessionStore as _;
-            let mut old = to14(record);
-            self.0.create(&mut old).await.map_err(error)?;
-            record.id = Id(old.id.0);
-            Ok(())
-        }
-        async fn save(&self, record: &Record) -> StoreResult<()> {
-            use core14::SessionStore as _;
-            self.0.save(&to14(record)).await.map_err(error)
-        }
-        async fn load(&self, id: &Id) -> StoreResult<Option<Record>> {
-            use core14::SessionStore as _;
-            let id = core14::session::Id(id.0);
-            Ok(self.0.load(&id).await.map_err(error)?.map(from14))
-        }
-        async fn delete(&self, id: &Id) -> StoreResult<()> {
-            use core14::SessionStore as _;
-            self.0
-                .delete(&core14::session::Id(id.0))
-                .await
-                .map_err(error)
-        }
-    }
 
     /// tower-sessions' Redis store on a fred pool of `TS_REDIS_POOL` clients (default 2, one
     /// per worker thread; fred pipelines on each).
-    pub(super) async fn redis() -> Result<Adapted<FredStore>, BoxError> {
+    pub(super) async fn redis() -> Result<ts_redis::Adapted, BoxError> {
         let size = std::env::var("TS_REDIS_POOL")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(2);
-        let pool = Pool::new(Config::from_url(&redis_url())?, None, None, None, size)?;
-        pool.init().await?;
-        Ok(Adapted(TsRedisStore::new(pool)))
+        ts_redis::connect(&redis_url(), size).await
     }
 
     /// The user of the session, from a `HashMap` as in our memory and Redis scenarios.
