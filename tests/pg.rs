@@ -15,11 +15,11 @@ use argon2::{Argon2, PasswordVerifier};
 use axum::routing;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use common::pg::TestDb;
-use common::{get, post, routes, send, Finish};
+use common::pg::{row_state, TestDb};
+use common::{get, login, me_bearer, me_cookie, post, routes, send, unauthorized, Finish};
 use sqlx::PgPool;
 use tower_app_sessions::record::now_ms;
-use tower_app_sessions::require::{RequirePermissionLayer, FORBIDDEN_BODY, UNAUTHORIZED_BODY};
+use tower_app_sessions::require::{RequirePermissionLayer, FORBIDDEN_BODY};
 use tower_app_sessions::store::postgres::PgSessionStore;
 use tower_app_sessions::users::{PermissionGrant, PgUsers, UserError};
 use tower_app_sessions::{
@@ -54,45 +54,12 @@ fn record(user: Uuid, ttl: Duration) -> SessionRecord {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// `(revoked, revoked_at is set, application_context)` of a `sessions` row, `None` if the row
-/// does not exist.
-async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> {
-    sqlx::query_as(
-        "SELECT revoked, revoked_at IS NOT NULL, application_context::text FROM sessions WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .expect("read sessions row")
-}
-
 async fn last_activity(pool: &PgPool, id: &str) -> DateTime<Utc> {
     sqlx::query_scalar("SELECT last_activity FROM sessions WHERE id = $1")
         .bind(id)
         .fetch_one(pool)
         .await
         .expect("read last_activity")
-}
-
-async fn login(router: &Router, user: Uuid) -> String {
-    let reply = send(router, post(&format!("/login/{user}")).empty()).await;
-    assert_eq!(reply.status, 200, "login: {}", reply.body);
-    assert_eq!(reply.issued().as_deref(), Some(reply.body.as_str()));
-    reply.body
-}
-
-async fn me_status(router: &Router, cookie: &str, token: &str) -> (u16, String) {
-    let reply = send(router, get("/me").cookie(cookie, token).empty()).await;
-    (reply.status.as_u16(), reply.body)
-}
-
-async fn me_bearer(router: &Router, token: &str) -> (u16, String) {
-    let reply = send(router, get("/me").bearer(token).empty()).await;
-    (reply.status.as_u16(), reply.body)
-}
-
-fn unauthorized() -> (u16, String) {
-    (401, UNAUTHORIZED_BODY.to_owned())
 }
 
 // ---- 1. the store contract ---------------------------------------------------------------
@@ -139,7 +106,7 @@ async fn logout_revokes_the_row_and_keeps_it_for_audit() {
         Some((false, false, "web".into()))
     );
     assert_eq!(
-        me_status(&web, "sessionId", &token).await,
+        me_cookie(&web, "sessionId", &token).await,
         (200, alice.email.clone())
     );
 
@@ -155,7 +122,7 @@ async fn logout_revokes_the_row_and_keeps_it_for_audit() {
         row_state(&db.pool, &token).await,
         Some((true, true, "web".into()))
     );
-    assert_eq!(me_status(&web, "sessionId", &token).await, unauthorized());
+    assert_eq!(me_cookie(&web, "sessionId", &token).await, unauthorized());
     assert_eq!(me_bearer(&web, &token).await, unauthorized());
 
     // The store's own delete does the same, once.
@@ -272,11 +239,11 @@ async fn last_activity_moves_on_extend_only() {
             .await
             .unwrap();
     for _ in 0..3 {
-        assert_eq!(me_status(&app, "sessionId", &token).await.0, 200);
+        assert_eq!(me_cookie(&app, "sessionId", &token).await.0, 200);
     }
     assert_eq!(last_activity(&db.pool, &token).await, at_login);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(me_status(&app, "sessionId", &token).await.0, 200);
+    assert_eq!(me_cookie(&app, "sessionId", &token).await.0, 200);
     let (touched, expires): (DateTime<Utc>, DateTime<Utc>) =
         sqlx::query_as("SELECT last_activity, expires_at FROM sessions WHERE id = $1")
             .bind(&token)
@@ -558,11 +525,11 @@ async fn users_session_id_opens_the_web_layer_only_with_the_fallback() {
 
     let ok = (200, root.email.clone());
     assert_eq!(me_bearer(&web_on, legacy.as_str()).await, ok);
-    assert_eq!(me_status(&web_on, "sessionId", legacy.as_str()).await, ok);
+    assert_eq!(me_cookie(&web_on, "sessionId", legacy.as_str()).await, ok);
     // Never the admin panel, even with the fallback switched on in that layer.
     assert_eq!(me_bearer(&admin_on, legacy.as_str()).await, unauthorized());
     assert_eq!(
-        me_status(&admin_on, "admin_sid", legacy.as_str()).await,
+        me_cookie(&admin_on, "admin_sid", legacy.as_str()).await,
         unauthorized()
     );
     // Not with the fallback off (the seed's cleanup stage), nor by default.
@@ -985,7 +952,7 @@ async fn require_permission_answers_403_401_and_200_from_the_database() {
     assert_eq!(refund(Some(&token)).await, (403, FORBIDDEN_BODY.to_owned()));
     // Unprotected routes of the same router are not affected.
     assert_eq!(
-        me_status(&admin, "admin_sid", &token).await,
+        me_cookie(&admin, "admin_sid", &token).await,
         (200, ops.email.clone())
     );
 }
@@ -1004,16 +971,16 @@ async fn web_and_admin_sessions_are_isolated_on_postgres_alone() {
     let web_token = login(&web, root.id).await;
     let admin_token = login(&admin, root.id).await;
     let ok = (200, root.email.clone());
-    assert_eq!(me_status(&web, "sessionId", &web_token).await, ok);
+    assert_eq!(me_cookie(&web, "sessionId", &web_token).await, ok);
     assert_eq!(me_bearer(&web, &web_token).await, ok);
-    assert_eq!(me_status(&admin, "admin_sid", &admin_token).await, ok);
+    assert_eq!(me_cookie(&admin, "admin_sid", &admin_token).await, ok);
     assert_eq!(me_bearer(&admin, &admin_token).await, ok);
 
     for (router, cookie, foreign) in [
         (&admin, "admin_sid", &web_token),
         (&web, "sessionId", &admin_token),
     ] {
-        assert_eq!(me_status(router, cookie, foreign).await, unauthorized());
+        assert_eq!(me_cookie(router, cookie, foreign).await, unauthorized());
         assert_eq!(me_bearer(router, foreign).await, unauthorized());
         // A foreign session cannot be logged out (revoked) from the other app either.
         let reply = send(router, post("/logout").bearer(foreign).empty()).await;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::routing;
 use axum::{Json, Router};
-use common::pg::TestDb;
+use common::pg::{row_state, TestDb};
 use common::redis_server::{shared_url, RedisServer};
-use common::{get, post, routes, send, Finish};
+use common::{get, login, me_bearer, me_cookie, post, routes, send, unauthorized, Finish};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -64,37 +64,6 @@ async fn new_user(users: &dyn UserRepository, tag: &str, role: Role) -> Arc<User
         .create(User::new(email, role))
         .await
         .expect("create user")
-}
-
-async fn login(router: &Router, user: Uuid) -> String {
-    let reply = send(router, post(&format!("/login/{user}")).empty()).await;
-    assert_eq!(reply.status, 200, "login: {}", reply.body);
-    reply.body
-}
-
-async fn me_cookie(router: &Router, cookie: &str, token: &str) -> (u16, String) {
-    let reply = send(router, get("/me").cookie(cookie, token).empty()).await;
-    (reply.status.as_u16(), reply.body)
-}
-
-async fn me_bearer(router: &Router, token: &str) -> (u16, String) {
-    let reply = send(router, get("/me").bearer(token).empty()).await;
-    (reply.status.as_u16(), reply.body)
-}
-
-fn unauthorized() -> (u16, String) {
-    (401, UNAUTHORIZED_BODY.to_owned())
-}
-
-/// `(revoked, revoked_at is set, application_context)` of a `sessions` row.
-async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> {
-    sqlx::query_as(
-        "SELECT revoked, revoked_at IS NOT NULL, application_context::text FROM sessions WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .expect("read sessions row")
 }
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {

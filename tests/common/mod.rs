@@ -211,3 +211,31 @@ pub fn routes() -> axum::Router {
             }),
         )
 }
+
+/// Logs `user` in through `/login/{id}`; the token, which is also the issued cookie's value.
+pub async fn login(router: &axum::Router, user: Uuid) -> String {
+    let reply = send(router, post(&format!("/login/{user}")).empty()).await;
+    assert_eq!(reply.status, 200, "login: {}", reply.body);
+    assert_eq!(reply.issued().as_deref(), Some(reply.body.as_str()));
+    reply.body
+}
+
+/// `GET /me` with the session in cookie `cookie`: status and body.
+pub async fn me_cookie(router: &axum::Router, cookie: &str, token: &str) -> (u16, String) {
+    let reply = send(router, get("/me").cookie(cookie, token).empty()).await;
+    (reply.status.as_u16(), reply.body)
+}
+
+/// `GET /me` with the session as a bearer token: status and body.
+pub async fn me_bearer(router: &axum::Router, token: &str) -> (u16, String) {
+    let reply = send(router, get("/me").bearer(token).empty()).await;
+    (reply.status.as_u16(), reply.body)
+}
+
+/// The one answer every refused credential gets.
+pub fn unauthorized() -> (u16, String) {
+    (
+        401,
+        tower_app_sessions::require::UNAUTHORIZED_BODY.to_owned(),
+    )
+}

@@ -371,3 +371,15 @@ impl TestDb {
         admin_options().database(&self.name)
     }
 }
+
+/// `(revoked, revoked_at is set, application_context)` of a `sessions` row.
+#[allow(dead_code)]
+pub async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> {
+    sqlx::query_as(
+        "SELECT revoked, revoked_at IS NOT NULL, application_context::text FROM sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .expect("read sessions row")
+}
