@@ -48,6 +48,7 @@ enum Event {
 }
 
 impl Event {
+    #[cfg(any(feature = "redis", test))]
     fn encode(&self) -> String {
         match self {
             Event::Session(context, id) => format!("s:{}:{}", context.as_str(), id.as_str()),
@@ -55,6 +56,7 @@ impl Event {
         }
     }
 
+    #[cfg(any(feature = "redis", test))]
     /// Anything unreadable drops everything: an unknown message must not leave stale entries.
     fn decode(message: &[u8]) -> Event {
         std::str::from_utf8(message)
@@ -150,8 +152,6 @@ impl InvalidationBus {
                 tracing::warn!(%error, "could not publish a session invalidation");
             }
         }
-        #[cfg(not(feature = "redis"))]
-        let _ = event.encode();
     }
 
     /// Drops one session from every cache (and publishes it).

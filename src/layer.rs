@@ -26,8 +26,8 @@ use tower_service::Service;
 
 use crate::cookie::{CookieConfig, SameSite};
 use crate::extract::{self, Credential};
-use crate::record::now_ms;
-use crate::session::{ms, remaining, SessionStatus};
+use crate::record::{duration_ms as ms, now_ms, remaining};
+use crate::session::SessionStatus;
 use crate::store::{BoxFuture, SessionStore};
 use crate::users::UserResolver;
 use crate::{AppContext, CurrentUser, Role, Session, SessionRecord, User};

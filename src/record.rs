@@ -155,6 +155,11 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The time left until `until_ms` at `now_ms` (zero once past).
+pub(crate) fn remaining(until_ms: i64, now_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0))
+}
+
 /// Accepts integers and (JavaScript) floats for epoch milliseconds.
 fn epoch_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(deserializer)?;

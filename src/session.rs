@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::extract::CredentialSource;
 use crate::id::RandomError;
 use crate::layer::Shared;
-use crate::record::{duration_ms, now_ms};
+use crate::record::now_ms;
 use crate::store::{Scope, StoreError};
 use crate::{AppContext, SessionId, SessionMetadata, SessionRecord};
 
@@ -370,12 +370,4 @@ impl Session {
             response.headers_mut().append(SET_COOKIE, value);
         }
     }
-}
-
-pub(crate) fn remaining(until_ms: i64, now_ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0))
-}
-
-pub(crate) fn ms(d: Duration) -> i64 {
-    duration_ms(d)
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use uuid::Uuid;
 
-use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use super::{ready, BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
 use crate::record::now_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -108,10 +108,6 @@ impl MemoryStore {
     }
 }
 
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, StoreError>> {
-    Box::pin(std::future::ready(Ok(value)))
-}
-
 impl SessionStore for MemoryStore {
     fn load<'a>(
         &'a self,
@@ -133,7 +129,7 @@ impl SessionStore for MemoryStore {
             });
             None
         });
-        ready(found)
+        ready(Ok(found))
     }
 
     fn save<'a>(
@@ -158,7 +154,7 @@ impl SessionStore for MemoryStore {
                 .or_default()
                 .insert((context.clone(), id.clone()));
         });
-        ready(())
+        ready(Ok(()))
     }
 
     fn delete<'a>(
@@ -167,7 +163,9 @@ impl SessionStore for MemoryStore {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let now = now_ms();
-        ready(self.write(|s| s.remove(context, id).is_some_and(|r| !r.is_expired(now))))
+        ready(Ok(self.write(|s| {
+            s.remove(context, id).is_some_and(|r| !r.is_expired(now))
+        })))
     }
 
     fn extend<'a>(
@@ -187,7 +185,7 @@ impl SessionStore for MemoryStore {
                     _ => false,
                 },
             );
-        ready(extended)
+        ready(Ok(extended))
     }
 
     fn delete_user_sessions<'a>(
@@ -213,7 +211,7 @@ impl SessionStore for MemoryStore {
                 .filter(|r| !r.is_expired(now))
                 .count() as u64
         });
-        ready(removed)
+        ready(Ok(removed))
     }
 
     fn list_user_sessions<'a>(
@@ -237,7 +235,7 @@ impl SessionStore for MemoryStore {
                 })
                 .collect()
         });
-        ready(list)
+        ready(Ok(list))
     }
 }
 

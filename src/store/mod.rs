@@ -43,6 +43,11 @@ pub mod tiered;
 /// A boxed, `Send` future: the return type of store and resolver methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A future that is already done: what synchronous backends (memory) return.
+pub(crate) fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -174,7 +179,7 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         let _ = id;
-        Box::pin(std::future::ready(Ok(None)))
+        ready(Ok(None))
     }
 
     /// Whether the store holds any record of `id` in `context`, live or not: audited
@@ -202,7 +207,7 @@ pub trait SessionStore: Send + Sync + 'static {
         user_id: &'a Uuid,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let _ = (context, id, user_id);
-        Box::pin(std::future::ready(Ok(false)))
+        ready(Ok(false))
     }
 
     /// Whether sessions of `context` can be stored here at all (PostgreSQL's enum knows only
@@ -218,6 +223,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// existed. Backends without legacy data keep this default.
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
         let _ = id;
-        Box::pin(std::future::ready(Ok(false)))
+        ready(Ok(false))
     }
 }

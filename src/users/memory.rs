@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PermissionGrant, User, UserError, UserRepository, UserResolver};
-use crate::store::{BoxFuture, StoreError};
+use crate::store::{ready, BoxFuture, StoreError};
 use crate::AppContext;
 
 /// An in-process [`UserRepository`]: the users of `SESSION_ENV=mock` and of tests and demos.
@@ -41,10 +41,6 @@ type Grants = HashMap<String, Option<DateTime<Utc>>>;
 
 fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
 }
 
 impl MemoryUsers {
