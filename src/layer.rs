@@ -459,12 +459,7 @@ where
         else {
             let session = Session::new(Arc::clone(shared), None, SessionStatus::Anonymous, None);
             req.extensions_mut().insert(session.clone());
-            return ResponseFuture {
-                state: State::Calling {
-                    future: self.inner.call(req),
-                },
-                session: Some(session),
-            };
+            return ResponseFuture::calling(self.inner.call(req), session);
         };
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.layer.cache {
@@ -483,12 +478,7 @@ where
                     );
                     req.extensions_mut().insert(session.clone());
                     req.extensions_mut().insert(user);
-                    return ResponseFuture {
-                        state: State::Calling {
-                            future: self.inner.call(req),
-                        },
-                        session: Some(session),
-                    };
+                    return ResponseFuture::calling(self.inner.call(req), session);
                 }
             }
         }
@@ -632,6 +622,16 @@ pin_project! {
     enum State<F> {
         Loading { loading: Loading<F> },
         Calling { #[pin] future: F },
+    }
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    /// The inner service already called: only the cookie is left to write.
+    fn calling(future: S::Future, session: Session) -> Self {
+        Self {
+            state: State::Calling { future },
+            session: Some(session),
+        }
     }
 }
 
