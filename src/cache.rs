@@ -353,6 +353,14 @@ impl SessionStore for PublishingStore {
         self.inner.load(context, id)
     }
 
+    fn load_now(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+    ) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        self.inner.load_now(context, id)
+    }
+
     fn save<'a>(
         &'a self,
         context: &'a AppContext,
@@ -453,6 +461,14 @@ impl UserResolver for PublishingUsers {
         user_id: &'a Uuid,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
         self.resolver.resolve(context, user_id)
+    }
+
+    fn resolve_now(
+        &self,
+        context: &AppContext,
+        user_id: &Uuid,
+    ) -> Option<Result<Option<Arc<User>>, StoreError>> {
+        self.resolver.resolve_now(context, user_id)
     }
 }
 

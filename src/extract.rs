@@ -56,7 +56,7 @@ pub struct Credential {
 pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
     match find_cookie(headers, cookie_name.as_bytes()) {
         CookieLookup::Found(value) => {
-            return SessionId::parse_bytes(value).map(|id| Credential {
+            return SessionId::from_bytes(value).map(|id| Credential {
                 id,
                 source: CredentialSource::Cookie,
             })
@@ -65,7 +65,7 @@ pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> 
         CookieLookup::Absent => {}
     }
     bearer(headers).and_then(|token| {
-        SessionId::parse_bytes(token).map(|id| Credential {
+        SessionId::from_bytes(token).map(|id| Credential {
             id,
             source: CredentialSource::Bearer,
         })
@@ -129,13 +129,6 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     }
     let token = trim(rest);
     (!token.is_empty()).then_some(token)
-}
-
-impl SessionId {
-    /// [`SessionId::parse`] for raw header bytes.
-    pub(crate) fn parse_bytes(value: &[u8]) -> Option<Self> {
-        std::str::from_utf8(value).ok().and_then(Self::parse)
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 //!    service, and on the way out write `Set-Cookie` only if the handler changed the session.
 //!
 //! Requests without a credential take a fast path: no allocation beyond the [`Session`]
-//! handle and no await before the inner service.
+//! handle and no await before the inner service. So do sessions that are answered without
+//! I/O, from the [cache](crate::cache) or an in-process store and resolver
+//! ([`SessionStore::load_now`], [`UserResolver::resolve_now`]) when no slide is due: steps
+//! 2–5 then run in `call` itself and no future is boxed.
 
 use std::fmt;
 use std::future::Future;
@@ -30,7 +33,7 @@ use crate::record::{duration_ms as ms, now_ms, remaining};
 use crate::session::SessionStatus;
 use crate::store::{BoxFuture, SessionStore};
 use crate::users::UserResolver;
-use crate::{AppContext, CurrentUser, Role, Session, SessionRecord, User};
+use crate::{AppContext, CurrentUser, Role, Session, SessionId, SessionRecord, User};
 
 /// Session timing, cookie and migration settings, shared by every layer of a
 /// [`Sessions`](crate::Sessions) handle.
@@ -399,6 +402,38 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 }
 
+impl<U: Send + Sync + 'static> SessionLayer<U> {
+    /// The session's record and admitted user when they are known without awaiting (from the
+    /// cache, or from an in-process store and resolver) and the request needs no store write
+    /// (no slide due). Misses, expiry, errors and refusals return `None` and take
+    /// [`authenticate`], which handles and logs them: this path only ever says yes.
+    fn lookup_now(&self, id: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
+        let (context, settings) = (&self.shared.context, &self.shared.settings);
+        let (record, user) = self.cached(id).or_else(|| {
+            let record = self.shared.store.load_now(context, id)?.ok()??;
+            let user = self.users.resolve_now(context, &record.user_id)?.ok()??;
+            let admitted = self.admit.as_ref().is_none_or(|admit| admit(&user));
+            admitted.then_some((record, user))
+        })?;
+        let now = now_ms();
+        let current = !record.is_expired(now)
+            && settings.absolute_deadline(&record) > now
+            && settings.extension_due(&record, now).is_none();
+        current.then_some((record, user))
+    }
+
+    #[cfg(feature = "cache")]
+    fn cached(&self, id: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
+        let entry = self.cache.as_ref()?.get(&self.shared.context, id)?;
+        Some((entry.record, entry.user))
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn cached(&self, _: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
+        None
+    }
+}
+
 impl<S, U> Layer<S> for SessionLayer<U> {
     type Service = SessionService<S, U>;
 
@@ -461,26 +496,16 @@ where
             req.extensions_mut().insert(session.clone());
             return ResponseFuture::calling(self.inner.call(req), session);
         };
-        #[cfg(feature = "cache")]
-        if let Some(cache) = &self.layer.cache {
-            if let Some(entry) = cache.get(&shared.context, &credential.id) {
-                let now = now_ms();
-                let settings = &shared.settings;
-                if settings.absolute_deadline(&entry.record) > now
-                    && settings.extension_due(&entry.record, now).is_none()
-                {
-                    let user = CurrentUser::new(entry.user);
-                    let session = Session::new(
-                        Arc::clone(shared),
-                        Some(credential.source),
-                        SessionStatus::Authenticated,
-                        Some((credential.id, entry.record, false)),
-                    );
-                    req.extensions_mut().insert(session.clone());
-                    req.extensions_mut().insert(user);
-                    return ResponseFuture::calling(self.inner.call(req), session);
-                }
-            }
+        if let Some((record, user)) = self.layer.lookup_now(&credential.id) {
+            let session = Session::new(
+                Arc::clone(shared),
+                Some(credential.source),
+                SessionStatus::Authenticated,
+                Some((credential.id, record, false)),
+            );
+            req.extensions_mut().insert(session.clone());
+            req.extensions_mut().insert(CurrentUser::new(user));
+            return ResponseFuture::calling(self.inner.call(req), session);
         }
         // The inner service was made ready by `poll_ready`; take that one and leave a clone.
         let clone = self.inner.clone();

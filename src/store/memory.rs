@@ -97,6 +97,25 @@ impl MemoryStore {
         self.write(|s| s.sweep(now_ms()))
     }
 
+    /// The live record of `id` in `context`; an expired one is removed now rather than
+    /// waiting for the sweep.
+    fn get(&self, context: &AppContext, id: &SessionId) -> Option<SessionRecord> {
+        let now = now_ms();
+        let found = self.read(|s| match s.sessions.get(context).and_then(|m| m.get(id)) {
+            Some(r) if r.is_expired(now) => Err(()),
+            Some(r) => Ok(Some(r.clone())),
+            None => Ok(None),
+        });
+        found.unwrap_or_else(|()| {
+            self.write(|s| {
+                if s.live(context, id, now).is_none() {
+                    s.remove(context, id);
+                }
+            });
+            None
+        })
+    }
+
     // A panic while holding the lock cannot leave the maps half-updated in a way that matters
     // (each operation is a few map calls), so a poisoned lock is simply taken over.
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
@@ -114,22 +133,15 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        let now = now_ms();
-        let found = self.read(|s| match s.sessions.get(context).and_then(|m| m.get(id)) {
-            Some(r) if r.is_expired(now) => Err(()),
-            Some(r) => Ok(Some(r.clone())),
-            None => Ok(None),
-        });
-        let found = found.unwrap_or_else(|()| {
-            // Expired: remove it now rather than waiting for the sweep.
-            self.write(|s| {
-                if s.live(context, id, now).is_none() {
-                    s.remove(context, id);
-                }
-            });
-            None
-        });
-        ready(Ok(found))
+        ready(Ok(self.get(context, id)))
+    }
+
+    fn load_now(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+    ) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        Some(Ok(self.get(context, id)))
     }
 
     fn save<'a>(

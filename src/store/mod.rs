@@ -132,6 +132,27 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
+    /// What [`load`](Self::load) would return, answered at once by stores that hold their
+    /// records in process, or `None` (the default) for stores that must wait on I/O.
+    ///
+    /// The layer asks this first, so an in-process store serves a request without boxing a
+    /// future; `None` costs nothing but the call. Override it only where the answer needs no
+    /// I/O and no lock held across an await, and where it has the same effects as `load`.
+    ///
+    /// ```
+    /// use tower_app_sessions::{AppContext, MemoryStore, SessionId, SessionStore};
+    /// let id = SessionId::generate().unwrap();
+    /// assert!(matches!(MemoryStore::new().load_now(&AppContext::Web, &id), Some(Ok(None))));
+    /// ```
+    fn load_now(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+    ) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        let _ = (context, id);
+        None
+    }
+
     /// Writes `record` under `id` in `context`; it lives until `record.expires_at`
     /// (the backend's TTL is derived from it, so the two never disagree).
     fn save<'a>(

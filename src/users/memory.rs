@@ -77,6 +77,30 @@ impl MemoryUsers {
         })
     }
 
+    /// The user as `context` sees them: with the permissions granted there and still valid.
+    fn get(&self, context: &AppContext, user_id: &Uuid) -> Option<Arc<User>> {
+        self.read(|d| {
+            let user = d.by_id.get(user_id)?;
+            let Some(grants) = d.permissions.get(&(*user_id, context.clone())) else {
+                // The common case shares the stored user: no copy per request.
+                return Some(Arc::clone(user));
+            };
+            let now = Utc::now();
+            let mut granted: Vec<String> = grants
+                .iter()
+                .filter(|(_, expires)| expires.is_none_or(|at| at > now))
+                .map(|(p, _)| p.clone())
+                .collect();
+            if granted.is_empty() {
+                return Some(Arc::clone(user));
+            }
+            granted.sort();
+            let mut user = User::clone(user);
+            user.permissions = granted;
+            Some(Arc::new(user))
+        })
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Directory) -> T) -> T {
         f(&self.inner.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -94,26 +118,15 @@ impl UserResolver for MemoryUsers {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        let now = Utc::now();
-        ready(Ok(self.read(|d| {
-            let user = d.by_id.get(user_id)?;
-            let mut granted: Vec<String> = d
-                .permissions
-                .get(&(*user_id, context.clone()))
-                .into_iter()
-                .flatten()
-                .filter(|(_, expires)| expires.is_none_or(|at| at > now))
-                .map(|(p, _)| p.clone())
-                .collect();
-            if granted.is_empty() {
-                // The common case shares the stored user: no copy per request.
-                return Some(Arc::clone(user));
-            }
-            granted.sort();
-            let mut user = User::clone(user);
-            user.permissions = granted;
-            Some(Arc::new(user))
-        })))
+        ready(Ok(self.get(context, user_id)))
+    }
+
+    fn resolve_now(
+        &self,
+        context: &AppContext,
+        user_id: &Uuid,
+    ) -> Option<Result<Option<Arc<User>>, StoreError>> {
+        Some(Ok(self.get(context, user_id)))
     }
 }
 

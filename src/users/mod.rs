@@ -51,6 +51,19 @@ pub trait UserResolver: Send + Sync + 'static {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> BoxFuture<'a, Result<Option<Arc<Self::User>>, StoreError>>;
+
+    /// What [`resolve`](Self::resolve) would return, answered at once by resolvers that hold
+    /// their users in process, or `None` (the default) for those that must wait on I/O. As
+    /// with [`SessionStore::load_now`](crate::SessionStore::load_now), the layer asks this
+    /// first so an in-process directory serves a request without boxing a future.
+    fn resolve_now(
+        &self,
+        context: &AppContext,
+        user_id: &Uuid,
+    ) -> Option<Result<Option<Arc<Self::User>>, StoreError>> {
+        let _ = (context, user_id);
+        None
+    }
 }
 
 /// A user's role, the `UserRole` enum of the database.
