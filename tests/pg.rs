@@ -886,6 +886,123 @@ async fn permissions_are_per_context_and_unexpired() {
     assert_eq!(perms(&WEB).await, ["profile:edit"]);
 }
 
+/// `PgUsers` skips the permission subquery while a context holds no permission rows at all:
+/// a first grant made behind its back shows up within the probe interval (a delay that only
+/// ever denies), grants made through it or a clone at once, and revocations always at once.
+#[tokio::test]
+async fn an_empty_context_is_probed_and_revocations_are_never_late() {
+    let db = TestDb::migrated().await;
+    let interval = Duration::from_millis(1500);
+    let users = PgUsers::new(db.pool.clone()).permissions_probe_interval(interval);
+    let ops = new_user(&users, "ops", Role::Operator).await;
+    let admin = AppContext::Admin;
+    let perms = |users: &PgUsers, context: &AppContext| {
+        let (users, context, id) = (users.clone(), context.clone(), ops.id);
+        async move {
+            users
+                .resolve(&context, &id)
+                .await
+                .expect("resolve")
+                .expect("user exists")
+                .permissions
+                .clone()
+        }
+    };
+    let sql_grant = |permission: &'static str| {
+        let pool = db.pool.clone();
+        let id = ops.id;
+        async move {
+            sqlx::query(
+                "INSERT INTO user_permissions (user_id, permission, application_context) \
+                 VALUES ($1, $2, 'admin')",
+            )
+            .bind(id)
+            .bind(permission)
+            .execute(&pool)
+            .await
+            .expect("grant by SQL");
+        }
+    };
+
+    // The probe finds the admin context empty; a grant by SQL right after is not seen yet.
+    let probed = std::time::Instant::now();
+    assert!(perms(&users, &admin).await.is_empty());
+    sql_grant("orders:refund").await;
+    sql_grant("orders:export").await;
+    if probed.elapsed() < interval / 2 {
+        assert!(
+            perms(&users, &admin).await.is_empty(),
+            "the probe was not trusted"
+        );
+    }
+    // Once the interval is over, the next request sees both.
+    let seen = loop {
+        let now = perms(&users, &admin).await;
+        if !now.is_empty() || probed.elapsed() > interval * 3 {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen, ["orders:export", "orders:refund"]);
+    assert!(
+        probed.elapsed() >= interval,
+        "seen before the interval: not probed"
+    );
+
+    // A revocation by SQL is seen by the very next request.
+    sqlx::query("DELETE FROM user_permissions WHERE user_id = $1 AND permission = 'orders:refund'")
+        .bind(ops.id)
+        .execute(&db.pool)
+        .await
+        .expect("revoke by SQL");
+    assert_eq!(perms(&users, &admin).await, ["orders:export"]);
+
+    // The web context is empty too; a grant through a clone is seen at once.
+    assert!(perms(&users, &AppContext::Web).await.is_empty());
+    users
+        .clone()
+        .grant(PermissionGrant {
+            user_id: &ops.id,
+            context: &AppContext::Web,
+            permission: "profile:edit",
+            granted_by: None,
+            expires_at: None,
+        })
+        .await
+        .expect("grant");
+    assert_eq!(perms(&users, &AppContext::Web).await, ["profile:edit"]);
+
+    // With the probe off, every resolve loads permissions: a SQL grant is seen at once.
+    let strict = PgUsers::new(db.pool.clone()).permissions_probe_interval(Duration::ZERO);
+    let other = new_user(&strict, "other", Role::Operator).await;
+    let strict_perms = || {
+        let (strict, id) = (strict.clone(), other.id);
+        async move {
+            strict
+                .resolve(&AppContext::Admin, &id)
+                .await
+                .expect("resolve")
+                .expect("user exists")
+                .permissions
+                .clone()
+        }
+    };
+    sqlx::query("DELETE FROM user_permissions")
+        .execute(&db.pool)
+        .await
+        .expect("empty the table");
+    assert!(strict_perms().await.is_empty());
+    sqlx::query(
+        "INSERT INTO user_permissions (user_id, permission, application_context) \
+         VALUES ($1, 'reports:read', 'admin')",
+    )
+    .bind(other.id)
+    .execute(&db.pool)
+    .await
+    .expect("grant by SQL");
+    assert_eq!(strict_perms().await, ["reports:read"]);
+}
+
 #[tokio::test]
 async fn require_permission_answers_403_401_and_200_from_the_database() {
     let db = TestDb::migrated().await;

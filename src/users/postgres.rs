@@ -1,5 +1,6 @@
 //! [`PgUsers`]: the `users` and `user_permissions` tables (feature `postgres`).
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{PermissionGrant, Role, User, UserError, UserRepository, UserResolver};
+use crate::record::{duration_ms, now_ms};
 use crate::store::postgres::{pg_context, timed, BACKEND};
 use crate::store::{BoxFuture, StoreError};
 use crate::AppContext;
@@ -18,6 +20,17 @@ use crate::AppContext;
 ///
 /// `hashed_password` is whatever the apps store (a PHC string such as argon2's); this crate
 /// never hashes or sees plain passwords.
+///
+/// # Permissions on the request path
+///
+/// Resolving a user also loads their unexpired permissions in the context, a subquery that
+/// costs PostgreSQL about a quarter of the lookup. Most contexts (the public `web` app) hold
+/// no permission rows at all, so each context is probed at most once per
+/// [`permissions_probe_interval`](Self::permissions_probe_interval) (default 1 s) and, while
+/// it holds none, users are loaded without the subquery. Revocations are always seen at once
+/// (a context with any row gets the full query); a first grant in an empty context, made by
+/// another process or by SQL, shows up within the interval, and one made through this value
+/// (or a clone) at once.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +43,65 @@ use crate::AppContext;
 pub struct PgUsers {
     pool: PgPool,
     timeout: Duration,
+    probe_interval: Duration,
+    grants: Arc<[GrantProbe; 2]>,
 }
+
+/// What is known about the permission rows of one `"ApplicationType"` label (web, admin).
+#[derive(Debug, Default)]
+struct GrantProbe {
+    /// Start (ms) of the last probe that found no row at all, or 0.
+    empty_since: AtomicI64,
+    /// When (ms) a grant through this value last committed: a probe that started no later
+    /// saw a table without it.
+    granted_at: AtomicI64,
+    /// One probe at a time; other requests take the full query meanwhile.
+    probing: AtomicBool,
+}
+
+impl GrantProbe {
+    fn known_empty(&self, now: i64, interval: i64) -> bool {
+        let since = self.empty_since.load(Ordering::Acquire);
+        since > 0
+            && now < since.saturating_add(interval)
+            && self.granted_at.load(Ordering::Acquire) < since
+    }
+}
+
+/// The slot of a context's label in [`PgUsers::grants`].
+fn grant_slot(label: &str) -> usize {
+    usize::from(label == "admin")
+}
+
+// The columns of `User`, once: every statement below is a literal, so none is formatted per
+// request and sqlx finds its prepared statement by a static string.
+macro_rules! user_columns {
+    () => {
+        "id, email, hashed_password, is_verified, role::text, created_at, last_login_at"
+    };
+}
+
+/// A user without permissions: contexts with no permission rows, and custom contexts.
+const BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+/// A user with their unexpired permissions in the context `$2`.
+const BY_ID_WITH_PERMISSIONS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", ARRAY(SELECT p.permission::text FROM user_permissions p \
+       WHERE p.user_id = $1 AND p.application_context = $2::text::\"ApplicationType\" \
+       AND (p.expires_at IS NULL OR p.expires_at > now())) \
+     FROM users WHERE id = $1"
+);
+/// A user by exact email, and by email in any letter case (at most two, to spot ambiguity).
+const BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
+const BY_FOLDED_EMAIL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE lower(email) = $1 LIMIT 2"
+);
+/// Whether the context `$1` holds any permission row, expired ones included.
+const ANY_GRANT: &str = "SELECT EXISTS (SELECT 1 FROM user_permissions \
+     WHERE application_context = $1::text::\"ApplicationType\")";
 
 type UserRow = (
     Uuid,
@@ -42,8 +113,19 @@ type UserRow = (
     Option<DateTime<Utc>>,
 );
 
-const USER_COLUMNS: &str =
-    "id, email, hashed_password, is_verified, role::text, created_at, last_login_at";
+/// [`UserRow`] and the context's permissions.
+type UserRowWithPermissions = (
+    Uuid,
+    String,
+    Option<String>,
+    bool,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Vec<String>,
+);
+
+const USER_COLUMNS: &str = user_columns!();
 
 fn user(row: UserRow, permissions: Vec<String>) -> Result<User, StoreError> {
     let (id, email, hashed_password, is_verified, role, created_at, last_login_at) = row;
@@ -70,7 +152,18 @@ impl PgUsers {
         Self {
             pool,
             timeout: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(1),
+            grants: Arc::default(),
         }
+    }
+
+    /// How long a context found to hold no permission rows is trusted to still hold none
+    /// (default 1 s; see [Permissions on the request path](Self#permissions-on-the-request-path)).
+    /// `Duration::ZERO` loads permissions with every user.
+    #[must_use]
+    pub fn permissions_probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
+        self
     }
 
     /// How long one query may take (default 2 s).
@@ -85,47 +178,79 @@ impl PgUsers {
         context: &AppContext,
         id: &Uuid,
     ) -> Result<Option<Arc<User>>, StoreError> {
-        // One round trip: the user and the context's live permissions. Contexts that are not
-        // labels of "ApplicationType" have no permission rows.
+        // Contexts that are not labels of "ApplicationType" have no permission rows.
         let label = pg_context(context).ok();
-        let sql = format!(
-            "SELECT {USER_COLUMNS}, \
-               CASE WHEN $2::text IS NULL THEN ARRAY[]::text[] ELSE ARRAY( \
-                 SELECT p.permission::text FROM user_permissions p \
-                 WHERE p.application_context = $2::text::\"ApplicationType\" AND p.user_id = u.id \
-                 AND (p.expires_at IS NULL OR p.expires_at > now()) ORDER BY p.permission) END \
-             FROM users u WHERE u.id = $1"
-        );
-        type Row = (
-            Uuid,
-            String,
-            Option<String>,
-            bool,
-            String,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Vec<String>,
-        );
-        let row: Option<Row> = timed(
+        let with_permissions = match label {
+            Some(label) => !self.holds_no_grants(label).await?,
+            None => false,
+        };
+        if !with_permissions {
+            let row: Option<UserRow> = timed(
+                self.timeout,
+                sqlx::query_as(BY_ID).bind(id).fetch_optional(&self.pool),
+            )
+            .await?;
+            return row
+                .map(|row| user(row, Vec::new()).map(Arc::new))
+                .transpose();
+        }
+        let row: Option<UserRowWithPermissions> = timed(
             self.timeout,
-            sqlx::query_as(&sql)
+            sqlx::query_as(BY_ID_WITH_PERMISSIONS)
                 .bind(id)
                 .bind(label)
                 .fetch_optional(&self.pool),
         )
         .await?;
-        row.map(|(a, b, c, d, e, f, g, permissions)| {
+        row.map(|(a, b, c, d, e, f, g, mut permissions)| {
+            permissions.sort_unstable();
             user((a, b, c, d, e, f, g), permissions).map(Arc::new)
         })
         .transpose()
     }
 
+    /// Whether the context `label` is known to hold no permission rows, probing it when what
+    /// is known is older than the probe interval. Unknown counts as "may hold some".
+    async fn holds_no_grants(&self, label: &str) -> Result<bool, StoreError> {
+        let interval = duration_ms(self.probe_interval);
+        if interval == 0 {
+            return Ok(false);
+        }
+        let probe = &self.grants[grant_slot(label)];
+        let now = now_ms();
+        if probe.known_empty(now, interval) {
+            return Ok(true);
+        }
+        if probe.probing.swap(true, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let found = timed(
+            self.timeout,
+            sqlx::query_scalar::<_, bool>(ANY_GRANT)
+                .bind(label)
+                .fetch_one(&self.pool),
+        )
+        .await;
+        probe.probing.store(false, Ordering::Release);
+        let empty = !found?;
+        probe
+            .empty_since
+            .store(if empty { now } else { 0 }, Ordering::Release);
+        Ok(empty && probe.granted_at.load(Ordering::Acquire) < now)
+    }
+
+    /// Records a committed grant in `label`, so this value stops trusting an empty probe.
+    fn granted(&self, label: &str) {
+        self.grants[grant_slot(label)]
+            .granted_at
+            .store(now_ms(), Ordering::Release);
+    }
+
     async fn by_email(&self, email: &str) -> Result<Option<Arc<User>>, StoreError> {
         let email = normalize(email);
-        let exact = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
         let row: Option<UserRow> = timed(
             self.timeout,
-            sqlx::query_as(&exact)
+            sqlx::query_as(BY_EMAIL)
                 .bind(&email)
                 .fetch_optional(&self.pool),
         )
@@ -135,11 +260,11 @@ impl PgUsers {
             // Rows written by other apps may keep the case the user typed; the unique index is
             // case-sensitive, so accept a case-insensitive match only when it is unambiguous.
             None => {
-                let folded =
-                    format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = $1 LIMIT 2");
                 let rows: Vec<UserRow> = timed(
                     self.timeout,
-                    sqlx::query_as(&folded).bind(&email).fetch_all(&self.pool),
+                    sqlx::query_as(BY_FOLDED_EMAIL)
+                        .bind(&email)
+                        .fetch_all(&self.pool),
                 )
                 .await?;
                 match <[UserRow; 1]>::try_from(rows) {
@@ -301,7 +426,7 @@ impl UserRepository for PgUsers {
     fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let label = pg_context(grant.context)?;
-            timed(
+            let done = timed(
                 self.timeout,
                 sqlx::query(
                     "INSERT INTO user_permissions (user_id, permission, application_context, granted_by, expires_at) \
@@ -316,8 +441,10 @@ impl UserRepository for PgUsers {
                 .bind(grant.expires_at)
                 .execute(&self.pool),
             )
-            .await
-            .map(drop)
+            .await;
+            // Even after an error: a timed-out INSERT may still commit.
+            self.granted(label);
+            done.map(drop)
         })
     }
 
