@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::record::now_ms;
 use crate::store::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
 use crate::users::{PermissionGrant, User, UserError, UserRepository, UserResolver};
 use crate::{AppContext, SessionId, SessionRecord};
@@ -289,12 +288,12 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
         cache
     }
 
-    pub(crate) fn get(&self, context: &AppContext, id: &SessionId) -> Option<Entry<U>> {
+    pub(crate) fn get(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<Entry<U>> {
         if !self.bus.is_healthy() {
             return None;
         }
         let entry = self.entries.get(&(context.clone(), id.clone()))?;
-        (!entry.record.is_expired(now_ms())).then_some(entry)
+        (!entry.record.is_expired(now)).then_some(entry)
     }
 
     pub(crate) fn bus(&self) -> &InvalidationBus {
@@ -357,8 +356,9 @@ impl SessionStore for PublishingStore {
         &self,
         context: &AppContext,
         id: &SessionId,
+        now: i64,
     ) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        self.inner.load_now(context, id)
+        self.inner.load_now(context, id, now)
     }
 
     fn save<'a>(
@@ -525,6 +525,7 @@ impl UserRepository for PublishingUsers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::now_ms;
 
     fn entry() -> Entry<User> {
         let user = User::new("a@example.com", crate::Role::User);
@@ -549,13 +550,13 @@ mod tests {
         // A logout of this very session lands while the request is still loading it.
         bus.session_changed(&AppContext::Web, &id).await;
         cache.insert(&AppContext::Web, &id, entry(), loaded_at);
-        assert!(cache.get(&AppContext::Web, &id).is_none());
+        assert!(cache.get(&AppContext::Web, &id, now_ms()).is_none());
         // Without a race it is cached.
         cache.insert(&AppContext::Web, &id, entry(), cache.epoch());
-        assert!(cache.get(&AppContext::Web, &id).is_some());
+        assert!(cache.get(&AppContext::Web, &id, now_ms()).is_some());
         // And any invalidation drops it.
         bus.user_changed(&Uuid::new_v4()).await;
-        assert!(cache.get(&AppContext::Web, &id).is_none());
+        assert!(cache.get(&AppContext::Web, &id, now_ms()).is_none());
     }
 
     #[test]

@@ -409,13 +409,14 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// [`authenticate`], which handles and logs them: this path only ever says yes.
     fn lookup_now(&self, id: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
         let (context, settings) = (&self.shared.context, &self.shared.settings);
-        let (record, user) = self.cached(id).or_else(|| {
-            let record = self.shared.store.load_now(context, id)?.ok()??;
+        // One clock reading decides everything about this request.
+        let now = now_ms();
+        let (record, user) = self.cached(id, now).or_else(|| {
+            let record = self.shared.store.load_now(context, id, now)?.ok()??;
             let user = self.users.resolve_now(context, &record.user_id)?.ok()??;
             let admitted = self.admit.as_ref().is_none_or(|admit| admit(&user));
             admitted.then_some((record, user))
         })?;
-        let now = now_ms();
         let current = !record.is_expired(now)
             && settings.absolute_deadline(&record) > now
             && settings.extension_due(&record, now).is_none();
@@ -423,13 +424,13 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 
     #[cfg(feature = "cache")]
-    fn cached(&self, id: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
-        let entry = self.cache.as_ref()?.get(&self.shared.context, id)?;
+    fn cached(&self, id: &SessionId, now: i64) -> Option<(SessionRecord, Arc<U>)> {
+        let entry = self.cache.as_ref()?.get(&self.shared.context, id, now)?;
         Some((entry.record, entry.user))
     }
 
     #[cfg(not(feature = "cache"))]
-    fn cached(&self, _: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
+    fn cached(&self, _: &SessionId, _: i64) -> Option<(SessionRecord, Arc<U>)> {
         None
     }
 }

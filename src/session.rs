@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -128,6 +129,9 @@ struct Inner {
     source: Option<CredentialSource>,
     status: SessionStatus,
     state: Mutex<State>,
+    /// Set whenever `state.change` is: most requests change nothing, and the response path
+    /// then needs no lock.
+    changed: AtomicBool,
 }
 
 struct State {
@@ -175,6 +179,7 @@ impl Session {
                     current,
                     change: Change::None,
                 }),
+                changed: AtomicBool::new(false),
             }),
         }
     }
@@ -275,7 +280,7 @@ impl Session {
     /// alive and the cookie is kept.
     pub async fn logout(&self) -> Result<(), SessionError> {
         self.remove_current().await?;
-        self.state().change = Change::Removed;
+        self.set_change(Change::Removed);
         Ok(())
     }
 
@@ -292,7 +297,7 @@ impl Session {
         let shared = &self.inner.shared;
         let ended = shared.store.delete_user_sessions(&user_id, scope).await?;
         let legacy = self.remove_current().await?;
-        self.state().change = Change::Removed;
+        self.set_change(Change::Removed);
         Ok(ended + u64::from(legacy))
     }
 
@@ -333,7 +338,7 @@ impl Session {
         }
         if had_session {
             // If the save below fails, the browser must not keep the id we just deleted.
-            self.state().change = Change::Removed;
+            self.set_change(Change::Removed);
         }
         let shared = &self.inner.shared;
         shared.store.save(&shared.context, &id, &record).await?;
@@ -348,11 +353,20 @@ impl Session {
             id: id.clone(),
             max_age,
         };
+        self.inner.changed.store(true, Ordering::Release);
         Ok(id)
+    }
+
+    fn set_change(&self, change: Change) {
+        self.state().change = change;
+        self.inner.changed.store(true, Ordering::Release);
     }
 
     /// Writes the `Set-Cookie` the handler's changes call for, if any.
     pub(crate) fn apply<B>(&self, response: &mut http::Response<B>) {
+        if !self.inner.changed.load(Ordering::Acquire) {
+            return;
+        }
         // API clients that authenticate with a bearer token never get cookies. (A stale or
         // unknown bearer does not count: that request was anonymous.)
         if self.inner.source == Some(CredentialSource::Bearer)

@@ -33,9 +33,42 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    sessions: HashMap<AppContext, HashMap<SessionId, SessionRecord>>,
+    sessions: ByContext,
     by_user: HashMap<Uuid, HashSet<(AppContext, SessionId)>>,
     last_sweep_ms: i64,
+}
+
+/// The records of each context. There are a handful of contexts, so finding one by equality
+/// is cheaper than hashing it on every lookup.
+#[derive(Default)]
+struct ByContext(Vec<(AppContext, HashMap<SessionId, SessionRecord>)>);
+
+impl ByContext {
+    fn get(&self, context: &AppContext) -> Option<&HashMap<SessionId, SessionRecord>> {
+        self.0.iter().find(|(c, _)| c == context).map(|(_, m)| m)
+    }
+
+    fn get_mut(&mut self, context: &AppContext) -> Option<&mut HashMap<SessionId, SessionRecord>> {
+        self.0
+            .iter_mut()
+            .find(|(c, _)| c == context)
+            .map(|(_, m)| m)
+    }
+
+    fn entry(&mut self, context: &AppContext) -> &mut HashMap<SessionId, SessionRecord> {
+        let at = match self.0.iter().position(|(c, _)| c == context) {
+            Some(at) => at,
+            None => {
+                self.0.push((context.clone(), HashMap::new()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&AppContext, &HashMap<SessionId, SessionRecord>)> {
+        self.0.iter().map(|(c, m)| (c, m))
+    }
 }
 
 impl State {
@@ -84,7 +117,7 @@ impl MemoryStore {
 
     /// Number of records held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.read(|s| s.sessions.values().map(HashMap::len).sum())
+        self.read(|s| s.sessions.iter().map(|(_, m)| m.len()).sum())
     }
 
     /// Whether the store holds no record.
@@ -99,8 +132,7 @@ impl MemoryStore {
 
     /// The live record of `id` in `context`; an expired one is removed now rather than
     /// waiting for the sweep.
-    fn get(&self, context: &AppContext, id: &SessionId) -> Option<SessionRecord> {
-        let now = now_ms();
+    fn get(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<SessionRecord> {
         let found = self.read(|s| match s.sessions.get(context).and_then(|m| m.get(id)) {
             Some(r) if r.is_expired(now) => Err(()),
             Some(r) => Ok(Some(r.clone())),
@@ -133,15 +165,16 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        ready(Ok(self.get(context, id)))
+        ready(Ok(self.get(context, id, now_ms())))
     }
 
     fn load_now(
         &self,
         context: &AppContext,
         id: &SessionId,
+        now: i64,
     ) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        Some(Ok(self.get(context, id)))
+        Some(Ok(self.get(context, id, now)))
     }
 
     fn save<'a>(
@@ -157,10 +190,7 @@ impl SessionStore for MemoryStore {
             }
             // Replacing a record of another user must not leave it in that user's index.
             s.remove(context, id);
-            s.sessions
-                .entry(context.clone())
-                .or_default()
-                .insert(id.clone(), record.clone());
+            s.sessions.entry(context).insert(id.clone(), record.clone());
             s.by_user
                 .entry(record.user_id)
                 .or_default()

@@ -139,17 +139,22 @@ pub trait SessionStore: Send + Sync + 'static {
     /// future; `None` costs nothing but the call. Override it only where the answer needs no
     /// I/O and no lock held across an await, and where it has the same effects as `load`.
     ///
+    /// `now` is the layer's clock reading for the request (milliseconds since the epoch, as
+    /// [`now_ms`](crate::record::now_ms)): a record expired at `now` is not returned.
+    ///
     /// ```
-    /// use tower_app_sessions::{AppContext, MemoryStore, SessionId, SessionStore};
+    /// use tower_app_sessions::{record::now_ms, AppContext, MemoryStore, SessionId, SessionStore};
     /// let id = SessionId::generate().unwrap();
-    /// assert!(matches!(MemoryStore::new().load_now(&AppContext::Web, &id), Some(Ok(None))));
+    /// let answer = MemoryStore::new().load_now(&AppContext::Web, &id, now_ms());
+    /// assert!(matches!(answer, Some(Ok(None))));
     /// ```
     fn load_now(
         &self,
         context: &AppContext,
         id: &SessionId,
+        now: i64,
     ) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        let _ = (context, id);
+        let _ = (context, id, now);
         None
     }
 
