@@ -7,8 +7,9 @@
 //! memory, Redis or PostgreSQL at startup from environment variables, and lets one
 //! [`Sessions`] handle share one store (and one connection pool) between the web and admin
 //! layers without making every application type generic over the backend. The price is one
-//! small allocation per store call, which is noise next to a network round trip and a few
-//! nanoseconds for the memory store.
+//! small allocation per store call, which is noise next to a network round trip. In-process
+//! stores avoid even that on the request path by also answering
+//! [`SessionStore::load_now`], which the layer tries first.
 //!
 //! # Contract for implementors
 //!
