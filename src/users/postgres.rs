@@ -68,6 +68,22 @@ impl GrantProbe {
     }
 }
 
+/// The one probe in flight for a label; dropping it (done, or the request was cancelled
+/// mid-probe) lets the next request probe.
+struct Probing<'a>(&'a GrantProbe);
+
+impl<'a> Probing<'a> {
+    fn start(probe: &'a GrantProbe) -> Option<Self> {
+        (!probe.probing.swap(true, Ordering::AcqRel)).then_some(Self(probe))
+    }
+}
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
+    }
+}
+
 /// The slot of a context's label in [`PgUsers::grants`].
 fn grant_slot(label: &str) -> usize {
     usize::from(label == "admin")
@@ -221,9 +237,9 @@ impl PgUsers {
         if probe.known_empty(now, interval) {
             return Ok(true);
         }
-        if probe.probing.swap(true, Ordering::AcqRel) {
+        let Some(_probing) = Probing::start(probe) else {
             return Ok(false);
-        }
+        };
         let found = timed(
             self.timeout,
             sqlx::query_scalar::<_, bool>(ANY_GRANT)
@@ -231,8 +247,14 @@ impl PgUsers {
                 .fetch_one(&self.pool),
         )
         .await;
-        probe.probing.store(false, Ordering::Release);
-        let empty = !found?;
+        // A failed probe knows nothing: the full query decides (and reports the outage).
+        let empty = match found {
+            Ok(any) => !any,
+            Err(error) => {
+                tracing::debug!(%error, "permission probe failed");
+                false
+            }
+        };
         probe
             .empty_since
             .store(if empty { now } else { 0 }, Ordering::Release);
@@ -470,5 +492,32 @@ impl UserRepository for PgUsers {
             .await?;
             Ok(done.rows_affected() > 0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_probe_at_a_time_and_a_cancelled_one_frees_the_slot() {
+        let probe = GrantProbe::default();
+        let first = Probing::start(&probe).expect("nobody is probing");
+        assert!(Probing::start(&probe).is_none(), "two probes at once");
+        // A request dropped mid-probe drops its guard with it.
+        drop(first);
+        assert!(Probing::start(&probe).is_some(), "the slot stayed taken");
+    }
+
+    #[test]
+    fn an_empty_probe_is_trusted_for_the_interval_and_not_after_a_grant() {
+        let probe = GrantProbe::default();
+        assert!(!probe.known_empty(1_000, 500), "nothing probed yet");
+        probe.empty_since.store(1_000, Ordering::Release);
+        assert!(probe.known_empty(1_499, 500));
+        assert!(!probe.known_empty(1_500, 500), "trusted past the interval");
+        // A grant committed in the same millisecond as the probe started may be unseen.
+        probe.granted_at.store(1_000, Ordering::Release);
+        assert!(!probe.known_empty(1_200, 500), "trusted after a grant");
     }
 }
