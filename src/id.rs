@@ -73,7 +73,8 @@ impl Eq for SessionId {}
 
 impl std::hash::Hash for SessionId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write(self.as_bytes());
+        // As a slice: length-prefixed, so an id inside a tuple key stays unambiguous.
+        self.as_bytes().hash(state);
     }
 }
 
