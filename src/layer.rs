@@ -602,7 +602,11 @@ async fn authenticate<U: Send + Sync + 'static>(
         }
     }
 
-    let user = match layer.users.resolve(context, &record.user_id).await {
+    let resolved = match layer.users.resolve_now(context, &record.user_id) {
+        Some(now) => now,
+        None => layer.users.resolve(context, &record.user_id).await,
+    };
+    let user = match resolved {
         Ok(Some(user)) => user,
         Ok(None) => return (anonymous(), None),
         Err(error) => return unavailable("user store", &error),

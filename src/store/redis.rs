@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, Pipeline, RedisFuture, Script, ToRedisArgs, Value};
 use uuid::Uuid;
 
 use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
@@ -290,7 +290,7 @@ impl RedisStore {
         timed(self.timeout, f(self.connection.clone())).await
     }
 
-    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: impl ToRedisArgs + Send) -> Result<Option<Vec<u8>>, StoreError> {
         self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await
     }
@@ -346,7 +346,7 @@ impl RedisStore {
     }
 
     async fn load_key(&self, key: String) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(bytes) = self.get(key.clone()).await? else {
+        let Some(bytes) = self.get(&key).await? else {
             return Ok(None);
         };
         let Some(record) = Self::parse(&key, &bytes) else {
