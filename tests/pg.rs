@@ -54,6 +54,17 @@ fn record(user: Uuid, ttl: Duration) -> SessionRecord {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// The permissions `user_id` resolves with in `context`.
+async fn permissions(users: &PgUsers, context: &AppContext, user_id: Uuid) -> Vec<String> {
+    users
+        .resolve(context, &user_id)
+        .await
+        .expect("resolve")
+        .expect("user exists")
+        .permissions
+        .clone()
+}
+
 async fn last_activity(pool: &PgPool, id: &str) -> DateTime<Utc> {
     sqlx::query_scalar("SELECT last_activity FROM sessions WHERE id = $1")
         .bind(id)
@@ -829,19 +840,7 @@ async fn permissions_are_per_context_and_unexpired() {
     .await
     .unwrap();
 
-    let perms = |ctx: &'static AppContext| {
-        let users = users.clone();
-        let id = ops.id;
-        async move {
-            users
-                .resolve(ctx, &id)
-                .await
-                .unwrap()
-                .unwrap()
-                .permissions
-                .clone()
-        }
-    };
+    let perms = |ctx: &'static AppContext| permissions(&users, ctx, ops.id);
     assert_eq!(perms(&ADMIN).await, ["orders:refund"]);
     assert_eq!(perms(&WEB).await, ["profile:edit"]);
     let granted_by: Option<Uuid> = sqlx::query_scalar(
@@ -898,15 +897,7 @@ async fn an_empty_context_is_probed_and_revocations_are_never_late() {
     let admin = AppContext::Admin;
     let perms = |users: &PgUsers, context: &AppContext| {
         let (users, context, id) = (users.clone(), context.clone(), ops.id);
-        async move {
-            users
-                .resolve(&context, &id)
-                .await
-                .expect("resolve")
-                .expect("user exists")
-                .permissions
-                .clone()
-        }
+        async move { permissions(&users, &context, id).await }
     };
     let sql_grant = |permission: &'static str| {
         let pool = db.pool.clone();
@@ -975,18 +966,7 @@ async fn an_empty_context_is_probed_and_revocations_are_never_late() {
     // With the probe off, every resolve loads permissions: a SQL grant is seen at once.
     let strict = PgUsers::new(db.pool.clone()).permissions_probe_interval(Duration::ZERO);
     let other = new_user(&strict, "other", Role::Operator).await;
-    let strict_perms = || {
-        let (strict, id) = (strict.clone(), other.id);
-        async move {
-            strict
-                .resolve(&AppContext::Admin, &id)
-                .await
-                .expect("resolve")
-                .expect("user exists")
-                .permissions
-                .clone()
-        }
-    };
+    let strict_perms = || permissions(&strict, &AppContext::Admin, other.id);
     sqlx::query("DELETE FROM user_permissions")
         .execute(&db.pool)
         .await
