@@ -54,6 +54,27 @@ fn record(user: Uuid, ttl: Duration) -> SessionRecord {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// Grants `permission` to `user_id` in `context` through `users`.
+async fn grant(
+    users: &PgUsers,
+    user_id: Uuid,
+    context: &AppContext,
+    permission: &str,
+    granted_by: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+) {
+    users
+        .grant(PermissionGrant {
+            user_id: &user_id,
+            context,
+            permission,
+            granted_by: granted_by.as_ref(),
+            expires_at,
+        })
+        .await
+        .expect("grant");
+}
+
 /// The permissions `user_id` resolves with in `context`.
 async fn permissions(users: &PgUsers, context: &AppContext, user_id: Uuid) -> Vec<String> {
     users
@@ -812,20 +833,14 @@ async fn permissions_are_per_context_and_unexpired() {
     let ops = new_user(&users, "ops", Role::Operator).await;
     let (web, admin) = (AppContext::Web, AppContext::Admin);
     let grant = |context: &'static AppContext, permission: &'static str, expires_at| {
-        let users = users.clone();
-        let (user_id, by) = (ops.id, root.id);
-        async move {
-            users
-                .grant(PermissionGrant {
-                    user_id: &user_id,
-                    context,
-                    permission,
-                    granted_by: Some(&by),
-                    expires_at,
-                })
-                .await
-                .unwrap();
-        }
+        grant(
+            &users,
+            ops.id,
+            context,
+            permission,
+            Some(root.id),
+            expires_at,
+        )
     };
     static ADMIN: AppContext = AppContext::Admin;
     static WEB: AppContext = AppContext::Web;
@@ -950,17 +965,15 @@ async fn an_empty_context_is_probed_and_revocations_are_never_late() {
 
     // The web context is empty too; a grant through a clone is seen at once.
     assert!(perms(&users, &AppContext::Web).await.is_empty());
-    users
-        .clone()
-        .grant(PermissionGrant {
-            user_id: &ops.id,
-            context: &AppContext::Web,
-            permission: "profile:edit",
-            granted_by: None,
-            expires_at: None,
-        })
-        .await
-        .expect("grant");
+    grant(
+        &users.clone(),
+        ops.id,
+        &AppContext::Web,
+        "profile:edit",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(perms(&users, &AppContext::Web).await, ["profile:edit"]);
 
     // With the probe off, every resolve loads permissions: a SQL grant is seen at once.
@@ -1018,28 +1031,26 @@ async fn require_permission_answers_403_401_and_200_from_the_database() {
     let token = login(&admin, ops.id).await;
     assert_eq!(refund(Some(&token)).await, (403, FORBIDDEN_BODY.to_owned()));
     // Granted in the web app only: still forbidden in the admin panel.
-    users
-        .grant(PermissionGrant {
-            user_id: &ops.id,
-            context: &AppContext::Web,
-            permission: "orders:refund",
-            granted_by: Some(&root.id),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
+    grant(
+        &users,
+        ops.id,
+        &AppContext::Web,
+        "orders:refund",
+        Some(root.id),
+        None,
+    )
+    .await;
     assert_eq!(refund(Some(&token)).await, (403, FORBIDDEN_BODY.to_owned()));
     // Granted in admin: the next request has it, same session.
-    users
-        .grant(PermissionGrant {
-            user_id: &ops.id,
-            context: &AppContext::Admin,
-            permission: "orders:refund",
-            granted_by: Some(&root.id),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
+    grant(
+        &users,
+        ops.id,
+        &AppContext::Admin,
+        "orders:refund",
+        Some(root.id),
+        None,
+    )
+    .await;
     assert_eq!(refund(Some(&token)).await, (200, "refunded".to_owned()));
     // Revoked: forbidden again at once.
     users
