@@ -172,6 +172,23 @@ mod redis_pairs {
             .ok()
     }
 
+    /// The session by hand: cookie, `GET session:web:<id>`, `serde_json`, expiry.
+    pub async fn raw_record(
+        conn: &mut redis::aio::ConnectionManager,
+        req: &Request<Body>,
+    ) -> Option<SessionRecord> {
+        let id = cookie_value(req)?;
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("session:web:{id}"))
+            .query_async(conn)
+            .await
+            .ok()
+            .flatten();
+        value
+            .and_then(|v| serde_json::from_slice::<SessionRecord>(&v).ok())
+            .filter(|r| r.expires_at > now_ms())
+    }
+
     pub fn redis(c: &mut Criterion) {
         let rt = runtime();
         let Some(conn) = rt.block_on(connection()) else {
@@ -191,20 +208,11 @@ mod redis_pairs {
         let raw = service_fn(move |mut req: Request<Body>| {
             let (mut conn, directory) = (conn.clone(), directory.clone());
             async move {
-                if let Some(id) = cookie_value(&req) {
-                    let value: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(format!("session:web:{id}"))
-                        .query_async(&mut conn)
-                        .await
-                        .ok()
-                        .flatten();
-                    let user = value
-                        .and_then(|v| serde_json::from_slice::<SessionRecord>(&v).ok())
-                        .filter(|r| r.expires_at > now_ms())
-                        .and_then(|r| directory.get(&r.user_id).cloned());
-                    if let Some(user) = user {
-                        req.extensions_mut().insert(CurrentUser::new(user));
-                    }
+                let user = raw_record(&mut conn, &req)
+                    .await
+                    .and_then(|r| directory.get(&r.user_id).cloned());
+                if let Some(user) = user {
+                    req.extensions_mut().insert(CurrentUser::new(user));
                 }
                 inner(req).await
             }
@@ -336,29 +344,18 @@ mod tiered_pairs {
         let raw = service_fn(move |mut req: Request<Body>| {
             let (mut conn, pool) = (conn.clone(), pool.clone());
             async move {
-                if let Some(id) = cookie_value(&req) {
-                    let value: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(format!("session:web:{id}"))
-                        .query_async(&mut conn)
-                        .await
-                        .ok()
-                        .flatten();
-                    let record = value
-                        .and_then(|v| serde_json::from_slice::<SessionRecord>(&v).ok())
-                        .filter(|r| r.expires_at > now_ms());
-                    if let Some(record) = record {
-                        // A prepared statement (sqlx caches it per connection).
-                        let row: Option<(Uuid, String, String)> =
-                            sqlx::query_as("SELECT id, email, role::text FROM users WHERE id = $1")
-                                .bind(record.user_id)
-                                .fetch_optional(&pool)
-                                .await
-                                .ok()
-                                .flatten();
-                        if let Some((_, email, _)) = row {
-                            let user = Arc::new(User::new(email, Role::User));
-                            req.extensions_mut().insert(CurrentUser::new(user));
-                        }
+                if let Some(record) = redis_pairs::raw_record(&mut conn, &req).await {
+                    // A prepared statement (sqlx caches it per connection).
+                    let row: Option<(Uuid, String, String)> =
+                        sqlx::query_as("SELECT id, email, role::text FROM users WHERE id = $1")
+                            .bind(record.user_id)
+                            .fetch_optional(&pool)
+                            .await
+                            .ok()
+                            .flatten();
+                    if let Some((_, email, _)) = row {
+                        let user = Arc::new(User::new(email, Role::User));
+                        req.extensions_mut().insert(CurrentUser::new(user));
                     }
                 }
                 inner(req).await

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use common::{get, post, routes, send, CountingStore, Finish};
@@ -80,6 +80,7 @@ mod redis_bus {
     use super::*;
     use common::redis_server::{shared_url, RedisServer};
     use redis::AsyncCommands;
+    use std::time::Instant;
     use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
 
     /// One "instance": its own store connection, bus subscription and cache.
