@@ -126,7 +126,7 @@ fn memory(c: &mut Criterion) {
     });
 
     let store = MemoryStore::new();
-    rt.block_on(store.save(&AppContext::Web, &id, &record))
+    rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
         .expect("memory save");
     let layered = tower::ServiceBuilder::new()
         .layer(
@@ -199,7 +199,7 @@ mod redis_pairs {
         let store = rt
             .block_on(RedisStore::connect(RedisConfig::new(url())))
             .expect("redis store");
-        rt.block_on(store.save(&AppContext::Web, &id, &record))
+        rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
             .expect("save");
         let mut group = c.benchmark_group("redis");
 
@@ -252,7 +252,7 @@ mod redis_pairs {
         let store = rt
             .block_on(RedisStore::connect(RedisConfig::new(url())))
             .expect("redis store");
-        rt.block_on(store.save(&AppContext::Web, id, record))
+        rt.block_on(store.save(&AppContext::Web, id, record, now_ms()))
             .expect("save");
         let users = MemoryUsers::new();
         let mut user = User::new("bench@example.com", Role::User);
@@ -337,7 +337,7 @@ mod tiered_pairs {
             .block_on(RedisStore::connect(RedisConfig::new(redis_pairs::url())))
             .expect("redis store");
         let store = TieredStore::new(Arc::new(redis), Arc::new(PgSessionStore::new(pool.clone())));
-        rt.block_on(store.save(&AppContext::Web, &id, &record))
+        rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
             .expect("save");
         let mut group = c.benchmark_group("tiered");
 

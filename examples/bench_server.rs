@@ -166,9 +166,11 @@ async fn run() -> Result<(), BoxError> {
     match cleanup {
         Cleanup::None => {}
         Cleanup::Ours(store, id) => {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), store.delete(&AppContext::Web, &id))
-                    .await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                store.delete(&AppContext::Web, &id, now_ms()),
+            )
+            .await;
         }
         Cleanup::TowerSessions(delete) => {
             let _ = tokio::time::timeout(Duration::from_secs(2), delete()).await;
@@ -218,7 +220,7 @@ async fn session(sessions: &Sessions) -> Result<(SessionId, Arc<User>), BoxError
     let record = SessionRecord::new(user.id, SessionMetadata::new(), now_ms(), TTL);
     sessions
         .store()
-        .save(&AppContext::Web, &id, &record)
+        .save(&AppContext::Web, &id, &record, now_ms())
         .await?;
     Ok((id, user))
 }
@@ -408,7 +410,7 @@ async fn tiered_raw() -> Result<(Router, String, Cleanup), BoxError> {
         Arc::new(RedisStore::connect(RedisConfig::new(redis_url())).await?);
     let id = SessionId::generate()?;
     let record = SessionRecord::new(user.id, SessionMetadata::new(), now_ms(), TTL);
-    redis.save(&AppContext::Web, &id, &record).await?;
+    redis.save(&AppContext::Web, &id, &record, now_ms()).await?;
     let state = (raw_connection().await?, pool);
     async fn handler(
         State((mut conn, pool)): State<(redis::aio::ConnectionManager, PgPool)>,

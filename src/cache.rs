@@ -252,6 +252,8 @@ async fn listen(client: redis::Client, bus: Weak<BusInner>, mut pubsub: redis::a
 pub(crate) struct Entry<U> {
     pub(crate) record: SessionRecord,
     pub(crate) user: Arc<U>,
+    /// The layer's clock reading when the entry was loaded: its TTL counts from here.
+    pub(crate) loaded_ms: i64,
 }
 
 impl<U> Clone for Entry<U> {
@@ -259,6 +261,7 @@ impl<U> Clone for Entry<U> {
         Self {
             record: self.record.clone(),
             user: Arc::clone(&self.user),
+            loaded_ms: self.loaded_ms,
         }
     }
 }
@@ -266,6 +269,9 @@ impl<U> Clone for Entry<U> {
 /// A bounded cache of session → user for one layer.
 pub struct SessionCache<U> {
     entries: moka::sync::Cache<(AppContext, SessionId), Entry<U>>,
+    /// The TTL as the layer's [`Clock`](crate::clock::Clock) counts it. moka also drops
+    /// entries after the same TTL by its own clock, which bounds memory.
+    ttl_ms: i64,
     bus: InvalidationBus,
     /// Bumped by every invalidation: an entry loaded before an invalidation it may have
     /// missed is not inserted (a logout racing a request that is filling the cache).
@@ -280,6 +286,7 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
                 .max_capacity(max_entries)
                 .time_to_live(ttl)
                 .build(),
+            ttl_ms: crate::record::duration_ms(ttl),
             bus: bus.clone(),
             epoch: std::sync::atomic::AtomicU64::new(0),
         });
@@ -293,7 +300,8 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
             return None;
         }
         let entry = self.entries.get(&(context.clone(), id.clone()))?;
-        (!entry.record.is_expired(now)).then_some(entry)
+        let fresh = now.saturating_sub(entry.loaded_ms) < self.ttl_ms;
+        (fresh && !entry.record.is_expired(now)).then_some(entry)
     }
 
     pub(crate) fn bus(&self) -> &InvalidationBus {
@@ -348,8 +356,9 @@ impl SessionStore for PublishingStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        self.inner.load(context, id)
+        self.inner.load(context, id, now)
     }
 
     fn load_now(
@@ -366,17 +375,19 @@ impl SessionStore for PublishingStore {
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.save(context, id, record)
+        self.inner.save(context, id, record, now)
     }
 
     fn delete<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let deleted = self.inner.delete(context, id).await?;
+            let deleted = self.inner.delete(context, id, now).await?;
             self.bus.session_changed(context, id).await;
             Ok(deleted)
         })
@@ -387,17 +398,19 @@ impl SessionStore for PublishingStore {
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.extend(context, id, expires_at)
+        self.inner.extend(context, id, expires_at, now)
     }
 
     fn delete_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let deleted = self.inner.delete_user_sessions(user_id, scope).await?;
+            let deleted = self.inner.delete_user_sessions(user_id, scope, now).await?;
             self.bus.user_changed(user_id).await;
             Ok(deleted)
         })
@@ -407,16 +420,18 @@ impl SessionStore for PublishingStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        self.inner.list_user_sessions(user_id, scope)
+        self.inner.list_user_sessions(user_id, scope, now)
     }
 
     fn contains<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.contains(context, id)
+        self.inner.contains(context, id, now)
     }
 
     fn knows_deleted<'a>(
@@ -424,8 +439,9 @@ impl SessionStore for PublishingStore {
         context: &'a AppContext,
         id: &'a SessionId,
         user_id: &'a Uuid,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.knows_deleted(context, id, user_id)
+        self.inner.knows_deleted(context, id, user_id, now)
     }
 
     fn supports(&self, context: &AppContext) -> bool {
@@ -435,8 +451,9 @@ impl SessionStore for PublishingStore {
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        self.inner.load_legacy(id)
+        self.inner.load_legacy(id, now)
     }
 
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -533,11 +550,12 @@ mod tests {
             user.id,
             crate::SessionMetadata::new(),
             now_ms(),
-            Duration::from_secs(60),
+            Duration::from_secs(3600),
         );
         Entry {
             record,
             user: Arc::new(user),
+            loaded_ms: now_ms(),
         }
     }
 
@@ -557,6 +575,19 @@ mod tests {
         // And any invalidation drops it.
         bus.user_changed(&Uuid::new_v4()).await;
         assert!(cache.get(&AppContext::Web, &id, now_ms()).is_none());
+    }
+
+    #[test]
+    fn an_entry_is_served_for_its_ttl_by_the_layers_clock_and_not_after() {
+        let bus = InvalidationBus::local();
+        // moka's own 600 s TTL never comes into play in this test.
+        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(600));
+        let id = SessionId::generate().unwrap();
+        let entry = entry();
+        let loaded = entry.loaded_ms;
+        cache.insert(&AppContext::Web, &id, entry, cache.epoch());
+        assert!(cache.get(&AppContext::Web, &id, loaded + 599_999).is_some());
+        assert!(cache.get(&AppContext::Web, &id, loaded + 600_000).is_none());
     }
 
     #[test]

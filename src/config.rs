@@ -400,6 +400,20 @@ impl Sessions {
         self
     }
 
+    /// Reads the time from `clock` in every layer built from here on (default: the system
+    /// clock); see [`clock`](crate::clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Into<crate::clock::Clock>) -> Self {
+        self.settings.clock = clock.into();
+        self
+    }
+
+    /// The clock the layers read (for store calls made outside a request, such as
+    /// `sessions.store().list_user_sessions(&user, scope, sessions.now())`).
+    pub fn now(&self) -> i64 {
+        self.settings.clock.now_ms()
+    }
+
     /// Runs the crate's PostgreSQL migrations on the identity database (and creates the web
     /// app's tables in `DATABASE_WEB_URL`, when set). Never called implicitly; a no-op without
     /// PostgreSQL. Safe to rerun.

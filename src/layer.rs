@@ -27,9 +27,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::clock::Clock;
 use crate::cookie::{CookieConfig, SameSite};
 use crate::extract::{self, Credential};
-use crate::record::{duration_ms as ms, now_ms, remaining};
+use crate::record::{duration_ms as ms, remaining};
 use crate::session::SessionStatus;
 use crate::store::{BoxFuture, SessionStore};
 use crate::users::UserResolver;
@@ -44,6 +45,7 @@ pub(crate) struct Settings {
     pub(crate) absolute: Duration,
     pub(crate) touch_interval: Duration,
     pub(crate) legacy_contexts: Vec<AppContext>,
+    pub(crate) clock: Clock,
     /// The web app's database, reachable through [`Session::web`] in the `web` context.
     #[cfg(feature = "postgres")]
     pub(crate) web_db: Option<crate::webdb::WebDatabase>,
@@ -57,6 +59,7 @@ impl Default for Settings {
             absolute: Duration::from_secs(7 * 24 * 60 * 60),
             touch_interval: Duration::from_secs(60),
             legacy_contexts: Vec::new(),
+            clock: Clock::system(),
             #[cfg(feature = "postgres")]
             web_db: None,
         }
@@ -400,6 +403,15 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     pub fn legacy_fallback_enabled(&self) -> bool {
         self.shared.legacy_active()
     }
+
+    /// Reads the time from `clock` (default: the system clock). Every decision about a
+    /// request (expiry, sliding, the cache's bound) and every timestamp the layer writes uses
+    /// one reading of it; see [`clock`](crate::clock). For tests: pass a
+    /// [`ManualClock`](crate::clock::ManualClock)'s clock and advance it.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.shared_mut().settings.clock = clock.into();
+        self
+    }
 }
 
 impl<U: Send + Sync + 'static> SessionLayer<U> {
@@ -410,7 +422,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     fn lookup_now(&self, id: &SessionId) -> Option<(SessionRecord, Arc<U>)> {
         let (context, settings) = (&self.shared.context, &self.shared.settings);
         // One clock reading decides everything about this request.
-        let now = now_ms();
+        let now = settings.clock.now_ms();
         let (record, user) = self.cached(id, now).or_else(|| {
             let record = self.shared.store.load_now(context, id, now)?.ok()??;
             let user = self.users.resolve_now(context, &record.user_id)?.ok()??;
@@ -556,11 +568,13 @@ async fn authenticate<U: Send + Sync + 'static>(
 
     #[cfg(feature = "cache")]
     let epoch = layer.cache.as_ref().map(|cache| cache.epoch());
+    // One clock reading decides everything about this request.
+    let now = shared.settings.clock.now_ms();
     let mut legacy = false;
-    let found = match store.load(context, &id).await {
+    let found = match store.load(context, &id, now).await {
         Ok(None) if shared.legacy_active() => {
             legacy = true;
-            store.load_legacy(&id).await
+            store.load_legacy(&id, now).await
         }
         other => other,
     };
@@ -570,13 +584,12 @@ async fn authenticate<U: Send + Sync + 'static>(
         Err(error) => return unavailable("session store", &error),
     };
 
-    let now = now_ms();
     let settings = &shared.settings;
     if record.is_expired(now) || settings.absolute_deadline(&record) <= now {
         let deleted = if legacy {
             store.delete_legacy(&id).await
         } else {
-            let deleted = store.delete(context, &id).await;
+            let deleted = store.delete(context, &id, now).await;
             // A copy left under the legacy key must not bring it back through the fallback.
             if shared.legacy_active() {
                 if let Err(error) = store.delete_legacy(&id).await {
@@ -593,7 +606,7 @@ async fn authenticate<U: Send + Sync + 'static>(
 
     // Legacy records are not extended: they are on their way out (the seed's migration).
     if let Some(expires_at) = settings.extension_due(&record, now).filter(|_| !legacy) {
-        match store.extend(context, &id, expires_at).await {
+        match store.extend(context, &id, expires_at, now).await {
             Ok(true) => record.expires_at = expires_at,
             // Deleted between load and extend: logged out or revoked elsewhere.
             Ok(false) => return (anonymous(), None),
@@ -603,7 +616,7 @@ async fn authenticate<U: Send + Sync + 'static>(
     }
 
     let resolved = match layer.users.resolve_now(context, &record.user_id) {
-        Some(now) => now,
+        Some(ready) => ready,
         None => layer.users.resolve(context, &record.user_id).await,
     };
     let user = match resolved {
@@ -620,6 +633,7 @@ async fn authenticate<U: Send + Sync + 'static>(
         let entry = crate::cache::Entry {
             record: record.clone(),
             user: Arc::clone(&user),
+            loaded_ms: now,
         };
         cache.insert(context, &id, entry, epoch);
     }

@@ -51,6 +51,7 @@
 
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod clock;
 pub mod config;
 mod context;
 pub mod cookie;

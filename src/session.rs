@@ -12,7 +12,6 @@ use uuid::Uuid;
 use crate::extract::CredentialSource;
 use crate::id::RandomError;
 use crate::layer::Shared;
-use crate::record::now_ms;
 use crate::store::{Scope, StoreError};
 use crate::{AppContext, SessionId, SessionMetadata, SessionRecord};
 
@@ -251,13 +250,14 @@ impl Session {
         user_id: Uuid,
         metadata: SessionMetadata,
     ) -> Result<SessionId, SessionError> {
+        let now = self.now();
         let record = SessionRecord::new(
             user_id,
             metadata,
-            now_ms(),
+            now,
             self.inner.shared.settings.first_ttl(),
         );
-        self.replace(record).await
+        self.replace(record, now).await
     }
 
     /// Moves the current session to a new id, keeping its user, creation time and expiry
@@ -270,7 +270,7 @@ impl Session {
         let Some(record) = self.record() else {
             return Ok(None);
         };
-        self.replace(record).await.map(Some)
+        self.replace(record, self.now()).await.map(Some)
     }
 
     /// Ends the current session server-side at once and removes the cookie.
@@ -279,7 +279,7 @@ impl Session {
     /// [`SessionError::Store`] if the store could not delete it; the session is then still
     /// alive and the cookie is kept.
     pub async fn logout(&self) -> Result<(), SessionError> {
-        self.remove_current().await?;
+        self.remove_current(self.now()).await?;
         self.set_change(Change::Removed);
         Ok(())
     }
@@ -295,15 +295,19 @@ impl Session {
             return Ok(0);
         };
         let shared = &self.inner.shared;
-        let ended = shared.store.delete_user_sessions(&user_id, scope).await?;
-        let legacy = self.remove_current().await?;
+        let now = self.now();
+        let ended = shared
+            .store
+            .delete_user_sessions(&user_id, scope, now)
+            .await?;
+        let legacy = self.remove_current(now).await?;
         self.set_change(Change::Removed);
         Ok(ended + u64::from(legacy))
     }
 
     /// Deletes the current session from the store (a no-op without one). Returns whether a
     /// legacy record was deleted (those are outside the per-context user index).
-    async fn remove_current(&self) -> Result<bool, StoreError> {
+    async fn remove_current(&self, now: i64) -> Result<bool, StoreError> {
         let Some((id, legacy)) = self
             .state()
             .current
@@ -316,7 +320,7 @@ impl Session {
         let deleted_legacy = if legacy {
             shared.store.delete_legacy(&id).await?
         } else {
-            shared.store.delete(&shared.context, &id).await?;
+            shared.store.delete(&shared.context, &id, now).await?;
             // While the fallback is on, a copy of this session may still sit under the
             // legacy key (`migrate_legacy` in copy mode): it must not revive the id.
             shared.legacy_active() && shared.store.delete_legacy(&id).await?
@@ -328,12 +332,12 @@ impl Session {
         Ok(deleted_legacy)
     }
 
-    async fn replace(&self, record: SessionRecord) -> Result<SessionId, SessionError> {
+    async fn replace(&self, record: SessionRecord, now: i64) -> Result<SessionId, SessionError> {
         let id = SessionId::generate()?;
         // Old id first: if that fails nothing changed; if the save below fails the user is
         // logged out, which fails closed.
         let had_session = self.state().current.is_some();
-        if self.remove_current().await? {
+        if self.remove_current(now).await? {
             tracing::debug!(context = %self.context(), "legacy session replaced by a context-scoped one");
         }
         if had_session {
@@ -341,8 +345,11 @@ impl Session {
             self.set_change(Change::Removed);
         }
         let shared = &self.inner.shared;
-        shared.store.save(&shared.context, &id, &record).await?;
-        let max_age = shared.settings.cookie_max_age(&record, now_ms());
+        shared
+            .store
+            .save(&shared.context, &id, &record, now)
+            .await?;
+        let max_age = shared.settings.cookie_max_age(&record, now);
         let mut state = self.state();
         state.current = Some(Current {
             id: id.clone(),
@@ -355,6 +362,11 @@ impl Session {
         };
         self.inner.changed.store(true, Ordering::Release);
         Ok(id)
+    }
+
+    /// The layer's clock reading.
+    fn now(&self) -> i64 {
+        self.inner.shared.settings.clock.now_ms()
     }
 
     fn set_change(&self, change: Change) {

@@ -83,7 +83,7 @@ fn allocations_per_request() {
         now_ms(),
         Duration::from_secs(3600),
     );
-    rt.block_on(store.save(&AppContext::Web, &id, &record))
+    rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
         .unwrap();
     let service = tower::ServiceBuilder::new()
         .layer(

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use common::pg::{row_state, TestDb};
 use common::{get, login, me_bearer, me_cookie, post, routes, send, unauthorized, Finish};
 use sqlx::PgPool;
+use tower_app_sessions::clock::ManualClock;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::require::{RequirePermissionLayer, FORBIDDEN_BODY};
 use tower_app_sessions::store::postgres::PgSessionStore;
@@ -107,15 +108,17 @@ async fn the_pg_store_keeps_the_contract() {
     let store = PgSessionStore::new(db.pool.clone());
     common::contract::store_contract_with(&store, a.id, b.id, AppContext::Admin).await;
 
-    // Every session the contract deleted is still there, revoked (audit); none is live.
-    let (total, revoked, live): (i64, i64, i64) = sqlx::query_as(
+    // Every session the contract deleted is still there, revoked (audit); the one it let
+    // expire (its only 5-second session) is the only row not revoked.
+    let (total, revoked, unrevoked): (i64, i64, Vec<f64>) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE revoked AND revoked_at IS NOT NULL), \
-                count(*) FILTER (WHERE NOT revoked AND expires_at > now()) FROM sessions",
+                coalesce(array_agg(extract(epoch FROM expires_at - created_at)::float8) \
+                  FILTER (WHERE NOT revoked), '{}') FROM sessions",
     )
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert_eq!(live, 0, "a deleted session is still live");
+    assert_eq!(unrevoked, [5.0], "a deleted session is not revoked");
     assert!(
         revoked >= 6,
         "{revoked} revoked rows of {total}: rows were deleted, not revoked"
@@ -161,11 +164,17 @@ async fn logout_revokes_the_row_and_keeps_it_for_audit() {
     let store = PgSessionStore::new(db.pool.clone());
     let id = SessionId::generate().unwrap();
     store
-        .save(&AppContext::Admin, &id, &record(alice.id, HOUR))
+        .save(&AppContext::Admin, &id, &record(alice.id, HOUR), now_ms())
         .await
         .unwrap();
-    assert!(store.delete(&AppContext::Admin, &id).await.unwrap());
-    assert!(!store.delete(&AppContext::Admin, &id).await.unwrap());
+    assert!(store
+        .delete(&AppContext::Admin, &id, now_ms())
+        .await
+        .unwrap());
+    assert!(!store
+        .delete(&AppContext::Admin, &id, now_ms())
+        .await
+        .unwrap());
     assert_eq!(
         row_state(&db.pool, id.as_str()).await,
         Some((true, true, "admin".into()))
@@ -187,8 +196,11 @@ async fn a_revoked_row_never_loads() {
     let web = AppContext::Web;
     let id = SessionId::generate().unwrap();
     let rec = record(alice.id, HOUR);
-    store.save(&web, &id, &rec).await.unwrap();
-    assert_eq!(store.load(&web, &id).await.unwrap(), Some(rec.clone()));
+    store.save(&web, &id, &rec, now_ms()).await.unwrap();
+    assert_eq!(
+        store.load(&web, &id, now_ms()).await.unwrap(),
+        Some(rec.clone())
+    );
 
     // Revoked by another app, without revoked_at: the flag alone decides.
     sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
@@ -196,16 +208,19 @@ async fn a_revoked_row_never_loads() {
         .execute(&db.pool)
         .await
         .unwrap();
-    assert_eq!(store.load(&web, &id).await.unwrap(), None);
-    assert!(!store.extend(&web, &id, now_ms() + 7_200_000).await.unwrap());
+    assert_eq!(store.load(&web, &id, now_ms()).await.unwrap(), None);
+    assert!(!store
+        .extend(&web, &id, now_ms() + 7_200_000, now_ms())
+        .await
+        .unwrap());
     assert!(store
-        .list_user_sessions(&alice.id, Scope::AllContexts)
+        .list_user_sessions(&alice.id, Scope::AllContexts, now_ms())
         .await
         .unwrap()
         .is_empty());
     // Not revived by a save under the same id, and the row is unchanged.
-    assert!(store.save(&web, &id, &rec).await.is_err());
-    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+    assert!(store.save(&web, &id, &rec, now_ms()).await.is_err());
+    assert_eq!(store.load(&web, &id, now_ms()).await.unwrap(), None);
     assert_eq!(
         row_state(&db.pool, id.as_str()).await,
         Some((true, false, "web".into()))
@@ -231,12 +246,13 @@ async fn last_activity_moves_on_extend_only() {
     let web = AppContext::Web;
     let id = SessionId::generate().unwrap();
     let rec = record(alice.id, HOUR);
-    store.save(&web, &id, &rec).await.unwrap();
+    store.save(&web, &id, &rec, now_ms()).await.unwrap();
     let saved = last_activity(&db.pool, id.as_str()).await;
 
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // (`last_activity` is PostgreSQL's `now()`: each statement below runs later than the
+    // last, so a write shows as a later value; no waiting needed.)
     for _ in 0..3 {
-        assert!(store.load(&web, &id).await.unwrap().is_some());
+        assert!(store.load(&web, &id, now_ms()).await.unwrap().is_some());
     }
     assert_eq!(
         last_activity(&db.pool, id.as_str()).await,
@@ -245,22 +261,28 @@ async fn last_activity_moves_on_extend_only() {
     );
 
     let later = rec.expires_at + 60_000;
-    assert!(store.extend(&web, &id, later).await.unwrap());
+    assert!(store.extend(&web, &id, later, now_ms()).await.unwrap());
     let extended = last_activity(&db.pool, id.as_str()).await;
     assert!(extended > saved, "{extended} !> {saved}");
     assert_eq!(
-        store.load(&web, &id).await.unwrap().unwrap().expires_at,
+        store
+            .load(&web, &id, now_ms())
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
         later
     );
 
     // Through the layer: requests inside the touch interval write nothing; one after it
     // slides the idle timeout and moves last_activity with it.
-    let sessions = Sessions::new(store, users);
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(store, users).clock(clock.clone());
     let app = routes().layer(
         sessions
             .layer(AppContext::Web)
             .idle_timeout(Duration::from_secs(600))
-            .touch_interval(Duration::from_secs(1)),
+            .touch_interval(Duration::from_secs(60)),
     );
     let token = login(&app, alice.id).await;
     let at_login = last_activity(&db.pool, &token).await;
@@ -271,10 +293,11 @@ async fn last_activity_moves_on_extend_only() {
             .await
             .unwrap();
     for _ in 0..3 {
+        clock.advance(Duration::from_secs(19));
         assert_eq!(me_cookie(&app, "sessionId", &token).await.0, 200);
     }
     assert_eq!(last_activity(&db.pool, &token).await, at_login);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    clock.advance(Duration::from_secs(3));
     assert_eq!(me_cookie(&app, "sessionId", &token).await.0, 200);
     let (touched, expires): (DateTime<Utc>, DateTime<Utc>) =
         sqlx::query_as("SELECT last_activity, expires_at FROM sessions WHERE id = $1")
@@ -283,10 +306,12 @@ async fn last_activity_moves_on_extend_only() {
             .await
             .unwrap();
     assert!(touched > at_login, "the slide did not move last_activity");
-    assert!(
-        expires > expires_at_login,
-        "the slide did not move expires_at"
+    assert_eq!(
+        expires.timestamp_millis(),
+        clock.now_ms() + 600_000,
+        "the slide moved expires_at to now + idle"
     );
+    assert!(expires > expires_at_login);
 }
 
 #[tokio::test]
@@ -300,7 +325,7 @@ async fn ip_addresses_are_stored_as_inet() {
     for ip in ["203.0.113.7", "2001:db8::7", "::1", "10.0.0.1"] {
         let id = SessionId::generate().unwrap();
         let rec = SessionRecord::new(alice.id, SessionMetadata::new().ip(ip), now_ms(), HOUR);
-        store.save(&web, &id, &rec).await.unwrap();
+        store.save(&web, &id, &rec, now_ms()).await.unwrap();
         let (host, family): (Option<String>, Option<i32>) = sqlx::query_as(
             "SELECT host(ip_address), family(ip_address) FROM sessions WHERE id = $1",
         )
@@ -311,7 +336,13 @@ async fn ip_addresses_are_stored_as_inet() {
         assert_eq!(host.as_deref(), Some(ip));
         assert_eq!(family, Some(if ip.contains(':') { 6 } else { 4 }));
         assert_eq!(
-            store.load(&web, &id).await.unwrap().unwrap().ip.as_deref(),
+            store
+                .load(&web, &id, now_ms())
+                .await
+                .unwrap()
+                .unwrap()
+                .ip
+                .as_deref(),
             Some(ip)
         );
     }
@@ -331,7 +362,7 @@ async fn ip_addresses_are_stored_as_inet() {
             HOUR,
         );
         store
-            .save(&web, &id, &rec)
+            .save(&web, &id, &rec, now_ms())
             .await
             .unwrap_or_else(|e| panic!("save with ip {junk:?}: {e}"));
         let null: bool =
@@ -341,7 +372,7 @@ async fn ip_addresses_are_stored_as_inet() {
                 .await
                 .unwrap();
         assert!(null, "{junk:?} was stored");
-        let loaded = store.load(&web, &id).await.unwrap().unwrap();
+        let loaded = store.load(&web, &id, now_ms()).await.unwrap().unwrap();
         assert_eq!(loaded.ip, None);
         assert_eq!(loaded.user_agent.as_deref(), Some("ua"));
     }
@@ -366,19 +397,24 @@ async fn a_custom_context_is_a_store_error_not_a_panic() {
         let text = e.to_string();
         assert!(text.contains("telegram-bot"), "{text}");
     };
-    named(store.save(&bot, &id, &rec).await.unwrap_err());
-    named(store.load(&bot, &id).await.unwrap_err());
-    named(store.delete(&bot, &id).await.unwrap_err());
-    named(store.extend(&bot, &id, rec.expires_at).await.unwrap_err());
+    named(store.save(&bot, &id, &rec, now_ms()).await.unwrap_err());
+    named(store.load(&bot, &id, now_ms()).await.unwrap_err());
+    named(store.delete(&bot, &id, now_ms()).await.unwrap_err());
     named(
         store
-            .list_user_sessions(&alice.id, Scope::Context(&bot))
+            .extend(&bot, &id, rec.expires_at, now_ms())
             .await
             .unwrap_err(),
     );
     named(
         store
-            .delete_user_sessions(&alice.id, Scope::Context(&bot))
+            .list_user_sessions(&alice.id, Scope::Context(&bot), now_ms())
+            .await
+            .unwrap_err(),
+    );
+    named(
+        store
+            .delete_user_sessions(&alice.id, Scope::Context(&bot), now_ms())
             .await
             .unwrap_err(),
     );
@@ -412,12 +448,15 @@ async fn listing_and_revoke_all_filter_by_context() {
     let mut saved = Vec::new();
     for ctx in [&web, &web, &admin] {
         let id = SessionId::generate().unwrap();
-        store.save(ctx, &id, &record(alice.id, HOUR)).await.unwrap();
+        store
+            .save(ctx, &id, &record(alice.id, HOUR), now_ms())
+            .await
+            .unwrap();
         saved.push((ctx.clone(), id));
     }
     let bobs = SessionId::generate().unwrap();
     store
-        .save(&admin, &bobs, &record(bob.id, HOUR))
+        .save(&admin, &bobs, &record(bob.id, HOUR), now_ms())
         .await
         .unwrap();
 
@@ -436,20 +475,20 @@ async fn listing_and_revoke_all_filter_by_context() {
         v
     };
     let listed_web = store
-        .list_user_sessions(&alice.id, Scope::Context(&web))
+        .list_user_sessions(&alice.id, Scope::Context(&web), now_ms())
         .await
         .unwrap();
     assert_eq!(ids(&listed_web), expected(Some(&web)));
     assert!(listed_web.iter().all(|s| s.context == web));
     let listed_admin = store
-        .list_user_sessions(&alice.id, Scope::Context(&admin))
+        .list_user_sessions(&alice.id, Scope::Context(&admin), now_ms())
         .await
         .unwrap();
     assert_eq!(ids(&listed_admin), expected(Some(&admin)));
     assert_eq!(listed_admin[0].context, admin);
     assert_eq!(listed_admin[0].record.ip.as_deref(), Some("203.0.113.9"));
     let all = store
-        .list_user_sessions(&alice.id, Scope::AllContexts)
+        .list_user_sessions(&alice.id, Scope::AllContexts, now_ms())
         .await
         .unwrap();
     assert_eq!(ids(&all), expected(None));
@@ -457,7 +496,7 @@ async fn listing_and_revoke_all_filter_by_context() {
     // Revoke the admin sessions only: the web rows and bob's are untouched.
     assert_eq!(
         store
-            .delete_user_sessions(&alice.id, Scope::Context(&admin))
+            .delete_user_sessions(&alice.id, Scope::Context(&admin), now_ms())
             .await
             .unwrap(),
         1
@@ -475,14 +514,14 @@ async fn listing_and_revoke_all_filter_by_context() {
         Some((false, false, "admin".into()))
     );
     assert!(store
-        .list_user_sessions(&alice.id, Scope::Context(&admin))
+        .list_user_sessions(&alice.id, Scope::Context(&admin), now_ms())
         .await
         .unwrap()
         .is_empty());
 
     assert_eq!(
         store
-            .delete_user_sessions(&alice.id, Scope::AllContexts)
+            .delete_user_sessions(&alice.id, Scope::AllContexts, now_ms())
             .await
             .unwrap(),
         2
@@ -494,7 +533,7 @@ async fn listing_and_revoke_all_filter_by_context() {
             .await
             .unwrap();
     assert_eq!(live, 0);
-    assert!(store.load(&admin, &bobs).await.unwrap().is_some());
+    assert!(store.load(&admin, &bobs, now_ms()).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -907,7 +946,10 @@ async fn permissions_are_per_context_and_unexpired() {
 async fn an_empty_context_is_probed_and_revocations_are_never_late() {
     let db = TestDb::migrated().await;
     let interval = Duration::from_millis(1500);
-    let users = PgUsers::new(db.pool.clone()).permissions_probe_interval(interval);
+    let clock = ManualClock::starting_now();
+    let users = PgUsers::new(db.pool.clone())
+        .permissions_probe_interval(interval)
+        .clock(clock.clone());
     let ops = new_user(&users, "ops", Role::Operator).await;
     let admin = AppContext::Admin;
     let perms = |users: &PgUsers, context: &AppContext| {
@@ -930,29 +972,25 @@ async fn an_empty_context_is_probed_and_revocations_are_never_late() {
         }
     };
 
-    // The probe finds the admin context empty; a grant by SQL right after is not seen yet.
-    let probed = std::time::Instant::now();
+    // The probe finds the admin context empty; grants by SQL right after are not seen for
+    // the whole interval (the delay only ever denies)...
     assert!(perms(&users, &admin).await.is_empty());
     sql_grant("orders:refund").await;
     sql_grant("orders:export").await;
-    if probed.elapsed() < interval / 2 {
-        assert!(
-            perms(&users, &admin).await.is_empty(),
-            "the probe was not trusted"
-        );
-    }
-    // Once the interval is over, the next request sees both.
-    let seen = loop {
-        let now = perms(&users, &admin).await;
-        if !now.is_empty() || probed.elapsed() > interval * 3 {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(seen, ["orders:export", "orders:refund"]);
     assert!(
-        probed.elapsed() >= interval,
-        "seen before the interval: not probed"
+        perms(&users, &admin).await.is_empty(),
+        "the probe was not trusted"
+    );
+    clock.advance(interval - Duration::from_millis(1));
+    assert!(
+        perms(&users, &admin).await.is_empty(),
+        "probed again within the interval"
+    );
+    // ...and from its end on, the next request sees both.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        perms(&users, &admin).await,
+        ["orders:export", "orders:refund"]
     );
 
     // A revocation by SQL is seen by the very next request.
@@ -963,8 +1001,10 @@ async fn an_empty_context_is_probed_and_revocations_are_never_late() {
         .expect("revoke by SQL");
     assert_eq!(perms(&users, &admin).await, ["orders:export"]);
 
-    // The web context is empty too; a grant through a clone is seen at once.
+    // The web context is empty too; a grant through a clone is seen at once (the clock
+    // moved on, so the grant is later than the probe).
     assert!(perms(&users, &AppContext::Web).await.is_empty());
+    clock.advance(Duration::from_millis(1));
     grant(
         &users.clone(),
         ops.id,

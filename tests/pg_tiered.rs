@@ -20,8 +20,8 @@ use common::{get, login, me_bearer, me_cookie, post, routes, send, unauthorized,
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tower_app_sessions::clock::ManualClock;
 use tower_app_sessions::config::{ConfigError, Environment, MigrationStrategy};
-use tower_app_sessions::require::UNAUTHORIZED_BODY;
 use tower_app_sessions::store::postgres::PgSessionStore;
 use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
 use tower_app_sessions::store::tiered::TieredStore;
@@ -92,13 +92,18 @@ async fn the_tiered_store_keeps_the_contract() {
         Duration::from_secs(5),
     );
     common::contract::store_contract_with(&store, a.id, b.id, AppContext::Admin).await;
-    let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sessions WHERE NOT revoked AND expires_at > now()",
+    // Only the session the contract let expire (its 5-second one) is not revoked.
+    let unrevoked: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM sessions WHERE NOT revoked",
     )
-    .fetch_one(&db.pool)
+    .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(live, 0, "a deleted session is still live in PostgreSQL");
+    assert_eq!(
+        unrevoked,
+        [5.0],
+        "a deleted session is not revoked in PostgreSQL"
+    );
 }
 
 // ---- 4. isolation through the layer ------------------------------------------------------
@@ -161,16 +166,16 @@ async fn a_session_revoked_in_postgres_stops_within_the_revalidation_interval() 
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());
     let alice = new_user(&users, "alice", Role::User).await;
-    let store = tiered(
-        redis_store(shared_url()).await,
-        &db.pool,
-        Duration::from_secs(1),
-    );
-    let sessions = Sessions::new(store, users);
+    let revalidate = Duration::from_secs(5);
+    let store = tiered(redis_store(shared_url()).await, &db.pool, revalidate);
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(store, users).clock(clock.clone());
     let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
     let token = login(&web, alice.id).await;
     let key = format!("session:web:{token}");
     let mut redis = raw_redis().await;
+    // Validated against PostgreSQL at the login: trusted until then + 5 s.
+    let validated_at = clock.now_ms();
     assert_eq!(
         me_cookie(&web, "sessionId", &token).await,
         (200, alice.email.clone())
@@ -183,34 +188,16 @@ async fn a_session_revoked_in_postgres_stops_within_the_revalidation_interval() 
         .await
         .unwrap();
     assert_eq!(done.rows_affected(), 1);
-    let revoked = Instant::now();
     assert!(
         exists(&mut redis, &key).await,
         "the stale Redis copy must exist for this test to prove anything"
     );
 
-    let mut served_after = 0;
-    let stopped = loop {
-        let (status, body) = me_cookie(&web, "sessionId", &token).await;
-        let elapsed = revoked.elapsed();
-        match status {
-            401 => {
-                assert_eq!(body, UNAUTHORIZED_BODY);
-                break elapsed;
-            }
-            200 => served_after += 1,
-            other => panic!("/me answered {other} {body:?} after the revocation"),
-        }
-        assert!(
-            elapsed < Duration::from_secs(3),
-            "a revoked session still authenticates {elapsed:?} after the UPDATE"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    eprintln!(
-        "pg_tiered: revoked by SQL, 401 after {stopped:?} ({served_after} requests served from \
-         the Redis copy meanwhile; revalidate_after = 1 s)"
-    );
+    // The Redis copy is served for the rest of the interval, and not a millisecond longer.
+    clock.set(validated_at + 4_999);
+    assert_eq!(me_cookie(&web, "sessionId", &token).await.0, 200);
+    clock.set(validated_at + 5_000);
+    assert_eq!(me_cookie(&web, "sessionId", &token).await, unauthorized());
     assert!(
         !exists(&mut redis, &key).await,
         "the stale Redis copy was not deleted"
@@ -271,16 +258,17 @@ async fn a_redis_only_session_keeps_sliding_in_the_tiered_store() {
     let users = PgUsers::new(db.pool.clone());
     let alice = new_user(&users, "alice", Role::User).await;
     let store = tiered(redis_store(shared_url()).await, &db.pool, Duration::ZERO);
-    let sessions = Sessions::new(store, users);
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(store, users).clock(clock.clone());
     let web = routes().layer(
         sessions
             .layer(AppContext::Web)
             .idle_timeout(IDLE)
-            .touch_interval(Duration::from_millis(100)),
+            .touch_interval(Duration::from_secs(60)),
     );
     let id = tower_app_sessions::SessionId::generate().unwrap();
     let key = format!("session:web:{}", id.as_str());
-    let now = tower_app_sessions::record::now_ms();
+    let now = clock.now_ms();
     // Written with a 60 s TTL: the first request finds the 600 s idle timeout due to slide.
     let json = format!(
         r#"{{"user_id":"{}","created_at":{now},"expires_at":{}}}"#,
@@ -289,9 +277,16 @@ async fn a_redis_only_session_keeps_sliding_in_the_tiered_store() {
     );
     let mut redis = raw_redis().await;
     let _: () = redis.set_ex(&key, json, 60).await.unwrap();
+    let expires_at = |value: String| {
+        serde_json::from_str::<Value>(&value).unwrap()["expires_at"]
+            .as_i64()
+            .unwrap()
+    };
     for _ in 0..3 {
         assert_eq!(me_cookie(&web, "sessionId", id.as_str()).await.0, 200);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        let value: String = redis.get(&key).await.unwrap();
+        assert_eq!(expires_at(value), clock.now_ms() + 600_000, "slid");
+        clock.advance(Duration::from_secs(61));
     }
     let ttl: i64 = redis.ttl(&key).await.unwrap();
     let _: () = redis.del(&key).await.unwrap();
@@ -371,12 +366,19 @@ async fn a_logout_by_the_typescript_app_holds_in_the_tiered_store() {
     assert_eq!(deleted, 1);
     let answer = me_cookie(&web, "sessionId", &token).await;
     let refilled = exists(&mut redis, &key).await;
-    send(&web, post("/logout").cookie("sessionId", &token).empty()).await;
     assert_eq!(
         answer,
         unauthorized(),
         "logged out by the TypeScript app, still authenticated here (Redis key refilled: {refilled})"
     );
+    assert!(!refilled, "the Redis copy was refilled from PostgreSQL");
+    // The logout reached PostgreSQL: the row is revoked (with a time), so no other
+    // instance, and no later Redis restart, can bring the session back.
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((true, true, "web".into()))
+    );
+    assert_eq!(me_bearer(&web, &token).await, unauthorized());
 }
 
 // ---- 6. a Redis restart --------------------------------------------------------------------

@@ -12,6 +12,7 @@ use axum::Router;
 use common::redis_server::shared_url;
 use common::{get, post, routes, send, Finish};
 use redis::AsyncCommands;
+use tower_app_sessions::clock::ManualClock;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::require::UNAUTHORIZED_BODY;
 use tower_app_sessions::store::redis::{keys, RedisConfig, RedisStore};
@@ -38,8 +39,11 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 struct App {
     alice: Arc<User>,
     root: Arc<User>,
+    users: MemoryUsers,
     web: Router,
     admin: Router,
+    /// The layers' clock; it stands at the real time until a test moves it.
+    clock: ManualClock,
 }
 
 async fn app(configure: impl Fn(SessionLayer) -> SessionLayer) -> App {
@@ -57,7 +61,8 @@ async fn app(configure: impl Fn(SessionLayer) -> SessionLayer) -> App {
             Role::Admin,
         ))
         .unwrap();
-    let sessions = Sessions::new(store.clone(), users);
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(store.clone(), users.clone()).clock(clock.clone());
     App {
         web: routes().layer(configure(sessions.layer(AppContext::Web))),
         admin: routes().layer(configure(
@@ -65,6 +70,8 @@ async fn app(configure: impl Fn(SessionLayer) -> SessionLayer) -> App {
         )),
         alice,
         root,
+        users,
+        clock,
     }
 }
 
@@ -222,10 +229,25 @@ async fn legacy_keys_open_web_only_while_the_fallback_is_on() {
             .status,
         401
     );
-    // and nothing once the fallback is off (the seed's cleanup stage).
-    let without = app(|l| l.legacy_fallback(false)).await;
-    let users_differ = send(&without.web, get("/me").bearer(id.as_str()).empty()).await;
-    assert_eq!(users_differ.status, 401);
+    // and nothing once the fallback is off (the seed's cleanup stage): the same store and
+    // the same users, only the switch differs.
+    let without = routes().layer(
+        Sessions::new(store().await, with_fallback.users.clone())
+            .layer(AppContext::Web)
+            .legacy_fallback(false),
+    );
+    let reply = send(&without, get("/me").bearer(id.as_str()).empty()).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.body.as_str()),
+        (401, UNAUTHORIZED_BODY)
+    );
+    assert_eq!(
+        send(&with_fallback.web, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        200,
+        "the session itself is still good"
+    );
 
     // Explicitly naming another context enables it there (and only there).
     let store = store().await;
@@ -264,13 +286,14 @@ async fn legacy_keys_open_web_only_while_the_fallback_is_on() {
 async fn sliding_rewrites_expires_at_and_the_ttl_keeping_the_writers_bytes() {
     let app = app(|l| {
         l.idle_timeout(Duration::from_secs(60))
-            .touch_interval(Duration::from_millis(200))
+            .touch_interval(Duration::from_secs(10))
     })
     .await;
     let id = SessionId::generate().unwrap();
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let key = format!("session:web:{}", id.as_str());
-    // A TypeScript-written record with a field we do not know, and a 30 s TTL.
+    // A TypeScript-written record with a field we do not know, and a 30 s TTL: extended
+    // 30 s before `now` as far as the layer can tell (expires_at - idle), so a slide is due.
     let original = format!(
         r#"{{"user_id":"{}","created_at":{now},"expires_at":{},"ip":"203.0.113.7","user_agent":"TS","theme":"dark"}}"#,
         app.alice.id,
@@ -278,21 +301,17 @@ async fn sliding_rewrites_expires_at_and_the_ttl_keeping_the_writers_bytes() {
     );
     let mut redis = raw().await;
     let _: () = redis.set_ex(&key, &original, 30).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(
-        send(&app.web, get("/me").bearer(id.as_str()).empty())
-            .await
-            .status,
-        200
-    );
+    let reply = send(&app.web, get("/me").bearer(id.as_str()).empty()).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.set_cookies.is_empty(), "a slide sets no cookie");
 
     let value: String = redis.get(&key).await.unwrap();
     let ttl: i64 = redis.ttl(&key).await.unwrap();
-    assert!(ttl > 55, "TTL moved with the slide: {ttl}");
+    assert!((31..=60).contains(&ttl), "TTL moved with the slide: {ttl}");
     let expires = serde_json::from_str::<serde_json::Value>(&value).unwrap()["expires_at"]
         .as_i64()
         .unwrap();
-    assert!(expires > now + 59_000, "expires_at moved: {expires}");
+    assert_eq!(expires, now + 60_000, "expires_at moved to now + idle");
     let expected = original.replace(
         &format!("\"expires_at\":{}", now + 30_000),
         &format!("\"expires_at\":{expires}"),
@@ -391,7 +410,7 @@ async fn revoke_all_and_list_with_a_thousand_sessions() {
             AppContext::Web
         };
         let id = SessionId::generate().unwrap();
-        store.save(&ctx, &id, &record).await.unwrap();
+        store.save(&ctx, &id, &record, now).await.unwrap();
         ids.push((ctx, id));
     }
     let index_key = keys::user_index(&user);
@@ -400,7 +419,7 @@ async fn revoke_all_and_list_with_a_thousand_sessions() {
     assert_eq!(redis.zcard::<_, u64>(&index_key).await.unwrap(), 1000);
 
     let listed = store
-        .list_user_sessions(&user, Scope::AllContexts)
+        .list_user_sessions(&user, Scope::AllContexts, now)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1000);
@@ -408,40 +427,40 @@ async fn revoke_all_and_list_with_a_thousand_sessions() {
         .iter()
         .all(|s| s.record.ip.as_deref() == Some("192.0.2.1")));
     let web = store
-        .list_user_sessions(&user, Scope::Context(&AppContext::Web))
+        .list_user_sessions(&user, Scope::Context(&AppContext::Web), now)
         .await
         .unwrap();
     assert_eq!(web.len(), 750);
 
     assert_eq!(
         store
-            .delete_user_sessions(&user, Scope::Context(&AppContext::Admin))
+            .delete_user_sessions(&user, Scope::Context(&AppContext::Admin), now)
             .await
             .unwrap(),
         250
     );
     assert!(store
-        .load(&AppContext::Admin, &ids[0].1)
+        .load(&AppContext::Admin, &ids[0].1, now)
         .await
         .unwrap()
         .is_none());
     assert!(store
-        .load(&AppContext::Web, &ids[1].1)
+        .load(&AppContext::Web, &ids[1].1, now)
         .await
         .unwrap()
         .is_some());
     assert_eq!(
         store
-            .delete_user_sessions(&user, Scope::AllContexts)
+            .delete_user_sessions(&user, Scope::AllContexts, now)
             .await
             .unwrap(),
         750
     );
     for (ctx, id) in ids.iter().step_by(37) {
-        assert!(store.load(ctx, id).await.unwrap().is_none());
+        assert!(store.load(ctx, id, now).await.unwrap().is_none());
     }
     assert!(store
-        .list_user_sessions(&user, Scope::AllContexts)
+        .list_user_sessions(&user, Scope::AllContexts, now)
         .await
         .unwrap()
         .is_empty());
@@ -456,34 +475,43 @@ async fn revoke_all_and_list_with_a_thousand_sessions() {
 async fn the_user_index_prunes_dead_members_and_expires() {
     let store = store().await;
     let user = Uuid::new_v4();
-    let short = tower_app_sessions::SessionRecord::new(
-        user,
-        SessionMetadata::new(),
-        now_ms(),
-        Duration::from_millis(1_100),
-    );
+    let t = now_ms();
+    let minute = Duration::from_secs(60);
+    let short = tower_app_sessions::SessionRecord::new(user, SessionMetadata::new(), t, minute);
     for _ in 0..5 {
         store
-            .save(&AppContext::Web, &SessionId::generate().unwrap(), &short)
+            .save(&AppContext::Web, &SessionId::generate().unwrap(), &short, t)
             .await
             .unwrap();
     }
     let index_key = keys::user_index(&user);
     let mut redis = raw().await;
-    let pttl: i64 = redis.pttl(&index_key).await.unwrap();
-    assert!(
-        pttl > 0 && pttl <= 1_100,
-        "index expires with the last session: {pttl}"
+    // PEXPIREAT the last session's expires_at: Redis drops the index with it.
+    let expire_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&index_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        expire_at, short.expires_at,
+        "index expires with the last session"
     );
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+
+    // A write after those sessions expired (as its `now` says) prunes them from the index.
+    let later = short.expires_at;
     let long = tower_app_sessions::SessionRecord::new(
         user,
         SessionMetadata::new(),
-        now_ms(),
-        Duration::from_secs(60),
+        later,
+        Duration::from_secs(600),
     );
     store
-        .save(&AppContext::Web, &SessionId::generate().unwrap(), &long)
+        .save(
+            &AppContext::Web,
+            &SessionId::generate().unwrap(),
+            &long,
+            later,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -491,6 +519,16 @@ async fn the_user_index_prunes_dead_members_and_expires() {
         1,
         "dead members pruned on write"
     );
+    let expire_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&index_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        expire_at, long.expires_at,
+        "the index lives as long as its last member"
+    );
+    let _: () = redis.del(&index_key).await.unwrap();
 }
 
 #[tokio::test]
@@ -500,22 +538,28 @@ async fn a_slid_session_stays_in_its_users_index() {
     let store = store().await;
     let user = Uuid::new_v4();
     let id = SessionId::generate().unwrap();
+    let t = now_ms();
     let record = tower_app_sessions::SessionRecord::new(
         user,
         SessionMetadata::new(),
-        now_ms(),
-        Duration::from_millis(1_500),
+        t,
+        Duration::from_secs(60),
     );
-    store.save(&AppContext::Web, &id, &record).await.unwrap();
+    store.save(&AppContext::Web, &id, &record, t).await.unwrap();
     assert!(store
-        .extend(&AppContext::Web, &id, now_ms() + 60_000)
+        .extend(&AppContext::Web, &id, t + 600_000, t)
         .await
         .unwrap());
-    tokio::time::sleep(Duration::from_millis(1_800)).await;
-    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_some());
+    // Past the original expiry, as the clock of the callers says.
+    let after = record.expires_at + 1_000;
+    assert!(store
+        .load(&AppContext::Web, &id, after)
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(
         store
-            .list_user_sessions(&user, Scope::AllContexts)
+            .list_user_sessions(&user, Scope::AllContexts, after)
             .await
             .unwrap()
             .len(),
@@ -523,26 +567,29 @@ async fn a_slid_session_stays_in_its_users_index() {
     );
     assert_eq!(
         store
-            .delete_user_sessions(&user, Scope::AllContexts)
+            .delete_user_sessions(&user, Scope::AllContexts, after)
             .await
             .unwrap(),
         1
     );
-    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_none());
+    assert!(store
+        .load(&AppContext::Web, &id, after)
+        .await
+        .unwrap()
+        .is_none());
     // An expired record is never extended, even while its key lives on.
     let stale = SessionId::generate().unwrap();
-    let now = now_ms();
     let mut redis = raw().await;
     let _: () = redis
         .set_ex(
             format!("session:web:{}", stale.as_str()),
-            seed_json(user, now - 10_000, now - 1),
+            seed_json(user, t - 10_000, t - 1),
             60,
         )
         .await
         .unwrap();
     assert!(!store
-        .extend(&AppContext::Web, &stale, now + 60_000)
+        .extend(&AppContext::Web, &stale, t + 60_000, t)
         .await
         .unwrap());
 }

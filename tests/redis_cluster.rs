@@ -115,7 +115,10 @@ async fn the_store_works_on_a_cluster() {
             now_ms(),
             std::time::Duration::from_secs(600),
         );
-        store.save(&AppContext::Web, &id, &record).await.unwrap();
+        store
+            .save(&AppContext::Web, &id, &record, now_ms())
+            .await
+            .unwrap();
         saved.push((id, record));
     }
     let per_node: Vec<usize> = (0..cluster.nodes.len())
@@ -135,7 +138,11 @@ async fn the_store_works_on_a_cluster() {
     assert_eq!(store.count_sessions(&AppContext::Admin).await.unwrap(), 0);
     for (id, record) in &saved {
         assert_eq!(
-            store.load(&AppContext::Web, id).await.unwrap().as_ref(),
+            store
+                .load(&AppContext::Web, id, now_ms())
+                .await
+                .unwrap()
+                .as_ref(),
             Some(record)
         );
     }
@@ -235,7 +242,7 @@ async fn legacy_sessions_migrate_on_a_cluster() {
 
     // The migrated records are the legacy bytes, under the new key, with a TTL.
     let moved = store
-        .load(&AppContext::Web, &legacy[0])
+        .load(&AppContext::Web, &legacy[0], now_ms())
         .await
         .unwrap()
         .unwrap();

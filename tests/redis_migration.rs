@@ -102,7 +102,7 @@ async fn ten_thousand_legacy_keys_move_with_their_ttls_and_the_run_is_repeatable
     }
     // Migrated sessions are in the user's index: revoke-all will reach them.
     let listed = store
-        .list_user_sessions(&user, Scope::Context(&AppContext::Web))
+        .list_user_sessions(&user, Scope::Context(&AppContext::Web), now_ms())
         .await
         .unwrap();
     assert_eq!(listed.len(), KEYS);
@@ -211,6 +211,10 @@ async fn migrated_sessions_open_web_with_the_fallback_off() {
             .status,
         401
     );
-    assert!(store.load(&AppContext::Web, &id).await.unwrap().is_some());
+    assert!(store
+        .load(&AppContext::Web, &id, now_ms())
+        .await
+        .unwrap()
+        .is_some());
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -164,8 +164,9 @@ impl SessionStore for MemoryStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        ready(Ok(self.get(context, id, now_ms())))
+        ready(Ok(self.get(context, id, now)))
     }
 
     fn load_now(
@@ -182,8 +183,8 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let now = now_ms();
         self.write(|s| {
             if now - s.last_sweep_ms >= SWEEP_INTERVAL_MS {
                 s.sweep(now);
@@ -203,8 +204,8 @@ impl SessionStore for MemoryStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let now = now_ms();
         ready(Ok(self.write(|s| {
             s.remove(context, id).is_some_and(|r| !r.is_expired(now))
         })))
@@ -215,8 +216,8 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let now = now_ms();
         let extended =
             self.write(
                 |s| match s.sessions.get_mut(context).and_then(|m| m.get_mut(id)) {
@@ -234,8 +235,8 @@ impl SessionStore for MemoryStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let now = now_ms();
         let removed = self.write(|s| {
             let targets: Vec<(AppContext, SessionId)> = s
                 .by_user
@@ -260,8 +261,8 @@ impl SessionStore for MemoryStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        let now = now_ms();
         let list = self.read(|s| {
             let Some(ids) = s.by_user.get(user_id) else {
                 return Vec::new();
@@ -294,11 +295,13 @@ mod tests {
     use crate::SessionMetadata;
     use std::time::Duration;
 
+    const T0: i64 = 1_757_660_000_000;
+
     fn record(user: Uuid, ttl_ms: u64) -> SessionRecord {
         SessionRecord::new(
             user,
             SessionMetadata::new(),
-            now_ms(),
+            T0,
             Duration::from_millis(ttl_ms),
         )
     }
@@ -309,46 +312,77 @@ mod tests {
         let user = Uuid::new_v4();
         let short = SessionId::generate().unwrap();
         let long = SessionId::generate().unwrap();
+        let web = AppContext::Web;
         store
-            .save(&AppContext::Web, &short, &record(user, 30))
+            .save(&web, &short, &record(user, 30), T0)
             .await
             .unwrap();
         store
-            .save(&AppContext::Web, &long, &record(user, 60_000))
+            .save(&web, &long, &record(user, 60_000), T0)
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let later = T0 + 30;
         assert_eq!(store.len(), 2);
         let listed = store
-            .list_user_sessions(&user, Scope::AllContexts)
+            .list_user_sessions(&user, Scope::AllContexts, later)
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].id, long);
-        assert_eq!(store.sweep(), 1);
+        assert_eq!(store.write(|s| s.sweep(later)), 1);
         assert_eq!(store.len(), 1);
+        assert!(store.load(&web, &short, later).await.unwrap().is_none());
+        assert!(!store
+            .extend(&web, &short, later + 10_000, later)
+            .await
+            .unwrap());
+        // A record is live up to, not including, its expires_at.
         assert!(store
-            .load(&AppContext::Web, &short)
+            .load(&web, &long, T0 + 59_999)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .load(&web, &long, T0 + 60_000)
             .await
             .unwrap()
             .is_none());
-        assert!(!store
-            .extend(&AppContext::Web, &short, now_ms() + 10_000)
-            .await
-            .unwrap());
     }
 
     #[tokio::test]
     async fn lookup_of_an_expired_record_removes_it() {
         let store = MemoryStore::new();
         let id = SessionId::generate().unwrap();
+        let admin = AppContext::Admin;
         store
-            .save(&AppContext::Admin, &id, &record(Uuid::new_v4(), 10))
+            .save(&admin, &id, &record(Uuid::new_v4(), 10), T0)
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(store.load(&AppContext::Admin, &id).await.unwrap().is_none());
+        assert!(store.load(&admin, &id, T0 + 10).await.unwrap().is_none());
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_write_sweeps_at_most_every_interval() {
+        let store = MemoryStore::new();
+        let user = Uuid::new_v4();
+        let web = AppContext::Web;
+        let id = |_| SessionId::generate().unwrap();
+        store
+            .save(&web, &id(0), &record(user, 10), T0)
+            .await
+            .unwrap();
+        // The first write swept (nothing): the next sweep is due SWEEP_INTERVAL_MS later.
+        store
+            .save(&web, &id(1), &record(user, 10), T0 + 20)
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 2, "swept before the interval");
+        store
+            .save(&web, &id(2), &record(user, 600_000), T0 + SWEEP_INTERVAL_MS)
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 1, "a write after the interval sweeps");
     }
 
     #[tokio::test]
@@ -358,7 +392,12 @@ mod tests {
         let other = Uuid::new_v4();
         for ctx in [AppContext::Web, AppContext::Web, AppContext::Admin] {
             store
-                .save(&ctx, &SessionId::generate().unwrap(), &record(user, 60_000))
+                .save(
+                    &ctx,
+                    &SessionId::generate().unwrap(),
+                    &record(user, 60_000),
+                    T0,
+                )
                 .await
                 .unwrap();
         }
@@ -367,27 +406,30 @@ mod tests {
                 &AppContext::Web,
                 &SessionId::generate().unwrap(),
                 &record(other, 60_000),
+                T0,
             )
             .await
             .unwrap();
         let web = Scope::Context(&AppContext::Web);
-        assert_eq!(store.list_user_sessions(&user, web).await.unwrap().len(), 2);
-        assert_eq!(store.delete_user_sessions(&user, web).await.unwrap(), 2);
+        let all = Scope::AllContexts;
         assert_eq!(
             store
-                .list_user_sessions(&user, Scope::AllContexts)
+                .list_user_sessions(&user, web, T0)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(store.delete_user_sessions(&user, web, T0).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .list_user_sessions(&user, all, T0)
                 .await
                 .unwrap()
                 .len(),
             1
         );
-        assert_eq!(
-            store
-                .delete_user_sessions(&user, Scope::AllContexts)
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(store.delete_user_sessions(&user, all, T0).await.unwrap(), 1);
         assert_eq!(store.len(), 1, "the other user's session is untouched");
     }
 
@@ -396,32 +438,23 @@ mod tests {
         let store = MemoryStore::new();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let id = SessionId::generate().unwrap();
+        let all = Scope::AllContexts;
         store
-            .save(&AppContext::Web, &id, &record(a, 60_000))
+            .save(&AppContext::Web, &id, &record(a, 60_000), T0)
             .await
             .unwrap();
         store
-            .save(&AppContext::Web, &id, &record(b, 60_000))
+            .save(&AppContext::Web, &id, &record(b, 60_000), T0)
             .await
             .unwrap();
         assert!(store
-            .list_user_sessions(&a, Scope::AllContexts)
+            .list_user_sessions(&a, all, T0)
             .await
             .unwrap()
             .is_empty());
+        assert_eq!(store.delete_user_sessions(&a, all, T0).await.unwrap(), 0);
         assert_eq!(
-            store
-                .delete_user_sessions(&a, Scope::AllContexts)
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            store
-                .list_user_sessions(&b, Scope::AllContexts)
-                .await
-                .unwrap()
-                .len(),
+            store.list_user_sessions(&b, all, T0).await.unwrap().len(),
             1
         );
     }

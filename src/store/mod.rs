@@ -15,8 +15,11 @@
 //!
 //! - Every method that touches a session takes the [`AppContext`]; a record saved in one
 //!   context is never returned, extended or deleted through another.
-//! - `load` never returns a record past its `expires_at`; the key's time to live (where the
-//!   backend has one) ends at `expires_at`.
+//! - Time is an input: every method that decides whether a record is live takes `now`, the
+//!   caller's clock reading in milliseconds since the Unix epoch (the layer reads its
+//!   [`Clock`](crate::clock::Clock) once per request). `load` never returns a record whose
+//!   `expires_at` is at or before `now`; the key's time to live (where the backend has one)
+//!   ends at `expires_at` as seen from `now`.
 //! - Ids reaching a store have passed [`SessionId::parse`]; stores may put them in keys as-is.
 //! - Backend failures are [`StoreError`]s, never panics and never "not found": the layer turns
 //!   them into "not authenticated" and `503` on routes that require a user.
@@ -119,18 +122,19 @@ pub struct SessionInfo {
 /// let store = MemoryStore::new();
 /// let id = SessionId::generate().unwrap();
 /// let record = SessionRecord::new(uuid::Uuid::new_v4(), SessionMetadata::new(), now_ms(), Duration::from_secs(60));
-/// store.save(&AppContext::Web, &id, &record).await.unwrap();
+/// store.save(&AppContext::Web, &id, &record, now_ms()).await.unwrap();
 ///
-/// assert_eq!(store.load(&AppContext::Web, &id).await.unwrap(), Some(record));
-/// assert_eq!(store.load(&AppContext::Admin, &id).await.unwrap(), None); // isolated
+/// assert_eq!(store.load(&AppContext::Web, &id, now_ms()).await.unwrap(), Some(record));
+/// assert_eq!(store.load(&AppContext::Admin, &id, now_ms()).await.unwrap(), None); // isolated
 /// # });
 /// ```
 pub trait SessionStore: Send + Sync + 'static {
-    /// The record of `id` in `context`, or `None` if there is none or it has expired.
+    /// The record of `id` in `context`, or `None` if there is none or it has expired at `now`.
     fn load<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
     /// What [`load`](Self::load) would return, answered at once by stores that hold their
@@ -140,8 +144,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// future; `None` costs nothing but the call. Override it only where the answer needs no
     /// I/O and no lock held across an await, and where it has the same effects as `load`.
     ///
-    /// `now` is the layer's clock reading for the request (milliseconds since the epoch, as
-    /// [`now_ms`](crate::record::now_ms)): a record expired at `now` is not returned.
     ///
     /// ```
     /// use tower_app_sessions::{record::now_ms, AppContext, MemoryStore, SessionId, SessionStore};
@@ -160,42 +162,49 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Writes `record` under `id` in `context`; it lives until `record.expires_at`
-    /// (the backend's TTL is derived from it, so the two never disagree).
+    /// (the backend's TTL is derived from it and `now`, so the two never disagree).
     fn save<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Deletes (or, for audited backends, revokes) `id` in `context`. `true` if it existed.
+    /// Deletes (or, for audited backends, revokes) `id` in `context`. `true` if it existed
+    /// and was live at `now`.
     fn delete<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`.
-    /// `false` if the session no longer exists; never resurrects a deleted session.
+    /// `false` if the session no longer exists or has expired at `now`; never resurrects a
+    /// deleted session.
     fn extend<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Deletes every session of `user_id` in `scope`; returns how many there were.
+    /// Deletes every session of `user_id` in `scope`; returns how many were live at `now`.
     fn delete_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
-    /// The live sessions of `user_id` in `scope`.
+    /// The sessions of `user_id` in `scope` that are live at `now`.
     fn list_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
 
     /// The record stored under the pre-migration, context-less key for `id`
@@ -204,8 +213,9 @@ pub trait SessionStore: Send + Sync + 'static {
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        let _ = id;
+        let _ = (id, now);
         ready(Ok(None))
     }
 
@@ -216,8 +226,9 @@ pub trait SessionStore: Send + Sync + 'static {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.load(context, id).await?.is_some()) })
+        Box::pin(async move { Ok(self.load(context, id, now).await?.is_some()) })
     }
 
     /// Whether this store positively knows that the session `id` of `user_id` was deleted
@@ -232,8 +243,9 @@ pub trait SessionStore: Send + Sync + 'static {
         context: &'a AppContext,
         id: &'a SessionId,
         user_id: &'a Uuid,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let _ = (context, id, user_id);
+        let _ = (context, id, user_id, now);
         ready(Ok(false))
     }
 

@@ -21,7 +21,6 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
-use crate::record::now_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
 pub(crate) const BACKEND: &str = "postgres";
@@ -168,18 +167,20 @@ impl PgSessionStore {
         &self,
         context: &AppContext,
         id: &SessionId,
+        now: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let label = pg_context(context)?;
         let sql = format!(
             "SELECT {COLUMNS} FROM sessions \
              WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
-             AND NOT revoked AND expires_at > now()"
+             AND NOT revoked AND expires_at > $3"
         );
         let row: Option<Row> = timed(
             self.timeout,
             sqlx::query_as(&sql)
                 .bind(id.as_str())
                 .bind(label)
+                .bind(to_time(now)?)
                 .fetch_optional(&self.pool),
         )
         .await?;
@@ -246,6 +247,7 @@ impl PgSessionStore {
         context: &AppContext,
         id: &SessionId,
         expires_at: i64,
+        now: i64,
     ) -> Result<bool, StoreError> {
         let label = pg_context(context)?;
         let done = timed(
@@ -253,28 +255,35 @@ impl PgSessionStore {
             sqlx::query(
                 "UPDATE sessions SET expires_at = $3, last_activity = now() \
                  WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
-                 AND NOT revoked AND expires_at > now()",
+                 AND NOT revoked AND expires_at > $4",
             )
             .bind(id.as_str())
             .bind(label)
             .bind(to_time(expires_at)?)
+            .bind(to_time(now)?)
             .execute(&self.pool),
         )
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
+    async fn revoke_user(
+        &self,
+        user_id: &Uuid,
+        scope: Scope<'_>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         let labels = scope_labels(scope)?;
         let done = timed(
             self.timeout,
             sqlx::query(
                 "UPDATE sessions SET revoked = true, revoked_at = now() \
                  WHERE application_context = ANY($2::text[]::\"ApplicationType\"[]) AND user_id = $1 \
-                 AND NOT revoked AND expires_at > now()",
+                 AND NOT revoked AND expires_at > $3",
             )
             .bind(user_id)
             .bind(&labels)
+            .bind(to_time(now)?)
             .execute(&self.pool),
         )
         .await?;
@@ -285,12 +294,13 @@ impl PgSessionStore {
         &self,
         user_id: &Uuid,
         scope: Scope<'_>,
+        now: i64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         let labels = scope_labels(scope)?;
         let sql = format!(
             "SELECT id, application_context::text, {COLUMNS} FROM sessions \
              WHERE application_context = ANY($2::text[]::\"ApplicationType\"[]) AND user_id = $1 \
-             AND NOT revoked AND expires_at > now() ORDER BY created_at"
+             AND NOT revoked AND expires_at > $3 ORDER BY created_at"
         );
         type ListRow = (
             String,
@@ -306,6 +316,7 @@ impl PgSessionStore {
             sqlx::query_as(&sql)
                 .bind(user_id)
                 .bind(&labels)
+                .bind(to_time(now)?)
                 .fetch_all(&self.pool),
         )
         .await?;
@@ -322,7 +333,11 @@ impl PgSessionStore {
             .collect())
     }
 
-    async fn legacy_user(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn legacy_user(
+        &self,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let users: Vec<(Uuid, Option<DateTime<Utc>>)> = timed(
             self.timeout,
             sqlx::query_as("SELECT id, last_login_at FROM users WHERE session_id = $1 LIMIT 2")
@@ -337,7 +352,6 @@ impl PgSessionStore {
         // `users.session_id` has no expiry of its own. The last login stands in for the
         // creation time, so the layer's absolute lifetime still ends it; a short expiry makes
         // every request re-read the column, so clearing it takes effect at once.
-        let now = now_ms();
         Ok(Some(SessionRecord {
             user_id,
             created_at: last_login.map_or(now, |at| at.timestamp_millis()),
@@ -364,8 +378,9 @@ impl SessionStore for PgSessionStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.load_row(context, id))
+        Box::pin(self.load_row(context, id, now))
     }
 
     fn save<'a>(
@@ -373,6 +388,7 @@ impl SessionStore for PgSessionStore {
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        _now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.upsert(context, id, record))
     }
@@ -381,6 +397,7 @@ impl SessionStore for PgSessionStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        _now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(self.revoke(context, id))
     }
@@ -390,30 +407,34 @@ impl SessionStore for PgSessionStore {
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.slide(context, id, expires_at))
+        Box::pin(self.slide(context, id, expires_at, now))
     }
 
     fn delete_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(self.revoke_user(user_id, scope))
+        Box::pin(self.revoke_user(user_id, scope, now))
     }
 
     fn list_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        Box::pin(self.list_user(user_id, scope))
+        Box::pin(self.list_user(user_id, scope, now))
     }
 
     fn contains<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        _now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let label = pg_context(context)?;
@@ -439,8 +460,9 @@ impl SessionStore for PgSessionStore {
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.legacy_user(id))
+        Box::pin(self.legacy_user(id, now))
     }
 
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {

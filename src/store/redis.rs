@@ -91,11 +91,12 @@ local user = string.match(v, '"user_id"%s*:%s*"([%x%-]+)"')
 return user or 1
 "#;
 
-/// Adds (or moves) one member of a user's index, drops dead members, and lets the index key
-/// expire with the user's last session.
+/// Adds (or moves) one member of a user's index, drops dead members (score, the session's
+/// `expires_at`, at or before `now` = ARGV[3]), and lets the index key expire with the user's
+/// last session.
 const INDEX_ADD: &str = r#"
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
 return 1
@@ -315,10 +316,10 @@ impl RedisStore {
         user_id: &Uuid,
         member: String,
         expires_at: i64,
+        now: i64,
     ) -> Result<(), StoreError> {
         let script = self.index_add.clone();
         let key = keys::user_index(user_id);
-        let now = now_ms();
         self.run(|mut c| async move {
             script
                 .key(key)
@@ -345,14 +346,14 @@ impl RedisStore {
         }
     }
 
-    async fn load_key(&self, key: String) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_key(&self, key: String, now: i64) -> Result<Option<SessionRecord>, StoreError> {
         let Some(bytes) = self.get(&key).await? else {
             return Ok(None);
         };
         let Some(record) = Self::parse(&key, &bytes) else {
             return Ok(None);
         };
-        if record.is_expired(now_ms()) {
+        if record.is_expired(now) {
             // Expired is expired: failing to delete it must not turn a 401 into a 503.
             if let Err(error) = self.del(key).await {
                 tracing::debug!(%error, "could not delete an expired session key");
@@ -589,6 +590,7 @@ impl RedisStore {
                 &record.user_id,
                 keys::index_member(&AppContext::Web, id),
                 record.expires_at,
+                now,
             )
             .await?;
         }
@@ -606,8 +608,8 @@ impl RedisStore {
         context: &AppContext,
         id: &SessionId,
         record: &SessionRecord,
+        now: i64,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
         let ttl_secs = ttl_secs(record.expires_at, now);
         let key = keys::session(context, id);
         let json = record.to_json();
@@ -624,6 +626,7 @@ impl RedisStore {
             &record.user_id,
             keys::index_member(context, id),
             record.expires_at,
+            now,
         );
         let (set, index) = futures_util::future::join(set, index).await;
         set?;
@@ -659,8 +662,9 @@ impl SessionStore for RedisStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.load_key(keys::session(context, id)))
+        Box::pin(self.load_key(keys::session(context, id), now))
     }
 
     fn save<'a>(
@@ -668,14 +672,16 @@ impl SessionStore for RedisStore {
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.write(context, id, record))
+        Box::pin(self.write(context, id, record, now))
     }
 
     fn delete<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        _now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         // The index member goes when the index is next pruned or listed.
         Box::pin(self.del(keys::session(context, id)))
@@ -686,11 +692,11 @@ impl SessionStore for RedisStore {
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let script = self.extend.clone();
             let key = keys::session(context, id);
-            let now = now_ms();
             let ttl = ttl_secs(expires_at, now);
             let moved: redis::Value = self
                 .run(|mut c| async move {
@@ -713,7 +719,7 @@ impl SessionStore for RedisStore {
             // The index score is the session's expiry: keep it moving with the slide, or
             // revoke-all and logout detection would lose active sessions.
             if let Ok(user_id) = user.parse::<Uuid>() {
-                self.index_add(&user_id, keys::index_member(context, id), expires_at)
+                self.index_add(&user_id, keys::index_member(context, id), expires_at, now)
                     .await?;
             }
             Ok(true)
@@ -724,10 +730,11 @@ impl SessionStore for RedisStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
             let index = keys::user_index(user_id);
-            let members = self.index_members(&index, scope).await?;
+            let members = self.index_members(&index, scope, now).await?;
             let deleted = join_all(
                 members
                     .iter()
@@ -745,17 +752,17 @@ impl SessionStore for RedisStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
         Box::pin(async move {
             let index = keys::user_index(user_id);
-            let members = self.index_members(&index, scope).await?;
+            let members = self.index_members(&index, scope, now).await?;
             let values = join_all(
                 members
                     .iter()
                     .map(|(ctx, id)| self.get(keys::session(ctx, id))),
             )
             .await;
-            let now = now_ms();
             let mut live = Vec::with_capacity(members.len());
             let mut dead = Vec::new();
             for ((context, id), value) in members.into_iter().zip(values) {
@@ -784,6 +791,7 @@ impl SessionStore for RedisStore {
         context: &'a AppContext,
         id: &'a SessionId,
         user_id: &'a Uuid,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let index = keys::user_index(user_id);
@@ -797,15 +805,16 @@ impl SessionStore for RedisStore {
                         .await
                 })
                 .await?;
-            Ok(score.is_some_and(|expires_at| expires_at > now_ms()))
+            Ok(score.is_some_and(|expires_at| expires_at > now))
         })
     }
 
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.load_key(keys::legacy(id)))
+        Box::pin(self.load_key(keys::legacy(id), now))
     }
 
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -819,14 +828,15 @@ impl RedisStore {
         &self,
         index: &str,
         scope: Scope<'_>,
+        now: i64,
     ) -> Result<Vec<(AppContext, SessionId)>, StoreError> {
         let key = index.to_owned();
-        let now = now_ms();
         let members: Vec<String> = self
             .run(|mut c| async move {
+                // `(now`: a record is expired from its `expires_at` on.
                 redis::cmd("ZRANGE")
                     .arg(key)
-                    .arg(now)
+                    .arg(format!("({now}"))
                     .arg("+inf")
                     .arg("BYSCORE")
                     .query_async(&mut c)

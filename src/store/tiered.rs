@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
-use crate::record::{duration_ms, now_ms};
+use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
 /// Past this many remembered validations, entries older than the interval are dropped.
@@ -118,18 +118,18 @@ impl TieredStore {
         &self,
         context: &AppContext,
         id: &SessionId,
+        now: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         if self.durable_for(context).is_none() {
-            return self.fast.load(context, id).await;
+            return self.fast.load(context, id, now).await;
         }
-        let now = now_ms();
-        let cached = match self.fast.load(context, id).await {
+        let cached = match self.fast.load(context, id, now).await {
             Ok(cached) => cached,
             Err(error) => {
                 tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
                 // Sessions the durable store does not hold (written by Redis-only apps) cannot
                 // be checked now: the fast store's failure is the answer (503), not "none".
-                return match self.durable.load(context, id).await? {
+                return match self.durable.load(context, id, now).await? {
                     Some(record) => Ok(Some(record)),
                     None => Err(error),
                 };
@@ -138,22 +138,22 @@ impl TieredStore {
         if cached.is_some() && self.is_fresh(context, id, now) {
             return Ok(cached);
         }
-        match self.durable.load(context, id).await? {
+        match self.durable.load(context, id, now).await? {
             Some(record) => {
                 if cached.is_none() {
                     // Deleted from the fast store on purpose (a logout by an app that only
                     // deletes the Redis key): the logout holds, and reaches the durable store.
                     if self
                         .fast
-                        .knows_deleted(context, id, &record.user_id)
+                        .knows_deleted(context, id, &record.user_id, now)
                         .await?
                     {
                         self.forget(context, id);
-                        self.durable.delete(context, id).await?;
+                        self.durable.delete(context, id, now).await?;
                         return Ok(None);
                     }
                     // Lost with the fast store's data (a restart): refill it.
-                    if let Err(error) = self.fast.save(context, id, &record).await {
+                    if let Err(error) = self.fast.save(context, id, &record, now).await {
                         tracing::warn!(context = %context, %error, "could not refill the fast session store");
                     }
                 }
@@ -169,12 +169,12 @@ impl TieredStore {
                 // writes only to Redis (the TypeScript apps' `createSession`): that store
                 // is its authority. A durable record that exists but is not live was revoked
                 // or expired there: drop the stale copy.
-                if !self.durable.contains(context, id).await? {
+                if !self.durable.contains(context, id, now).await? {
                     self.mark(context, id, now);
                     return Ok(Some(cached));
                 }
                 self.forget(context, id);
-                self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
+                self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
                 Ok(None)
             }
         }
@@ -191,23 +191,29 @@ impl TieredStore {
         context: &AppContext,
         id: &SessionId,
         record: &SessionRecord,
+        now: i64,
     ) -> Result<(), StoreError> {
         let Some(durable) = self.durable_for(context) else {
-            return self.fast.save(context, id, record).await;
+            return self.fast.save(context, id, record, now).await;
         };
-        durable.save(context, id, record).await?;
-        self.fast_best_effort(self.fast.save(context, id, record).await);
-        self.mark(context, id, now_ms());
+        durable.save(context, id, record, now).await?;
+        self.fast_best_effort(self.fast.save(context, id, record, now).await);
+        self.mark(context, id, now);
         Ok(())
     }
 
-    async fn remove(&self, context: &AppContext, id: &SessionId) -> Result<bool, StoreError> {
+    async fn remove(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let Some(durable) = self.durable_for(context) else {
-            return self.fast.delete(context, id).await;
+            return self.fast.delete(context, id, now).await;
         };
         self.forget(context, id);
-        let existed = durable.delete(context, id).await?;
-        match self.fast.delete(context, id).await {
+        let existed = durable.delete(context, id, now).await?;
+        match self.fast.delete(context, id, now).await {
             Ok(deleted) => Ok(existed || deleted),
             // The fast copy of a session the durable store held dies at its next revalidation;
             // one it never held (a Redis-only app's) can only be ended here: report failure.
@@ -224,53 +230,71 @@ impl TieredStore {
         context: &AppContext,
         id: &SessionId,
         expires_at: i64,
+        now: i64,
     ) -> Result<bool, StoreError> {
         let Some(durable) = self.durable_for(context) else {
-            return self.fast.extend(context, id, expires_at).await;
+            return self.fast.extend(context, id, expires_at, now).await;
         };
-        if !durable.extend(context, id, expires_at).await? {
-            if !durable.contains(context, id).await? {
+        if !durable.extend(context, id, expires_at, now).await? {
+            if !durable.contains(context, id, now).await? {
                 // A Redis-only app's session: the fast store is its authority.
-                return self.fast.extend(context, id, expires_at).await;
+                return self.fast.extend(context, id, expires_at, now).await;
             }
             self.forget(context, id);
-            self.fast_best_effort(self.fast.delete(context, id).await.map(drop));
+            self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
             return Ok(false);
         }
-        self.fast_best_effort(self.fast.extend(context, id, expires_at).await.map(drop));
+        self.fast_best_effort(
+            self.fast
+                .extend(context, id, expires_at, now)
+                .await
+                .map(drop),
+        );
         Ok(true)
     }
 
-    async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
+    async fn revoke_user(
+        &self,
+        user_id: &Uuid,
+        scope: Scope<'_>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         if let Scope::Context(context) = scope {
             if self.durable_for(context).is_none() {
-                return self.fast.delete_user_sessions(user_id, scope).await;
+                return self.fast.delete_user_sessions(user_id, scope, now).await;
             }
         }
-        let live = self.durable.list_user_sessions(user_id, scope).await?;
-        let revoked = self.durable.delete_user_sessions(user_id, scope).await?;
+        let live = self.durable.list_user_sessions(user_id, scope, now).await?;
+        let revoked = self
+            .durable
+            .delete_user_sessions(user_id, scope, now)
+            .await?;
         for session in &live {
             self.forget(&session.context, &session.id);
             self.fast_best_effort(
                 self.fast
-                    .delete(&session.context, &session.id)
+                    .delete(&session.context, &session.id, now)
                     .await
                     .map(drop),
             );
         }
         // Copies the durable store does not list go too; this is the only place they can be
         // ended, so a failure here is reported.
-        let fast_only = self.fast.delete_user_sessions(user_id, scope).await?;
+        let fast_only = self.fast.delete_user_sessions(user_id, scope, now).await?;
         Ok(revoked.max(fast_only))
     }
 
-    async fn read_legacy(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        match self.fast.load_legacy(id).await {
+    async fn read_legacy(
+        &self,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self.fast.load_legacy(id, now).await {
             Ok(Some(record)) => return Ok(Some(record)),
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "fast store failed on a legacy lookup"),
         }
-        self.durable.load_legacy(id).await
+        self.durable.load_legacy(id, now).await
     }
 
     async fn remove_legacy(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -291,8 +315,9 @@ impl SessionStore for TieredStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.read(context, id))
+        Box::pin(self.read(context, id, now))
     }
 
     fn save<'a>(
@@ -300,16 +325,18 @@ impl SessionStore for TieredStore {
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.write(context, id, record))
+        Box::pin(self.write(context, id, record, now))
     }
 
     fn delete<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.remove(context, id))
+        Box::pin(self.remove(context, id, now))
     }
 
     fn extend<'a>(
@@ -317,28 +344,31 @@ impl SessionStore for TieredStore {
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.slide(context, id, expires_at))
+        Box::pin(self.slide(context, id, expires_at, now))
     }
 
     fn delete_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(self.revoke_user(user_id, scope))
+        Box::pin(self.revoke_user(user_id, scope, now))
     }
 
     fn list_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
         match scope {
             Scope::Context(context) if self.durable_for(context).is_none() => {
-                self.fast.list_user_sessions(user_id, scope)
+                self.fast.list_user_sessions(user_id, scope, now)
             }
-            _ => self.durable.list_user_sessions(user_id, scope),
+            _ => self.durable.list_user_sessions(user_id, scope, now),
         }
     }
 
@@ -346,18 +376,20 @@ impl SessionStore for TieredStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         match self.durable_for(context) {
-            Some(durable) => durable.contains(context, id),
-            None => self.fast.contains(context, id),
+            Some(durable) => durable.contains(context, id, now),
+            None => self.fast.contains(context, id, now),
         }
     }
 
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.read_legacy(id))
+        Box::pin(self.read_legacy(id, now))
     }
 
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -391,8 +423,9 @@ impl SessionStore for WriteThroughStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        self.primary.load(context, id)
+        self.primary.load(context, id, now)
     }
 
     fn save<'a>(
@@ -400,10 +433,11 @@ impl SessionStore for WriteThroughStore {
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.primary.save(context, id, record).await?;
-            Self::warm_result(self.warm.save(context, id, record).await);
+            self.primary.save(context, id, record, now).await?;
+            Self::warm_result(self.warm.save(context, id, record, now).await);
             Ok(())
         })
     }
@@ -412,10 +446,11 @@ impl SessionStore for WriteThroughStore {
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let existed = self.primary.delete(context, id).await?;
-            Self::warm_result(self.warm.delete(context, id).await);
+            let existed = self.primary.delete(context, id, now).await?;
+            Self::warm_result(self.warm.delete(context, id, now).await);
             Ok(existed)
         })
     }
@@ -425,10 +460,11 @@ impl SessionStore for WriteThroughStore {
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let extended = self.primary.extend(context, id, expires_at).await?;
-            Self::warm_result(self.warm.extend(context, id, expires_at).await);
+            let extended = self.primary.extend(context, id, expires_at, now).await?;
+            Self::warm_result(self.warm.extend(context, id, expires_at, now).await);
             Ok(extended)
         })
     }
@@ -437,10 +473,14 @@ impl SessionStore for WriteThroughStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let removed = self.primary.delete_user_sessions(user_id, scope).await?;
-            Self::warm_result(self.warm.delete_user_sessions(user_id, scope).await);
+            let removed = self
+                .primary
+                .delete_user_sessions(user_id, scope, now)
+                .await?;
+            Self::warm_result(self.warm.delete_user_sessions(user_id, scope, now).await);
             Ok(removed)
         })
     }
@@ -449,15 +489,17 @@ impl SessionStore for WriteThroughStore {
         &'a self,
         user_id: &'a Uuid,
         scope: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        self.primary.list_user_sessions(user_id, scope)
+        self.primary.list_user_sessions(user_id, scope, now)
     }
 
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        self.primary.load_legacy(id)
+        self.primary.load_legacy(id, now)
     }
 
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -474,11 +516,13 @@ mod tests {
     use super::*;
     use crate::{MemoryStore, SessionMetadata};
 
+    const NOW: i64 = 1_757_660_000_000;
+
     fn record() -> SessionRecord {
         SessionRecord::new(
             Uuid::new_v4(),
             SessionMetadata::new(),
-            now_ms(),
+            NOW,
             Duration::from_secs(60),
         )
     }
@@ -492,9 +536,16 @@ mod tests {
         let tiered = TieredStore::new(Arc::new(fast.clone()), Arc::new(durable.clone()))
             .revalidate_after(Duration::ZERO);
         let (ctx, id, rec) = (AppContext::Web, SessionId::generate().unwrap(), record());
-        durable.save(&ctx, &id, &rec).await.unwrap();
-        assert_eq!(tiered.load(&ctx, &id).await.unwrap(), Some(rec.clone()));
-        assert_eq!(fast.load(&ctx, &id).await.unwrap(), Some(rec), "refilled");
+        durable.save(&ctx, &id, &rec, NOW).await.unwrap();
+        assert_eq!(
+            tiered.load(&ctx, &id, NOW).await.unwrap(),
+            Some(rec.clone())
+        );
+        assert_eq!(
+            fast.load(&ctx, &id, NOW).await.unwrap(),
+            Some(rec),
+            "refilled"
+        );
     }
 
     #[tokio::test]
@@ -504,8 +555,8 @@ mod tests {
         let tiered = TieredStore::new(Arc::new(fast.clone()), Arc::new(durable.clone()))
             .revalidate_after(Duration::ZERO);
         let (ctx, id, rec) = (AppContext::Web, SessionId::generate().unwrap(), record());
-        fast.save(&ctx, &id, &rec).await.unwrap();
-        assert_eq!(tiered.load(&ctx, &id).await.unwrap(), Some(rec));
+        fast.save(&ctx, &id, &rec, NOW).await.unwrap();
+        assert_eq!(tiered.load(&ctx, &id, NOW).await.unwrap(), Some(rec));
         assert!(durable.is_empty(), "not copied into the durable store");
     }
 
@@ -517,45 +568,51 @@ mod tests {
                 &'a self,
                 c: &'a AppContext,
                 id: &'a SessionId,
+                now: i64,
             ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-                self.0.load(c, id)
+                self.0.load(c, id, now)
             }
             fn save<'a>(
                 &'a self,
                 c: &'a AppContext,
                 id: &'a SessionId,
                 r: &'a SessionRecord,
+                now: i64,
             ) -> BoxFuture<'a, Result<(), StoreError>> {
-                self.0.save(c, id, r)
+                self.0.save(c, id, r, now)
             }
             fn delete<'a>(
                 &'a self,
                 c: &'a AppContext,
                 id: &'a SessionId,
+                now: i64,
             ) -> BoxFuture<'a, Result<bool, StoreError>> {
-                self.0.delete(c, id)
+                self.0.delete(c, id, now)
             }
             fn extend<'a>(
                 &'a self,
                 c: &'a AppContext,
                 id: &'a SessionId,
                 at: i64,
+                now: i64,
             ) -> BoxFuture<'a, Result<bool, StoreError>> {
-                self.0.extend(c, id, at)
+                self.0.extend(c, id, at, now)
             }
             fn delete_user_sessions<'a>(
                 &'a self,
                 u: &'a Uuid,
                 s: Scope<'a>,
+                now: i64,
             ) -> BoxFuture<'a, Result<u64, StoreError>> {
-                self.0.delete_user_sessions(u, s)
+                self.0.delete_user_sessions(u, s, now)
             }
             fn list_user_sessions<'a>(
                 &'a self,
                 u: &'a Uuid,
                 s: Scope<'a>,
+                now: i64,
             ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-                self.0.list_user_sessions(u, s)
+                self.0.list_user_sessions(u, s, now)
             }
             fn supports(&self, context: &AppContext) -> bool {
                 !matches!(context, AppContext::Custom(_))
@@ -568,10 +625,13 @@ mod tests {
         );
         let bot = AppContext::custom("telegram-bot").unwrap();
         let (id, rec) = (SessionId::generate().unwrap(), record());
-        tiered.save(&bot, &id, &rec).await.unwrap();
+        tiered.save(&bot, &id, &rec, NOW).await.unwrap();
         assert!(durable.is_empty());
-        assert_eq!(tiered.load(&bot, &id).await.unwrap(), Some(rec.clone()));
-        assert!(tiered.delete(&bot, &id).await.unwrap());
+        assert_eq!(
+            tiered.load(&bot, &id, NOW).await.unwrap(),
+            Some(rec.clone())
+        );
+        assert!(tiered.delete(&bot, &id, NOW).await.unwrap());
         assert!(fast.is_empty());
     }
 
@@ -580,14 +640,14 @@ mod tests {
         let (primary, warm) = (MemoryStore::new(), MemoryStore::new());
         let store = WriteThroughStore::new(Arc::new(primary.clone()), Arc::new(warm.clone()));
         let (ctx, id, rec) = (AppContext::Web, SessionId::generate().unwrap(), record());
-        store.save(&ctx, &id, &rec).await.unwrap();
-        assert!(warm.load(&ctx, &id).await.unwrap().is_some());
-        warm.delete(&ctx, &id).await.unwrap();
+        store.save(&ctx, &id, &rec, NOW).await.unwrap();
+        assert!(warm.load(&ctx, &id, NOW).await.unwrap().is_some());
+        warm.delete(&ctx, &id, NOW).await.unwrap();
         assert!(
-            store.load(&ctx, &id).await.unwrap().is_some(),
+            store.load(&ctx, &id, NOW).await.unwrap().is_some(),
             "served from the primary"
         );
-        store.delete(&ctx, &id).await.unwrap();
+        store.delete(&ctx, &id, NOW).await.unwrap();
         assert!(primary.is_empty());
     }
 }

@@ -77,6 +77,17 @@ impl MemoryUsers {
         })
     }
 
+    /// Deletes the user (and their permissions) now; their sessions stop authenticating at
+    /// their next request, which finds no user. Returns the deleted user.
+    pub fn remove(&self, user_id: &Uuid) -> Option<Arc<User>> {
+        self.write(|d| {
+            let user = d.by_id.remove(user_id)?;
+            d.by_email.remove(&email_key(&user.email));
+            d.permissions.retain(|(id, _), _| id != user_id);
+            Some(user)
+        })
+    }
+
     /// The user as `context` sees them: with the permissions granted there and still valid.
     fn get(&self, context: &AppContext, user_id: &Uuid) -> Option<Arc<User>> {
         self.read(|d| {

@@ -9,7 +9,8 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{PermissionGrant, Role, User, UserError, UserRepository, UserResolver};
-use crate::record::{duration_ms, now_ms};
+use crate::clock::Clock;
+use crate::record::duration_ms;
 use crate::store::postgres::{pg_context, timed, BACKEND};
 use crate::store::{BoxFuture, StoreError};
 use crate::AppContext;
@@ -45,6 +46,7 @@ pub struct PgUsers {
     timeout: Duration,
     probe_interval: Duration,
     grants: Arc<[GrantProbe; 2]>,
+    clock: Clock,
 }
 
 /// What is known about the permission rows of one `"ApplicationType"` label (web, admin).
@@ -170,7 +172,16 @@ impl PgUsers {
             timeout: Duration::from_secs(2),
             probe_interval: Duration::from_secs(1),
             grants: Arc::default(),
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads the time for the probe interval from `clock` (default: the system clock; see
+    /// [`clock`](crate::clock)).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
     }
 
     /// How long a context found to hold no permission rows is trusted to still hold none
@@ -233,7 +244,7 @@ impl PgUsers {
             return Ok(false);
         }
         let probe = &self.grants[grant_slot(label)];
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if probe.known_empty(now, interval) {
             return Ok(true);
         }
@@ -265,7 +276,7 @@ impl PgUsers {
     fn granted(&self, label: &str) {
         self.grants[grant_slot(label)]
             .granted_at
-            .store(now_ms(), Ordering::Release);
+            .store(self.clock.now_ms(), Ordering::Release);
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Arc<User>>, StoreError> {

@@ -8,13 +8,13 @@ use tower_app_sessions::{
 };
 use uuid::Uuid;
 
-fn record(user: Uuid, ttl: Duration) -> SessionRecord {
+fn record(user: Uuid, now: i64, ttl: Duration) -> SessionRecord {
     SessionRecord::new(
         user,
         SessionMetadata::new()
             .ip("203.0.113.9")
             .user_agent("contract/1"),
-        now_ms(),
+        now,
         ttl,
     )
 }
@@ -36,21 +36,24 @@ pub async fn store_contract_with(
 ) {
     let (web, admin) = (AppContext::Web, AppContext::Admin);
     let minute = Duration::from_secs(60);
+    // Time is an input of every operation: the contract walks a timeline from `t`, so expiry
+    // is checked at exact instants, without waiting for it.
+    let t = now_ms();
 
     // save / load, scoped by context
     let id = SessionId::generate().unwrap();
-    let rec = record(user, minute);
-    store.save(&web, &id, &rec).await.unwrap();
-    assert_eq!(store.load(&web, &id).await.unwrap(), Some(rec.clone()));
+    let rec = record(user, t, minute);
+    store.save(&web, &id, &rec, t).await.unwrap();
+    assert_eq!(store.load(&web, &id, t).await.unwrap(), Some(rec.clone()));
     assert_eq!(
-        store.load(&admin, &id).await.unwrap(),
+        store.load(&admin, &id, t).await.unwrap(),
         None,
         "web session visible in admin"
     );
-    assert_eq!(store.load(&bot, &id).await.unwrap(), None);
+    assert_eq!(store.load(&bot, &id, t).await.unwrap(), None);
     assert_eq!(
         store
-            .load(&web, &SessionId::generate().unwrap())
+            .load(&web, &SessionId::generate().unwrap(), t)
             .await
             .unwrap(),
         None
@@ -58,53 +61,71 @@ pub async fn store_contract_with(
 
     // extend moves expires_at (and the TTL) in its own context only
     let later = rec.expires_at + 30_000;
-    assert!(!store.extend(&admin, &id, later).await.unwrap());
-    assert!(store.extend(&web, &id, later).await.unwrap());
-    let extended = store.load(&web, &id).await.unwrap().unwrap();
+    assert!(!store.extend(&admin, &id, later, t).await.unwrap());
+    assert!(store.extend(&web, &id, later, t).await.unwrap());
+    let extended = store.load(&web, &id, t).await.unwrap().unwrap();
     assert_eq!(extended.expires_at, later);
     assert_eq!(extended.created_at, rec.created_at);
     assert_eq!(extended.ip, rec.ip);
     assert_eq!(
-        store.load(&admin, &id).await.unwrap(),
+        store.load(&admin, &id, t).await.unwrap(),
         None,
         "extend created an admin session"
     );
+    // extended past the original expiry: live after it
+    assert!(store
+        .load(&web, &id, rec.expires_at + 1)
+        .await
+        .unwrap()
+        .is_some());
 
     // delete in another context does nothing; in its own, it deletes, once
-    assert!(!store.delete(&admin, &id).await.unwrap());
-    assert!(store.load(&web, &id).await.unwrap().is_some());
-    assert!(store.delete(&web, &id).await.unwrap());
-    assert!(!store.delete(&web, &id).await.unwrap());
-    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+    assert!(!store.delete(&admin, &id, t).await.unwrap());
+    assert!(store.load(&web, &id, t).await.unwrap().is_some());
+    assert!(store.delete(&web, &id, t).await.unwrap());
+    assert!(!store.delete(&web, &id, t).await.unwrap());
+    assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
     // a deleted session is never resurrected by extend
-    assert!(!store.extend(&web, &id, later).await.unwrap());
-    assert_eq!(store.load(&web, &id).await.unwrap(), None);
+    assert!(!store.extend(&web, &id, later, t).await.unwrap());
+    assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
 
-    // expiry: never returned once expired
+    // expiry: live until expires_at, never returned from then on, never extended after it
     let short = SessionId::generate().unwrap();
-    store
-        .save(&web, &short, &record(user, Duration::from_millis(1_100)))
+    let short_rec = record(user, t, Duration::from_secs(5));
+    store.save(&web, &short, &short_rec, t).await.unwrap();
+    let deadline = short_rec.expires_at;
+    assert!(store
+        .load(&web, &short, deadline - 1)
         .await
-        .unwrap();
-    assert!(store.load(&web, &short).await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
-    assert_eq!(store.load(&web, &short).await.unwrap(), None);
+        .unwrap()
+        .is_some());
+    assert_eq!(store.load(&web, &short, deadline).await.unwrap(), None);
+    assert!(!store
+        .extend(&web, &short, deadline + 60_000, deadline)
+        .await
+        .unwrap());
+    assert_eq!(store.load(&web, &short, deadline).await.unwrap(), None);
+    // From here on the clock stands at that deadline: time never runs backwards for a store.
+    let t = deadline;
 
     // per-user list and revoke, by scope
     let mut ids = Vec::new();
     for ctx in [&web, &web, &admin, &bot] {
         let id = SessionId::generate().unwrap();
-        store.save(ctx, &id, &record(user, minute)).await.unwrap();
+        store
+            .save(ctx, &id, &record(user, t, minute), t)
+            .await
+            .unwrap();
         ids.push((ctx.clone(), id));
     }
     let others = SessionId::generate().unwrap();
     store
-        .save(&web, &others, &record(other, minute))
+        .save(&web, &others, &record(other, t, minute), t)
         .await
         .unwrap();
 
     let listed = store
-        .list_user_sessions(&user, Scope::Context(&web))
+        .list_user_sessions(&user, Scope::Context(&web), t)
         .await
         .unwrap();
     assert_eq!(listed.len(), 2);
@@ -113,16 +134,16 @@ pub async fn store_contract_with(
         .all(|s| s.context == web && s.record.user_id == user));
     assert_eq!(listed[0].record.user_agent.as_deref(), Some("contract/1"));
     let all = store
-        .list_user_sessions(&user, Scope::AllContexts)
+        .list_user_sessions(&user, Scope::AllContexts, t)
         .await
         .unwrap();
     assert_eq!(all.len(), 4);
 
     // a session deleted on its own disappears from the list
-    store.delete(&bot, &ids[3].1).await.unwrap();
+    store.delete(&bot, &ids[3].1, t).await.unwrap();
     assert_eq!(
         store
-            .list_user_sessions(&user, Scope::AllContexts)
+            .list_user_sessions(&user, Scope::AllContexts, t)
             .await
             .unwrap()
             .len(),
@@ -131,28 +152,43 @@ pub async fn store_contract_with(
 
     assert_eq!(
         store
-            .delete_user_sessions(&user, Scope::Context(&web))
+            .delete_user_sessions(&user, Scope::Context(&web), t)
             .await
             .unwrap(),
         2
     );
-    assert_eq!(store.load(&web, &ids[0].1).await.unwrap(), None);
-    assert!(store.load(&admin, &ids[2].1).await.unwrap().is_some());
+    assert_eq!(store.load(&web, &ids[0].1, t).await.unwrap(), None);
+    assert!(store.load(&admin, &ids[2].1, t).await.unwrap().is_some());
     assert_eq!(
         store
-            .delete_user_sessions(&user, Scope::AllContexts)
+            .delete_user_sessions(&user, Scope::AllContexts, t)
             .await
             .unwrap(),
         1
     );
     assert!(store
-        .list_user_sessions(&user, Scope::AllContexts)
+        .list_user_sessions(&user, Scope::AllContexts, t)
         .await
         .unwrap()
         .is_empty());
     assert!(
-        store.load(&web, &others).await.unwrap().is_some(),
+        store.load(&web, &others, t).await.unwrap().is_some(),
         "another user's session was touched"
     );
-    store.delete(&web, &others).await.unwrap();
+    // listing is as of `now`: nothing is live once the session has expired (last: a store may
+    // prune what it finds dead)
+    assert_eq!(
+        store
+            .list_user_sessions(&other, Scope::AllContexts, t)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .list_user_sessions(&other, Scope::AllContexts, t + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    store.delete(&web, &others, t).await.unwrap();
 }

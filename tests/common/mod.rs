@@ -71,45 +71,51 @@ impl SessionStore for CountingStore {
         &'a self,
         c: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        guarded!(self, false, self.inner.load(c, id))
+        guarded!(self, false, self.inner.load(c, id, now))
     }
     fn save<'a>(
         &'a self,
         c: &'a AppContext,
         id: &'a SessionId,
         r: &'a SessionRecord,
+        now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        guarded!(self, true, self.inner.save(c, id, r))
+        guarded!(self, true, self.inner.save(c, id, r, now))
     }
     fn delete<'a>(
         &'a self,
         c: &'a AppContext,
         id: &'a SessionId,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        guarded!(self, true, self.inner.delete(c, id))
+        guarded!(self, true, self.inner.delete(c, id, now))
     }
     fn extend<'a>(
         &'a self,
         c: &'a AppContext,
         id: &'a SessionId,
         at: i64,
+        now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        guarded!(self, true, self.inner.extend(c, id, at))
+        guarded!(self, true, self.inner.extend(c, id, at, now))
     }
     fn delete_user_sessions<'a>(
         &'a self,
         u: &'a Uuid,
         s: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        guarded!(self, true, self.inner.delete_user_sessions(u, s))
+        guarded!(self, true, self.inner.delete_user_sessions(u, s, now))
     }
     fn list_user_sessions<'a>(
         &'a self,
         u: &'a Uuid,
         s: Scope<'a>,
+        now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        guarded!(self, false, self.inner.list_user_sessions(u, s))
+        guarded!(self, false, self.inner.list_user_sessions(u, s, now))
     }
 }
 
