@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::routing::{get as route_get, post as route_post};
 use axum::Router;
 use common::contract::store_contract;
-use common::redis_server::RedisCluster;
+use common::redis_server::{free_port_from, RedisCluster, RedisServer};
 use common::{get, post, send, Finish};
 use http::StatusCode;
 use tower_app_sessions::record::now_ms;
@@ -225,7 +225,7 @@ async fn legacy_sessions_migrate_on_a_cluster() {
             ..MigrationReport::default()
         }
     );
-    assert!(store.count_sessions(&AppContext::Web).await.unwrap() >= 200);
+    assert_eq!(store.count_sessions(&AppContext::Web).await.unwrap(), 200);
     assert_eq!(store.count_sessions(&AppContext::Admin).await.unwrap(), 0);
     // Copy mode: the legacy keys stay (old app versions may still read them).
     assert_eq!(store.count_legacy_sessions().await.unwrap(), 200);
@@ -296,4 +296,65 @@ async fn legacy_sessions_migrate_on_a_cluster() {
     );
     assert_eq!(store.count_legacy_sessions().await.unwrap(), 0);
     assert_eq!(me_by_bearer(&app, "web", late.as_str()).await, 200);
+}
+
+/// Redis puts a cluster node's bus on `port + 10000` unless told otherwise and then refuses a
+/// port above 55535; on machines whose ephemeral range is 49152-65535 most ports the kernel
+/// hands out are up there. The test servers give every node a bus port of its own, so a
+/// cluster comes up on any ports: here, on ports above 55535 only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_comes_up_on_ports_above_55535() {
+    // What the port picker avoids: a node above 55535 without a bus port of its own exits.
+    let high = free_port_from(56_000);
+    let dir = std::env::temp_dir().join(format!("tas-redis-refused-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut refused = RedisServer::command(high, &dir, &["--cluster-enabled", "yes"])
+        .spawn()
+        .expect("redis-server runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let exit = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("a cluster node on port {high} without --cluster-port started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!exit.success(), "port {high}: {exit:?}");
+
+    // With their own bus ports, three nodes above 55535 form a cluster that stores sessions.
+    let mut next = 56_000;
+    let mut take = || {
+        let port = free_port_from(next);
+        next = port + 1;
+        port
+    };
+    let nodes: Vec<RedisServer> = (0..3)
+        .map(|_| {
+            let (port, bus) = (take(), take());
+            assert!(port > 55_535 && bus > 55_535);
+            RedisServer::start_cluster_node_on(port, bus)
+        })
+        .collect();
+    let cluster = tokio::task::block_in_place(|| RedisCluster::join(nodes));
+    let store = connect(&cluster).await;
+    let id = SessionId::generate().unwrap();
+    let now = now_ms();
+    let record = SessionRecord::new(
+        Uuid::new_v4(),
+        SessionMetadata::new(),
+        now,
+        std::time::Duration::from_secs(60),
+    );
+    store
+        .save(&AppContext::Web, &id, &record, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(&AppContext::Web, &id, now).await.unwrap(),
+        Some(record)
+    );
 }

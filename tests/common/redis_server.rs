@@ -22,10 +22,23 @@ pub fn shared_url() -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct loopback ports nothing listens on, from the kernel's ephemeral range: all
+/// are held at once while they are picked, so they differ from each other.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("bound").port())
+}
+
+/// A loopback port at or above `min` that nothing listens on (for tests of high ports).
+pub fn free_port_from(min: u16) -> u16 {
+    (min..=u16::MAX)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .unwrap_or_else(|| panic!("no free loopback port at or above {min}"))
 }
 
 pub struct RedisServer {
@@ -47,20 +60,42 @@ impl RedisServer {
         Self::launch(&["--appendonly", "no"])
     }
 
-    /// A cluster-enabled node (not yet joined).
+    /// A cluster-enabled node (not yet joined), on a free port with its cluster bus on
+    /// another free port.
+    ///
+    /// Redis puts the bus on `port + 10000` unless `--cluster-port` says otherwise, and then
+    /// refuses any port above 55535. A port from the kernel can be anywhere in its ephemeral
+    /// range (49152-65535 on many systems), so the bus always gets a port of its own.
     pub fn start_cluster_node() -> Self {
-        Self::launch(&[
-            "--appendonly",
-            "no",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-node-timeout",
-            "2000",
-        ])
+        let [port, bus] = free_ports::<2>();
+        Self::start_cluster_node_on(port, bus)
+    }
+
+    /// A cluster-enabled node on `port`, its cluster bus on `bus`.
+    pub fn start_cluster_node_on(port: u16, bus: u16) -> Self {
+        Self::launch_on(port, &cluster_node_args(bus))
     }
 
     fn launch(extra: &[&str]) -> Self {
-        let port = free_port();
+        Self::launch_on(free_port(), extra)
+    }
+
+    /// The `redis-server` command of this server, not yet started.
+    pub fn command(port: u16, dir: &std::path::Path, extra: &[impl AsRef<str>]) -> Command {
+        let mut command = Command::new(server_bin());
+        command
+            .arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .args(extra.iter().map(AsRef::as_ref))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    fn launch_on(port: u16, extra: &[impl AsRef<str>]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "tas-redis-{}-{port}-{}",
             std::process::id(),
@@ -70,7 +105,7 @@ impl RedisServer {
         let mut server = Self {
             port,
             dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra: extra.iter().map(|s| s.as_ref().to_owned()).collect(),
             child: None,
         };
         server.start();
@@ -84,15 +119,7 @@ impl RedisServer {
     /// (Re)starts the server on its port and waits until it answers PING.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new(server_bin())
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let child = Self::command(self.port, &self.dir, &self.extra)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -146,6 +173,22 @@ impl Drop for RedisServer {
     }
 }
 
+/// The arguments of a cluster node whose bus listens on `bus`.
+pub fn cluster_node_args(bus: u16) -> Vec<String> {
+    [
+        "--appendonly",
+        "no",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-node-timeout",
+        "2000",
+        "--cluster-port",
+        &bus.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Three cluster-enabled masters joined with `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -153,7 +196,11 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
+        Self::join((0..3).map(|_| RedisServer::start_cluster_node()).collect())
+    }
+
+    /// Joins running, cluster-enabled nodes into one cluster of masters.
+    pub fn join(nodes: Vec<RedisServer>) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
