@@ -2,7 +2,7 @@
 //! empty database, from the pre-migration Prisma database with data, from a database Prisma
 //! already migrated, from the seed's `identity.prisma` variant, twice, rolled back and reapplied,
 //! and on 100 000 sessions. "Same shape" means the same catalog snapshot (`pg::snapshot`) as a
-//! database built from `shared/schema/prisma-target.sql` itself.
+//! database built from `tests/fixtures/schema/prisma-target.sql` itself.
 #![cfg(feature = "postgres")]
 
 #[path = "common/pg.rs"]

@@ -13,8 +13,10 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 /// The server the tests use when `DATABASE_URL` is not set (trust auth, superuser).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// `shared/schema/` beside the repository (CI copies `shared/` there).
-pub const SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schema");
+/// The Prisma schemas the migration must reach and upgrade from: `prisma-before.sql` (a
+/// database before the multi-app migration) and `prisma-target.sql` (the shape after it), as
+/// the TypeScript apps' Prisma setup writes them.
+pub const SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema");
 
 /// The three tables the Prisma schema owns.
 pub const PRISMA_TABLES: [&str; 3] = ["users", "sessions", "user_permissions"];
@@ -77,7 +79,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("script failed on {}: {e}", self.name));
     }
 
-    /// Applies `shared/schema/<file>` (`prisma-before.sql`, `prisma-target.sql`).
+    /// Applies `tests/fixtures/schema/<file>` (`prisma-before.sql`, `prisma-target.sql`).
     pub async fn apply_schema(&self, file: &str) {
         self.run_script(&schema_sql(file)).await;
     }
@@ -119,7 +121,7 @@ impl Drop for DropGuard {
     }
 }
 
-/// The text of `shared/schema/<file>`.
+/// The text of `tests/fixtures/schema/<file>`.
 pub fn schema_sql(file: &str) -> String {
     let path = format!("{SCHEMA_DIR}/{file}");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
@@ -321,7 +323,7 @@ pub async fn rows(pool: &PgPool, table: &str, except: &[&str]) -> Vec<serde_json
         .unwrap_or_else(|e| panic!("rows of {table}: {e}"))
 }
 
-/// A database built from `shared/schema/prisma-target.sql` alone: what the migration must reach.
+/// A database built from `tests/fixtures/schema/prisma-target.sql` alone: what the migration must reach.
 pub async fn target_snapshot() -> Snapshot {
     let db = TestDb::create().await;
     db.apply_schema("prisma-target.sql").await;
