@@ -316,11 +316,4 @@ mod tests {
             assert_eq!(got, want, "case {name:?}");
         }
     }
-
-    #[test]
-    fn crlf_cannot_be_smuggled_in_a_header_value() {
-        // `http` itself refuses CR/LF in header values, so such an id can only arrive as an
-        // invalid value, never as a header split.
-        assert!(HeaderValue::from_bytes(b"Bearer AAAAAAAAAAAAAAAA\r\nX: y").is_err());
-    }
 }

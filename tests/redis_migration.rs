@@ -1,5 +1,6 @@
 //! The legacy-key migration (`session:<id>` → `session:web:<id>`) on a throwaway Redis, so the
-//! SCAN sees exactly the keys this test wrote.
+//! SCAN sees exactly the keys this test wrote. The servers have no `KEYS` command (renamed
+//! away): the migration and the counts must SCAN.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -22,7 +23,8 @@ const KEYS: usize = 10_000;
 
 #[tokio::test]
 async fn ten_thousand_legacy_keys_move_with_their_ttls_and_the_run_is_repeatable() {
-    let server = RedisServer::start_plain();
+    let server = RedisServer::start_without_keys();
+    assert!(server.cli(&["KEYS", "*"]).contains("unknown command"));
     let client = redis::Client::open(server.url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let store = RedisStore::connect(RedisConfig::new(server.url()))
@@ -157,7 +159,7 @@ async fn ten_thousand_legacy_keys_move_with_their_ttls_and_the_run_is_repeatable
 
 #[tokio::test]
 async fn migrated_sessions_open_web_with_the_fallback_off() {
-    let server = RedisServer::start_plain();
+    let server = RedisServer::start_without_keys();
     let client = redis::Client::open(server.url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let store = RedisStore::connect(RedisConfig::new(server.url()))
@@ -217,4 +219,95 @@ async fn migrated_sessions_open_web_with_the_fallback_off() {
         .unwrap()
         .is_some());
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// A migration killed midway (its task aborted at whatever await it was in: between a copy and
+/// the deletion of its legacy key, say) loses nothing: rerun, every session is under its new
+/// key with the bytes the TypeScript app wrote, and no legacy key is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_migration_loses_nothing_and_the_rerun_finishes_it() {
+    const N: usize = 5_000;
+    let server = RedisServer::start_without_keys();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let store = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let now = now_ms();
+    let mut written = Vec::with_capacity(N);
+    let mut pipe = redis::pipe();
+    for i in 0..N {
+        let id = SessionId::generate().unwrap();
+        let json = format!(
+            r#"{{"user_id":"{}","created_at":{now},"expires_at":{},"ip":"203.0.113.{}"}}"#,
+            Uuid::new_v4(),
+            now + 3_600_000,
+            i % 250
+        );
+        pipe.cmd("SET")
+            .arg(format!("session:{}", id.as_str()))
+            .arg(&json)
+            .arg("EX")
+            .arg(3600)
+            .ignore();
+        written.push((id, json));
+    }
+    let _: () = pipe.query_async(&mut raw).await.unwrap();
+    let sets_before = server.calls("set");
+
+    // Move, in small pages; abort the task once a fifth of the keys are copied.
+    let migrating = {
+        let store = store.clone();
+        tokio::spawn(async move { store.migrate_legacy(MigrationMode::Move, 20).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.calls("set") - sets_before < (N / 5) as u64 {
+        assert!(
+            !migrating.is_finished(),
+            "the migration finished before it could be cut"
+        );
+        assert!(Instant::now() < deadline, "the migration made no progress");
+        tokio::task::yield_now().await;
+    }
+    migrating.abort();
+    assert!(migrating.await.unwrap_err().is_cancelled());
+    let copied = server.calls("set") - sets_before;
+    let legacy_left = store.count_legacy_sessions().await.unwrap();
+    eprintln!("cut after {copied} copies; {legacy_left} legacy keys left");
+    assert!(
+        (copied as usize) < N && legacy_left > 0,
+        "the cut came after the end: {copied} copies, {legacy_left} legacy keys left"
+    );
+
+    // Every session is still somewhere: under its legacy key, its new key, or both.
+    for (id, json) in &written {
+        let old: Option<String> = raw.get(format!("session:{}", id.as_str())).await.unwrap();
+        let new: Option<String> = raw
+            .get(format!("session:web:{}", id.as_str()))
+            .await
+            .unwrap();
+        assert!(
+            old.as_ref() == Some(json) || new.as_ref() == Some(json),
+            "a session was lost by the cut"
+        );
+    }
+
+    // The rerun finishes the job: all moved, bytes and TTLs kept, nothing legacy left.
+    let rerun = store
+        .migrate_legacy(MigrationMode::Move, 500)
+        .await
+        .unwrap();
+    assert_eq!(rerun.copied + rerun.already_present, legacy_left);
+    assert_eq!(store.count_legacy_sessions().await.unwrap(), 0);
+    assert_eq!(
+        store.count_sessions(&AppContext::Web).await.unwrap(),
+        N as u64
+    );
+    for (id, json) in &written {
+        let key = format!("session:web:{}", id.as_str());
+        let new: Option<String> = raw.get(&key).await.unwrap();
+        assert_eq!(new.as_ref(), Some(json));
+        let ttl: i64 = raw.ttl(&key).await.unwrap();
+        assert!((3000..=3600).contains(&ttl), "ttl {ttl}");
+    }
 }

@@ -60,6 +60,29 @@ impl RedisServer {
         Self::launch(&["--appendonly", "no"])
     }
 
+    /// A plain server on which `KEYS` does not exist (renamed away), so anything that uses
+    /// it fails: for code that must only ever SCAN.
+    pub fn start_without_keys() -> Self {
+        Self::launch(&["--appendonly", "no", "--rename-command", "KEYS", ""])
+    }
+
+    /// A plain server with extra configuration directives (`--name value` pairs).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut args = vec!["--appendonly", "no"];
+        args.extend_from_slice(extra);
+        Self::launch(&args)
+    }
+
+    /// How many times the server has run `command` (`INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("a call count"))
+    }
+
     /// A cluster-enabled node (not yet joined), on a free port with its cluster bus on
     /// another free port.
     ///
