@@ -385,4 +385,26 @@ async fn a_postgres_outage_behind_redis_fails_closed_and_recovers() {
     outage_and_recovery("Redis + PostgreSQL", &app, &mut proxy, &alice).await;
     let users = PgUsers::new(db.pool.clone());
     assert!(users.find_by_email(&alice.email).await.unwrap().is_some());
+
+    // Writes go to PostgreSQL first: the logins refused during the outage wrote nothing to
+    // Redis either. Every Redis write of a session adds it to its user's index, which holds
+    // exactly the two sessions made while PostgreSQL was up (as the table does).
+    let client = redis::Client::open(common::redis_server::shared_url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let index = tower_app_sessions::store::redis::keys::user_index(&alice.id);
+    let indexed: u64 = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!((indexed, rows), (2, 2), "a refused login left a Redis key");
+    let _: () = redis::cmd("DEL")
+        .arg(&index)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
 }

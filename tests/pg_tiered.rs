@@ -27,7 +27,9 @@ use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
 use tower_app_sessions::store::tiered::TieredStore;
 use tower_app_sessions::users::PgUsers;
 use tower_app_sessions::webdb::WebSessionData;
-use tower_app_sessions::{AppContext, CurrentUser, Role, Session, Sessions, User, UserRepository};
+use tower_app_sessions::{
+    AppContext, CurrentUser, Role, Scope, Session, Sessions, User, UserRepository,
+};
 use uuid::Uuid;
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -161,49 +163,139 @@ async fn web_and_admin_sessions_are_isolated_in_the_tiered_store() {
 
 // ---- 5. revocation through the database ---------------------------------------------------
 
+/// PostgreSQL is the authority: a row revoked (what the TypeScript admin panel does) or
+/// expired there wins over the live Redis copy within the revalidation interval, exactly.
 #[tokio::test]
-async fn a_session_revoked_in_postgres_stops_within_the_revalidation_interval() {
+async fn a_row_revoked_or_expired_in_postgres_beats_the_redis_copy_within_the_interval() {
+    let cases = [
+        (
+            "revoked",
+            "UPDATE sessions SET revoked = true WHERE id = $1",
+        ),
+        (
+            "expired",
+            "UPDATE sessions SET expires_at = created_at + interval '1 second' WHERE id = $1",
+        ),
+    ];
+    for (what, sql) in cases {
+        let db = TestDb::migrated().await;
+        let users = PgUsers::new(db.pool.clone());
+        let alice = new_user(&users, "alice", Role::User).await;
+        let revalidate = Duration::from_secs(5);
+        let store = tiered(redis_store(shared_url()).await, &db.pool, revalidate);
+        let clock = ManualClock::starting_now();
+        let sessions = Sessions::new(store, users).clock(clock.clone());
+        let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+        let token = login(&web, alice.id).await;
+        let key = format!("session:web:{token}");
+        let mut redis = raw_redis().await;
+        // Validated against PostgreSQL at the login: trusted until then + 5 s.
+        let validated_at = clock.now_ms();
+        assert_eq!(
+            me_cookie(&web, "sessionId", &token).await,
+            (200, alice.email.clone()),
+            "{what}"
+        );
+
+        let done = sqlx::query(sql)
+            .bind(&token)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1, "{what}");
+        assert!(
+            exists(&mut redis, &key).await,
+            "{what}: the stale Redis copy must exist for this test to prove anything"
+        );
+
+        // The Redis copy is served for the rest of the interval, and not a millisecond longer.
+        clock.set(validated_at + 4_999);
+        assert_eq!(me_cookie(&web, "sessionId", &token).await.0, 200, "{what}");
+        clock.set(validated_at + 5_000);
+        assert_eq!(
+            me_cookie(&web, "sessionId", &token).await,
+            unauthorized(),
+            "{what}"
+        );
+        assert!(
+            !exists(&mut redis, &key).await,
+            "{what}: the stale Redis copy was not deleted"
+        );
+        // And it stays out.
+        assert_eq!(me_bearer(&web, &token).await, unauthorized(), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_deleted_after_login_is_anonymous_at_once() {
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());
     let alice = new_user(&users, "alice", Role::User).await;
-    let revalidate = Duration::from_secs(5);
-    let store = tiered(redis_store(shared_url()).await, &db.pool, revalidate);
-    let clock = ManualClock::starting_now();
-    let sessions = Sessions::new(store, users).clock(clock.clone());
+    let bob = new_user(&users, "bob", Role::User).await;
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
+    );
+    let sessions = Sessions::new(store, users);
     let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
     let token = login(&web, alice.id).await;
-    let key = format!("session:web:{token}");
-    let mut redis = raw_redis().await;
-    // Validated against PostgreSQL at the login: trusted until then + 5 s.
-    let validated_at = clock.now_ms();
-    assert_eq!(
-        me_cookie(&web, "sessionId", &token).await,
-        (200, alice.email.clone())
-    );
-
-    // What the TypeScript admin panel does.
-    let done = sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
-        .bind(&token)
+    let other = login(&web, bob.id).await;
+    assert_eq!(me_cookie(&web, "sessionId", &token).await.0, 200);
+    // Deleted by another app (the row cascades to its sessions; the Redis copy stays).
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(alice.id)
         .execute(&db.pool)
         .await
         .unwrap();
-    assert_eq!(done.rows_affected(), 1);
-    assert!(
-        exists(&mut redis, &key).await,
-        "the stale Redis copy must exist for this test to prove anything"
-    );
-
-    // The Redis copy is served for the rest of the interval, and not a millisecond longer.
-    clock.set(validated_at + 4_999);
-    assert_eq!(me_cookie(&web, "sessionId", &token).await.0, 200);
-    clock.set(validated_at + 5_000);
     assert_eq!(me_cookie(&web, "sessionId", &token).await, unauthorized());
-    assert!(
-        !exists(&mut redis, &key).await,
-        "the stale Redis copy was not deleted"
+    let maybe = send(&web, get("/maybe").cookie("sessionId", &token).empty()).await;
+    assert_eq!(maybe.body, "anonymous");
+    assert_eq!(me_bearer(&web, &other).await, (200, bob.email.clone()));
+    let _: () = raw_redis()
+        .await
+        .del(format!("session:web:{token}"))
+        .await
+        .unwrap();
+}
+
+/// Contexts the `"ApplicationType"` enum lacks live in Redis alone in the tiered store.
+#[tokio::test]
+async fn custom_contexts_live_in_redis_alone_in_the_tiered_store() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
     );
-    // And it stays out.
-    assert_eq!(me_bearer(&web, &token).await, unauthorized());
+    let sessions = Sessions::new(store, users);
+    let bot = AppContext::custom("telegram-bot").unwrap();
+    let app = routes().layer(sessions.layer(bot).idle_timeout(IDLE));
+    let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let token = login(&app, alice.id).await;
+    let key = format!("session:telegram-bot:{token}");
+    let mut redis = raw_redis().await;
+    assert!(exists(&mut redis, &key).await);
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        None,
+        "no row for a custom context"
+    );
+    assert_eq!(
+        me_cookie(&app, "sessionId", &token).await,
+        (200, alice.email.clone())
+    );
+    assert_eq!(
+        me_bearer(&web, &token).await,
+        unauthorized(),
+        "isolated from web"
+    );
+    let reply = send(&app, post("/logout").bearer(&token).empty()).await;
+    assert_eq!(reply.status, 200);
+    assert!(!exists(&mut redis, &key).await);
+    assert_eq!(me_bearer(&app, &token).await, unauthorized());
 }
 
 #[tokio::test]
@@ -722,4 +814,353 @@ async fn from_lookup_names_the_missing_or_unreachable_database() {
         "pg_tiered: unreachable databases reported after {:?}",
         started.elapsed()
     );
+}
+
+// ---- 9. every strategy from variables ------------------------------------------------------
+
+/// `production-only` with `SESSION_REVALIDATE_SECS`: the bound on trusting a Redis copy is
+/// the variable's, to the millisecond.
+#[tokio::test]
+async fn session_revalidate_secs_from_the_environment_bounds_the_redis_copy() {
+    let db = TestDb::migrated().await;
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::from_lookup(lookup(&[
+        ("SESSION_ENV", "production".into()),
+        ("REDIS_URL", shared_url()),
+        ("DATABASE_URL", db.url()),
+        ("SESSION_REVALIDATE_SECS", "2".into()),
+    ]))
+    .await
+    .expect("production configuration")
+    .clock(clock.clone());
+    assert_eq!(sessions.strategy(), MigrationStrategy::ProductionOnly);
+    let alice = new_user(sessions.users().as_ref(), "alice", Role::User).await;
+    let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let token = login(&web, alice.id).await;
+    let validated_at = clock.now_ms();
+    sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
+        .bind(&token)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    clock.set(validated_at + 1_999);
+    assert_eq!(me_bearer(&web, &token).await.0, 200);
+    clock.set(validated_at + 2_000);
+    assert_eq!(me_bearer(&web, &token).await, unauthorized());
+}
+
+/// `gradual`: the legacy fallbacks (Redis `session:<id>` and `users.session_id`) are on for
+/// the web layer and off for admin, without any code.
+#[tokio::test]
+async fn gradual_from_the_environment_reads_legacy_sessions_in_web_only() {
+    let db = TestDb::migrated().await;
+    let sessions = Sessions::from_lookup(lookup(&[
+        ("SESSION_ENV", "production".into()),
+        ("SESSION_MIGRATION_STRATEGY", "gradual".into()),
+        ("REDIS_URL", shared_url()),
+        ("DATABASE_URL", db.url()),
+    ]))
+    .await
+    .expect("gradual configuration");
+    assert_eq!(sessions.strategy(), MigrationStrategy::Gradual);
+    let alice = new_user(sessions.users().as_ref(), "alice", Role::Admin).await;
+    let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let admin = routes().layer(sessions.layer(AppContext::Admin).idle_timeout(IDLE));
+    assert!(sessions.layer(AppContext::Web).legacy_fallback_enabled());
+    assert!(!sessions.layer(AppContext::Admin).legacy_fallback_enabled());
+
+    // A pre-migration Redis key, as the TypeScript apps wrote it.
+    let redis_legacy = tower_app_sessions::SessionId::generate().unwrap();
+    let now = tower_app_sessions::record::now_ms();
+    let key = format!("session:{}", redis_legacy.as_str());
+    let json = format!(
+        r#"{{"user_id":"{}","created_at":{now},"expires_at":{}}}"#,
+        alice.id,
+        now + 600_000
+    );
+    let mut redis = raw_redis().await;
+    let _: () = redis.set_ex(&key, json, 600).await.unwrap();
+    // A pre-migration users.session_id.
+    let column_legacy = tower_app_sessions::SessionId::generate().unwrap();
+    sqlx::query("UPDATE users SET session_id = $1, last_login_at = now() WHERE id = $2")
+        .bind(column_legacy.as_str())
+        .bind(alice.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    for legacy in [&redis_legacy, &column_legacy] {
+        assert_eq!(
+            me_bearer(&web, legacy.as_str()).await,
+            (200, alice.email.clone())
+        );
+        assert_eq!(me_bearer(&admin, legacy.as_str()).await, unauthorized());
+    }
+    let _: () = redis.del(&key).await.unwrap();
+}
+
+/// `mock-with-write-through`: sessions are served from memory and every write also reaches
+/// Redis and PostgreSQL (to warm them before the switch).
+#[tokio::test]
+async fn mock_with_write_through_from_the_environment_serves_memory_and_warms_both() {
+    let db = TestDb::migrated().await;
+    let sessions = Sessions::from_lookup(lookup(&[
+        (
+            "SESSION_MIGRATION_STRATEGY",
+            "mock-with-write-through".into(),
+        ),
+        ("SESSION_ENV", "development".into()),
+        ("REDIS_URL", shared_url()),
+        ("DATABASE_URL", db.url()),
+    ]))
+    .await
+    .expect("write-through configuration");
+    assert_eq!(sessions.strategy(), MigrationStrategy::MockWithWriteThrough);
+    let alice = new_user(sessions.users().as_ref(), "alice", Role::User).await;
+    let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let token = login(&web, alice.id).await;
+    let key = format!("session:web:{token}");
+    let mut redis = raw_redis().await;
+    assert!(exists(&mut redis, &key).await, "written through to Redis");
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((false, false, "web".into())),
+        "written through to PostgreSQL"
+    );
+
+    // Reads come from memory: the real backends losing the session changes nothing yet.
+    let _: () = redis.del(&key).await.unwrap();
+    sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
+        .bind(&token)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(me_bearer(&web, &token).await, (200, alice.email.clone()));
+
+    // A logout ends it in memory (and is written through).
+    let second = login(&web, alice.id).await;
+    let reply = send(&web, post("/logout").bearer(&second).empty()).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(me_bearer(&web, &second).await, unauthorized());
+    assert!(!exists(&mut redis, &format!("session:web:{second}")).await);
+    assert_eq!(
+        row_state(&db.pool, &second).await,
+        Some((true, true, "web".into()))
+    );
+    send(&web, post("/logout").bearer(&token).empty()).await;
+}
+
+// ---- 10. the known limitations, and the bounds README gives for them ------------------------
+
+/// README "Known limitations": a Redis copy PostgreSQL has no row of at all is trusted (the
+/// TypeScript apps' Redis-only sessions), so a row revoked by SQL and then deleted before the
+/// session's next use leaves the copy authenticating; the bound is the copy's own expiry.
+#[tokio::test]
+async fn limitation_a_row_deleted_behind_the_stores_back_lives_until_its_redis_copy_expires() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
+    );
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(store, users).clock(clock.clone());
+    let web = routes().layer(
+        sessions
+            .layer(AppContext::Web)
+            .idle_timeout(IDLE)
+            .touch_interval(Duration::from_secs(300)),
+    );
+    let token = login(&web, alice.id).await;
+    let expires_at = clock.now_ms() + IDLE.as_millis() as i64;
+    for sql in [
+        "UPDATE sessions SET revoked = true WHERE id = $1",
+        "DELETE FROM sessions WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(&token)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    // Past the revalidation interval: PostgreSQL has no row, so the copy is trusted.
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(me_bearer(&web, &token).await.0, 200, "the limitation");
+    // The bound: not past the copy's expires_at.
+    clock.set(expires_at);
+    assert_eq!(me_bearer(&web, &token).await, unauthorized(), "the bound");
+}
+
+/// A durable store that stops its next `load` after reading, until the test lets it go: the
+/// interleaving of "read the live row" and "the row is revoked meanwhile" is forced, not hoped
+/// for. Everything else is the real `PgSessionStore`.
+struct PausedLoad {
+    inner: PgSessionStore,
+    pause: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+mod paused_load {
+    use super::PausedLoad;
+    use tower_app_sessions::store::{BoxFuture, SessionInfo};
+    use tower_app_sessions::{
+        AppContext, Scope, SessionId, SessionRecord, SessionStore, StoreError,
+    };
+    use uuid::Uuid;
+
+    impl SessionStore for PausedLoad {
+        fn load<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            now: i64,
+        ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+            Box::pin(async move {
+                let found = self.inner.load(c, id, now).await;
+                let pause = self.pause.lock().unwrap().take();
+                if let Some((reached, release)) = pause {
+                    let _ = reached.send(());
+                    let _ = release.await;
+                }
+                found
+            })
+        }
+        fn save<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            r: &'a SessionRecord,
+            now: i64,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.save(c, id, r, now)
+        }
+        fn delete<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            now: i64,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.delete(c, id, now)
+        }
+        fn extend<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            at: i64,
+            now: i64,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.extend(c, id, at, now)
+        }
+        fn delete_user_sessions<'a>(
+            &'a self,
+            u: &'a Uuid,
+            s: Scope<'a>,
+            now: i64,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            self.inner.delete_user_sessions(u, s, now)
+        }
+        fn list_user_sessions<'a>(
+            &'a self,
+            u: &'a Uuid,
+            s: Scope<'a>,
+            now: i64,
+        ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+            self.inner.list_user_sessions(u, s, now)
+        }
+        fn contains<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            now: i64,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.contains(c, id, now)
+        }
+        fn supports(&self, c: &AppContext) -> bool {
+            self.inner.supports(c)
+        }
+    }
+}
+
+/// README "Known limitations": a Redis miss refilled from PostgreSQL while another instance
+/// ends the session can serve it for up to `SESSION_REVALIDATE_SECS`. Forced here: instance A
+/// reads the live row after Redis lost its data, instance B ends the user's sessions (an
+/// admin's revoke-all: it never read the session, so Redis keeps no trace of it), then A
+/// refills Redis. The session is served until A's revalidation interval ends, then never.
+/// (A logout *request* on B does not open this window: authenticating it refills Redis and
+/// the user's index, and the index then tells A that the key was deleted on purpose.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidation_interval() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let server = RedisServer::start_plain();
+    let revalidate = Duration::from_secs(5);
+    let clock = ManualClock::starting_now();
+    let paused = Arc::new(PausedLoad {
+        inner: PgSessionStore::new(db.pool.clone()),
+        pause: std::sync::Mutex::new(None),
+    });
+    let a_store = TieredStore::new(Arc::new(redis_store(server.url()).await), paused.clone())
+        .revalidate_after(revalidate);
+    let a = routes().layer(
+        Sessions::new(a_store, users.clone())
+            .clock(clock.clone())
+            .layer(AppContext::Web)
+            .idle_timeout(IDLE),
+    );
+    let b_sessions = Sessions::new(
+        tiered(redis_store(server.url()).await, &db.pool, revalidate),
+        users,
+    )
+    .clock(clock.clone());
+    let b = routes().layer(b_sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let token = login(&b, alice.id).await;
+    // Redis loses its data (a restart without persistence).
+    assert_eq!(server.cli(&["FLUSHALL"]).trim(), "OK");
+
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    *paused.pause.lock().unwrap() = Some((reached_tx, release_rx));
+    let request = {
+        let (a, token) = (a.clone(), token.clone());
+        tokio::spawn(async move { me_bearer(&a, &token).await })
+    };
+    reached.await.expect("A read the live row");
+    // B ends the user's sessions while A holds the row it read.
+    let ended = b_sessions
+        .store()
+        .delete_user_sessions(&alice.id, Scope::AllContexts, b_sessions.now())
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((true, true, "web".into()))
+    );
+    release.send(()).unwrap();
+    let refilled_at = clock.now_ms();
+    assert_eq!(
+        request.await.unwrap().0,
+        200,
+        "the race: A served what it read"
+    );
+    assert_eq!(
+        server
+            .cli(&["EXISTS", &format!("session:web:{token}")])
+            .trim(),
+        "1"
+    );
+
+    // The bound: A serves its refilled copy until the interval is over, then never again.
+    clock.set(refilled_at + 4_999);
+    assert_eq!(me_bearer(&a, &token).await.0, 200);
+    clock.set(refilled_at + 5_000);
+    assert_eq!(me_bearer(&a, &token).await, unauthorized());
+    assert_eq!(me_bearer(&b, &token).await, unauthorized());
 }

@@ -385,3 +385,66 @@ async fn a_hung_redis_gives_fast_503s_then_recovers() {
          {checked_within:?} of the hang); /me 200 again {recovered:?} after it woke"
     );
 }
+
+/// README: the default Redis timeouts (connect 2 s, response 1 s) turn a dead or hung Redis
+/// into a fast failure. Nothing is overridden here: `RedisConfig::new(url)` as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_timeouts_bound_a_hung_redis_and_a_silent_server() {
+    // Connecting to a server that accepts TCP and never answers fails after the connect
+    // timeout: not earlier (it is what ended the wait), and long before the test's bound.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let started = Instant::now();
+    let connected = RedisStore::connect(RedisConfig::new(silent_url)).await;
+    let took = started.elapsed();
+    assert!(
+        connected.is_err(),
+        "connected to a server that never answers"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "connect failed after {took:?}"
+    );
+    drop(silent);
+
+    // A request to a hung server answers 503 after the response timeout, while the server
+    // is still asleep: the timeout, not the server, ended it.
+    let server = RedisServer::start_debuggable();
+    let port = server.port;
+    let store = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .expect("the throwaway Redis is up");
+    let (app, user) = app(store);
+    let token = login(&app, user).await;
+    let sleeper = std::thread::spawn(move || {
+        std::process::Command::new(cli_bin())
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["DEBUG", "SLEEP", "8"])
+            .output()
+            .expect("redis-cli runs")
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tokio::task::block_in_place(|| hung(port)) {
+        assert!(Instant::now() < deadline, "DEBUG SLEEP did not take effect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for kind in KINDS {
+        let (reply, took) = timed_send(&app, request(kind, &token, user)).await;
+        check_unavailable(kind, &reply).unwrap();
+        if kind != Kind::Maybe {
+            assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{kind:?}");
+        }
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+            "{kind:?} answered after {took:?} (response timeout 1 s)"
+        );
+    }
+    assert!(
+        tokio::task::block_in_place(|| hung(port)),
+        "Redis woke up before the checks ended: they prove nothing"
+    );
+    tokio::task::spawn_blocking(move || sleeper.join())
+        .await
+        .unwrap()
+        .expect("redis-cli thread");
+}
