@@ -116,9 +116,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// A failed login, logout or rotation is a backend failure: `503`, never `500`.
+/// A session that ended while the request ran is `401`, like any request without a session;
+/// any other failed login, logout or rotation is a backend failure: `503`, never `500`.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
+        if let SessionError::Ended = self {
+            return rejection(SessionStatus::Anonymous);
+        }
         tracing::warn!(error = %self, "session operation failed");
         rejection(SessionStatus::Unavailable)
     }

@@ -393,6 +393,22 @@ impl SessionStore for PublishingStore {
         })
     }
 
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(async move {
+            let moved = self.inner.rotate(context, old, new, user_id, now).await;
+            // Whatever happened, the old id must not be served from any cache.
+            self.bus.session_changed(context, old).await;
+            moved
+        })
+    }
+
     fn extend<'a>(
         &'a self,
         context: &'a AppContext,

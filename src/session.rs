@@ -91,6 +91,10 @@ pub enum SessionError {
     /// No id could be generated.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The session was logged out, revoked or expired while the request ran, so it could not
+    /// be rotated; nothing was written and the request is anonymous from here on (`401`).
+    #[error("the session ended while the request ran")]
+    Ended,
 }
 
 /// The request's session: inspect it, log in, log out, rotate the id.
@@ -264,13 +268,55 @@ impl Session {
     /// (so rotation never extends the absolute lifetime). Call it on any privilege change.
     /// `Ok(None)` when there is no session to rotate.
     ///
+    /// The move is atomic in the store with respect to logout and revocation: if the
+    /// session was ended while the request ran (a logout from another tab, an admin's
+    /// revoke-all), nothing is written, the request is anonymous from here on, its cookie is
+    /// removed, and the answer is [`SessionError::Ended`].
+    ///
     /// # Errors
-    /// As [`Session::login`].
+    /// [`SessionError::Ended`] as above; otherwise as [`Session::login`].
     pub async fn rotate(&self) -> Result<Option<SessionId>, SessionError> {
-        let Some(record) = self.record() else {
+        let Some((old, record, legacy)) = self
+            .state()
+            .current
+            .as_ref()
+            .map(|c| (c.id.clone(), c.record.clone(), c.legacy))
+        else {
             return Ok(None);
         };
-        self.replace(record, self.now()).await.map(Some)
+        let new = SessionId::generate()?;
+        let now = self.now();
+        let shared = &self.inner.shared;
+        let (store, context) = (&shared.store, &shared.context);
+        let moved = if legacy {
+            // A legacy session has no context key to move: take its legacy key (gone if
+            // another request ended it), then write it under the context's key.
+            if store.delete_legacy(&old).await? {
+                store.delete(context, &old, now).await?;
+                store.save(context, &new, &record, now).await?;
+                Some(record)
+            } else {
+                None
+            }
+        } else {
+            // A copy under the legacy key (fallback on) must not revive the old id; it goes
+            // first, as in `remove_current`.
+            if shared.legacy_active() {
+                store.delete_legacy(&old).await?;
+            }
+            store
+                .rotate(context, &old, &new, &record.user_id, now)
+                .await?
+        };
+        let Some(record) = moved else {
+            tracing::info!(context = %context, "rotation of a session that ended meanwhile refused");
+            self.state().current = None;
+            self.set_change(Change::Removed);
+            return Err(SessionError::Ended);
+        };
+        let max_age = shared.settings.cookie_max_age(&record, now);
+        self.set_current(new.clone(), record, max_age);
+        Ok(Some(new))
     }
 
     /// Ends the current session server-side at once and removes the cookie.
@@ -317,14 +363,17 @@ impl Session {
             return Ok(false);
         };
         let shared = &self.inner.shared;
-        let deleted_legacy = if legacy {
+        // While the fallback is on, the session may live under both keys (`migrate_legacy`
+        // copies `session:<id>` to the context's key). The legacy key goes first: a migration
+        // that copies it right now checks that it still exists after the copy, and deletes
+        // its copy when it does not; deleting the context key first would let such a copy
+        // outlive this logout.
+        let deleted_legacy = if legacy || shared.legacy_active() {
             shared.store.delete_legacy(&id).await?
         } else {
-            shared.store.delete(&shared.context, &id, now).await?;
-            // While the fallback is on, a copy of this session may still sit under the
-            // legacy key (`migrate_legacy` in copy mode): it must not revive the id.
-            shared.legacy_active() && shared.store.delete_legacy(&id).await?
+            false
         };
+        shared.store.delete(&shared.context, &id, now).await?;
         let mut state = self.state();
         if state.current.as_ref().is_some_and(|c| c.id == id) {
             state.current = None;
@@ -350,18 +399,23 @@ impl Session {
             .save(&shared.context, &id, &record, now)
             .await?;
         let max_age = shared.settings.cookie_max_age(&record, now);
+        self.set_current(id.clone(), record, max_age);
+        Ok(id)
+    }
+
+    /// Makes `id` the request's session and has the response hand it to the browser.
+    fn set_current(&self, id: SessionId, record: SessionRecord, max_age: Duration) {
         let mut state = self.state();
-        state.current = Some(Current {
-            id: id.clone(),
-            record,
-            legacy: false,
-        });
         state.change = Change::Issued {
             id: id.clone(),
             max_age,
         };
+        state.current = Some(Current {
+            id,
+            record,
+            legacy: false,
+        });
         self.inner.changed.store(true, Ordering::Release);
-        Ok(id)
     }
 
     /// The layer's clock reading.

@@ -913,3 +913,18 @@ async fn nested_layers_do_not_leak_the_outer_user_inward() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+    let users = MemoryUsers::new();
+    let sessions = Sessions::new(tower_app_sessions::MemoryStore::new(), users.clone());
+    let gate = Gate::new();
+    let app = race_routes(gate.clone()).layer(sessions.layer(AppContext::Web));
+    for ender in ENDERS {
+        let user = users
+            .insert(User::new(format!("{ender:?}@example.com"), Role::User))
+            .unwrap();
+        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+    }
+}

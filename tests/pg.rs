@@ -1146,3 +1146,87 @@ async fn web_and_admin_sessions_are_isolated_on_postgres_alone() {
     assert_eq!(me_bearer(&web, &web_token).await, ok);
     assert_eq!(me_bearer(&admin, &admin_token).await, ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users.clone());
+    let gate = Gate::new();
+    let app = race_routes(gate.clone()).layer(sessions.layer(AppContext::Web));
+    for ender in ENDERS {
+        let user = new_user(&users, "racer", Role::User).await;
+        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_revokes_the_old_row_and_copies_it_under_the_new_id() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (web, old, new) = (
+        AppContext::Web,
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    let now = now_ms();
+    let rec = record(alice.id, HOUR);
+    store.save(&web, &old, &rec, now).await.unwrap();
+    let moved = store
+        .rotate(&web, &old, &new, &alice.id, now)
+        .await
+        .unwrap();
+    assert_eq!(moved.as_ref(), Some(&rec));
+    assert_eq!(
+        store.load(&web, &new, now).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(store.load(&web, &old, now).await.unwrap(), None);
+    assert_eq!(
+        row_state(&db.pool, old.as_str()).await,
+        Some((true, true, "web".into()))
+    );
+    assert_eq!(
+        row_state(&db.pool, new.as_str()).await,
+        Some((false, false, "web".into()))
+    );
+    // Not in another context, not twice, not for another user.
+    let third = SessionId::generate().unwrap();
+    assert_eq!(
+        store
+            .rotate(&AppContext::Admin, &new, &third, &alice.id, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .rotate(&web, &old, &third, &alice.id, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .rotate(&web, &new, &third, &Uuid::new_v4(), now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        row_state(&db.pool, third.as_str()).await,
+        None,
+        "nothing written"
+    );
+    // Nor once expired, as `now` says.
+    assert_eq!(
+        store
+            .rotate(&web, &new, &third, &alice.id, rec.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -1057,6 +1057,16 @@ mod paused_load {
         ) -> BoxFuture<'a, Result<bool, StoreError>> {
             self.inner.extend(c, id, at, now)
         }
+        fn rotate<'a>(
+            &'a self,
+            c: &'a AppContext,
+            old: &'a SessionId,
+            new: &'a SessionId,
+            u: &'a Uuid,
+            now: i64,
+        ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+            self.inner.rotate(c, old, new, u, now)
+        }
         fn delete_user_sessions<'a>(
             &'a self,
             u: &'a Uuid,
@@ -1163,4 +1173,51 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
     clock.set(refilled_at + 5_000);
     assert_eq!(me_bearer(&a, &token).await, unauthorized());
     assert_eq!(me_bearer(&b, &token).await, unauthorized());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
+    );
+    let sessions = Sessions::new(store, users.clone());
+    let gate = Gate::new();
+    let app = race_routes(gate.clone()).layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    for ender in ENDERS {
+        let user = new_user(&users, "racer", Role::User).await;
+        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+    }
+    // And a rotation that nothing races moves both copies: the new id has a row and a key,
+    // the old one a revoked row and no key.
+    let user = new_user(&users, "rotated", Role::User).await;
+    let token = login(&app, user.id).await;
+    let new = tower_app_sessions::SessionId::generate().unwrap();
+    let old = tower_app_sessions::SessionId::parse(&token).unwrap();
+    let moved = sessions
+        .store()
+        .rotate(&AppContext::Web, &old, &new, &user.id, sessions.now())
+        .await
+        .unwrap();
+    assert!(moved.is_some());
+    let mut redis = raw_redis().await;
+    assert!(!exists(&mut redis, &format!("session:web:{token}")).await);
+    assert!(exists(&mut redis, &format!("session:web:{}", new.as_str())).await);
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((true, true, "web".into()))
+    );
+    assert_eq!(
+        row_state(&db.pool, new.as_str()).await,
+        Some((false, false, "web".into()))
+    );
+    assert_eq!(
+        me_bearer(&app, new.as_str()).await,
+        (200, user.email.clone())
+    );
+    send(&app, post("/logout").bearer(new.as_str()).empty()).await;
 }

@@ -630,3 +630,111 @@ async fn a_logout_also_deletes_the_legacy_copy_while_the_fallback_is_on() {
         .await
         .unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+    let users = MemoryUsers::new();
+    let sessions = Sessions::new(store().await, users.clone());
+    let gate = Gate::new();
+    let app = race_routes(gate.clone()).layer(sessions.layer(AppContext::Web));
+    for ender in ENDERS {
+        let user = users
+            .insert(User::new(
+                format!("{ender:?}-{}@example.com", Uuid::new_v4()),
+                Role::User,
+            ))
+            .unwrap();
+        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+    }
+}
+
+/// The move's guard against a revoke-all that overlaps it: while the user's revocation
+/// count is odd (a revocation is running), a rotation ends the session instead of moving it.
+#[tokio::test]
+async fn a_rotation_during_a_running_revocation_ends_the_session() {
+    let store = store().await;
+    let user = Uuid::new_v4();
+    let id = SessionId::generate().unwrap();
+    let now = now_ms();
+    let record = tower_app_sessions::SessionRecord::new(
+        user,
+        SessionMetadata::new(),
+        now,
+        Duration::from_secs(60),
+    );
+    store
+        .save(&AppContext::Web, &id, &record, now)
+        .await
+        .unwrap();
+    let mut redis = raw().await;
+    let counter = keys::user_revocations(&user);
+    let _: i64 = redis.incr(&counter, 1).await.unwrap();
+    let new = SessionId::generate().unwrap();
+    let moved = store
+        .rotate(&AppContext::Web, &id, &new, &user, now)
+        .await
+        .unwrap();
+    assert_eq!(moved, None);
+    assert_eq!(store.load(&AppContext::Web, &id, now).await.unwrap(), None);
+    assert_eq!(store.load(&AppContext::Web, &new, now).await.unwrap(), None);
+    // Once it is over (even again), rotations move.
+    let _: i64 = redis.incr(&counter, 1).await.unwrap();
+    store
+        .save(&AppContext::Web, &id, &record, now)
+        .await
+        .unwrap();
+    let moved = store
+        .rotate(&AppContext::Web, &id, &new, &user, now)
+        .await
+        .unwrap();
+    assert_eq!(moved, Some(record));
+    assert!(store
+        .load(&AppContext::Web, &new, now)
+        .await
+        .unwrap()
+        .is_some());
+    let _: () = redis.del(&counter).await.unwrap();
+    store.delete(&AppContext::Web, &new, now).await.unwrap();
+}
+
+/// Rotating a session the TypeScript app wrote keeps its bytes (fields we do not know
+/// included) under the new key, with its TTL.
+#[tokio::test]
+async fn a_rotated_typescript_session_keeps_its_bytes() {
+    let app = app(|l| l).await;
+    let id = SessionId::generate().unwrap();
+    let now = app.clock.now_ms();
+    let original = format!(
+        r#"{{"user_id":"{}","created_at":{now},"expires_at":{},"theme":"dark"}}"#,
+        app.alice.id,
+        now + 600_000
+    );
+    let mut redis = raw().await;
+    let _: () = redis
+        .set_ex(format!("session:web:{}", id.as_str()), &original, 600)
+        .await
+        .unwrap();
+    let store = store().await;
+    let new = SessionId::generate().unwrap();
+    assert!(store
+        .rotate(&AppContext::Web, &id, &new, &app.alice.id, now)
+        .await
+        .unwrap()
+        .is_some());
+    let moved: String = redis
+        .get(format!("session:web:{}", new.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(moved, original);
+    let ttl: i64 = redis
+        .ttl(format!("session:web:{}", new.as_str()))
+        .await
+        .unwrap();
+    assert!((590..=600).contains(&ttl), "{ttl}");
+    assert!(!redis
+        .exists::<_, bool>(format!("session:web:{}", id.as_str()))
+        .await
+        .unwrap());
+    store.delete(&AppContext::Web, &new, now).await.unwrap();
+}

@@ -83,6 +83,14 @@ impl State {
         Some(record)
     }
 
+    fn insert(&mut self, context: &AppContext, id: &SessionId, record: SessionRecord) {
+        self.by_user
+            .entry(record.user_id)
+            .or_default()
+            .insert((context.clone(), id.clone()));
+        self.sessions.entry(context).insert(id.clone(), record);
+    }
+
     fn sweep(&mut self, now: i64) -> usize {
         let expired: Vec<(AppContext, SessionId)> = self
             .sessions
@@ -191,11 +199,7 @@ impl SessionStore for MemoryStore {
             }
             // Replacing a record of another user must not leave it in that user's index.
             s.remove(context, id);
-            s.sessions.entry(context).insert(id.clone(), record.clone());
-            s.by_user
-                .entry(record.user_id)
-                .or_default()
-                .insert((context.clone(), id.clone()));
+            s.insert(context, id, record.clone());
         });
         ready(Ok(()))
     }
@@ -209,6 +213,27 @@ impl SessionStore for MemoryStore {
         ready(Ok(self.write(|s| {
             s.remove(context, id).is_some_and(|r| !r.is_expired(now))
         })))
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        _user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        // One critical section: a delete either ran before (nothing to move) or runs after
+        // (and finds the record under `new` through the user's index).
+        let moved = self.write(|s| {
+            if s.live(context, old, now).is_none() {
+                return None;
+            }
+            let record = s.remove(context, old)?;
+            s.insert(context, new, record.clone());
+            Some(record)
+        });
+        ready(Ok(moved))
     }
 
     fn extend<'a>(

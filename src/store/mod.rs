@@ -180,6 +180,21 @@ pub trait SessionStore: Send + Sync + 'static {
         now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Moves the live record of `old` (a session of `user_id`) to the fresh id `new`, keeping
+    /// its content, atomically with respect to deletion: a logout of `old` or a revocation of
+    /// the user's sessions that completes before the move is never undone by it, and one that
+    /// runs while it does ends the session (under either id). `Ok(Some(record))`: the record
+    /// now lives under `new` alone. `Ok(None)`: `old` was not live at `now` (logged out,
+    /// revoked or expired meanwhile), and nothing was written.
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+
     /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`.
     /// `false` if the session no longer exists or has expired at `now`; never resurrects a
     /// deleted session.

@@ -88,6 +88,18 @@ fn to_time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
         .ok_or_else(|| StoreError::backend(BACKEND, format!("timestamp {ms} ms out of range")))
 }
 
+/// Takes the transaction-scoped advisory lock of `user_id`'s sessions: rotations and
+/// revocations of one user's sessions run one at a time.
+async fn lock_user(conn: &mut sqlx::PgConnection, user_id: &Uuid) -> Result<(), sqlx::Error> {
+    // Two-key form: the first key names this lock's class, so it cannot collide with the
+    // email lock of `PgUsers` (one key, `hashtext`).
+    sqlx::query("SELECT pg_advisory_xact_lock(1936028526, hashtext($1::text))")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Client addresses go into an `inet` column; anything that is not an address is dropped
 /// rather than failing the login.
 fn inet(ip: Option<&str>) -> Option<String> {
@@ -242,6 +254,48 @@ impl PgSessionStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Moves the live row of `old` to `new` in one transaction: the old row is revoked (kept
+    /// for audit) and a copy inserted under `new`. The transaction first takes the user's
+    /// advisory lock, as a revoke-all does, so the two serialize: a revoke-all that commits
+    /// first leaves nothing to move, and one that starts later sees the new row.
+    async fn move_row(
+        &self,
+        context: &AppContext,
+        old: &SessionId,
+        new: &SessionId,
+        user_id: &Uuid,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let label = pg_context(context)?;
+        let now = to_time(now)?;
+        let work = async {
+            let mut tx = self.pool.begin().await?;
+            lock_user(&mut tx, user_id).await?;
+            let sql = format!(
+                "WITH old AS ( \
+                   UPDATE sessions SET revoked = true, revoked_at = now() \
+                   WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
+                     AND user_id = $4 AND NOT revoked AND expires_at > $3 \
+                   RETURNING user_id, created_at, expires_at, ip_address, user_agent) \
+                 INSERT INTO sessions \
+                   (id, user_id, expires_at, created_at, last_activity, ip_address, user_agent, application_context) \
+                 SELECT $5, user_id, expires_at, created_at, now(), ip_address, user_agent, $2::\"ApplicationType\" \
+                 FROM old RETURNING {COLUMNS}"
+            );
+            let row: Option<Row> = sqlx::query_as(&sql)
+                .bind(old.as_str())
+                .bind(label)
+                .bind(now)
+                .bind(user_id)
+                .bind(new.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        };
+        Ok(timed(self.timeout, work).await?.map(record))
+    }
+
     async fn slide(
         &self,
         context: &AppContext,
@@ -274,20 +328,25 @@ impl PgSessionStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         let labels = scope_labels(scope)?;
-        let done = timed(
-            self.timeout,
-            sqlx::query(
+        let now = to_time(now)?;
+        let work = async {
+            let mut tx = self.pool.begin().await?;
+            // Serializes with rotations of this user's sessions (see `move_row`).
+            lock_user(&mut tx, user_id).await?;
+            let done = sqlx::query(
                 "UPDATE sessions SET revoked = true, revoked_at = now() \
                  WHERE application_context = ANY($2::text[]::\"ApplicationType\"[]) AND user_id = $1 \
                  AND NOT revoked AND expires_at > $3",
             )
             .bind(user_id)
             .bind(&labels)
-            .bind(to_time(now)?)
-            .execute(&self.pool),
-        )
-        .await?;
-        Ok(done.rows_affected())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        };
+        timed(self.timeout, work).await
     }
 
     async fn list_user(
@@ -400,6 +459,17 @@ impl SessionStore for PgSessionStore {
         _now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(self.revoke(context, id))
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.move_row(context, old, new, user_id, now))
     }
 
     fn extend<'a>(

@@ -33,6 +33,9 @@ use crate::{AppContext, SessionId, SessionRecord};
 
 const BACKEND: &str = "redis";
 
+/// How long a user's revocation count outlives the last revocation ([`keys::user_revocations`]).
+const REVOCATION_COUNT_TTL_MS: i64 = 60_000;
+
 /// The one place Redis key names are built.
 pub mod keys {
     use crate::{AppContext, SessionId};
@@ -55,6 +58,13 @@ pub mod keys {
     /// in one cluster slot).
     pub fn user_index(user_id: &Uuid) -> String {
         format!("user-sessions:{{{user_id}}}")
+    }
+
+    /// `user-revocations:{<user_id>}`: how many times the user's sessions were revoked,
+    /// counted twice per revocation (odd while one runs), so a rotation can tell that one
+    /// overlapped it (same slot as the user's index).
+    pub fn user_revocations(user_id: &Uuid) -> String {
+        format!("user-revocations:{{{user_id}}}")
     }
 
     /// `<context>:<id>`: a member of the per-user index.
@@ -91,10 +101,11 @@ local user = string.match(v, '"user_id"%s*:%s*"([%x%-]+)"')
 return user or 1
 "#;
 
-/// Adds (or moves) one member of a user's index, drops dead members (score, the session's
-/// `expires_at`, at or before `now` = ARGV[3]), and lets the index key expire with the user's
-/// last session.
+/// Adds (or moves) one member of a user's index, removes the member ARGV[4] if given (a
+/// rotated id), drops dead members (score, the session's `expires_at`, at or before `now` =
+/// ARGV[3]), and lets the index key expire with the user's last session.
 const INDEX_ADD: &str = r#"
+if ARGV[4] then redis.call('ZREM', KEYS[1], ARGV[4]) end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -318,19 +329,125 @@ impl RedisStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
+        self.index_replace(user_id, member, None, expires_at, now)
+            .await
+    }
+
+    /// [`index_add`](Self::index_add), removing `replaced` in the same script.
+    async fn index_replace(
+        &self,
+        user_id: &Uuid,
+        member: String,
+        replaced: Option<String>,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let script = self.index_add.clone();
         let key = keys::user_index(user_id);
         self.run(|mut c| async move {
-            script
-                .key(key)
-                .arg(member)
-                .arg(expires_at)
-                .arg(now)
-                .invoke_async::<i64>(&mut c)
-                .await
+            let mut invocation = script.key(key);
+            invocation.arg(member).arg(expires_at).arg(now);
+            if let Some(replaced) = replaced {
+                invocation.arg(replaced);
+            }
+            invocation.invoke_async::<i64>(&mut c).await
         })
         .await
         .map(drop)
+    }
+
+    /// The user's revocation count ([`keys::user_revocations`]); 0 when none is known.
+    async fn revocations(&self, user_id: &Uuid) -> Result<i64, StoreError> {
+        let key = keys::user_revocations(user_id);
+        let count: Option<i64> = self
+            .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    /// Counts one edge of a revocation (its start or its end). The count outlives any one
+    /// revocation by a minute: a revocation that dies half-way leaves it odd, and rotations of
+    /// the user's sessions fail (closed) until it expires.
+    async fn count_revocation(&self, user_id: &Uuid) -> Result<(), StoreError> {
+        let key = keys::user_revocations(user_id);
+        self.run(|mut c| async move {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg(&key)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(REVOCATION_COUNT_TTL_MS)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Moves `old` to `new`: see [`SessionStore::rotate`]. A key cannot be renamed across
+    /// cluster slots, so the record is *taken* (`GETDEL`: from then on `old` is gone, whoever
+    /// asks) and written under `new`; a revoke-all of the user that overlaps the move is seen
+    /// through the user's revocation count, read before the take and after the write, and
+    /// undoes the write.
+    async fn move_session(
+        &self,
+        context: &AppContext,
+        old: &SessionId,
+        new: &SessionId,
+        user_id: &Uuid,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let before = self.revocations(user_id).await?;
+        let old_key = keys::session(context, old);
+        let taken = old_key.clone();
+        let bytes: Option<Vec<u8>> = self
+            .run(|mut c| async move { redis::cmd("GETDEL").arg(taken).query_async(&mut c).await })
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let record =
+            Self::parse(&old_key, &bytes).filter(|r| !r.is_expired(now) && r.user_id == *user_id);
+        let Some(record) = record.filter(|_| before % 2 == 0) else {
+            // Expired, unreadable, or a revocation of the user is running: taken is ended.
+            return Ok(None);
+        };
+        let new_key = keys::session(context, new);
+        let ttl = ttl_secs(record.expires_at, now);
+        let set = self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(new_key)
+                .arg(bytes)
+                .arg("EX")
+                .arg(ttl)
+                .arg("NX")
+                .query_async::<Option<String>>(&mut c)
+                .await
+        });
+        let index = self.index_replace(
+            &record.user_id,
+            keys::index_member(context, new),
+            Some(keys::index_member(context, old)),
+            record.expires_at,
+            now,
+        );
+        let (set, index) = futures_util::future::join(set, index).await;
+        let written = set?.is_some();
+        index?;
+        if written && self.revocations(user_id).await? == before {
+            return Ok(Some(record));
+        }
+        // A revocation overlapped the move (or, impossibly for a fresh id, `new` was taken):
+        // the session ends here.
+        self.del(keys::session(context, new)).await?;
+        self.index_remove(
+            &keys::user_index(&record.user_id),
+            &[(context.clone(), new.clone())],
+        )
+        .await?;
+        Ok(None)
     }
 
     /// Parses a stored value; one that is not a record is a miss, logged, never deleted.
@@ -687,6 +804,17 @@ impl SessionStore for RedisStore {
         Box::pin(self.del(keys::session(context, id)))
     }
 
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.move_session(context, old, new, user_id, now))
+    }
+
     fn extend<'a>(
         &'a self,
         context: &'a AppContext,
@@ -733,6 +861,8 @@ impl SessionStore for RedisStore {
         now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
+            // Counted at the start and the end, so a rotation that overlaps it undoes itself.
+            self.count_revocation(user_id).await?;
             let index = keys::user_index(user_id);
             let members = self.index_members(&index, scope, now).await?;
             let deleted = join_all(
@@ -744,6 +874,7 @@ impl SessionStore for RedisStore {
             .into_iter()
             .collect::<Result<Vec<bool>, _>>()?;
             self.index_remove(&index, &members).await?;
+            self.count_revocation(user_id).await?;
             Ok(deleted.into_iter().filter(|d| *d).count() as u64)
         })
     }

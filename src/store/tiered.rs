@@ -225,6 +225,42 @@ impl TieredStore {
         }
     }
 
+    async fn move_session(
+        &self,
+        context: &AppContext,
+        old: &SessionId,
+        new: &SessionId,
+        user_id: &Uuid,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.rotate(context, old, new, user_id, now).await;
+        };
+        self.forget(context, old);
+        // The durable store decides, atomically; the fast copy follows.
+        if let Some(record) = durable.rotate(context, old, new, user_id, now).await? {
+            let moved = self.fast.rotate(context, old, new, user_id, now).await;
+            match moved {
+                Ok(Some(_)) => {}
+                // No fast copy to move (lost, or failed): write the new one; the old one
+                // (if any) is revoked in the durable store and dies at its revalidation.
+                Ok(None) | Err(_) => {
+                    self.fast_best_effort(moved.map(drop));
+                    self.fast_best_effort(self.fast.save(context, new, &record, now).await);
+                }
+            }
+            self.mark(context, new, now);
+            return Ok(Some(record));
+        }
+        if durable.contains(context, old, now).await? {
+            // Revoked or expired in the durable store: ended, whatever the fast copy says.
+            self.fast_best_effort(self.fast.delete(context, old, now).await.map(drop));
+            return Ok(None);
+        }
+        // A Redis-only app's session: the fast store is its authority.
+        self.fast.rotate(context, old, new, user_id, now).await
+    }
+
     async fn slide(
         &self,
         context: &AppContext,
@@ -337,6 +373,17 @@ impl SessionStore for TieredStore {
         now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(self.remove(context, id, now))
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(self.move_session(context, old, new, user_id, now))
     }
 
     fn extend<'a>(
@@ -452,6 +499,29 @@ impl SessionStore for WriteThroughStore {
             let existed = self.primary.delete(context, id, now).await?;
             Self::warm_result(self.warm.delete(context, id, now).await);
             Ok(existed)
+        })
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(async move {
+            let moved = self.primary.rotate(context, old, new, user_id, now).await?;
+            if let Some(record) = &moved {
+                match self.warm.rotate(context, old, new, user_id, now).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => Self::warm_result(self.warm.save(context, new, record, now).await),
+                    Err(error) => Self::warm_result::<()>(Err(error)),
+                }
+            } else {
+                Self::warm_result(self.warm.delete(context, old, now).await);
+            }
+            Ok(moved)
         })
     }
 
@@ -597,6 +667,16 @@ mod tests {
                 now: i64,
             ) -> BoxFuture<'a, Result<bool, StoreError>> {
                 self.0.extend(c, id, at, now)
+            }
+            fn rotate<'a>(
+                &'a self,
+                c: &'a AppContext,
+                old: &'a SessionId,
+                new: &'a SessionId,
+                u: &'a Uuid,
+                now: i64,
+            ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+                self.0.rotate(c, old, new, u, now)
             }
             fn delete_user_sessions<'a>(
                 &'a self,

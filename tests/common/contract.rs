@@ -89,6 +89,72 @@ pub async fn store_contract_with(
     assert!(!store.extend(&web, &id, later, t).await.unwrap());
     assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
 
+    // rotate moves a live record to a new id, once, in its own context only; never a deleted
+    // or expired one, and then writes nothing
+    let moving = SessionId::generate().unwrap();
+    let moving_rec = record(user, t, minute);
+    store.save(&web, &moving, &moving_rec, t).await.unwrap();
+    let (moved_to, elsewhere) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    assert_eq!(
+        store
+            .rotate(&admin, &moving, &elsewhere, &user, t)
+            .await
+            .unwrap(),
+        None,
+        "rotated across contexts"
+    );
+    assert_eq!(
+        store
+            .rotate(&web, &moving, &moved_to, &user, t)
+            .await
+            .unwrap(),
+        Some(moving_rec.clone())
+    );
+    assert_eq!(store.load(&web, &moving, t).await.unwrap(), None);
+    assert_eq!(
+        store.load(&web, &moved_to, t).await.unwrap(),
+        Some(moving_rec.clone())
+    );
+    assert_eq!(
+        store
+            .rotate(&web, &moving, &elsewhere, &user, t)
+            .await
+            .unwrap(),
+        None,
+        "the old id moved twice"
+    );
+    assert!(store.delete(&web, &moved_to, t).await.unwrap());
+    assert_eq!(
+        store
+            .rotate(&web, &moved_to, &elsewhere, &user, t)
+            .await
+            .unwrap(),
+        None,
+        "a deleted session moved"
+    );
+    let expiring = SessionId::generate().unwrap();
+    store.save(&web, &expiring, &moving_rec, t).await.unwrap();
+    assert_eq!(
+        store
+            .rotate(&web, &expiring, &elsewhere, &user, moving_rec.expires_at)
+            .await
+            .unwrap(),
+        None,
+        "an expired session moved"
+    );
+    for ctx in [&web, &admin] {
+        assert_eq!(
+            store.load(ctx, &elsewhere, t).await.unwrap(),
+            None,
+            "a failed move wrote"
+        );
+    }
+    // (whether the expired record is gone or only expired is the store's affair)
+    store.delete(&web, &expiring, t).await.unwrap();
+
     // expiry: live until expires_at, never returned from then on, never extended after it
     let short = SessionId::generate().unwrap();
     let short_rec = record(user, t, Duration::from_secs(5));

@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod pg;
+pub mod races;
 pub mod redis_server;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -100,6 +101,16 @@ impl SessionStore for CountingStore {
         now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         guarded!(self, true, self.inner.extend(c, id, at, now))
+    }
+    fn rotate<'a>(
+        &'a self,
+        c: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        u: &'a Uuid,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        guarded!(self, true, self.inner.rotate(c, old, new, u, now))
     }
     fn delete_user_sessions<'a>(
         &'a self,
