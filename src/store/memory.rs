@@ -226,9 +226,7 @@ impl SessionStore for MemoryStore {
         // One critical section: a delete either ran before (nothing to move) or runs after
         // (and finds the record under `new` through the user's index).
         let moved = self.write(|s| {
-            if s.live(context, old, now).is_none() {
-                return None;
-            }
+            s.live(context, old, now)?;
             let record = s.remove(context, old)?;
             s.insert(context, new, record.clone());
             Some(record)
