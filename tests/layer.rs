@@ -928,3 +928,8 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
         rotation_racing(&sessions, &app, &gate, user.id, ender).await;
     }
 }
+
+#[tokio::test]
+async fn hostile_emails_never_shadow_an_account_in_memory() {
+    common::emails::hostile_emails(&MemoryUsers::new()).await;
+}

@@ -561,7 +561,16 @@ async fn a_users_session_id_older_than_the_absolute_lifetime_is_refused() {
         .await
         .unwrap();
     assert_eq!(column, None);
-    // A recent login with the same column works.
+    // Without a last login nothing tells the token's age: refused, not trusted forever.
+    sqlx::query("UPDATE users SET session_id = $1, last_login_at = NULL WHERE id = $2")
+        .bind(legacy.as_str())
+        .bind(root.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(me_bearer(&web, legacy.as_str()).await, unauthorized());
+    // A recent login with the same column works, until the absolute lifetime from that
+    // login is over (as the layer's clock says).
     sqlx::query("UPDATE users SET session_id = $1, last_login_at = now() WHERE id = $2")
         .bind(legacy.as_str())
         .bind(root.id)
@@ -569,6 +578,25 @@ async fn a_users_session_id_older_than_the_absolute_lifetime_is_refused() {
         .await
         .unwrap();
     assert_eq!(me_bearer(&web, legacy.as_str()).await.0, 200);
+    let last_login: DateTime<Utc> =
+        sqlx::query_scalar("SELECT last_login_at FROM users WHERE id = $1")
+            .bind(root.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let clock = ManualClock::at(last_login.timestamp_millis());
+    let timed = routes().layer(
+        sessions
+            .clone()
+            .clock(clock.clone())
+            .layer(AppContext::Web)
+            .legacy_fallback(true)
+            .absolute_timeout(Duration::from_secs(3600)),
+    );
+    clock.advance(Duration::from_millis(3_599_999));
+    assert_eq!(me_bearer(&timed, legacy.as_str()).await.0, 200);
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(me_bearer(&timed, legacy.as_str()).await, unauthorized());
 }
 
 #[tokio::test]
@@ -577,7 +605,7 @@ async fn users_session_id_opens_the_web_layer_only_with_the_fallback() {
     let users = PgUsers::new(db.pool.clone());
     let root = new_user(&users, "root", Role::Admin).await;
     let legacy = SessionId::generate().unwrap();
-    sqlx::query("UPDATE users SET session_id = $1 WHERE id = $2")
+    sqlx::query("UPDATE users SET session_id = $1, last_login_at = now() WHERE id = $2")
         .bind(legacy.as_str())
         .bind(root.id)
         .execute(&db.pool)
@@ -613,7 +641,7 @@ async fn users_session_id_opens_the_web_layer_only_with_the_fallback() {
     // An id two users share is ambiguous: neither is chosen.
     let twin = new_user(&users, "twin", Role::User).await;
     let shared = SessionId::generate().unwrap();
-    sqlx::query("UPDATE users SET session_id = $1 WHERE id = ANY($2)")
+    sqlx::query("UPDATE users SET session_id = $1, last_login_at = now() WHERE id = ANY($2)")
         .bind(shared.as_str())
         .bind(vec![
             twin.id,
@@ -1228,5 +1256,49 @@ async fn a_rotation_revokes_the_old_row_and_copies_it_under_the_new_id() {
             .await
             .unwrap(),
         None
+    );
+}
+
+#[tokio::test]
+async fn hostile_emails_never_shadow_an_account_on_postgres() {
+    let db = TestDb::migrated().await;
+    common::emails::hostile_emails(&PgUsers::new(db.pool.clone())).await;
+    // A row the TypeScript app wrote with mixed ASCII case still logs in, and a Kelvin-sign
+    // look-alike of it can neither register nor find it.
+    let users = PgUsers::new(db.pool.clone());
+    let typed = format!("Kate.{}@Example.com", Uuid::new_v4().simple());
+    let id: Uuid = sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
+        .bind(&typed)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let lower = typed.to_ascii_lowercase();
+    assert_eq!(
+        users.find_by_email(&lower).await.unwrap().map(|u| u.id),
+        Some(id)
+    );
+    let kelvin = lower.replacen('k', "\u{212A}", 1);
+    assert!(users.find_by_email(&kelvin).await.unwrap().is_none());
+    assert!(matches!(
+        users.create(User::new(kelvin, Role::User)).await,
+        Err(UserError::InvalidEmail(_))
+    ));
+    // lower() would have folded a stored Kelvin sign (written by another app) onto `k`; the
+    // ASCII-only folding does not, so such a row shadows nobody.
+    let stored_kelvin = format!("\u{212A}im.{}@example.com", Uuid::new_v4().simple());
+    sqlx::query("INSERT INTO users (email) VALUES ($1)")
+        .bind(&stored_kelvin)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let kim = stored_kelvin.replacen('\u{212A}', "k", 1);
+    assert!(users.find_by_email(&kim).await.unwrap().is_none());
+    let created = users
+        .create(User::new(kim.clone(), Role::User))
+        .await
+        .unwrap();
+    assert_eq!(
+        users.find_by_email(&kim).await.unwrap().map(|u| u.id),
+        Some(created.id)
     );
 }

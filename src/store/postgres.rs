@@ -409,11 +409,16 @@ impl PgSessionStore {
             return Ok(None);
         };
         // `users.session_id` has no expiry of its own. The last login stands in for the
-        // creation time, so the layer's absolute lifetime still ends it; a short expiry makes
-        // every request re-read the column, so clearing it takes effect at once.
+        // creation time, so the layer's absolute lifetime counts from it; without a last login
+        // nothing tells how old the token is, and it is refused. A short expiry makes every
+        // request re-read the column, so clearing it takes effect at once.
+        let Some(last_login) = last_login else {
+            tracing::debug!("a users.session_id without last_login_at refused: its age is unknown");
+            return Ok(None);
+        };
         Ok(Some(SessionRecord {
             user_id,
-            created_at: last_login.map_or(now, |at| at.timestamp_millis()),
+            created_at: last_login.timestamp_millis(),
             expires_at: now + 60_000,
             ip: None,
             user_agent: None,

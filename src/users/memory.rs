@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{PermissionGrant, User, UserError, UserRepository, UserResolver};
+use super::{canonical_email, PermissionGrant, User, UserError, UserRepository, UserResolver};
 use crate::store::{ready, BoxFuture, StoreError};
 use crate::AppContext;
 
@@ -39,10 +39,6 @@ struct Directory {
 /// Permission → expiry (`None`: never).
 type Grants = HashMap<String, Option<DateTime<Utc>>>;
 
-fn email_key(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
 impl MemoryUsers {
     /// An empty directory.
     #[must_use]
@@ -60,16 +56,19 @@ impl MemoryUsers {
         self.len() == 0
     }
 
-    /// Inserts a user now (the synchronous form of [`UserRepository::create`]).
+    /// Inserts a user now (the synchronous form of [`UserRepository::create`]), with the
+    /// email in its canonical form.
     ///
     /// # Errors
-    /// [`UserError::EmailTaken`] if the email is already used.
-    pub fn insert(&self, user: User) -> Result<Arc<User>, UserError> {
+    /// [`UserError::EmailTaken`] if the email is already used, [`UserError::InvalidEmail`]
+    /// if it has no canonical form.
+    pub fn insert(&self, mut user: User) -> Result<Arc<User>, UserError> {
+        let key = canonical_email(&user.email)?;
         self.write(|d| {
-            let key = email_key(&user.email);
             if d.by_email.contains_key(&key) {
                 return Err(UserError::EmailTaken);
             }
+            user.email.clone_from(&key);
             let user = Arc::new(user);
             d.by_email.insert(key, user.id);
             d.by_id.insert(user.id, Arc::clone(&user));
@@ -82,7 +81,7 @@ impl MemoryUsers {
     pub fn remove(&self, user_id: &Uuid) -> Option<Arc<User>> {
         self.write(|d| {
             let user = d.by_id.remove(user_id)?;
-            d.by_email.remove(&email_key(&user.email));
+            d.by_email.remove(&user.email);
             d.permissions.retain(|(id, _), _| id != user_id);
             Some(user)
         })
@@ -150,7 +149,9 @@ impl UserRepository for MemoryUsers {
         &'a self,
         email: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        let key = email_key(email);
+        let Ok(key) = canonical_email(email) else {
+            return ready(Ok(None));
+        };
         ready(Ok(self.read(|d| {
             d.by_email.get(&key).and_then(|id| d.by_id.get(id)).cloned()
         })))
@@ -160,12 +161,17 @@ impl UserRepository for MemoryUsers {
         ready(self.insert(user))
     }
 
-    fn update(&self, user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>> {
+    fn update(&self, mut user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>> {
+        let new_key = match canonical_email(&user.email) {
+            Ok(key) => key,
+            Err(error) => return ready(Err(error.into())),
+        };
+        user.email.clone_from(&new_key);
         ready(self.write(|d| {
             let Some(old) = d.by_id.get(&user.id).cloned() else {
                 return Ok(None);
             };
-            let (old_key, new_key) = (email_key(&old.email), email_key(&user.email));
+            let old_key = old.email.clone();
             if old_key != new_key {
                 if d.by_email.contains_key(&new_key) {
                     return Err(UserError::EmailTaken);

@@ -13,6 +13,8 @@ use uuid::Uuid;
 use crate::store::{BoxFuture, StoreError};
 use crate::AppContext;
 
+mod email;
+pub use email::{canonical_email, EmailError, MAX_EMAIL_BYTES};
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "memory")]
@@ -214,17 +216,23 @@ pub enum UserError {
     /// Another user has this email (`users_email_key`).
     #[error("a user with this email already exists")]
     EmailTaken,
+    /// The email has no canonical form ([`canonical_email`]); nothing was written.
+    #[error(transparent)]
+    InvalidEmail(#[from] EmailError),
     /// The backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// The user operations of the seed's `ProductionUserManager`: what login and registration
-/// need on top of [`UserResolver`].
+/// The user operations of the TypeScript apps' `ProductionUserManager`: what login and
+/// registration need on top of [`UserResolver`].
 ///
-/// Emails are compared case-insensitively.
+/// Emails are stored and compared in their [`canonical_email`] form (ASCII letters
+/// compared without case); an address without one is never stored
+/// ([`UserError::InvalidEmail`]) and never found.
 pub trait UserRepository: UserResolver<User = User> {
-    /// The user with this email.
+    /// The user with this email; `None` (without any I/O) for an address that has no
+    /// [`canonical_email`] form.
     fn find_by_email<'a>(
         &'a self,
         email: &'a str,

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use super::{PermissionGrant, Role, User, UserError, UserRepository, UserResolver};
+use super::{
+    canonical_email, PermissionGrant, Role, User, UserError, UserRepository, UserResolver,
+};
 use crate::clock::Clock;
 use crate::record::duration_ms;
 use crate::store::postgres::{pg_context, timed, BACKEND};
@@ -91,6 +93,15 @@ fn grant_slot(label: &str) -> usize {
     usize::from(label == "admin")
 }
 
+/// `users.email` with its ASCII letters lowercased and nothing else changed: the SQL side of
+/// [`canonical_email`]. (`lower()` would map non-ASCII letters too, and some of them to ASCII
+/// ones: `lower('\u{212A}')` is `k`.)
+macro_rules! ascii_folded_email {
+    () => {
+        "translate(email, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+    };
+}
+
 // The columns of `User`, once: every statement below is a literal, so none is formatted per
 // request and sqlx finds its prepared statement by a static string.
 macro_rules! user_columns {
@@ -115,7 +126,9 @@ const BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE em
 const BY_FOLDED_EMAIL: &str = concat!(
     "SELECT ",
     user_columns!(),
-    " FROM users WHERE lower(email) = $1 LIMIT 2"
+    " FROM users WHERE ",
+    ascii_folded_email!(),
+    " = $1 LIMIT 2"
 );
 /// Whether the context `$1` holds any permission row, expired ones included.
 const ANY_GRANT: &str = "SELECT EXISTS (SELECT 1 FROM user_permissions \
@@ -158,10 +171,6 @@ fn user(row: UserRow, permissions: Vec<String>) -> Result<User, StoreError> {
         last_login_at,
         permissions,
     })
-}
-
-fn normalize(email: &str) -> String {
-    email.trim().to_lowercase()
 }
 
 impl PgUsers {
@@ -280,7 +289,10 @@ impl PgUsers {
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Arc<User>>, StoreError> {
-        let email = normalize(email);
+        // No user can have an address without a canonical form: found without asking.
+        let Ok(email) = canonical_email(email) else {
+            return Ok(None);
+        };
         let row: Option<UserRow> = timed(
             self.timeout,
             sqlx::query_as(BY_EMAIL)
@@ -291,7 +303,8 @@ impl PgUsers {
         let row = match row {
             Some(row) => Some(row),
             // Rows written by other apps may keep the case the user typed; the unique index is
-            // case-sensitive, so accept a case-insensitive match only when it is unambiguous.
+            // case-sensitive, so accept an ASCII-case-insensitive match only when it is
+            // unambiguous.
             None => {
                 let rows: Vec<UserRow> = timed(
                     self.timeout,
@@ -314,21 +327,22 @@ impl PgUsers {
     /// letter case. `users_email_key` is case-sensitive (it is Prisma's, so it stays as it is)
     /// while logins match emails case-insensitively, so the check is done here, under an
     /// advisory lock on the folded email that serializes concurrent writers of it.
-    async fn write_unique<T, F>(&self, id: Uuid, email: &str, write: F) -> Result<T, UserError>
+    async fn write_unique<T, F>(&self, id: Uuid, folded: &str, write: F) -> Result<T, UserError>
     where
         F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     {
-        let folded = normalize(email);
         let work = async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(&folded)
+                .bind(folded)
                 .execute(&mut *tx)
                 .await?;
-            let (taken,): (bool,) = sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1 AND id <> $2)",
-            )
-            .bind(&folded)
+            let (taken,): (bool,) = sqlx::query_as(concat!(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE ",
+                ascii_folded_email!(),
+                " = $1 AND id <> $2)"
+            ))
+            .bind(folded)
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -347,9 +361,9 @@ impl PgUsers {
     }
 
     async fn insert(&self, new: User) -> Result<Arc<User>, UserError> {
-        let email = normalize(&new.email);
+        let email = canonical_email(&new.email)?;
         let row: UserRow = self
-            .write_unique(new.id, &new.email, |conn| {
+            .write_unique(new.id, &email.clone(), |conn| {
                 Box::pin(async move {
                     let sql = format!(
                         "INSERT INTO users (id, email, hashed_password, is_verified, role, created_at, last_login_at) \
@@ -372,9 +386,9 @@ impl PgUsers {
     }
 
     async fn replace(&self, changed: User) -> Result<Option<Arc<User>>, UserError> {
-        let email = normalize(&changed.email);
+        let email = canonical_email(&changed.email)?;
         let row: Option<UserRow> = self
-            .write_unique(changed.id, &changed.email, |conn| {
+            .write_unique(changed.id, &email.clone(), |conn| {
                 Box::pin(async move {
                     let sql = format!(
                         "UPDATE users SET email = $2, hashed_password = $3, is_verified = $4, \

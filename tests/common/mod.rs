@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod emails;
 pub mod pg;
 pub mod races;
 pub mod redis_server;
