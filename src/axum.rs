@@ -120,8 +120,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 /// any other failed login, logout or rotation is a backend failure: `503`, never `500`.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        if let SessionError::Ended = self {
-            return rejection(SessionStatus::Anonymous);
+        match self {
+            SessionError::Ended => return rejection(SessionStatus::Anonymous),
+            SessionError::LimitReached => {
+                let body = r#"{"error":"session_limit"}"#;
+                let mut response = (StatusCode::CONFLICT, body).into_response();
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return response;
+            }
+            _ => {}
         }
         tracing::warn!(error = %self, "session operation failed");
         rejection(SessionStatus::Unavailable)

@@ -9,6 +9,7 @@
 //! | `DATABASE_URL` or `DATABASE_IDENTITY_URL` | the PostgreSQL user database | required in production |
 //! | `DATABASE_WEB_URL` | the web app's own database | optional |
 //! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
+//! | `SESSION_MAX_PER_USER` | sessions a user may have per context; a login beyond it ends the least recently used ([`SessionLayer::max_sessions_per_user`]) | unset or `0`: no limit |
 //!
 //! Production without its backends is a startup error that names the missing variable;
 //! there is never a silent fallback to memory.
@@ -251,6 +252,14 @@ impl Sessions {
     #[cfg(feature = "memory")]
     pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let max_per_user = parse_number(&get, "SESSION_MAX_PER_USER", 0)?;
+        let mut sessions = Self::from_variables(&get).await?;
+        sessions.settings.session_limit.max = usize::try_from(max_per_user).unwrap_or(usize::MAX);
+        Ok(sessions)
+    }
+
+    #[cfg(feature = "memory")]
+    async fn from_variables(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let environment: Environment = match get("SESSION_ENV") {
             Some(v) => v.parse()?,
             None => Environment::Mock,
@@ -285,8 +294,8 @@ impl Sessions {
                 fix: "set REDIS_URL=redis://host:6379 (or rediss://user:password@host:port), or use SESSION_ENV=mock for in-memory sessions",
             });
         };
-        let max_retries = parse_number(&get, "REDIS_MAX_RETRIES", 3)?;
-        let revalidate = parse_number(&get, "SESSION_REVALIDATE_SECS", 5)?;
+        let max_retries = parse_number(get, "REDIS_MAX_RETRIES", 3)?;
+        let revalidate = parse_number(get, "SESSION_REVALIDATE_SECS", 5)?;
         // DATABASE_IDENTITY_URL (the seed's multi-database setup) wins over DATABASE_URL.
         let identity = get("DATABASE_IDENTITY_URL")
             .map(|url| ("DATABASE_IDENTITY_URL", url))

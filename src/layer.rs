@@ -46,6 +46,7 @@ pub(crate) struct Settings {
     pub(crate) touch_interval: Duration,
     pub(crate) legacy_contexts: Vec<AppContext>,
     pub(crate) clock: Clock,
+    pub(crate) session_limit: crate::session::SessionLimit,
     /// The web app's database, reachable through [`Session::web`] in the `web` context.
     #[cfg(feature = "postgres")]
     pub(crate) web_db: Option<crate::webdb::WebDatabase>,
@@ -60,6 +61,7 @@ impl Default for Settings {
             touch_interval: Duration::from_secs(60),
             legacy_contexts: Vec::new(),
             clock: Clock::system(),
+            session_limit: crate::session::SessionLimit::default(),
             #[cfg(feature = "postgres")]
             web_db: None,
         }
@@ -402,6 +404,24 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// Whether this layer reads legacy keys.
     pub fn legacy_fallback_enabled(&self) -> bool {
         self.shared.legacy_active()
+    }
+
+    /// Allows each user at most `max` sessions in this layer's context (`0`: no limit, the
+    /// default). A login beyond it ends the user's least recently used sessions at once,
+    /// unless [`over_limit`](Self::over_limit) says to refuse it. Sessions are counted
+    /// through the store's per-user listing: in Redis, sessions the TypeScript apps wrote
+    /// without the per-user index are not counted. `SESSION_MAX_PER_USER` sets it for every
+    /// layer of [`Sessions::from_env`](crate::Sessions::from_env).
+    pub fn max_sessions_per_user(mut self, max: usize) -> Self {
+        self.shared_mut().settings.session_limit.max = max;
+        self
+    }
+
+    /// What a login over [`max_sessions_per_user`](Self::max_sessions_per_user) does
+    /// (default: [`OverLimit::EvictLeastRecentlyUsed`](crate::OverLimit)).
+    pub fn over_limit(mut self, over: crate::session::OverLimit) -> Self {
+        self.shared_mut().settings.session_limit.over = over;
+        self
     }
 
     /// Reads the time from `clock` (default: the system clock). Every decision about a

@@ -74,7 +74,7 @@ pub use context::{AppContext, CustomContext, InvalidContext};
 pub use id::{RandomError, SessionId};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{SessionMetadata, SessionRecord};
-pub use session::{CurrentUser, Session, SessionError, SessionStatus};
+pub use session::{CurrentUser, OverLimit, Session, SessionError, SessionStatus};
 pub use store::{Scope, SessionStore, StoreError};
 pub use users::{Role, User, UserRepository, UserResolver};
 

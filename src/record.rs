@@ -72,32 +72,46 @@ impl SessionMetadata {
         Self::default()
     }
 
-    /// Sets the client address.
+    /// Sets the client address (cut to [`MAX_IP_BYTES`]).
     #[must_use]
     pub fn ip(mut self, ip: impl Into<String>) -> Self {
-        self.ip = Some(ip.into());
+        self.ip = Some(bounded(ip.into(), MAX_IP_BYTES));
         self
     }
 
-    /// Sets the client `User-Agent`.
+    /// Sets the client `User-Agent` (cut to [`MAX_USER_AGENT_BYTES`]).
     #[must_use]
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = Some(user_agent.into());
+        self.user_agent = Some(bounded(user_agent.into(), MAX_USER_AGENT_BYTES));
         self
     }
 
-    /// Takes the `User-Agent` from request headers (cut to 512 bytes; non-UTF-8 is ignored).
+    /// Takes the `User-Agent` from request headers (cut to [`MAX_USER_AGENT_BYTES`];
+    /// non-UTF-8 is ignored).
     #[must_use]
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
         let user_agent = headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| truncate(ua, 512).to_owned());
+            .map(|ua| truncate(ua, MAX_USER_AGENT_BYTES).to_owned());
         Self {
             ip: None,
             user_agent,
         }
     }
+}
+
+/// The longest `User-Agent` a session stores, in bytes; longer ones are cut (at a character
+/// boundary) by every store. A user agent costs memory and storage per session, and an
+/// attacker chooses it.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+/// The longest client address a session stores, in bytes (an IPv6 address with a zone fits).
+pub const MAX_IP_BYTES: usize = 64;
+
+fn bounded(mut s: String, max: usize) -> String {
+    let len = truncate(&s, max).len();
+    s.truncate(len);
+    s
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -118,9 +132,27 @@ impl SessionRecord {
             user_id,
             created_at: now_ms,
             expires_at: now_ms.saturating_add(duration_ms(ttl)),
-            ip: metadata.ip,
-            user_agent: metadata.user_agent,
+            ip: metadata.ip.map(|ip| bounded(ip, MAX_IP_BYTES)),
+            user_agent: metadata
+                .user_agent
+                .map(|ua| bounded(ua, MAX_USER_AGENT_BYTES)),
         }
+    }
+
+    /// The record as a store writes it: its client address and user agent cut to
+    /// [`MAX_IP_BYTES`] and [`MAX_USER_AGENT_BYTES`] (borrowed when they fit, as they do for
+    /// every record made by [`SessionRecord::new`]).
+    pub fn bounded(&self) -> std::borrow::Cow<'_, Self> {
+        let fits = |s: &Option<String>, max| s.as_ref().is_none_or(|s| s.len() <= max);
+        if fits(&self.ip, MAX_IP_BYTES) && fits(&self.user_agent, MAX_USER_AGENT_BYTES) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut record = self.clone();
+        record.ip = record.ip.map(|ip| bounded(ip, MAX_IP_BYTES));
+        record.user_agent = record
+            .user_agent
+            .map(|ua| bounded(ua, MAX_USER_AGENT_BYTES));
+        std::borrow::Cow::Owned(record)
     }
 
     /// Parses a stored value.
@@ -248,5 +280,26 @@ mod tests {
         );
         let meta = SessionMetadata::from_headers(&headers);
         assert_eq!(meta.user_agent.unwrap().len(), 512);
+    }
+
+    #[test]
+    fn user_agents_and_addresses_are_bounded_everywhere_they_enter() {
+        let huge = "é".repeat(10_000);
+        let meta = SessionMetadata::new()
+            .user_agent(huge.clone())
+            .ip(huge.clone());
+        assert_eq!(meta.user_agent.as_ref().unwrap().len(), 512);
+        assert_eq!(meta.ip.as_ref().unwrap().len(), 64);
+        let mut record = SessionRecord::new(USER.parse().unwrap(), meta, 0, Duration::ZERO);
+        assert!(matches!(record.bounded(), std::borrow::Cow::Borrowed(_)));
+        record.user_agent = Some(huge);
+        let bounded = record.bounded();
+        assert_eq!(bounded.user_agent.as_ref().unwrap().len(), 512);
+        assert!(bounded
+            .user_agent
+            .as_ref()
+            .unwrap()
+            .chars()
+            .all(|c| c == 'é'));
     }
 }

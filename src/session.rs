@@ -95,6 +95,40 @@ pub enum SessionError {
     /// be rotated; nothing was written and the request is anonymous from here on (`401`).
     #[error("the session ended while the request ran")]
     Ended,
+    /// The user already has the most sessions the layer allows in this context and the
+    /// layer refuses new logins then ([`OverLimit::RefuseLogin`]); nothing was written
+    /// (`409` in axum handlers).
+    #[error("the user has too many sessions")]
+    LimitReached,
+}
+
+/// What a login does when the user already has the most sessions
+/// [`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)
+/// allows in the layer's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// The new session is made and the least recently used ones (those closest to expiry,
+    /// since every use slides it) end at once. The default.
+    #[default]
+    EvictLeastRecentlyUsed,
+    /// The login is refused ([`SessionError::LimitReached`]); the user signs out elsewhere
+    /// first.
+    RefuseLogin,
+}
+
+/// A per-user session limit of a layer: at most `max` sessions in its context (`0`: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SessionLimit {
+    pub(crate) max: usize,
+    pub(crate) over: OverLimit,
+}
+
+impl SessionLimit {
+    /// The limit, if there is one and it is enforced with `over`.
+    fn when(self, over: OverLimit) -> Option<usize> {
+        (self.max > 0 && self.over == over).then_some(self.max)
+    }
 }
 
 /// The request's session: inspect it, log in, log out, rotate the id.
@@ -255,13 +289,61 @@ impl Session {
         metadata: SessionMetadata,
     ) -> Result<SessionId, SessionError> {
         let now = self.now();
-        let record = SessionRecord::new(
-            user_id,
-            metadata,
-            now,
-            self.inner.shared.settings.first_ttl(),
-        );
-        self.replace(record, now).await
+        let shared = &self.inner.shared;
+        let limit = shared.settings.session_limit;
+        if let Some(max) = limit.when(OverLimit::RefuseLogin) {
+            // The request's own session is replaced by this login: it does not count.
+            let current = self.state().current.as_ref().map(|c| c.id.clone());
+            let others = shared
+                .store
+                .list_user_sessions(&user_id, Scope::Context(&shared.context), now)
+                .await?
+                .into_iter()
+                .filter(|s| Some(&s.id) != current.as_ref())
+                .count();
+            if others >= max {
+                return Err(SessionError::LimitReached);
+            }
+        }
+        let record = SessionRecord::new(user_id, metadata, now, shared.settings.first_ttl());
+        let id = self.replace(record, now).await?;
+        if let Some(max) = limit.when(OverLimit::EvictLeastRecentlyUsed) {
+            if let Err(error) = self.evict_over(&user_id, max, &id, now).await {
+                // The login stands; the next one trims the user's sessions again.
+                tracing::warn!(context = %shared.context, %error, "could not evict sessions over the per-user limit");
+            }
+        }
+        Ok(id)
+    }
+
+    /// Ends the user's least recently used sessions in this context (those closest to
+    /// expiry: every use slides the expiry) until at most `max` are left, `keep` among them.
+    async fn evict_over(
+        &self,
+        user_id: &Uuid,
+        max: usize,
+        keep: &SessionId,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let shared = &self.inner.shared;
+        let mut live = shared
+            .store
+            .list_user_sessions(user_id, Scope::Context(&shared.context), now)
+            .await?;
+        if live.len() <= max {
+            return Ok(());
+        }
+        live.retain(|s| s.id != *keep);
+        live.sort_by_key(|s| s.record.expires_at);
+        let excess = live.len() + 1 - max;
+        for evicted in &live[..excess] {
+            shared
+                .store
+                .delete(&shared.context, &evicted.id, now)
+                .await?;
+        }
+        tracing::debug!(context = %shared.context, evicted = excess, "sessions over the per-user limit evicted");
+        Ok(())
     }
 
     /// Moves the current session to a new id, keeping its user, creation time and expiry

@@ -933,3 +933,85 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
 async fn hostile_emails_never_shadow_an_account_in_memory() {
     common::emails::hostile_emails(&MemoryUsers::new()).await;
 }
+
+#[tokio::test]
+async fn the_per_user_session_limit_evicts_the_least_recently_used_or_refuses() {
+    let users = MemoryUsers::new();
+    let a = users
+        .insert(User::new("a@example.com", Role::User))
+        .unwrap();
+    let b = users
+        .insert(User::new("b@example.com", Role::User))
+        .unwrap();
+    let sessions = Sessions::new(tower_app_sessions::MemoryStore::new(), users);
+    common::limits::per_user_limit(sessions, a.id, b.id).await;
+}
+
+#[tokio::test]
+async fn session_max_per_user_from_the_environment() {
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::from_lookup(|var| (var == "SESSION_MAX_PER_USER").then(|| "2".into()))
+        .await
+        .unwrap()
+        .clock(clock.clone());
+    let alice = sessions
+        .users()
+        .create(User::new("alice@example.com", Role::User))
+        .await
+        .unwrap();
+    let app = common::routes().layer(sessions.layer(AppContext::Web));
+    let first = common::login(&app, alice.id).await;
+    clock.advance(Duration::from_secs(1));
+    let second = common::login(&app, alice.id).await;
+    clock.advance(Duration::from_secs(1));
+    let third = common::login(&app, alice.id).await;
+    let me = |t: String| {
+        let app = app.clone();
+        async move { send(&app, get("/me").bearer(&t).empty()).await.status }
+    };
+    assert_eq!(me(first).await, 401);
+    assert_eq!(me(second).await, 200);
+    assert_eq!(me(third).await, 200);
+    for bad in ["-1", "many"] {
+        let err = Sessions::from_lookup(|var| (var == "SESSION_MAX_PER_USER").then(|| bad.into()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("SESSION_MAX_PER_USER="),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_full_memory_store_ends_the_least_recently_used_session_at_once() {
+    let users = MemoryUsers::new();
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(
+        tower_app_sessions::MemoryStore::with_capacity(2),
+        users.clone(),
+    )
+    .clock(clock.clone());
+    let app = common::routes().layer(sessions.layer(AppContext::Web));
+    let mut tokens = Vec::new();
+    for n in 0..3 {
+        let user = users
+            .insert(User::new(format!("u{n}@example.com"), Role::User))
+            .unwrap();
+        tokens.push(common::login(&app, user.id).await);
+        clock.advance(Duration::from_secs(1));
+    }
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for t in &tokens {
+            v.push(
+                send(&app, get("/me").bearer(t).empty())
+                    .await
+                    .status
+                    .as_u16(),
+            );
+        }
+        v
+    };
+    assert_eq!(statuses, [401, 200, 200]);
+}

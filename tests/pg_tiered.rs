@@ -1221,3 +1221,21 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
     );
     send(&app, post("/logout").bearer(new.as_str()).empty()).await;
 }
+
+#[tokio::test]
+async fn the_per_user_session_limit_holds_on_postgres_and_the_tiered_store() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let (a, b) = (
+        new_user(&users, "a", Role::User).await,
+        new_user(&users, "b", Role::User).await,
+    );
+    let pg_only = Sessions::new(PgSessionStore::new(db.pool.clone()), users.clone());
+    common::limits::per_user_limit(pg_only, a.id, b.id).await;
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
+    );
+    common::limits::per_user_limit(Sessions::new(store, users), a.id, b.id).await;
+}

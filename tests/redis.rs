@@ -738,3 +738,21 @@ async fn a_rotated_typescript_session_keeps_its_bytes() {
         .unwrap());
     store.delete(&AppContext::Web, &new, now).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_per_user_session_limit_holds_on_redis() {
+    let users = MemoryUsers::new();
+    let a = users
+        .insert(User::new(
+            format!("a-{}@example.com", Uuid::new_v4()),
+            Role::User,
+        ))
+        .unwrap();
+    let b = users
+        .insert(User::new(
+            format!("b-{}@example.com", Uuid::new_v4()),
+            Role::User,
+        ))
+        .unwrap();
+    common::limits::per_user_limit(Sessions::new(store().await, users), a.id, b.id).await;
+}

@@ -20,9 +20,16 @@ const SWEEP_INTERVAL_MS: i64 = 30_000;
 /// [`MemoryStore::sweep`]). It is safe to share between tasks and threads; clones share the
 /// same data. Sessions do not survive a restart and are not shared between processes.
 ///
+/// Memory is bounded when you say so: [`with_capacity`](Self::with_capacity) caps the number
+/// of sessions (a new one then evicts those closest to expiry, that is the least recently
+/// used ones, since every use slides the expiry), and the layer's
+/// [`max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user) caps each user's.
+/// A session costs about 440 bytes of heap at most with a 100-byte user agent (ids are
+/// stored once, shared by the map and the per-user index; user agents are cut to 512 bytes).
+///
 /// ```
 /// use tower_app_sessions::MemoryStore;
-/// let store = MemoryStore::new();
+/// let store = MemoryStore::with_capacity(100_000);
 /// let same_data = store.clone();
 /// assert_eq!(store.len(), same_data.len());
 /// ```
@@ -31,51 +38,53 @@ pub struct MemoryStore {
     inner: Arc<RwLock<State>>,
 }
 
+/// A session id as the store keeps it: one allocation of its characters, shared by the
+/// context's map and the user's index (a [`SessionId`] is a 129-byte inline buffer).
+type Key = Arc<str>;
+
 #[derive(Default)]
 struct State {
-    sessions: ByContext,
-    by_user: HashMap<Uuid, HashSet<(AppContext, SessionId)>>,
+    /// The records of each context. There are a handful of contexts, so finding one by
+    /// equality is cheaper than hashing it on every lookup; a context's slot never changes.
+    contexts: Vec<(AppContext, HashMap<Key, SessionRecord>)>,
+    /// Each user's sessions, as (context slot, id).
+    by_user: HashMap<Uuid, HashSet<(usize, Key)>>,
+    len: usize,
+    capacity: Option<usize>,
     last_sweep_ms: i64,
 }
 
-/// The records of each context. There are a handful of contexts, so finding one by equality
-/// is cheaper than hashing it on every lookup.
-#[derive(Default)]
-struct ByContext(Vec<(AppContext, HashMap<SessionId, SessionRecord>)>);
-
-impl ByContext {
-    fn get(&self, context: &AppContext) -> Option<&HashMap<SessionId, SessionRecord>> {
-        self.0.iter().find(|(c, _)| c == context).map(|(_, m)| m)
-    }
-
-    fn get_mut(&mut self, context: &AppContext) -> Option<&mut HashMap<SessionId, SessionRecord>> {
-        self.0
-            .iter_mut()
-            .find(|(c, _)| c == context)
-            .map(|(_, m)| m)
-    }
-
-    fn entry(&mut self, context: &AppContext) -> &mut HashMap<SessionId, SessionRecord> {
-        let at = match self.0.iter().position(|(c, _)| c == context) {
-            Some(at) => at,
-            None => {
-                self.0.push((context.clone(), HashMap::new()));
-                self.0.len() - 1
-            }
-        };
-        &mut self.0[at].1
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&AppContext, &HashMap<SessionId, SessionRecord>)> {
-        self.0.iter().map(|(c, m)| (c, m))
-    }
-}
-
 impl State {
+    fn slot(&self, context: &AppContext) -> Option<usize> {
+        self.contexts.iter().position(|(c, _)| c == context)
+    }
+
+    fn slot_or_insert(&mut self, context: &AppContext) -> usize {
+        self.slot(context).unwrap_or_else(|| {
+            self.contexts.push((context.clone(), HashMap::new()));
+            self.contexts.len() - 1
+        })
+    }
+
+    fn get(&self, context: &AppContext, id: &SessionId) -> Option<&SessionRecord> {
+        let slot = self.slot(context)?;
+        self.contexts[slot].1.get(id.as_str())
+    }
+
+    fn live(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<&SessionRecord> {
+        self.get(context, id).filter(|r| !r.is_expired(now))
+    }
+
     fn remove(&mut self, context: &AppContext, id: &SessionId) -> Option<SessionRecord> {
-        let record = self.sessions.get_mut(context)?.remove(id)?;
+        let slot = self.slot(context)?;
+        self.remove_at(slot, id.as_str())
+    }
+
+    fn remove_at(&mut self, slot: usize, id: &str) -> Option<SessionRecord> {
+        let (key, record) = self.contexts[slot].1.remove_entry(id)?;
+        self.len -= 1;
         if let Some(ids) = self.by_user.get_mut(&record.user_id) {
-            ids.remove(&(context.clone(), id.clone()));
+            ids.remove(&(slot, key));
             if ids.is_empty() {
                 self.by_user.remove(&record.user_id);
             }
@@ -83,49 +92,113 @@ impl State {
         Some(record)
     }
 
-    fn insert(&mut self, context: &AppContext, id: &SessionId, record: SessionRecord) {
+    /// Inserts (or replaces) `record` under `id`, making room first if the store is full.
+    fn insert(&mut self, context: &AppContext, id: &SessionId, record: SessionRecord, now: i64) {
+        // Replacing a record of another user must not leave it in that user's index.
+        self.remove(context, id);
+        if self.capacity.is_some_and(|cap| self.len >= cap) {
+            self.make_room(now);
+        }
+        let slot = self.slot_or_insert(context);
+        let key: Key = Arc::from(id.as_str());
         self.by_user
             .entry(record.user_id)
             .or_default()
-            .insert((context.clone(), id.clone()));
-        self.sessions.entry(context).insert(id.clone(), record);
+            .insert((slot, Arc::clone(&key)));
+        self.contexts[slot].1.insert(key, record);
+        self.len += 1;
+    }
+
+    /// At capacity: sweeps, and if that frees nothing, evicts the sessions closest to expiry
+    /// (the least recently used), a sixty-fourth of the capacity at a time so that a full
+    /// store pays the scan once per many logins, not on each.
+    fn make_room(&mut self, now: i64) {
+        if self.sweep(now) > 0 {
+            return;
+        }
+        let cap = self.capacity.unwrap_or(self.len);
+        let batch = (cap / 64).max(1).min(self.len);
+        let mut oldest: Vec<(i64, usize, Key)> = self
+            .contexts
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, (_, map))| {
+                map.iter()
+                    .map(move |(key, r)| (r.expires_at, slot, Arc::clone(key)))
+            })
+            .collect();
+        if batch < oldest.len() {
+            oldest.select_nth_unstable_by_key(batch, |(expires_at, _, _)| *expires_at);
+            oldest.truncate(batch);
+        }
+        for (_, slot, key) in oldest {
+            self.remove_at(slot, &key);
+        }
+        tracing::debug!(
+            evicted = batch,
+            "memory session store full: evicted the sessions closest to expiry"
+        );
     }
 
     fn sweep(&mut self, now: i64) -> usize {
-        let expired: Vec<(AppContext, SessionId)> = self
-            .sessions
+        let expired: Vec<(usize, Key)> = self
+            .contexts
             .iter()
-            .flat_map(|(ctx, map)| {
+            .enumerate()
+            .flat_map(|(slot, (_, map))| {
                 map.iter()
                     .filter(|(_, r)| r.is_expired(now))
-                    .map(move |(id, _)| (ctx.clone(), id.clone()))
+                    .map(move |(key, _)| (slot, Arc::clone(key)))
             })
             .collect();
-        for (ctx, id) in &expired {
-            self.remove(ctx, id);
+        for (slot, key) in &expired {
+            self.remove_at(*slot, key);
         }
         self.last_sweep_ms = now;
         expired.len()
     }
 
-    fn live(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<&SessionRecord> {
-        self.sessions
-            .get(context)?
-            .get(id)
-            .filter(|r| !r.is_expired(now))
+    /// The user's sessions in `scope`, as (context slot, id).
+    fn of_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Vec<(usize, Key)> {
+        let wanted = match scope {
+            Scope::Context(context) => match self.slot(context) {
+                Some(slot) => Some(slot),
+                None => return Vec::new(),
+            },
+            Scope::AllContexts => None,
+        };
+        self.by_user
+            .get(user_id)
+            .map(|ids| {
+                ids.iter()
+                    .filter(|(slot, _)| wanted.is_none_or(|w| w == *slot))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store without a capacity.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store that holds at most `capacity` sessions: a new session in a full store
+    /// evicts the expired ones, or else those closest to expiry (least recently used); an
+    /// evicted session stops authenticating at once.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        let store = Self::default();
+        store.write(|s| s.capacity = Some(capacity.max(1)));
+        store
+    }
+
     /// Number of records held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.read(|s| s.sessions.iter().map(|(_, m)| m.len()).sum())
+        self.read(|s| s.len)
     }
 
     /// Whether the store holds no record.
@@ -133,7 +206,7 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Removes every expired record now; returns how many were removed.
+    /// Removes every expired record now (by the system clock); returns how many were removed.
     pub fn sweep(&self) -> usize {
         self.write(|s| s.sweep(now_ms()))
     }
@@ -141,7 +214,7 @@ impl MemoryStore {
     /// The live record of `id` in `context`; an expired one is removed now rather than
     /// waiting for the sweep.
     fn get(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<SessionRecord> {
-        let found = self.read(|s| match s.sessions.get(context).and_then(|m| m.get(id)) {
+        let found = self.read(|s| match s.get(context, id) {
             Some(r) if r.is_expired(now) => Err(()),
             Some(r) => Ok(Some(r.clone())),
             None => Ok(None),
@@ -197,9 +270,7 @@ impl SessionStore for MemoryStore {
             if now - s.last_sweep_ms >= SWEEP_INTERVAL_MS {
                 s.sweep(now);
             }
-            // Replacing a record of another user must not leave it in that user's index.
-            s.remove(context, id);
-            s.insert(context, id, record.clone());
+            s.insert(context, id, record.bounded().into_owned(), now);
         });
         ready(Ok(()))
     }
@@ -228,7 +299,7 @@ impl SessionStore for MemoryStore {
         let moved = self.write(|s| {
             s.live(context, old, now)?;
             let record = s.remove(context, old)?;
-            s.insert(context, new, record.clone());
+            s.insert(context, new, record.clone(), now);
             Some(record)
         });
         ready(Ok(moved))
@@ -241,16 +312,18 @@ impl SessionStore for MemoryStore {
         expires_at: i64,
         now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let extended =
-            self.write(
-                |s| match s.sessions.get_mut(context).and_then(|m| m.get_mut(id)) {
-                    Some(r) if !r.is_expired(now) => {
-                        r.expires_at = expires_at;
-                        true
-                    }
-                    _ => false,
-                },
-            );
+        let extended = self.write(|s| {
+            let Some(slot) = s.slot(context) else {
+                return false;
+            };
+            match s.contexts[slot].1.get_mut(id.as_str()) {
+                Some(r) if !r.is_expired(now) => {
+                    r.expires_at = expires_at;
+                    true
+                }
+                _ => false,
+            }
+        });
         ready(Ok(extended))
     }
 
@@ -261,19 +334,9 @@ impl SessionStore for MemoryStore {
         now: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let removed = self.write(|s| {
-            let targets: Vec<(AppContext, SessionId)> = s
-                .by_user
-                .get(user_id)
-                .map(|ids| {
-                    ids.iter()
-                        .filter(|(ctx, _)| in_scope(ctx, scope))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            targets
-                .iter()
-                .filter_map(|(ctx, id)| s.remove(ctx, id))
+            s.of_user(user_id, scope)
+                .into_iter()
+                .filter_map(|(slot, key)| s.remove_at(slot, &key))
                 .filter(|r| !r.is_expired(now))
                 .count() as u64
         });
@@ -287,28 +350,20 @@ impl SessionStore for MemoryStore {
         now: i64,
     ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
         let list = self.read(|s| {
-            let Some(ids) = s.by_user.get(user_id) else {
-                return Vec::new();
-            };
-            ids.iter()
-                .filter(|(ctx, _)| in_scope(ctx, scope))
-                .filter_map(|(ctx, id)| {
-                    s.live(ctx, id, now).map(|record| SessionInfo {
-                        id: id.clone(),
-                        context: ctx.clone(),
+            s.of_user(user_id, scope)
+                .into_iter()
+                .filter_map(|(slot, key)| {
+                    let (context, map) = &s.contexts[slot];
+                    let record = map.get(&key).filter(|r| !r.is_expired(now))?;
+                    Some(SessionInfo {
+                        id: SessionId::parse(&key)?,
+                        context: context.clone(),
                         record: record.clone(),
                     })
                 })
                 .collect()
         });
         ready(Ok(list))
-    }
-}
-
-fn in_scope(context: &AppContext, scope: Scope<'_>) -> bool {
-    match scope {
-        Scope::Context(wanted) => context == wanted,
-        Scope::AllContexts => true,
     }
 }
 
@@ -454,6 +509,59 @@ mod tests {
         );
         assert_eq!(store.delete_user_sessions(&user, all, T0).await.unwrap(), 1);
         assert_eq!(store.len(), 1, "the other user's session is untouched");
+    }
+
+    #[tokio::test]
+    async fn a_full_store_evicts_the_sessions_closest_to_expiry() {
+        let store = MemoryStore::with_capacity(128);
+        let web = AppContext::Web;
+        let user = Uuid::new_v4();
+        // 128 sessions, the i-th expiring i seconds after T0 + 1 h.
+        let ids: Vec<SessionId> = (0..128).map(|_| SessionId::generate().unwrap()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let mut r = record(user, 3_600_000);
+            r.expires_at += i as i64 * 1000;
+            store.save(&web, id, &r, T0).await.unwrap();
+        }
+        assert_eq!(store.len(), 128);
+        // One more: the store makes room by evicting the two closest to expiry (128 / 64).
+        let newest = SessionId::generate().unwrap();
+        store
+            .save(&web, &newest, &record(user, 7_200_000), T0)
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 127);
+        for id in &ids[..2] {
+            assert!(
+                store.load(&web, id, T0).await.unwrap().is_none(),
+                "not evicted"
+            );
+        }
+        for id in ids[2..].iter().chain([&newest]) {
+            assert!(store.load(&web, id, T0).await.unwrap().is_some(), "evicted");
+        }
+        let listed = store
+            .list_user_sessions(&user, Scope::AllContexts, T0)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 127, "the index follows the evictions");
+        // Expired sessions go first, before any live one is evicted.
+        let store = MemoryStore::with_capacity(2);
+        store
+            .save(&web, &ids[0], &record(user, 10), T0)
+            .await
+            .unwrap();
+        store
+            .save(&web, &ids[1], &record(user, 60_000), T0)
+            .await
+            .unwrap();
+        store
+            .save(&web, &ids[2], &record(user, 60_000), T0 + 10)
+            .await
+            .unwrap();
+        assert!(store.load(&web, &ids[1], T0 + 10).await.unwrap().is_some());
+        assert!(store.load(&web, &ids[2], T0 + 10).await.unwrap().is_some());
+        assert_eq!(store.len(), 2);
     }
 
     #[tokio::test]

@@ -206,6 +206,7 @@ impl PgSessionStore {
         rec: &SessionRecord,
     ) -> Result<(), StoreError> {
         let label = pg_context(context)?;
+        let rec = rec.bounded();
         // An id is never moved to another context nor revived once revoked.
         let written = timed(
             self.timeout,

@@ -729,7 +729,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let ttl_secs = ttl_secs(record.expires_at, now);
         let key = keys::session(context, id);
-        let json = record.to_json();
+        let json = record.bounded().to_json();
         let set = self.run(|mut c| async move {
             redis::cmd("SET")
                 .arg(key)

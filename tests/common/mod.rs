@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod emails;
+pub mod limits;
 pub mod pg;
 pub mod races;
 pub mod redis_server;
