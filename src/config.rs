@@ -9,6 +9,7 @@
 //! | `DATABASE_URL` or `DATABASE_IDENTITY_URL` | the PostgreSQL user database | required in production |
 //! | `DATABASE_WEB_URL` | the web app's own database | optional |
 //! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
+//! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose cookie-authenticated writes pass the [cross-origin check](crate::cross_origin) | none |
 //! | `SESSION_MAX_PER_USER` | sessions a user may have per context; a login beyond it ends the least recently used ([`SessionLayer::max_sessions_per_user`]) | unset or `0`: no limit |
 //!
 //! Production without its backends is a startup error that names the missing variable;
@@ -253,8 +254,19 @@ impl Sessions {
     pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
         let max_per_user = parse_number(&get, "SESSION_MAX_PER_USER", 0)?;
+        let cross_origin = match get("SESSION_TRUSTED_ORIGINS") {
+            None => crate::cross_origin::CrossOriginPolicy::default(),
+            Some(list) => crate::cross_origin::CrossOriginPolicy::default()
+                .trust_origins(list.split(',').map(str::trim).filter(|o| !o.is_empty()))
+                .map_err(|e| ConfigError::Invalid {
+                    var: "SESSION_TRUSTED_ORIGINS",
+                    value: e.origin,
+                    expected: "comma-separated origins such as https://admin.example.com,http://localhost:3000",
+                })?,
+        };
         let mut sessions = Self::from_variables(&get).await?;
         sessions.settings.session_limit.max = usize::try_from(max_per_user).unwrap_or(usize::MAX);
+        sessions.settings.cross_origin = cross_origin;
         Ok(sessions)
     }
 

@@ -29,7 +29,8 @@ use tower_service::Service;
 
 use crate::clock::Clock;
 use crate::cookie::{CookieConfig, SameSite};
-use crate::extract::{self, Credential};
+use crate::cross_origin::{self, CrossOriginPolicy};
+use crate::extract::{self, Credential, CredentialSource};
 use crate::record::{duration_ms as ms, remaining};
 use crate::session::SessionStatus;
 use crate::store::{BoxFuture, SessionStore};
@@ -47,6 +48,7 @@ pub(crate) struct Settings {
     pub(crate) legacy_contexts: Vec<AppContext>,
     pub(crate) clock: Clock,
     pub(crate) session_limit: crate::session::SessionLimit,
+    pub(crate) cross_origin: CrossOriginPolicy,
     /// The web app's database, reachable through [`Session::web`] in the `web` context.
     #[cfg(feature = "postgres")]
     pub(crate) web_db: Option<crate::webdb::WebDatabase>,
@@ -62,6 +64,7 @@ impl Default for Settings {
             legacy_contexts: Vec::new(),
             clock: Clock::system(),
             session_limit: crate::session::SessionLimit::default(),
+            cross_origin: CrossOriginPolicy::default(),
             #[cfg(feature = "postgres")]
             web_db: None,
         }
@@ -424,6 +427,14 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         self
     }
 
+    /// How cookie-authenticated writes from other origins are treated (default: refused
+    /// with `403`, see [`cross_origin`](crate::cross_origin)). `SESSION_TRUSTED_ORIGINS` sets
+    /// the trusted origins of every layer of [`Sessions::from_env`](crate::Sessions::from_env).
+    pub fn cross_origin(mut self, policy: CrossOriginPolicy) -> Self {
+        self.shared_mut().settings.cross_origin = policy;
+        self
+    }
+
     /// Reads the time from `clock` (default: the system clock). Every decision about a
     /// request (expiry, sliding, the cache's bound) and every timestamp the layer writes uses
     /// one reading of it; see [`clock`](crate::clock). For tests: pass a
@@ -507,6 +518,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
     ReqBody: Send + 'static,
+    ResBody: From<&'static str>,
     U: Send + Sync + 'static,
 {
     type Response = Response<ResBody>;
@@ -529,6 +541,15 @@ where
             req.extensions_mut().insert(session.clone());
             return ResponseFuture::calling(self.inner.call(req), session);
         };
+        if credential.source == CredentialSource::Cookie
+            && !shared
+                .settings
+                .cross_origin
+                .allows(req.method(), req.uri(), req.headers())
+        {
+            tracing::info!(context = %shared.context, method = %req.method(), "cross-origin write with the session cookie refused");
+            return ResponseFuture::refused(cross_origin::refusal());
+        }
         if let Some((record, user)) = self.layer.lookup_now(&credential.id) {
             let session = Session::new(
                 Arc::clone(shared),
@@ -676,16 +697,17 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, S::Response>,
         session: Option<Session>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, R> {
         Loading { loading: Loading<F> },
         Calling { #[pin] future: F },
+        Refused { response: Option<R> },
     }
 }
 
@@ -695,6 +717,16 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         Self {
             state: State::Calling { future },
             session: Some(session),
+        }
+    }
+
+    /// The layer answered itself; the inner service is never called.
+    fn refused(response: S::Response) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+            session: None,
         }
     }
 }
@@ -720,6 +752,14 @@ where
                         session.apply(&mut response);
                     }
                     return Poll::Ready(Ok(response));
+                }
+                StateProj::Refused { response } => {
+                    // Polled again after completion: a contract violation of the caller;
+                    // pending forever is the answer that cannot panic.
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending,
+                    };
                 }
             }
         }

@@ -55,6 +55,7 @@ pub mod clock;
 pub mod config;
 mod context;
 pub mod cookie;
+pub mod cross_origin;
 pub mod extract;
 mod id;
 mod layer;
