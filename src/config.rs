@@ -131,6 +131,13 @@ pub enum ConfigError {
         /// The driver's error (no credentials: the URL is not repeated).
         reason: String,
     },
+    /// The session store cannot hold sessions of this context (a custom context on a bare
+    /// `PgSessionStore`, whose `"ApplicationType"` enum knows `web` and `admin`).
+    #[error("the session store cannot hold sessions of the {context} context: PostgreSQL's \"ApplicationType\" knows web and admin only; put the context's sessions in Redis or memory, or in a TieredStore (which keeps them in its fast store)")]
+    UnsupportedContext {
+        /// The context.
+        context: AppContext,
+    },
     /// The configuration needs a backend this build of the crate does not have.
     #[error("{var}={value} needs the `{feature}` backend, which this build of tower-app-sessions does not include: {fix}")]
     BackendUnavailable {
@@ -445,8 +452,24 @@ impl Sessions {
         self.databases.migrate().await
     }
 
+    /// A layer for `context` on these stores, or [`ConfigError::UnsupportedContext`] when the
+    /// store cannot hold that context's sessions.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn try_layer(&self, context: AppContext) -> Result<SessionLayer<User>, ConfigError> {
+        if !self.store.supports(&context) {
+            return Err(ConfigError::UnsupportedContext { context });
+        }
+        Ok(self.layer(context))
+    }
+
     /// A layer for `context` on these stores. Configure it further (cookie name, timeouts,
     /// admission policy) like any [`SessionLayer`].
+    ///
+    /// # Panics
+    /// At startup, if the store cannot hold `context`'s sessions (a custom context on a bare
+    /// `PgSessionStore`); [`try_layer`](Self::try_layer) returns that error instead.
     pub fn layer(&self, context: AppContext) -> SessionLayer<User> {
         let layer = SessionLayer::from_parts(
             context,

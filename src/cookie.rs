@@ -48,6 +48,11 @@ impl Default for CookieConfig {
     }
 }
 
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 fn is_token_char(b: u8) -> bool {
     // RFC 6265 cookie-name = token (RFC 9110 tchar)
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -111,8 +116,10 @@ impl CookieConfig {
     }
 
     fn build(&self, value: &str) -> Cookie<'static> {
-        let host_prefix = self.name.starts_with("__Host-");
-        let secure = self.secure || host_prefix || self.name.starts_with("__Secure-");
+        // Browsers match the prefixes without regard to case (RFC 6265bis): `__HOST-sid` is
+        // held to the `__Host-` rules too, so it must be written by them.
+        let host_prefix = has_prefix(&self.name, "__Host-");
+        let secure = self.secure || host_prefix || has_prefix(&self.name, "__Secure-");
         let mut cookie = Cookie::build((self.name.to_string(), value.to_owned()))
             .http_only(self.http_only)
             .secure(secure)
@@ -188,6 +195,35 @@ mod tests {
             .collect();
         assert_eq!(paths, ["/"], "{v}");
         assert!(!attributes.iter().any(|a| a.starts_with("Domain")), "{v}");
+    }
+
+    #[test]
+    fn prefixes_are_recognised_in_any_case() {
+        for name in ["__Host-sid", "__host-sid", "__HOST-sid", "__HoSt-sid"] {
+            let v = CookieConfig::default()
+                .name(name)
+                .secure(false)
+                .path("/admin")
+                .domain("example.com")
+                .issue(&id(), Duration::from_secs(1))
+                .unwrap();
+            let v = v.to_str().unwrap();
+            let attributes: Vec<&str> = v.split(';').skip(1).map(str::trim).collect();
+            assert!(attributes.contains(&"Secure"), "{v}");
+            assert!(attributes.contains(&"Path=/"), "{v}");
+            assert!(!attributes.iter().any(|a| a.starts_with("Domain")), "{v}");
+        }
+        for name in ["__secure-sid", "__SECURE-sid"] {
+            let v = CookieConfig::default()
+                .name(name)
+                .secure(false)
+                .issue(&id(), Duration::from_secs(1))
+                .unwrap();
+            assert!(
+                v.to_str().unwrap().split(';').any(|a| a.trim() == "Secure"),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

@@ -125,6 +125,20 @@ impl Shared {
 
 type Admit<U> = Arc<dyn Fn(&U) -> bool + Send + Sync>;
 
+/// A layer whose store cannot hold its context's sessions (a custom context on a bare
+/// `PgSessionStore`: the `"ApplicationType"` enum knows `web` and `admin`) is a configuration
+/// mistake: it is refused when the layer is built, not answered `503` on every request.
+fn assert_supported(store: &dyn SessionStore, context: &AppContext) {
+    if !store.supports(context) {
+        panic!(
+            "{}",
+            crate::config::ConfigError::UnsupportedContext {
+                context: context.clone()
+            }
+        );
+    }
+}
+
 /// Authenticates requests from sessions of one [`AppContext`].
 ///
 /// The context is fixed here, when the layer is built; no request data can choose it. Build
@@ -221,6 +235,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         users: Arc<dyn UserResolver<User = U>>,
         settings: Settings,
     ) -> Self {
+        assert_supported(store.as_ref(), &context);
         Self {
             shared: Arc::new(Shared {
                 context,
@@ -284,6 +299,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// Uses an already shared store. With a [`cache`](Self::cache) set, deletions through
     /// it are published on the cache's bus, as with the store it replaces.
     pub fn with_shared_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        assert_supported(store.as_ref(), &self.shared.context);
         #[cfg(feature = "cache")]
         let store: Arc<dyn SessionStore> = match &self.cache {
             Some(cache) => Arc::new(crate::cache::PublishingStore {

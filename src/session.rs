@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use http::header::SET_COOKIE;
+use http::header::{CACHE_CONTROL, SET_COOKIE};
+use http::HeaderValue;
 use uuid::Uuid;
 
 use crate::extract::CredentialSource;
@@ -529,7 +530,13 @@ impl Session {
             Change::Removed => cookie.removal(),
         };
         if let Some(value) = value {
-            response.headers_mut().append(SET_COOKIE, value);
+            let headers = response.headers_mut();
+            headers.append(SET_COOKIE, value);
+            // A response that hands out or withdraws a session must not be stored by a shared
+            // cache and replayed to someone else; the handler's own policy, if any, stands.
+            if !headers.contains_key(CACHE_CONTROL) {
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
         }
     }
 }

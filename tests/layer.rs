@@ -1015,3 +1015,54 @@ async fn a_full_memory_store_ends_the_least_recently_used_session_at_once() {
     };
     assert_eq!(statuses, [401, 200, 200]);
 }
+
+#[tokio::test]
+async fn every_response_that_sets_the_cookie_is_not_stored_by_caches() {
+    let w = world();
+    let user = w.alice.id;
+    let cache_control = |res: &http::Response<axum::body::Body>| {
+        res.headers()
+            .get_all("cache-control")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let call = |req: http::Request<axum::body::Body>| w.app.clone().oneshot(req);
+    let login = call(post(&format!("/web/login/{user}")).empty())
+        .await
+        .unwrap();
+    assert_eq!(cache_control(&login), ["no-store"]);
+    let token = login.into_body().collect().await.unwrap().to_bytes();
+    let token = String::from_utf8(token.to_vec()).unwrap();
+    // No cookie written, no header added.
+    let me = call(get("/web/me").cookie("web_sid", &token).empty())
+        .await
+        .unwrap();
+    assert!(me.headers().get("set-cookie").is_none());
+    assert!(cache_control(&me).is_empty());
+    let rotated = call(post("/web/rotate").cookie("web_sid", &token).empty())
+        .await
+        .unwrap();
+    assert_eq!(cache_control(&rotated), ["no-store"]);
+    let token = rotated.into_body().collect().await.unwrap().to_bytes();
+    let token = String::from_utf8(token.to_vec()).unwrap();
+    let logout = call(post("/web/logout").cookie("web_sid", &token).empty())
+        .await
+        .unwrap();
+    assert!(logout.headers().get("set-cookie").is_some());
+    assert_eq!(cache_control(&logout), ["no-store"]);
+
+    // A handler's own Cache-Control stands.
+    let own = Router::new()
+        .route(
+            "/login",
+            route_post(move |session: Session| async move {
+                session.login(user, SessionMetadata::new()).await.unwrap();
+                ([("cache-control", "private, max-age=0")], "ok")
+            }),
+        )
+        .layer(SessionLayer::for_context(AppContext::Web));
+    let res = own.oneshot(post("/login").empty()).await.unwrap();
+    assert!(res.headers().get("set-cookie").is_some());
+    assert_eq!(cache_control(&res), ["private, max-age=0"]);
+}

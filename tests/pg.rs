@@ -427,13 +427,24 @@ async fn a_custom_context_is_a_store_error_not_a_panic() {
     let resolved = users.resolve(&bot, &alice.id).await.unwrap().unwrap();
     assert!(resolved.permissions.is_empty());
 
-    // Through a layer for that context: 503 (a backend failure), never a panic or a 500.
-    let app = routes().layer(SessionLayer::new(bot.clone(), store, users));
-    let reply = send(&app, post(&format!("/login/{}", alice.id)).empty()).await;
-    assert_eq!(reply.status, 503, "{}", reply.body);
-    assert_eq!(reply.issued(), None);
-    let reply = send(&app, get("/me").bearer(id.as_str()).empty()).await;
-    assert_eq!(reply.status, 503, "{}", reply.body);
+    // A layer for that context is a configuration error at startup, not a 503 per request.
+    let sessions = Sessions::new(store.clone(), users.clone());
+    let err = sessions.try_layer(bot.clone()).unwrap_err();
+    assert!(
+        matches!(&err, tower_app_sessions::config::ConfigError::UnsupportedContext { context } if *context == bot),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("telegram-bot"), "{err}");
+    for build in [
+        Box::new(|| drop(sessions.layer(bot.clone()))) as Box<dyn Fn()>,
+        Box::new(|| drop(SessionLayer::new(bot.clone(), store.clone(), users.clone()))),
+        Box::new(|| drop(SessionLayer::for_context(bot.clone()).with_store(store.clone()))),
+    ] {
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("telegram-bot"), "{message}");
+    }
+    assert!(sessions.try_layer(AppContext::Web).is_ok());
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ return 1
 /// let config = RedisConfig::new("redis://127.0.0.1:6379").max_retries(3).response_timeout(Duration::from_millis(500));
 /// # let _ = config;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisConfig {
     urls: Vec<String>,
@@ -129,6 +129,43 @@ pub struct RedisConfig {
     max_retries: usize,
     connect_timeout: Duration,
     response_timeout: Duration,
+}
+
+/// `Debug` never shows a password: `redis://user:secret@host` prints as
+/// `redis://user:***@host`.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact_password(u)).collect();
+        f.debug_struct("RedisConfig")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("max_retries", &self.max_retries)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user information, if any, replaced by `***`.
+pub(crate) fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        // `redis://secret@host`: redis-rs takes a lone user-information part as the password.
+        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+    }
 }
 
 impl RedisConfig {
@@ -1031,6 +1068,29 @@ mod tests {
             keys::parse_legacy("session:web:Q2xhc3NpY1Nlc3Npb25JZA"),
             None
         );
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let config = RedisConfig::new("rediss://app:s3cr3t-p%40ss@redis.internal:6380/2");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("rediss://app:***@redis.internal:6380/2"),
+            "{shown}"
+        );
+        let cluster = format!(
+            "{:?}",
+            RedisConfig::cluster(["redis://:pw@a:1", "redis://b:2"])
+        );
+        assert!(!cluster.contains("pw@"), "{cluster}");
+        assert!(
+            cluster.contains("redis://:***@a:1") && cluster.contains("redis://b:2"),
+            "{cluster}"
+        );
+        assert_eq!(redact_password("redis://secret@host"), "redis://***@host");
+        assert_eq!(redact_password("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_password("not a url"), "not a url");
     }
 
     #[test]
