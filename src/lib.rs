@@ -63,6 +63,8 @@ pub mod record;
 pub mod require;
 mod session;
 pub mod store;
+#[cfg(feature = "throttle")]
+pub mod throttle;
 pub mod users;
 #[cfg(feature = "postgres")]
 pub mod webdb;

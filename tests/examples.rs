@@ -110,6 +110,8 @@ fn ensure_built() {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Everything the example printed on stdout after its first line.
+    output: Arc<Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -156,10 +158,16 @@ impl Server {
         }
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
+        let output = Arc::new(Mutex::new(String::new()));
+        let collected = Arc::clone(&output);
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let _ = tx.send(lines.next());
-            for _ in lines {}
+            for line in lines.map_while(Result::ok) {
+                let mut collected = collected.lock().unwrap();
+                collected.push_str(&line);
+                collected.push('\n');
+            }
         });
 
         let first = match rx.recv_timeout(TIMEOUT) {
@@ -178,7 +186,24 @@ impl Server {
             .strip_prefix("listening on http://")
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("{name}: unexpected first line {first:?}"));
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    /// What the example printed after its first line, waiting (up to the timeout) for the
+    /// instructions to be complete.
+    fn output(&self) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let output = self.output.lock().unwrap().clone();
+            if output.contains("sessions:") || std::time::Instant::now() > deadline {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn get(&self, path: &str) -> Call {
@@ -356,9 +381,13 @@ async fn web_register_login_me_isolation_and_logout() {
     let token = logged_in.token();
     assert_eq!(token.len(), 43);
     assert_eq!(logged_in.json()["user"], user);
-    assert_session_cookie(&logged_in, "web_sid", &token);
+    assert_session_cookie(&logged_in, "__Host-web_sid", &token);
 
-    let me = server.get("/web/me").cookie("web_sid", &token).send().await;
+    let me = server
+        .get("/web/me")
+        .cookie("__Host-web_sid", &token)
+        .send()
+        .await;
     me.assert_status(200);
     assert!(me.body.contains(r#""context":"web""#), "{}", me.body);
     assert_eq!(me.json()["id"], user["id"]);
@@ -367,7 +396,7 @@ async fn web_register_login_me_isolation_and_logout() {
     // A web session opens nothing in the admin app, whatever it is presented as.
     let as_cookie = server
         .get("/admin/me")
-        .cookie("admin_sid", &token)
+        .cookie("__Host-admin_sid", &token)
         .send()
         .await;
     as_cookie.assert_status(401);
@@ -375,7 +404,7 @@ async fn web_register_login_me_isolation_and_logout() {
     as_bearer.assert_status(401);
     let web_cookie = server
         .get("/admin/me")
-        .cookie("web_sid", &token)
+        .cookie("__Host-web_sid", &token)
         .send()
         .await;
     web_cookie.assert_status(401);
@@ -387,14 +416,14 @@ async fn web_register_login_me_isolation_and_logout() {
 
     let logout = server
         .post("/web/logout")
-        .cookie("web_sid", &token)
+        .cookie("__Host-web_sid", &token)
         .send()
         .await;
     logout.assert_status(204);
     let removal = logout.set_cookies();
     assert!(
         removal.len() == 1
-            && removal[0].starts_with("web_sid=;")
+            && removal[0].starts_with("__Host-web_sid=;")
             && removal[0].contains("Max-Age=0"),
         "{removal:?}"
     );
@@ -402,7 +431,7 @@ async fn web_register_login_me_isolation_and_logout() {
     // Deleted server-side: neither the old cookie nor the old token works.
     server
         .get("/web/me")
-        .cookie("web_sid", &token)
+        .cookie("__Host-web_sid", &token)
         .send()
         .await
         .assert_status(401);
@@ -443,12 +472,12 @@ async fn login_failures_and_admin_policy() {
     let admin = login(&server, "admin", "admin@example.com", "admin-password").await;
     admin.assert_status(200);
     let token = admin.token();
-    assert_session_cookie(&admin, "admin_sid", &token);
+    assert_session_cookie(&admin, "__Host-admin_sid", &token);
     assert_eq!(admin.json()["user"]["role"], "admin");
 
     let me = server
         .get("/admin/me")
-        .cookie("admin_sid", &token)
+        .cookie("__Host-admin_sid", &token)
         .send()
         .await;
     me.assert_status(200);
@@ -464,7 +493,7 @@ async fn login_failures_and_admin_policy() {
         .assert_status(401);
     server
         .get("/web/me")
-        .cookie("web_sid", &token)
+        .cookie("__Host-web_sid", &token)
         .send()
         .await
         .assert_status(401);
@@ -510,7 +539,11 @@ async fn every_login_is_a_new_session_and_others_stay() {
         .send()
         .await
         .assert_status(401);
-    let still = server.get("/web/me").cookie("web_sid", &phone).send().await;
+    let still = server
+        .get("/web/me")
+        .cookie("__Host-web_sid", &phone)
+        .send()
+        .await;
     still.assert_status(200);
     assert_eq!(still.json()["email"], "user@example.com");
 }
@@ -530,11 +563,11 @@ async fn bad_input_is_never_a_server_error() {
     let attempts = [
         (
             "path traversal cookie",
-            server.get("/web/me").cookie("web_sid", "../../etc"),
+            server.get("/web/me").cookie("__Host-web_sid", "../../etc"),
         ),
         (
             "8 KiB cookie",
-            server.get("/web/me").cookie("web_sid", &long_cookie),
+            server.get("/web/me").cookie("__Host-web_sid", &long_cookie),
         ),
         (
             "basic auth",
@@ -566,7 +599,7 @@ async fn bad_input_is_never_a_server_error() {
         ),
         (
             "valid token, cookie name of another app",
-            server.get("/web/me").cookie("admin_sid", &valid),
+            server.get("/web/me").cookie("__Host-admin_sid", &valid),
         ),
     ];
     for (what, call) in attempts {
@@ -575,35 +608,89 @@ async fn bad_input_is_never_a_server_error() {
         assert_eq!(reply.body, anonymous.body, "{what}: {reply:?}");
     }
 
+    // Bad bodies: a clear 4xx whose message never repeats the input.
     let json_inputs = [
-        ("/web/login", "{not json"),
-        ("/web/login", ""),
-        ("/web/login", "[]"),
-        ("/web/login", r#"{"email":1,"password":2}"#),
-        ("/web/login", r#"{"email":"user@example.com"}"#),
-        ("/web/register", "{not json"),
-        ("/web/register", r#"{"email":"","password":"long enough"}"#),
+        ("/web/login", "{not json", 400),
+        ("/web/login", "", 400),
+        ("/web/login", "[]", 422),
+        ("/web/login", r#"{"email":1,"password":2}"#, 422),
+        ("/web/login", r#"{"email":"user@example.com"}"#, 422),
+        ("/web/register", "{not json", 400),
+        (
+            "/web/register",
+            r#"{"email":"","password":"long enough"}"#,
+            422,
+        ),
         (
             "/web/register",
             r#"{"email":"   ","password":"long enough"}"#,
+            422,
         ),
         (
             "/web/register",
             r#"{"email":"short@example.com","password":"1234567"}"#,
+            422,
         ),
-        ("/admin/login", "{not json"),
+        (
+            "/web/register",
+            r#"{"email":"\u212Aate@example.com","password":"long enough"}"#,
+            422,
+        ),
+        (
+            "/web/register",
+            r#"{"email":"kate\u0000@example.com","password":"long enough"}"#,
+            422,
+        ),
+        (
+            "/web/register",
+            r#"{"email":"ka\u200Bte@example.com","password":"long enough"}"#,
+            422,
+        ),
+        ("/admin/login", "{not json", 400),
+        (
+            "/web/login",
+            r#"{"email":"<script>SECRET-INPUT</script>","password":["SECRET-INPUT"]}"#,
+            422,
+        ),
     ];
-    for (path, body) in json_inputs {
+    for (path, body, status) in json_inputs {
         let reply = server.post(path).json(body).send().await;
-        assert_eq!(reply.status, 400, "{path} {body:?}: {reply:?}");
+        assert_eq!(reply.status, status, "{path} {body:?}: {reply:?}");
         assert!(
             reply.json()["error"].is_string(),
             "{path} {body:?}: {reply:?}"
         );
+        assert!(
+            !reply.body.contains("SECRET-INPUT"),
+            "{path}: the input was echoed: {reply:?}"
+        );
+    }
+    // A body over the limit is 413, not 400.
+    let too_big = credentials("user@example.com", &"x".repeat(20 * 1024));
+    for path in ["/web/login", "/web/register"] {
+        let reply = server.post(path).json(&too_big).send().await;
+        reply.assert_status(413);
+        assert_eq!(reply.json()["error"], "request body too large");
+    }
+    // An email no user can have is the wrong-password answer at login, before any lookup.
+    let wrong = login(&server, "web", "user@example.com", "not-the-password").await;
+    wrong.assert_status(401);
+    for email in [
+        "user\\u0000@example.com",
+        "\\u212Aate@example.com",
+        "a@b@example.com",
+    ] {
+        let body = format!(r#"{{"email":"{email}","password":"not-the-password"}}"#);
+        let reply = server.post("/web/login").json(&body).send().await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (wrong.status, wrong.body.as_str()),
+            "{email}"
+        );
     }
 
     // Not JSON at all, or absurd: some 4xx, never 5xx.
-    let huge_password = credentials("user@example.com", &"x".repeat(100_000));
+    let huge_password = credentials("user@example.com", &"x".repeat(10_000));
     let others = [
         server
             .post("/web/login")
@@ -695,7 +782,7 @@ async fn multi_app_keeps_its_sessions_in_redis_in_development() {
     assert_eq!(record["user_id"], reply.json()["user"]["id"]);
     server
         .get("/web/me")
-        .cookie("web_sid", &token)
+        .cookie("__Host-web_sid", &token)
         .send()
         .await
         .assert_status(200);
@@ -850,4 +937,78 @@ fn multi_app_in_production_without_a_database_names_the_variable() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_account_the_same_for_unknown_emails() {
+    let server = Server::start("multi_app");
+    for account in ["user@example.com", "nobody@example.com"] {
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            answers.push(login(&server, "web", account, "not-the-password").await);
+        }
+        assert!(
+            answers.iter().all(|r| r.status == 401),
+            "{account}: {answers:?}"
+        );
+        // The eleventh within the minute, in any letter case: 429 with Retry-After.
+        let limited = login(&server, "web", &account.to_uppercase(), "not-the-password").await;
+        limited.assert_status(429);
+        assert_eq!(limited.json()["error"], "too_many_attempts");
+        let retry: u64 = limited.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=6).contains(&retry), "Retry-After {retry}");
+        // Even the right password waits (the limit does not look at it).
+        let right = login(&server, "web", account, "user-password").await;
+        right.assert_status(429);
+    }
+    // Another account from the same address is not affected (its own limit is 30).
+    login(&server, "web", "admin@example.com", "admin-password")
+        .await
+        .assert_status(200);
+    // The admin app shares the limits: the account is counted there too.
+    login(&server, "admin", "user@example.com", "user-password")
+        .await
+        .assert_status(429);
+}
+
+#[tokio::test]
+async fn login_limits_come_from_the_environment_and_zero_turns_them_off() {
+    let server = Server::start_with(
+        "multi_app",
+        &[
+            ("LOGIN_LIMIT_PER_ACCOUNT", "0"),
+            ("LOGIN_LIMIT_PER_ADDRESS", "12"),
+        ],
+    );
+    for n in 0..12 {
+        let reply = login(&server, "web", "user@example.com", "not-the-password").await;
+        assert_eq!(reply.status, 401, "attempt {n}: {reply:?}");
+    }
+    let limited = login(&server, "web", "other@example.com", "not-the-password").await;
+    limited.assert_status(429);
+}
+
+#[tokio::test]
+async fn who_is_signed_in_is_never_cached_and_admin_sessions_are_short() {
+    let server = Server::start("multi_app");
+    assert!(
+        server.output().contains("admin 30 min idle, 12 h at most"),
+        "{}",
+        server.output()
+    );
+    let web = login(&server, "web", "user@example.com", "user-password").await;
+    web.assert_status(200);
+    assert_eq!(web.headers["cache-control"], "no-store");
+    let me = server.get("/web/me").bearer(&web.token()).send().await;
+    me.assert_status(200);
+    assert_eq!(me.headers["cache-control"], "no-store");
+    let admin = login(&server, "admin", "admin@example.com", "admin-password").await;
+    let cookie = admin.set_cookies()[0].to_owned();
+    assert!(cookie.starts_with("__Host-admin_sid="), "{cookie}");
+    assert!(cookie.contains("Max-Age=43200"), "12 h: {cookie}");
+    assert!(!cookie.contains("Domain"), "{cookie}");
 }

@@ -13,13 +13,20 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /register` `{"email","password"}` | `201` the new user (web only) |
-//! | `POST /login` `{"email","password"}` | `200` `{"token","user"}` and the app's cookie |
+//! | `POST /register` `{"email","password"}` | `201` the new user (web only); `422` for an email without a canonical form or a password out of bounds |
+//! | `POST /login` `{"email","password"}` | `200` `{"token","user"}` and the app's cookie; `401` for any wrong email or password, `429` past the attempt limits, `503` when verification is saturated |
 //! | `GET /me` | `200` `{"id","email","role","context"}`, else `401` |
 //! | `POST /logout` | `204`, the session deleted server-side, else `401` |
 //!
 //! The admin app admits only the `admin`, `operator` and `support` roles, at login and on
-//! every request.
+//! every request, and its sessions are short: 30 minutes idle, 12 hours at most. Cookies
+//! are `__Host-web_sid` and `__Host-admin_sid` (no sibling subdomain can plant one).
+//!
+//! Logins and registrations go through a [`LoginThrottle`]: at most one password hash per
+//! core at once, and attempts limited per client address and per account
+//! (`LOGIN_LIMIT_PER_ADDRESS`, default 30 per minute; `LOGIN_LIMIT_PER_ACCOUNT`, default 10
+//! per minute; `0` turns one off). Request bodies over 16 KiB get `413`; error bodies never
+//! repeat the input.
 //!
 //! On real backends (feature `redis`, plus `postgres` for users):
 //!
@@ -33,22 +40,23 @@
 //! as the TypeScript apps store them), and `SESSION_AUTO_MIGRATE=true` runs the crate's
 //! migrations first (a no-op the second time).
 
+mod passwords;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use passwords::Passwords;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_app_sessions::config::Environment;
-use tower_app_sessions::users::UserError;
+use tower_app_sessions::throttle::LoginThrottle;
+use tower_app_sessions::users::{canonical_email, UserError};
 use tower_app_sessions::{
     AppContext, CurrentUser, Role, Session, SessionError, SessionMetadata, Sessions, User,
     UserRepository,
@@ -60,7 +68,11 @@ const ADMIN_ROLES: [Role; 3] = [Role::Admin, Role::Operator, Role::Support];
 const MIN_PASSWORD: usize = 8;
 /// Argon2 accepts longer passwords, but nobody needs them and they cost hashing time.
 const MAX_PASSWORD: usize = 1024;
-const MAX_EMAIL: usize = 254;
+/// Largest request body the JSON routes read.
+const MAX_BODY: usize = 16 * 1024;
+/// The admin panel's session lifetimes: short, as befits more privileges.
+const ADMIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+const ADMIN_ABSOLUTE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 const DEMO_USERS: [(&str, &str, Role); 2] = [
     ("admin@example.com", "admin-password", Role::Admin),
@@ -77,8 +89,8 @@ async fn main() -> Result<(), BoxError> {
         .with_writer(std::io::stderr)
         .init();
 
-    let sessions = match Sessions::from_env().await {
-        Ok(sessions) => sessions,
+    let (sessions, throttle) = match configure().await {
+        Ok(configured) => configured,
         Err(error) => {
             eprintln!("configuration error: {error}");
             std::process::exit(1);
@@ -87,7 +99,8 @@ async fn main() -> Result<(), BoxError> {
 
     // Unknown emails are checked against this hash too, so that a login for an email that
     // does not exist takes as long as one with a wrong password.
-    let dummy_hash = hash_password("not the password of anyone".into()).await?;
+    let passwords = Arc::new(Passwords::default());
+    let dummy_hash = hash_password(&passwords, "not the password of anyone").await?;
 
     // Schema changes are never implicit: SESSION_AUTO_MIGRATE=true runs the crate's
     // migrations (a no-op when already applied); otherwise run them from a deploy step.
@@ -101,7 +114,7 @@ async fn main() -> Result<(), BoxError> {
     let seed_demo_users = sessions.environment() != Environment::Production;
     if seed_demo_users {
         for (email, password, role) in DEMO_USERS {
-            let hash = hash_password(password.into()).await?;
+            let hash = hash_password(&passwords, password).await?;
             let user = User::new(email, role).with_password_hash(hash).verified();
             match sessions.users().create(user).await {
                 // Already there (a persistent user store): keep it, and its password.
@@ -114,7 +127,9 @@ async fn main() -> Result<(), BoxError> {
     let web = App {
         users: Arc::clone(sessions.users()),
         dummy_hash: dummy_hash.into(),
+        passwords,
         admits: None,
+        throttle,
     };
     let admin = App {
         admits: Some(&ADMIN_ROLES),
@@ -123,14 +138,20 @@ async fn main() -> Result<(), BoxError> {
     let app = Router::new()
         .nest(
             "/web",
-            routes(web, true).layer(sessions.layer(AppContext::Web).cookie_name("web_sid")),
+            routes(web, true).layer(
+                sessions
+                    .layer(AppContext::Web)
+                    .cookie_name("__Host-web_sid"),
+            ),
         )
         .nest(
             "/admin",
             routes(admin, false).layer(
                 sessions
                     .layer(AppContext::Admin)
-                    .cookie_name("admin_sid")
+                    .cookie_name("__Host-admin_sid")
+                    .idle_timeout(ADMIN_IDLE)
+                    .absolute_timeout(ADMIN_ABSOLUTE)
                     .admit_roles(ADMIN_ROLES),
             ),
         );
@@ -157,14 +178,24 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The sessions and the login throttle the environment asks for.
+async fn configure() -> Result<(Sessions, LoginThrottle), BoxError> {
+    let sessions = Sessions::from_env().await?;
+    let throttle = LoginThrottle::from_env()?;
+    Ok((sessions, throttle))
+}
+
 /// One application's handlers' state.
 #[derive(Clone)]
 struct App {
     users: Arc<dyn UserRepository>,
     dummy_hash: Arc<str>,
+    passwords: Arc<Passwords>,
     /// The roles this app admits (`None`: all). The same list goes to the layer's
     /// `admit_roles`, which enforces it on every request; login checks it to refuse up front.
     admits: Option<&'static [Role]>,
+    /// Shared by both apps: one bound on password hashing for the whole process.
+    throttle: LoginThrottle,
 }
 
 fn routes(app: App, with_registration: bool) -> Router {
@@ -175,7 +206,9 @@ fn routes(app: App, with_registration: bool) -> Router {
     if with_registration {
         router = router.route("/register", post(register));
     }
-    router.with_state(app)
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
 }
 
 #[derive(Deserialize)]
@@ -224,8 +257,8 @@ impl ApiError {
         Self(Box::new((status, body).into_response()))
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+    fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
     fn unavailable(error: impl std::fmt::Display) -> Self {
@@ -240,13 +273,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A body that is not the JSON a route wants: axum's status (`400` syntax, `413` too large,
+/// `415` not JSON, `422` wrong shape) with a fixed message; the parser's own message quotes
+/// the input, and error bodies never repeat what a client sent.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection {
-            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::BAD_REQUEST,
+        let status = rejection.status();
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "request body too large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "expected a JSON body (Content-Type: application/json)"
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                "expected a JSON object with string fields email and password"
+            }
+            _ => "the body is not valid JSON",
         };
-        Self::new(status, rejection.body_text())
+        Self::new(status, message)
+    }
+}
+
+impl From<tower_app_sessions::throttle::Throttled> for ApiError {
+    fn from(throttled: tower_app_sessions::throttle::Throttled) -> Self {
+        Self(Box::new(throttled.into_response()))
     }
 }
 
@@ -257,36 +306,42 @@ impl From<SessionError> for ApiError {
     }
 }
 
-/// Reads a JSON body of `{"email","password"}`, answering `400`/`415` when it is not one.
+/// Reads a JSON body of `{"email","password"}` (see `From<JsonRejection>` for the answers
+/// when it is not one).
 fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credentials, ApiError> {
-    let Json(mut credentials) = body?;
-    credentials.email = credentials.email.trim().to_owned();
+    let Json(credentials) = body?;
     Ok(credentials)
 }
 
+/// Registration: every check before the (throttled) password hash, then the user.
 async fn register(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Credentials { email, password } = credentials(body)?;
-    if email.is_empty() {
-        return Err(ApiError::bad_request("email is required"));
-    }
-    if email.len() > MAX_EMAIL || !email.contains('@') {
-        return Err(ApiError::bad_request("email is not a valid address"));
-    }
+    let client = app.throttle.client_address(peer, &headers);
+    app.throttle.admit(client, &email)?;
+    let email =
+        canonical_email(&email).map_err(|error| ApiError::unprocessable(error.to_string()))?;
     if password.chars().count() < MIN_PASSWORD {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::unprocessable(format!(
             "password must be at least {MIN_PASSWORD} characters"
         )));
     }
     if password.len() > MAX_PASSWORD {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::unprocessable(format!(
             "password must be at most {MAX_PASSWORD} bytes"
         )));
     }
-    let hash = hash_password(password)
-        .await
+    let hash = app
+        .throttle
+        .verify({
+            let passwords = Arc::clone(&app.passwords);
+            move || passwords.hash(&password)
+        })
+        .await?
         .map_err(ApiError::unavailable)?;
     let user = User::new(email, Role::User).with_password_hash(hash);
     match app.users.create(user).await {
@@ -308,6 +363,14 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let Credentials { email, password } = credentials(body)?;
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid email or password");
+    // Counted before anything else, for known and unknown emails alike.
+    let client = app.throttle.client_address(peer, &headers);
+    app.throttle.admit(client, &email)?;
+    // An address no user can have, or a password no user can have: the wrong-password
+    // answer, before any I/O (a NUL byte must not reach the database).
+    let Ok(email) = canonical_email(&email) else {
+        return Err(invalid());
+    };
     if password.len() > MAX_PASSWORD {
         return Err(invalid());
     }
@@ -322,7 +385,13 @@ async fn login(
         .as_ref()
         .and_then(|user| user.hashed_password.as_deref())
         .map_or_else(|| Arc::clone(&app.dummy_hash), Arc::from);
-    let password_ok = verify_password(password, hash).await;
+    let password_ok = app
+        .throttle
+        .verify({
+            let passwords = Arc::clone(&app.passwords);
+            move || passwords.verify(&password, &hash)
+        })
+        .await?;
     let user = match user {
         Some(user) if password_ok => user,
         _ => return Err(invalid()),
@@ -343,7 +412,7 @@ async fn login(
         token: id.as_str(),
         user: UserView::from(&*user),
     };
-    Ok(Json(view).into_response())
+    Ok(no_store(Json(view).into_response()))
 }
 
 async fn me(user: CurrentUser<User>, session: Session) -> Response {
@@ -351,7 +420,15 @@ async fn me(user: CurrentUser<User>, session: Session) -> Response {
         user: UserView::from(&*user),
         context: session.context().as_str(),
     };
-    Json(view).into_response()
+    no_store(Json(view).into_response())
+}
+
+/// Answers about who is signed in are for this client only: no cache may keep them.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn logout(_user: CurrentUser<User>, session: Session) -> Result<StatusCode, SessionError> {
@@ -359,29 +436,13 @@ async fn logout(_user: CurrentUser<User>, session: Session) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Argon2id with the default parameters and a random salt, off the async threads.
-async fn hash_password(password: String) -> Result<String, BoxError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|error| format!("password hashing failed: {error}").into())
-    })
-    .await?
-}
-
-/// Whether `password` matches the PHC string `hash`; an unparsable hash never matches.
-async fn verify_password(password: String, hash: Arc<str>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .unwrap_or(false)
+/// A password hash made off the async threads (for the startup work; requests hash through
+/// the throttle).
+async fn hash_password(passwords: &Arc<Passwords>, password: &str) -> Result<String, BoxError> {
+    let (passwords, password) = (Arc::clone(passwords), password.to_owned());
+    tokio::task::spawn_blocking(move || passwords.hash(&password))
+        .await?
+        .map_err(|error| format!("password hashing failed: {error}").into())
 }
 
 /// The `listening on` line first (tests read it), then how to try it out.
@@ -404,9 +465,15 @@ fn print_instructions(addr: SocketAddr, demo_users: bool) -> std::io::Result<()>
             "production: no demo users; log in with the users of the `users` table"
         )?;
     }
+    writeln!(
+        out,
+        "sessions: web 24 h idle, 7 days at most; admin {} min idle, {} h at most",
+        ADMIN_IDLE.as_secs() / 60,
+        ADMIN_ABSOLUTE.as_secs() / 3600
+    )?;
     // The cookies are `Secure`. Browsers treat http://localhost (and 127.0.0.1) as a secure
     // context, and so do recent curl versions with `-c`/`-b`; an older curl does not send a
-    // Secure cookie over http: pass it with `-H "Cookie: web_sid=<token>"` or use the bearer
+    // Secure cookie over http: pass it with `-H "Cookie: __Host-web_sid=<token>"` or use the bearer
     // token.
     let json = "-H 'Content-Type: application/json'";
     let token = r#"sed -nE 's/.*"token":"([^"]+)".*/\1/p'"#;
@@ -421,7 +488,7 @@ try it (bash or zsh):
   curl -i -b /tmp/web.jar {base}/web/me
   # the web session does not open the admin panel: 401 with the cookie, under the admin cookie name, or as a bearer token
   curl -i -b /tmp/web.jar {base}/admin/me
-  curl -i -H "Cookie: admin_sid=$TOKEN" {base}/admin/me
+  curl -i -H "Cookie: __Host-admin_sid=$TOKEN" {base}/admin/me
   curl -i -H "Authorization: Bearer $TOKEN" {base}/admin/me
   # API clients send the token instead of the cookie
   curl -i -H "Authorization: Bearer $TOKEN" {base}/web/me
@@ -431,9 +498,9 @@ try it (bash or zsh):
   curl -i -b /tmp/admin.jar {base}/admin/me
   # log out: the session is deleted server-side; the old cookie and token no longer work (401)
   curl -i -b /tmp/web.jar -X POST {base}/web/logout
-  curl -i -H "Cookie: web_sid=$TOKEN" {base}/web/me
+  curl -i -H "Cookie: __Host-web_sid=$TOKEN" {base}/web/me
   curl -i -H "Authorization: Bearer $TOKEN" {base}/web/me
-(the cookies are Secure: a curl too old to send them to http://localhost with -b can use -H "Cookie: web_sid=$TOKEN")"#
+(the cookies are Secure: a curl too old to send them to http://localhost with -b can use -H "Cookie: __Host-web_sid=$TOKEN")"#
     )?;
     out.flush()
 }
