@@ -89,6 +89,18 @@ pub async fn store_contract_with(
     assert!(!store.extend(&web, &id, later, t).await.unwrap());
     assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
 
+    // user agents (and client addresses) are stored cut to their maximum, whatever a caller
+    // put in the record
+    let chatty = SessionId::generate().unwrap();
+    let mut long = record(user, t, minute);
+    long.user_agent = Some("é".repeat(5_000));
+    store.save(&web, &chatty, &long, t).await.unwrap();
+    let stored = store.load(&web, &chatty, t).await.unwrap().unwrap();
+    let ua = stored.user_agent.unwrap();
+    assert_eq!(ua.len(), tower_app_sessions::record::MAX_USER_AGENT_BYTES);
+    assert!(ua.chars().all(|c| c == 'é'), "cut inside a character");
+    assert!(store.delete(&web, &chatty, t).await.unwrap());
+
     // rotate moves a live record to a new id, once, in its own context only; never a deleted
     // or expired one, and then writes nothing
     let moving = SessionId::generate().unwrap();
