@@ -131,8 +131,8 @@ fn memory(c: &mut Criterion) {
     let layered = tower::ServiceBuilder::new()
         .layer(
             SessionLayer::for_context(AppContext::Web)
-                .with_store(store)
-                .with_users(users),
+                .store(store)
+                .users(users),
         )
         .service(service_fn(inner));
     check(&rt, layered.clone(), id.as_str());
@@ -226,8 +226,8 @@ mod redis_pairs {
         let layered = tower::ServiceBuilder::new()
             .layer(
                 SessionLayer::for_context(AppContext::Web)
-                    .with_store(store)
-                    .with_users(users),
+                    .store(store)
+                    .users(users),
             )
             .service(service_fn(inner));
         check(&rt, layered.clone(), id.as_str());
@@ -259,8 +259,8 @@ mod redis_pairs {
         user.id = record.user_id;
         users.insert(user).expect("fresh directory");
         SessionLayer::for_context(AppContext::Web)
-            .with_store(store)
-            .with_users(users)
+            .store(store)
+            .users(users)
     }
 }
 
@@ -281,7 +281,7 @@ mod tiered_pairs {
     use super::*;
     use tower_app_sessions::store::postgres::{migrate, PgSessionStore};
     use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
-    use tower_app_sessions::store::tiered::TieredStore;
+    use tower_app_sessions::store::TieredStore;
     use tower_app_sessions::users::PgUsers;
     use tower_app_sessions::UserRepository;
 
@@ -368,8 +368,8 @@ mod tiered_pairs {
         });
 
         let layer = SessionLayer::for_context(AppContext::Web)
-            .with_store(store)
-            .with_users(users);
+            .store(store)
+            .users(users);
         let layered = tower::ServiceBuilder::new()
             .layer(layer.clone())
             .service(service_fn(inner));

@@ -43,7 +43,7 @@ use sqlx::PgPool;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::store::postgres::{self, PgSessionStore};
 use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
-use tower_app_sessions::store::tiered::TieredStore;
+use tower_app_sessions::store::TieredStore;
 use tower_app_sessions::users::PgUsers;
 use tower_app_sessions::{
     AppContext, CurrentUser, MemoryStore, MemoryUsers, Role, SessionId, SessionLayer,

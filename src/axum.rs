@@ -2,18 +2,20 @@
 //!
 //! - [`CurrentUser<U>`](crate::CurrentUser): `401` when there is no user, `503` when a backend
 //!   failed (never `500`);
-//! - `Option<CurrentUser<U>>` and [`MaybeUser<U>`]: the user if there is one, never rejects;
-//! - [`Session`]: the handle, present on every request through the layer.
+//! - `Option<CurrentUser<U>>`: the user if there is one, never rejects;
+//! - [`Session`]: the handle, present on every request through the layer;
+//! - `WebSession` (feature `postgres`): the session's rows in the web app's database, see
+//!   [`webdb`](crate::webdb).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use axum::{routing::get, Router};
 //! use tower::ServiceExt;
-//! use tower_app_sessions::{axum::MaybeUser, AppContext, CurrentUser, SessionLayer, User};
+//! use tower_app_sessions::{AppContext, CurrentUser, SessionLayer, User};
 //!
 //! let app = Router::new()
 //!     .route("/me", get(|user: CurrentUser<User>| async move { user.email.clone() }))
-//!     .route("/hello", get(|MaybeUser(user): MaybeUser<User>| async move {
+//!     .route("/hello", get(|user: Option<CurrentUser<User>>| async move {
 //!         if user.is_some() { "welcome back" } else { "hello, stranger" }
 //!     }))
 //!     .layer(SessionLayer::for_context(AppContext::Web));
@@ -76,16 +78,44 @@ impl<S: Send + Sync, U: Send + Sync + 'static> OptionalFromRequestParts<S> for C
     }
 }
 
-/// The user if the request has one; never rejects (a backend failure reads as `None`).
-#[derive(Debug, Clone)]
-pub struct MaybeUser<U = crate::User>(pub Option<CurrentUser<U>>);
+/// `401` without a session of the `web` context, `503` when a backend failed.
+#[cfg(feature = "postgres")]
+impl<S> FromRequestParts<S> for crate::webdb::WebSession
+where
+    S: Send + Sync,
+    crate::webdb::WebDatabase: axum_core::extract::FromRef<S>,
+{
+    type Rejection = AuthRejection;
 
-impl<S: Send + Sync, U: Send + Sync + 'static> FromRequestParts<S> for MaybeUser<U> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        web_session(parts, state).ok_or_else(|| AuthRejection(status_of(&parts.extensions)))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<S> OptionalFromRequestParts<S> for crate::webdb::WebSession
+where
+    S: Send + Sync,
+    crate::webdb::WebDatabase: axum_core::extract::FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(MaybeUser(parts.extensions.get::<CurrentUser<U>>().cloned()))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(web_session(parts, state))
     }
+}
+
+#[cfg(feature = "postgres")]
+fn web_session<S>(parts: &Parts, state: &S) -> Option<crate::webdb::WebSession>
+where
+    crate::webdb::WebDatabase: axum_core::extract::FromRef<S>,
+{
+    use axum_core::extract::FromRef;
+    let session = parts.extensions.get::<Session>()?;
+    crate::webdb::WebDatabase::from_ref(state).session(session)
 }
 
 /// The [`Session`] extractor was used on a route without a

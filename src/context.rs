@@ -22,7 +22,7 @@ const MAX_CUSTOM_LEN: usize = 32;
 /// use tower_app_sessions::AppContext;
 ///
 /// assert_eq!("admin".parse::<AppContext>().unwrap(), AppContext::Admin);
-/// // The seed's app scope `admin-panel` maps to the admin session context.
+/// // The TypeScript apps' app scope `admin-panel` maps to the admin session context.
 /// assert_eq!("admin-panel".parse::<AppContext>().unwrap(), AppContext::Admin);
 ///
 /// let bot = AppContext::custom("telegram-bot").unwrap();
@@ -117,7 +117,7 @@ impl FromStr for AppContext {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "web" => Ok(AppContext::Web),
-            // `admin-panel` is the seed's APP_SCOPE; APP_SCOPE_TO_SESSION_CONTEXT maps it to `admin`.
+            // `admin-panel` is the TypeScript apps' APP_SCOPE; APP_SCOPE_TO_SESSION_CONTEXT maps it to `admin`.
             "admin" | "admin-panel" => Ok(AppContext::Admin),
             _ if is_valid_custom(s) => Ok(AppContext::Custom(CustomContext(Arc::from(s)))),
             _ => Err(InvalidContext::new(s)),

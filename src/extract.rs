@@ -1,6 +1,6 @@
 //! Finding the session credential in a request: the session cookie, else a bearer token.
 //!
-//! The rules (DESIGN.md, "The request path" and "Security rules"):
+//! The rules:
 //! - the cookie decides when it is present and non-empty, even if its value is invalid
 //!   (an invalid cookie never falls through to the `Authorization` header);
 //! - every `Cookie` header is read (HTTP/2 sends one per cookie); the same name twice with

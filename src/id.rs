@@ -9,13 +9,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 /// Shortest id accepted from a request.
-pub const MIN_LEN: usize = 16;
+pub(crate) const MIN_LEN: usize = 16;
 /// Longest id accepted from a request.
-pub const MAX_LEN: usize = 128;
+pub(crate) const MAX_LEN: usize = 128;
 /// Bytes of OS randomness in a new id (256 bits).
 const ENTROPY_BYTES: usize = 32;
 /// Length of a new id: 32 bytes in base64url without padding.
-pub const GENERATED_LEN: usize = 43;
+pub(crate) const GENERATED_LEN: usize = 43;
 
 /// A session id: either freshly generated or an incoming value that passed validation.
 ///

@@ -42,12 +42,17 @@
 //! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];
 //! - `axum` (default): extractors in [`mod@axum`];
 //! - `cache` (default): the opt-in in-process session cache, [`cache`];
-//! - `redis`: [`store::redis::RedisStore`], Redis Cluster, legacy-key migration;
-//! - `postgres`: [`store::postgres::PgSessionStore`], [`users::PgUsers`], migrations,
+//! - `throttle` (default): the login throttle, [`throttle`];
+//! - `redis`: [`store::RedisStore`], Redis Cluster, legacy-key migration;
+//! - `postgres`: [`store::PgSessionStore`], [`users::PgUsers`], migrations,
 //!   [`webdb`].
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs, unreachable_pub)]
+#![warn(missing_debug_implementations)]
+
+#[macro_use]
+mod labels;
 
 #[cfg(feature = "cache")]
 pub mod cache;
@@ -59,10 +64,14 @@ pub mod cross_origin;
 pub mod extract;
 mod id;
 mod layer;
+mod policy;
 pub mod record;
+mod redact;
 pub mod require;
 mod session;
+mod sessions;
 pub mod store;
+mod sync;
 #[cfg(feature = "throttle")]
 pub mod throttle;
 pub mod users;
@@ -72,13 +81,13 @@ pub mod webdb;
 #[cfg(feature = "axum")]
 pub mod axum;
 
-pub use config::Sessions;
 pub use context::{AppContext, CustomContext, InvalidContext};
 pub use id::{RandomError, SessionId};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{SessionMetadata, SessionRecord};
 pub use session::{CurrentUser, OverLimit, Session, SessionError, SessionStatus};
-pub use store::{Scope, SessionStore, StoreError};
+pub use sessions::Sessions;
+pub use store::{Scope, SessionStore, StoreError, StoreFuture};
 pub use users::{Role, User, UserRepository, UserResolver};
 
 #[cfg(feature = "memory")]

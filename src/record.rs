@@ -1,7 +1,7 @@
 //! [`SessionRecord`] and its JSON wire format.
 //!
 //! This module is the single source of truth for the JSON the TypeScript apps read and write
-//! (the seed's `SessionData`, stored by `RedisSessionAdapter.set` with `JSON.stringify`):
+//! (the TypeScript apps' `SessionData`, stored by `RedisSessionAdapter.set` with `JSON.stringify`):
 //!
 //! ```json
 //! {"user_id":"<uuid>","created_at":<ms>,"expires_at":<ms>,"ip":"…","user_agent":"…"}
@@ -50,7 +50,7 @@ pub struct SessionRecord {
 #[error("session record is not valid JSON of the expected shape: {0}")]
 pub struct RecordError(#[from] serde_json::Error);
 
-/// Client details stored with a new session, as the seed's `SessionMetadata`.
+/// Client details stored with a new session, as the TypeScript apps' `SessionMetadata`.
 ///
 /// ```
 /// use tower_app_sessions::SessionMetadata;
@@ -211,8 +211,8 @@ mod tests {
     const USER: &str = "3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f";
 
     #[test]
-    fn writes_the_seed_bytes_exactly() {
-        // What `JSON.stringify(sessionData)` gives for the seed's createSession.
+    fn writes_the_typescript_bytes_exactly() {
+        // What `JSON.stringify(sessionData)` gives for the TypeScript apps' createSession.
         let seed = r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1757660000000,"expires_at":1757746400000,"ip":"203.0.113.7","user_agent":"Mozilla/5.0 (X11; Linux x86_64)"}"#;
         let record = SessionRecord {
             user_id: USER.parse().unwrap(),

@@ -1,6 +1,30 @@
 //! [`WebDatabase`]: the web application's own PostgreSQL database (`DATABASE_WEB_URL`), with
-//! the seed's `web_sessions` (per-session preferences, theme, language) and `web_user_cache`
-//! tables, reached from a handler through [`Session::web`](crate::Session::web).
+//! the TypeScript web app's `web_sessions` (per-session preferences, theme, language) and
+//! `web_user_cache` tables.
+//!
+//! A handler reaches the current session's rows through the [`WebSession`] extractor, which
+//! takes the database from the router's state (`WebDatabase: FromRef<S>`, so a route that
+//! cannot have it does not compile), or, outside axum, through [`WebDatabase::session`]. Only
+//! sessions of the `web` context have rows there: an admin session never reads or writes
+//! the web app's data.
+//!
+//! ```no_run
+//! # async fn run(pool: sqlx::PgPool) {
+//! use axum::{routing::get, Router};
+//! use tower_app_sessions::webdb::{WebDatabase, WebSession};
+//! use tower_app_sessions::{AppContext, Sessions};
+//!
+//! let sessions = Sessions::memory();
+//! let web_db = WebDatabase::new(pool);
+//! let app: Router = Router::new()
+//!     .route("/theme", get(|web: WebSession| async move {
+//!         let row = web.get().await.map_err(|_| http::StatusCode::SERVICE_UNAVAILABLE)?;
+//!         Ok::<_, http::StatusCode>(row.and_then(|r| r.theme).unwrap_or_default())
+//!     }))
+//!     .with_state(web_db)
+//!     .layer(sessions.layer(AppContext::Web));
+//! # let _ = app; }
+//! ```
 
 use std::time::Duration;
 
@@ -11,7 +35,7 @@ use uuid::Uuid;
 
 use crate::store::postgres::timed;
 use crate::store::StoreError;
-use crate::SessionId;
+use crate::{AppContext, Session, SessionId};
 
 /// The web app's database (feature `postgres`). One pool, shared by every web layer.
 #[derive(Clone, Debug)]
@@ -55,18 +79,24 @@ impl WebDatabase {
         &self.pool
     }
 
-    pub(crate) fn for_session(&self, id: SessionId, user_id: Uuid, expires_at: i64) -> WebSession {
-        WebSession {
+    /// The rows of `session` in this database: `Some` for an authenticated session of the
+    /// `web` context (after a login in the request: the new one), `None` otherwise.
+    pub fn session(&self, session: &Session) -> Option<WebSession> {
+        if *session.context() != AppContext::Web {
+            return None;
+        }
+        let (id, record) = session.current()?;
+        Some(WebSession {
             db: self.clone(),
             id,
-            user_id,
-            expires_at,
-        }
+            user_id: record.user_id,
+            expires_at: record.expires_at,
+        })
     }
 }
 
-/// The current web session's rows in the web database. Get one from
-/// [`Session::web`](crate::Session::web).
+/// The current web session's rows in the web database: the [extractor](self) or
+/// [`WebDatabase::session`].
 #[derive(Debug, Clone)]
 pub struct WebSession {
     db: WebDatabase,

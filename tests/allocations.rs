@@ -109,12 +109,14 @@ fn allocations_per_request() {
     let service = tower::ServiceBuilder::new()
         .layer(
             SessionLayer::for_context(AppContext::Web)
-                .with_store(store)
-                .with_users(users),
+                .store(store)
+                .users(users),
         )
         .service(service_fn(inner));
     let bare = service_fn(inner);
     let cookie = format!("sessionId={}", id.as_str());
+    // Well-formed but unknown: what every forged or stale cookie costs.
+    let forged = format!("sessionId={}", SessionId::generate().unwrap().as_str());
     // Requests are built outside the counted section: only the layer's work is counted.
     let request = |cookie: Option<&str>| {
         let mut b = Request::get("/me");
@@ -149,10 +151,20 @@ fn allocations_per_request() {
     assert_eq!(body, "anon");
     let (body, authenticated) = measure(request(Some(&cookie)), true);
     assert_eq!(body, "me");
+    let (body, unknown) = measure(request(Some(&forged)), true);
+    assert_eq!(body, "anon");
     eprintln!(
-        "allocations per request: inner service alone {baseline}, anonymous through the layer {anonymous} (+{}), authenticated (memory store) {authenticated} (+{})",
+        "allocations per request: inner service alone {baseline}, anonymous through the layer {anonymous} (+{}), authenticated (memory store) {authenticated} (+{}), unknown session id (memory store) {unknown} (+{})",
         anonymous - baseline,
-        authenticated - baseline
+        authenticated - baseline,
+        unknown - baseline
+    );
+    // An unknown id on an in-process store: one lookup answered in `call`, nothing boxed, so
+    // no more than an anonymous request.
+    assert!(
+        unknown - baseline <= 4,
+        "requests with an unknown session id allocate {} more",
+        unknown - baseline
     );
     // Anonymous: the Session handle (1) and `http`'s extension map, created on the first
     // insert (its box, its table, the boxed value: 3).

@@ -808,7 +808,7 @@ async fn multi_app_keeps_its_sessions_in_redis_in_development() {
 }
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
-#[path = "common/pg.rs"]
+#[path = "it/common/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 

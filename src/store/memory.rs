@@ -1,11 +1,11 @@
 //! [`MemoryStore`]: the embedded default backend.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::{ready, BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use super::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
 use crate::record::now_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -179,6 +179,14 @@ impl State {
     }
 }
 
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("sessions", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemoryStore {
     /// An empty store without a capacity.
     #[must_use]
@@ -229,14 +237,14 @@ impl MemoryStore {
         })
     }
 
-    // A panic while holding the lock cannot leave the maps half-updated in a way that matters
-    // (each operation is a few map calls), so a poisoned lock is simply taken over.
+    // Each operation is a few map calls: a panic inside one cannot leave the maps in a state
+    // that matters, so a poisoned lock is taken over (`crate::sync`).
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.inner.read().unwrap_or_else(PoisonError::into_inner))
+        f(&crate::sync::read(&self.inner))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        f(&mut self.inner.write().unwrap_or_else(PoisonError::into_inner))
+        f(&mut crate::sync::write(&self.inner))
     }
 }
 
@@ -246,17 +254,8 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        ready(Ok(self.get(context, id, now)))
-    }
-
-    fn load_now(
-        &self,
-        context: &AppContext,
-        id: &SessionId,
-        now: i64,
-    ) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        Some(Ok(self.get(context, id, now)))
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::ready(Ok(self.get(context, id, now)))
     }
 
     fn save<'a>(
@@ -265,14 +264,14 @@ impl SessionStore for MemoryStore {
         id: &'a SessionId,
         record: &'a SessionRecord,
         now: i64,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
         self.write(|s| {
             if now - s.last_sweep_ms >= SWEEP_INTERVAL_MS {
                 s.sweep(now);
             }
             s.insert(context, id, record.bounded().into_owned(), now);
         });
-        ready(Ok(()))
+        StoreFuture::ready(Ok(()))
     }
 
     fn delete<'a>(
@@ -280,10 +279,10 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        ready(Ok(self.write(|s| {
-            s.remove(context, id).is_some_and(|r| !r.is_expired(now))
-        })))
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::ready(Ok(
+            self.write(|s| s.remove(context, id).is_some_and(|r| !r.is_expired(now)))
+        ))
     }
 
     fn rotate<'a>(
@@ -293,7 +292,7 @@ impl SessionStore for MemoryStore {
         new: &'a SessionId,
         _user_id: &'a Uuid,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         // One critical section: a delete either ran before (nothing to move) or runs after
         // (and finds the record under `new` through the user's index).
         let moved = self.write(|s| {
@@ -302,7 +301,7 @@ impl SessionStore for MemoryStore {
             s.insert(context, new, record.clone(), now);
             Some(record)
         });
-        ready(Ok(moved))
+        StoreFuture::ready(Ok(moved))
     }
 
     fn extend<'a>(
@@ -311,7 +310,7 @@ impl SessionStore for MemoryStore {
         id: &'a SessionId,
         expires_at: i64,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
         let extended = self.write(|s| {
             let Some(slot) = s.slot(context) else {
                 return false;
@@ -324,7 +323,7 @@ impl SessionStore for MemoryStore {
                 _ => false,
             }
         });
-        ready(Ok(extended))
+        StoreFuture::ready(Ok(extended))
     }
 
     fn delete_user_sessions<'a>(
@@ -332,7 +331,7 @@ impl SessionStore for MemoryStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    ) -> StoreFuture<'a, Result<u64, StoreError>> {
         let removed = self.write(|s| {
             s.of_user(user_id, scope)
                 .into_iter()
@@ -340,7 +339,7 @@ impl SessionStore for MemoryStore {
                 .filter(|r| !r.is_expired(now))
                 .count() as u64
         });
-        ready(Ok(removed))
+        StoreFuture::ready(Ok(removed))
     }
 
     fn list_user_sessions<'a>(
@@ -348,7 +347,7 @@ impl SessionStore for MemoryStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
         let list = self.read(|s| {
             s.of_user(user_id, scope)
                 .into_iter()
@@ -363,7 +362,11 @@ impl SessionStore for MemoryStore {
                 })
                 .collect()
         });
-        ready(Ok(list))
+        StoreFuture::ready(Ok(list))
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
     }
 }
 

@@ -1,38 +1,69 @@
 //! [`SessionStore`]: where session records live, always scoped by [`AppContext`].
 //!
-//! # Why the trait is object-safe
+//! # The contract
 //!
-//! Every method returns a boxed future ([`BoxFuture`]) instead of using `async fn`, so a store
-//! can be held as `Arc<dyn SessionStore>`. That is what lets [`Sessions::from_env`] choose
-//! memory, Redis or PostgreSQL at startup from environment variables, and lets one
-//! [`Sessions`] handle share one store (and one connection pool) between the web and admin
-//! layers without making every application type generic over the backend. The price is one
-//! small allocation per store call, which is noise next to a network round trip. In-process
-//! stores avoid even that on the request path by also answering
-//! [`SessionStore::load_now`], which the layer tries first.
+//! Every implementation, and every decorator around one, keeps these rules; the executable
+//! contract suite (`tests/it/contract.rs`) checks them against every store of this crate.
 //!
-//! # Contract for implementors
+//! - **Isolation.** Every operation on a session takes its [`AppContext`]; a record saved in
+//!   one context is never returned, extended, moved or deleted through another.
+//! - **Time is an input.** Every operation that decides whether a record is live takes `now`,
+//!   the caller's clock reading in milliseconds since the Unix epoch (the layer reads its
+//!   [`Clock`](crate::clock::Clock) once per request). A record is live while
+//!   `now < expires_at`: `load` never returns one that is not, `extend` and `rotate` never act
+//!   on one, and a backend TTL derived from `expires_at` and `now` may outlive it by at most a
+//!   second (it is a memory bound; the record decides).
+//! - **Ids are safe.** Every [`SessionId`] reaching a store has passed [`SessionId::parse`]
+//!   (`[A-Za-z0-9_-]{16,128}`); stores may put [`SessionId::as_str`] in keys and statements
+//!   as it is. That one method is the stored form of an id: a store never derives another.
+//! - **Atomicity.** `save` replaces the whole record; `extend` moves the expiry of a live
+//!   record and never recreates a deleted one; `delete` reports whether a live record was
+//!   there; `rotate` moves a live record to a new id atomically with respect to `delete` and
+//!   `delete_user_sessions` (one that completes first leaves nothing to move; one that runs
+//!   meanwhile ends the session under either id); `delete_user_sessions` ends every session
+//!   of the user in the scope that exists when it starts, and any that a concurrent `rotate`
+//!   creates.
+//! - **Failures.** A backend that fails or does not answer in time is a [`StoreError`], never
+//!   a panic and never "not found": the layer makes such a request unauthenticated and
+//!   routes that require a user answer `503` (with `Retry-After: 1`). "Not found" (`None`,
+//!   `false`, `0`) makes it anonymous, `401` on those routes. A stored value that is not a
+//!   record is "not found", logged.
+//! - **Readiness.** Operations return a [`StoreFuture`]: in-process stores answer with
+//!   [`StoreFuture::ready`], which the layer consumes without boxing a future or awaiting.
+//! - **Decorators** forward every operation they do not change, returning the inner
+//!   `StoreFuture` as it is (so a ready answer stays ready), and forward
+//!   [`capabilities`](SessionStore::capabilities), a required method precisely so that no
+//!   decorator can forget it.
 //!
-//! - Every method that touches a session takes the [`AppContext`]; a record saved in one
-//!   context is never returned, extended or deleted through another.
-//! - Time is an input: every method that decides whether a record is live takes `now`, the
-//!   caller's clock reading in milliseconds since the Unix epoch (the layer reads its
-//!   [`Clock`](crate::clock::Clock) once per request). `load` never returns a record whose
-//!   `expires_at` is at or before `now`; the key's time to live (where the backend has one)
-//!   ends at `expires_at` as seen from `now`.
-//! - Ids reaching a store have passed [`SessionId::parse`]; stores may put them in keys as-is.
-//! - Backend failures are [`StoreError`]s, never panics and never "not found": the layer turns
-//!   them into "not authenticated" and `503` on routes that require a user.
+//! # Capabilities
 //!
-//! [`Sessions::from_env`]: crate::Sessions::from_env
-//! [`Sessions`]: crate::Sessions
+//! What only some stores can do is not in the core trait: a store says what it can do
+//! through [`SessionStore::capabilities`], as tower-sessions keeps expired-record deletion in
+//! its own trait and axum-login keeps authorization apart from authentication.
+//!
+//! - [`LegacySessions`]: pre-migration, context-less sessions (Redis `session:<id>`,
+//!   PostgreSQL `users.session_id`), read only by layers whose legacy fallback is on;
+//! - [`DurableRecords`]: a store that keeps ended records (revoked, expired) and may not hold
+//!   every context (PostgreSQL); a [`TieredStore`] asks it whether a session was ever written
+//!   there, and every layer whether it can hold the layer's context;
+//! - [`KnownDeletions`]: a store that can tell a session deleted on purpose from one it never
+//!   held (Redis, through its per-user index); a [`TieredStore`] asks it before refilling.
+//!
+//! # Why `dyn`
+//!
+//! The trait is object-safe, so one store chosen at startup from the environment
+//! ([`Sessions::from_env`](crate::Sessions::from_env)) serves every layer as
+//! `Arc<dyn SessionStore>`, without making applications generic over the backend.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::{AppContext, SessionId, SessionRecord};
+
+mod future;
+pub(crate) use future::BoxFuture;
+pub use future::StoreFuture;
 
 #[cfg(feature = "memory")]
 mod memory;
@@ -40,17 +71,16 @@ mod memory;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PgSessionStore;
 #[cfg(feature = "redis")]
 pub mod redis;
-pub mod tiered;
-
-/// A boxed, `Send` future: the return type of store and resolver methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A future that is already done: what synchronous backends (memory) return.
-pub(crate) fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
-}
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+mod tiered;
+pub use tiered::TieredStore;
+mod write_through;
+pub use write_through::WriteThroughStore;
 
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -89,6 +119,22 @@ impl StoreError {
     }
 }
 
+/// Runs `work` for at most `limit`: a driver error becomes a [`StoreError`] through `error`,
+/// running out of time [`StoreError::Timeout`]. Every backend bounds every operation with it,
+/// so a hung server gives fast `503`s, not hung requests.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) async fn timed<T, E>(
+    backend: &'static str,
+    limit: std::time::Duration,
+    work: impl std::future::Future<Output = Result<T, E>>,
+    error: impl FnOnce(E) -> StoreError,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result.map_err(error),
+        Err(_) => Err(StoreError::Timeout { backend }),
+    }
+}
+
 /// Which sessions of a user an operation covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope<'a> {
@@ -96,6 +142,16 @@ pub enum Scope<'a> {
     Context(&'a AppContext),
     /// The user's sessions in every application.
     AllContexts,
+}
+
+impl Scope<'_> {
+    /// Whether a session of `context` is in this scope.
+    pub fn includes(&self, context: &AppContext) -> bool {
+        match self {
+            Scope::Context(wanted) => *wanted == context,
+            Scope::AllContexts => true,
+        }
+    }
 }
 
 /// One live session of a user, as listed by [`SessionStore::list_user_sessions`].
@@ -120,72 +176,48 @@ pub struct SessionInfo {
 /// use tower_app_sessions::{record::now_ms, AppContext, MemoryStore, SessionId, SessionMetadata, SessionRecord, SessionStore};
 ///
 /// let store = MemoryStore::new();
-/// let id = SessionId::generate().unwrap();
-/// let record = SessionRecord::new(uuid::Uuid::new_v4(), SessionMetadata::new(), now_ms(), Duration::from_secs(60));
-/// store.save(&AppContext::Web, &id, &record, now_ms()).await.unwrap();
+/// let (id, now) = (SessionId::generate().unwrap(), now_ms());
+/// let record = SessionRecord::new(uuid::Uuid::new_v4(), SessionMetadata::new(), now, Duration::from_secs(60));
+/// store.save(&AppContext::Web, &id, &record, now).await.unwrap();
 ///
-/// assert_eq!(store.load(&AppContext::Web, &id, now_ms()).await.unwrap(), Some(record));
-/// assert_eq!(store.load(&AppContext::Admin, &id, now_ms()).await.unwrap(), None); // isolated
+/// // In process: the answer is there without waiting.
+/// let loaded = store.load(&AppContext::Web, &id, now).into_ready().unwrap();
+/// assert_eq!(loaded.unwrap(), Some(record));
+/// assert_eq!(store.load(&AppContext::Admin, &id, now).await.unwrap(), None); // isolated
 /// # });
 /// ```
 pub trait SessionStore: Send + Sync + 'static {
-    /// The record of `id` in `context`, or `None` if there is none or it has expired at `now`.
+    /// The record of `id` in `context`, or `None` if there is none or it is not live at `now`.
     fn load<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
-    /// What [`load`](Self::load) would return, answered at once by stores that hold their
-    /// records in process, or `None` (the default) for stores that must wait on I/O.
-    ///
-    /// The layer asks this first, so an in-process store serves a request without boxing a
-    /// future; `None` costs nothing but the call. Override it only where the answer needs no
-    /// I/O and no lock held across an await, and where it has the same effects as `load`.
-    ///
-    ///
-    /// ```
-    /// use tower_app_sessions::{record::now_ms, AppContext, MemoryStore, SessionId, SessionStore};
-    /// let id = SessionId::generate().unwrap();
-    /// let answer = MemoryStore::new().load_now(&AppContext::Web, &id, now_ms());
-    /// assert!(matches!(answer, Some(Ok(None))));
-    /// ```
-    fn load_now(
-        &self,
-        context: &AppContext,
-        id: &SessionId,
-        now: i64,
-    ) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        let _ = (context, id, now);
-        None
-    }
-
-    /// Writes `record` under `id` in `context`; it lives until `record.expires_at`
-    /// (the backend's TTL is derived from it and `now`, so the two never disagree).
+    /// Writes `record` under `id` in `context`, replacing any record there; it lives until
+    /// `record.expires_at`.
     fn save<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         record: &'a SessionRecord,
         now: i64,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> StoreFuture<'a, Result<(), StoreError>>;
 
-    /// Deletes (or, for audited backends, revokes) `id` in `context`. `true` if it existed
-    /// and was live at `now`.
+    /// Deletes (or, for audited backends, revokes) `id` in `context`. `true` if it was live
+    /// at `now`.
     fn delete<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    ) -> StoreFuture<'a, Result<bool, StoreError>>;
 
     /// Moves the live record of `old` (a session of `user_id`) to the fresh id `new`, keeping
-    /// its content, atomically with respect to deletion: a logout of `old` or a revocation of
-    /// the user's sessions that completes before the move is never undone by it, and one that
-    /// runs while it does ends the session (under either id). `Ok(Some(record))`: the record
-    /// now lives under `new` alone. `Ok(None)`: `old` was not live at `now` (logged out,
-    /// revoked or expired meanwhile), and nothing was written.
+    /// its content, atomically with respect to deletion (see the [contract](self)).
+    /// `Ok(Some(record))`: the record now lives under `new` alone. `Ok(None)`: `old` was not
+    /// live at `now` (logged out, revoked or expired meanwhile), and nothing was written.
     fn rotate<'a>(
         &'a self,
         context: &'a AppContext,
@@ -193,18 +225,17 @@ pub trait SessionStore: Send + Sync + 'static {
         new: &'a SessionId,
         user_id: &'a Uuid,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
-    /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`.
-    /// `false` if the session no longer exists or has expired at `now`; never resurrects a
-    /// deleted session.
+    /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`. `false` if the
+    /// session is not live at `now`; never resurrects a deleted session.
     fn extend<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         expires_at: i64,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    ) -> StoreFuture<'a, Result<bool, StoreError>>;
 
     /// Deletes every session of `user_id` in `scope`; returns how many were live at `now`.
     fn delete_user_sessions<'a>(
@@ -212,7 +243,7 @@ pub trait SessionStore: Send + Sync + 'static {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    ) -> StoreFuture<'a, Result<u64, StoreError>>;
 
     /// The sessions of `user_id` in `scope` that are live at `now`.
     fn list_user_sessions<'a>(
@@ -220,63 +251,195 @@ pub trait SessionStore: Send + Sync + 'static {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
 
-    /// The record stored under the pre-migration, context-less key for `id`
-    /// (Redis `session:<id>`). Only called when the layer's legacy fallback is on for its
-    /// context. Backends without legacy data keep this default, which finds nothing.
+    /// What this store can do beyond the core operations (see
+    /// [Capabilities](self#capabilities)). Required, so that a decorator cannot forget to
+    /// forward its inner store's; a store without any returns [`Capabilities::none`].
+    fn capabilities(&self) -> Capabilities<'_>;
+}
+
+/// The optional abilities of a store, as [`SessionStore::capabilities`] reports them.
+///
+/// ```
+/// use tower_app_sessions::{store::Capabilities, MemoryStore, SessionStore};
+/// assert!(MemoryStore::new().capabilities().legacy.is_none());
+/// assert!(Capabilities::none().durable.is_none());
+/// ```
+#[derive(Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct Capabilities<'a> {
+    /// Pre-migration, context-less sessions.
+    pub legacy: Option<&'a dyn LegacySessions>,
+    /// Ended records kept, and the contexts it can hold.
+    pub durable: Option<&'a dyn DurableRecords>,
+    /// Deletions it can tell from records it never held.
+    pub deletions: Option<&'a dyn KnownDeletions>,
+}
+
+impl<'a> Capabilities<'a> {
+    /// No capability.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// With legacy sessions.
+    #[must_use]
+    pub fn legacy(mut self, legacy: &'a dyn LegacySessions) -> Self {
+        self.legacy = Some(legacy);
+        self
+    }
+
+    /// With durable records.
+    #[must_use]
+    pub fn durable(mut self, durable: &'a dyn DurableRecords) -> Self {
+        self.durable = Some(durable);
+        self
+    }
+
+    /// With known deletions.
+    #[must_use]
+    pub fn deletions(mut self, deletions: &'a dyn KnownDeletions) -> Self {
+        self.deletions = Some(deletions);
+        self
+    }
+
+    /// Whether the store can hold sessions of `context` (all stores can, except durable ones
+    /// that say otherwise).
+    pub fn supports(&self, context: &AppContext) -> bool {
+        self.durable.is_none_or(|durable| durable.supports(context))
+    }
+}
+
+impl std::fmt::Debug for Capabilities<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("legacy", &self.legacy.is_some())
+            .field("durable", &self.durable.is_some())
+            .field("deletions", &self.deletions.is_some())
+            .finish()
+    }
+}
+
+/// Pre-migration, context-less sessions (Redis `session:<id>`, PostgreSQL
+/// `users.session_id`): read only by layers whose legacy fallback is on for their context.
+pub trait LegacySessions: Send + Sync {
+    /// The record stored under the context-less key of `id`, if live at `now`.
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        let _ = (id, now);
-        ready(Ok(None))
-    }
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
-    /// Whether the store holds any record of `id` in `context`, live or not: audited
-    /// backends keep revoked and expired rows, and a tiered store must tell "revoked here"
-    /// from "never written here". The default is [`load`](Self::load)`.is_some()`.
+    /// Deletes the context-less record of `id`, so a login or logout from a legacy session
+    /// leaves no live legacy id behind. `true` if it existed.
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Result<bool, StoreError>>;
+}
+
+/// A store that keeps ended records (revoked, expired, for audit) and may not hold every
+/// context: what a [`TieredStore`] asks of its durable store.
+pub trait DurableRecords: Send + Sync {
+    /// Whether any record of `id` in `context` exists, live or not: a tiered store must tell
+    /// "revoked here" from "never written here".
     fn contains<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.load(context, id, now).await?.is_some()) })
-    }
+    ) -> StoreFuture<'a, Result<bool, StoreError>>;
 
-    /// Whether this store positively knows that the session `id` of `user_id` was deleted
-    /// (rather than never held, or lost with the store's data). A [`TieredStore`] asks its fast
-    /// store before refilling it from the durable one, so a logout done by deleting the fast
-    /// copy only (the TypeScript apps' `deleteSession` deletes the Redis key) holds, while
-    /// sessions lost in a Redis restart are still refilled. The default knows nothing.
-    ///
-    /// [`TieredStore`]: tiered::TieredStore
-    fn knows_deleted<'a>(
+    /// Whether sessions of `context` can be stored here (PostgreSQL's `"ApplicationType"`
+    /// knows `web` and `admin` only).
+    fn supports(&self, context: &AppContext) -> bool;
+}
+
+/// A store that can tell a session deleted on purpose from one it never held, or lost with
+/// its data: what a [`TieredStore`] asks of its fast store before refilling it from the
+/// durable one, so that a logout done by deleting the fast copy only (the TypeScript apps'
+/// `deleteSession` deletes the Redis key) holds, while sessions lost in a Redis restart are
+/// refilled.
+pub trait KnownDeletions: Send + Sync {
+    /// Whether the session `id` of `user_id` in `context` was deleted on purpose.
+    fn deleted_on_purpose<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         user_id: &'a Uuid,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let _ = (context, id, user_id, now);
-        ready(Ok(false))
+    ) -> StoreFuture<'a, Result<bool, StoreError>>;
+}
+
+/// A shared store is a store: layers and decorators take `Arc<dyn SessionStore>` as they
+/// take any other.
+impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        (**self).load(context, id, now)
     }
 
-    /// Whether sessions of `context` can be stored here at all (PostgreSQL's enum knows only
-    /// `web` and `admin`). A [`TieredStore`](tiered::TieredStore) keeps the others in its fast
-    /// store alone.
-    fn supports(&self, context: &AppContext) -> bool {
-        let _ = context;
-        true
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+        now: i64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        (**self).save(context, id, record, now)
     }
 
-    /// Deletes the pre-migration, context-less record of `id` (Redis `session:<id>`), so a
-    /// login or logout from a legacy session leaves no live legacy id behind. `true` if it
-    /// existed. Backends without legacy data keep this default.
-    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let _ = id;
-        ready(Ok(false))
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        (**self).delete(context, id, now)
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        (**self).rotate(context, old, new, user_id, now)
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        (**self).extend(context, id, expires_at, now)
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+        now: i64,
+    ) -> StoreFuture<'a, Result<u64, StoreError>> {
+        (**self).delete_user_sessions(user_id, scope, now)
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        (**self).list_user_sessions(user_id, scope, now)
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        (**self).capabilities()
     }
 }

@@ -8,8 +8,8 @@
 //!   never authenticates.
 //! - `last_activity` moves only with a slide of the idle timeout, i.e. at most once per
 //!   touch interval, not on every request.
-//! - The legacy fallback reads `users.session_id`, as the seed's `findBySessionId` does — but
-//!   only when the layer enables it, and only for the `web` context (the seed's version
+//! - The legacy fallback reads `users.session_id`, as the TypeScript apps' `findBySessionId` does — but
+//!   only when the layer enables it, and only for the `web` context (their version
 //!   ignores the context).
 
 use std::future::Future;
@@ -20,7 +20,10 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use super::{BoxFuture, Scope, SessionInfo, SessionStore, StoreError};
+use super::{
+    Capabilities, DurableRecords, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
+    StoreFuture,
+};
 use crate::{AppContext, SessionId, SessionRecord};
 
 pub(crate) const BACKEND: &str = "postgres";
@@ -37,7 +40,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
 }
 
-/// A pool with the seed's settings: at most 10 connections, 5 s to connect
+/// A pool with the TypeScript apps' settings: at most 10 connections, 5 s to connect
 /// (`SESSION_CONSTANTS.DATABASE`), connections checked lazily.
 ///
 /// # Errors
@@ -125,14 +128,12 @@ fn record((user_id, created_at, expires_at, ip, user_agent): Row) -> SessionReco
     }
 }
 
+/// [`store::timed`](crate::store) for sqlx: one query or transaction within `limit`.
 pub(crate) async fn timed<T>(
     limit: Duration,
     f: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, f).await {
-        Ok(result) => result.map_err(pg_error),
-        Err(_) => Err(StoreError::Timeout { backend: BACKEND }),
-    }
+    crate::store::timed(BACKEND, limit, f, pg_error).await
 }
 
 /// A [`SessionStore`] on the `sessions` table (feature `postgres`).
@@ -444,8 +445,8 @@ impl SessionStore for PgSessionStore {
         context: &'a AppContext,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.load_row(context, id, now))
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(self.load_row(context, id, now))
     }
 
     fn save<'a>(
@@ -454,8 +455,8 @@ impl SessionStore for PgSessionStore {
         id: &'a SessionId,
         record: &'a SessionRecord,
         _now: i64,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.upsert(context, id, record))
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        StoreFuture::new(self.upsert(context, id, record))
     }
 
     fn delete<'a>(
@@ -463,8 +464,8 @@ impl SessionStore for PgSessionStore {
         context: &'a AppContext,
         id: &'a SessionId,
         _now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.revoke(context, id))
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.revoke(context, id))
     }
 
     fn rotate<'a>(
@@ -474,8 +475,8 @@ impl SessionStore for PgSessionStore {
         new: &'a SessionId,
         user_id: &'a Uuid,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.move_row(context, old, new, user_id, now))
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(self.move_row(context, old, new, user_id, now))
     }
 
     fn extend<'a>(
@@ -484,8 +485,8 @@ impl SessionStore for PgSessionStore {
         id: &'a SessionId,
         expires_at: i64,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.slide(context, id, expires_at, now))
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.slide(context, id, expires_at, now))
     }
 
     fn delete_user_sessions<'a>(
@@ -493,8 +494,8 @@ impl SessionStore for PgSessionStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(self.revoke_user(user_id, scope, now))
+    ) -> StoreFuture<'a, Result<u64, StoreError>> {
+        StoreFuture::new(self.revoke_user(user_id, scope, now))
     }
 
     fn list_user_sessions<'a>(
@@ -502,17 +503,24 @@ impl SessionStore for PgSessionStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        Box::pin(self.list_user(user_id, scope, now))
+    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        StoreFuture::new(self.list_user(user_id, scope, now))
     }
 
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none().legacy(self).durable(self)
+    }
+}
+
+/// Revoked and expired rows are kept (audit); custom contexts cannot be stored.
+impl DurableRecords for PgSessionStore {
     fn contains<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         _now: i64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(async move {
             let label = pg_context(context)?;
             let (exists,): (bool,) = timed(
                 self.timeout,
@@ -532,17 +540,20 @@ impl SessionStore for PgSessionStore {
     fn supports(&self, context: &AppContext) -> bool {
         pg_context(context).is_ok()
     }
+}
 
+/// The pre-migration `users.session_id` column.
+impl LegacySessions for PgSessionStore {
     fn load_legacy<'a>(
         &'a self,
         id: &'a SessionId,
         now: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        Box::pin(self.legacy_user(id, now))
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(self.legacy_user(id, now))
     }
 
-    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.clear_legacy(id))
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.clear_legacy(id))
     }
 }
 

@@ -1,36 +1,4 @@
 //! [`canonical_email`]: the one form in which emails are stored, compared and looked up.
-//!
-//! Every resolver ([`MemoryUsers`](crate::MemoryUsers), [`PgUsers`](crate::users::PgUsers))
-//! and every handler that takes an email passes it through this function, before any I/O.
-//!
-//! # The canonical form
-//!
-//! 1. spaces and tabs around the address are dropped;
-//! 2. the address is refused if it is empty, longer than [`MAX_EMAIL_BYTES`], contains a
-//!    control character, a space of any kind or an invisible formatting character
-//!    (zero-width, bidirectional overrides, soft hyphen, byte-order mark), or is not
-//!    `local@domain` with exactly one `@` and both parts non-empty;
-//! 3. the address is refused if it is not in Unicode normalization form C: normalizing would
-//!    change it, and some normalizations turn a non-ASCII character into an ASCII one (the
-//!    KELVIN SIGN `U+212A` becomes `K`), which would let `\u{212A}ate@example.com` claim
-//!    `kate@example.com`;
-//! 4. ASCII letters are lowercased, and nothing else is: no non-ASCII character is ever
-//!    mapped, so an address can only ever equal another one that already looked the same in
-//!    ASCII (`ſ`, fullwidth letters, `ı`, `İ` stay what they are, and distinct).
-//!
-//! Rows the TypeScript apps wrote keep the case the user typed (`Grace@Example.com`); they
-//! are found by comparing their ASCII-lowercased form with the canonical one.
-//!
-//! ```
-//! use tower_app_sessions::users::{canonical_email, EmailError};
-//!
-//! assert_eq!(canonical_email("  Ada.Lovelace@Example.COM ").unwrap(), "ada.lovelace@example.com");
-//! // The Kelvin sign would normalize to an ASCII K: refused, not folded.
-//! assert_eq!(canonical_email("\u{212A}ate@example.com"), Err(EmailError::NotNormalized));
-//! assert_eq!(canonical_email("kate\0@example.com"), Err(EmailError::ForbiddenCharacter));
-//! // Non-ASCII letters are kept as they are: this is not kate@example.com.
-//! assert_eq!(canonical_email("ＫATE@example.com").unwrap(), "Ｋate@example.com");
-//! ```
 
 use unicode_normalization::is_nfc;
 
@@ -74,7 +42,39 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-/// The canonical form of `raw` (see the [module docs](self)), or why it has none.
+/// The canonical form of `raw`, or why it has none.
+///
+/// Every resolver ([`MemoryUsers`](crate::MemoryUsers), [`PgUsers`](crate::users::PgUsers))
+/// and every handler that takes an email passes it through this function, before any I/O.
+///
+/// # The canonical form
+///
+/// 1. spaces and tabs around the address are dropped;
+/// 2. the address is refused if it is empty, longer than [`MAX_EMAIL_BYTES`], contains a
+///    control character, a space of any kind or an invisible formatting character
+///    (zero-width, bidirectional overrides, soft hyphen, byte-order mark), or is not
+///    `local@domain` with exactly one `@` and both parts non-empty;
+/// 3. the address is refused if it is not in Unicode normalization form C: normalizing would
+///    change it, and some normalizations turn a non-ASCII character into an ASCII one (the
+///    KELVIN SIGN `U+212A` becomes `K`), which would let `\u{212A}ate@example.com` claim
+///    `kate@example.com`;
+/// 4. ASCII letters are lowercased, and nothing else is: no non-ASCII character is ever
+///    mapped, so an address can only ever equal another one that already looked the same in
+///    ASCII (`ſ`, fullwidth letters, `ı`, `İ` stay what they are, and distinct).
+///
+/// Rows the TypeScript apps wrote keep the case the user typed (`Grace@Example.com`); they
+/// are found by comparing their ASCII-lowercased form with the canonical one.
+///
+/// ```
+/// use tower_app_sessions::users::{canonical_email, EmailError};
+///
+/// assert_eq!(canonical_email("  Ada.Lovelace@Example.COM ").unwrap(), "ada.lovelace@example.com");
+/// // The Kelvin sign would normalize to an ASCII K: refused, not folded.
+/// assert_eq!(canonical_email("\u{212A}ate@example.com"), Err(EmailError::NotNormalized));
+/// assert_eq!(canonical_email("kate\0@example.com"), Err(EmailError::ForbiddenCharacter));
+/// // Non-ASCII letters are kept as they are: this is not kate@example.com.
+/// assert_eq!(canonical_email("ＫATE@example.com").unwrap(), "Ｋate@example.com");
+/// ```
 ///
 /// # Errors
 /// [`EmailError`] for an address that is empty, too long, contains a forbidden character,

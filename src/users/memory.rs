@@ -1,13 +1,13 @@
 //! [`MemoryUsers`]: users held in process.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{canonical_email, PermissionGrant, User, UserError, UserRepository, UserResolver};
-use crate::store::{ready, BoxFuture, StoreError};
+use crate::store::{StoreError, StoreFuture};
 use crate::AppContext;
 
 /// An in-process [`UserRepository`]: the users of `SESSION_ENV=mock` and of tests and demos.
@@ -38,6 +38,14 @@ struct Directory {
 
 /// Permission → expiry (`None`: never).
 type Grants = HashMap<String, Option<DateTime<Utc>>>;
+
+impl std::fmt::Debug for MemoryUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryUsers")
+            .field("users", &self.len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl MemoryUsers {
     /// An empty directory.
@@ -116,11 +124,11 @@ impl MemoryUsers {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Directory) -> T) -> T {
-        f(&self.inner.read().unwrap_or_else(PoisonError::into_inner))
+        f(&crate::sync::read(&self.inner))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Directory) -> T) -> T {
-        f(&mut self.inner.write().unwrap_or_else(PoisonError::into_inner))
+        f(&mut crate::sync::write(&self.inner))
     }
 }
 
@@ -131,16 +139,8 @@ impl UserResolver for MemoryUsers {
         &'a self,
         context: &'a AppContext,
         user_id: &'a Uuid,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        ready(Ok(self.get(context, user_id)))
-    }
-
-    fn resolve_now(
-        &self,
-        context: &AppContext,
-        user_id: &Uuid,
-    ) -> Option<Result<Option<Arc<User>>, StoreError>> {
-        Some(Ok(self.get(context, user_id)))
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        StoreFuture::ready(Ok(self.get(context, user_id)))
     }
 }
 
@@ -148,26 +148,26 @@ impl UserRepository for MemoryUsers {
     fn find_by_email<'a>(
         &'a self,
         email: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
         let Ok(key) = canonical_email(email) else {
-            return ready(Ok(None));
+            return StoreFuture::ready(Ok(None));
         };
-        ready(Ok(self.read(|d| {
-            d.by_email.get(&key).and_then(|id| d.by_id.get(id)).cloned()
-        })))
+        StoreFuture::ready(Ok(
+            self.read(|d| d.by_email.get(&key).and_then(|id| d.by_id.get(id)).cloned())
+        ))
     }
 
-    fn create(&self, user: User) -> BoxFuture<'_, Result<Arc<User>, UserError>> {
-        ready(self.insert(user))
+    fn create(&self, user: User) -> StoreFuture<'_, Result<Arc<User>, UserError>> {
+        StoreFuture::ready(self.insert(user))
     }
 
-    fn update(&self, mut user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>> {
+    fn update(&self, mut user: User) -> StoreFuture<'_, Result<Option<Arc<User>>, UserError>> {
         let new_key = match canonical_email(&user.email) {
             Ok(key) => key,
-            Err(error) => return ready(Err(error.into())),
+            Err(error) => return StoreFuture::ready(Err(error.into())),
         };
         user.email.clone_from(&new_key);
-        ready(self.write(|d| {
+        StoreFuture::ready(self.write(|d| {
             let Some(old) = d.by_id.get(&user.id).cloned() else {
                 return Ok(None);
             };
@@ -185,23 +185,23 @@ impl UserRepository for MemoryUsers {
         }))
     }
 
-    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> StoreFuture<'a, Result<(), StoreError>> {
         self.write(|d| {
             if let Some(user) = d.by_id.get_mut(user_id) {
                 Arc::make_mut(user).last_login_at = Some(Utc::now());
             }
         });
-        ready(Ok(()))
+        StoreFuture::ready(Ok(()))
     }
 
-    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> StoreFuture<'a, Result<(), StoreError>> {
         self.write(|d| {
             d.permissions
                 .entry((*grant.user_id, grant.context.clone()))
                 .or_default()
                 .insert(grant.permission.to_owned(), grant.expires_at);
         });
-        ready(Ok(()))
+        StoreFuture::ready(Ok(()))
     }
 
     fn revoke_permission<'a>(
@@ -209,8 +209,8 @@ impl UserRepository for MemoryUsers {
         user_id: &'a Uuid,
         context: &'a AppContext,
         permission: &'a str,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        ready(Ok(self.write(|d| {
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::ready(Ok(self.write(|d| {
             d.permissions
                 .get_mut(&(*user_id, context.clone()))
                 .is_some_and(|granted| granted.remove(permission).is_some())

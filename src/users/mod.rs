@@ -1,16 +1,15 @@
 //! Users: the [`UserResolver`] the layer calls on every authenticated request, the built-in
 //! [`User`] type shaped like the `users` table, and the [`UserRepository`] operations of the
-//! seed's `ProductionUserManager` that login and registration need.
+//! TypeScript apps' `ProductionUserManager` that login and registration need.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{BoxFuture, StoreError};
+use crate::store::{StoreError, StoreFuture};
 use crate::AppContext;
 
 mod email;
@@ -32,13 +31,14 @@ pub use postgres::PgUsers;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tower_app_sessions::{store::{BoxFuture, StoreError}, AppContext, UserResolver};
+/// use tower_app_sessions::{store::{StoreError, StoreFuture}, AppContext, UserResolver};
 ///
 /// struct Everyone;
 /// impl UserResolver for Everyone {
 ///     type User = String;
-///     fn resolve<'a>(&'a self, context: &'a AppContext, id: &'a uuid::Uuid) -> BoxFuture<'a, Result<Option<Arc<String>>, StoreError>> {
-///         Box::pin(async move { Ok(Some(Arc::new(format!("user {id} in {context}")))) })
+///     fn resolve<'a>(&'a self, context: &'a AppContext, id: &'a uuid::Uuid) -> StoreFuture<'a, Result<Option<Arc<String>>, StoreError>> {
+///         // Known in process: answered at once (a database would use `StoreFuture::new`).
+///         StoreFuture::ready(Ok(Some(Arc::new(format!("user {id} in {context}")))))
 ///     }
 /// }
 /// ```
@@ -52,19 +52,19 @@ pub trait UserResolver: Send + Sync + 'static {
         &'a self,
         context: &'a AppContext,
         user_id: &'a Uuid,
-    ) -> BoxFuture<'a, Result<Option<Arc<Self::User>>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Option<Arc<Self::User>>, StoreError>>;
+}
 
-    /// What [`resolve`](Self::resolve) would return, answered at once by resolvers that hold
-    /// their users in process, or `None` (the default) for those that must wait on I/O. As
-    /// with [`SessionStore::load_now`](crate::SessionStore::load_now), the layer asks this
-    /// first so an in-process directory serves a request without boxing a future.
-    fn resolve_now(
-        &self,
-        context: &AppContext,
-        user_id: &Uuid,
-    ) -> Option<Result<Option<Arc<Self::User>>, StoreError>> {
-        let _ = (context, user_id);
-        None
+/// A shared resolver is a resolver.
+impl<R: UserResolver + ?Sized> UserResolver for Arc<R> {
+    type User = R::User;
+
+    fn resolve<'a>(
+        &'a self,
+        context: &'a AppContext,
+        user_id: &'a Uuid,
+    ) -> StoreFuture<'a, Result<Option<Arc<Self::User>>, StoreError>> {
+        (**self).resolve(context, user_id)
     }
 }
 
@@ -82,41 +82,17 @@ pub enum Role {
     Support,
 }
 
-impl Role {
-    /// The label as stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Support => "support",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A role label that is not one of `user`, `admin`, `operator`, `support`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown role {0:?}: expected user, admin, operator or support")]
 pub struct UnknownRole(pub String);
 
-impl FromStr for Role {
-    type Err = UnknownRole;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "user" => Ok(Role::User),
-            "admin" => Ok(Role::Admin),
-            "operator" => Ok(Role::Operator),
-            "support" => Ok(Role::Support),
-            _ => Err(UnknownRole(s.chars().take(32).collect())),
-        }
-    }
-}
+labels!(Role, UnknownRole, trim: false, |other: &str| UnknownRole(other.chars().take(32).collect()),
+    Role::User => "user",
+    Role::Admin => "admin",
+    Role::Operator => "operator",
+    Role::Support => "support",
+);
 
 /// A row of the `users` table.
 ///
@@ -236,20 +212,20 @@ pub trait UserRepository: UserResolver<User = User> {
     fn find_by_email<'a>(
         &'a self,
         email: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>>;
 
     /// Stores a new user.
-    fn create(&self, user: User) -> BoxFuture<'_, Result<Arc<User>, UserError>>;
+    fn create(&self, user: User) -> StoreFuture<'_, Result<Arc<User>, UserError>>;
 
     /// Replaces the stored user with the same id; `None` if there is none.
-    fn update(&self, user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>>;
+    fn update(&self, user: User) -> StoreFuture<'_, Result<Option<Arc<User>>, UserError>>;
 
     /// Sets `last_login_at` to now.
-    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> StoreFuture<'a, Result<(), StoreError>>;
 
     /// Grants `permission` in `context` until `expires_at` (forever if `None`); granting it
     /// again replaces the expiry (`user_permissions` is unique on user, permission, context).
-    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> StoreFuture<'a, Result<(), StoreError>>;
 
     /// Revokes `permission` in `context`; `true` if it was granted.
     fn revoke_permission<'a>(
@@ -257,7 +233,7 @@ pub trait UserRepository: UserResolver<User = User> {
         user_id: &'a Uuid,
         context: &'a AppContext,
         permission: &'a str,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    ) -> StoreFuture<'a, Result<bool, StoreError>>;
 }
 
 /// A row of `user_permissions` to write with [`UserRepository::grant`].

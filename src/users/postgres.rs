@@ -14,11 +14,11 @@ use super::{
 use crate::clock::Clock;
 use crate::record::duration_ms;
 use crate::store::postgres::{pg_context, timed, BACKEND};
-use crate::store::{BoxFuture, StoreError};
+use crate::store::{BoxFuture, StoreError, StoreFuture};
 use crate::AppContext;
 
 /// The users of the shared PostgreSQL database, as the TypeScript apps' Prisma models them:
-/// [`UserResolver`] (with the context's unexpired permissions) and the seed's
+/// [`UserResolver`] (with the context's unexpired permissions) and the TypeScript apps'
 /// `ProductionUserManager` operations ([`UserRepository`]).
 ///
 /// `hashed_password` is whatever the apps store (a PHC string such as argon2's); this crate
@@ -436,8 +436,8 @@ impl UserResolver for PgUsers {
         &'a self,
         context: &'a AppContext,
         user_id: &'a Uuid,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        Box::pin(self.by_id(context, user_id))
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        StoreFuture::new(self.by_id(context, user_id))
     }
 }
 
@@ -445,20 +445,20 @@ impl UserRepository for PgUsers {
     fn find_by_email<'a>(
         &'a self,
         email: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        Box::pin(self.by_email(email))
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        StoreFuture::new(self.by_email(email))
     }
 
-    fn create(&self, user: User) -> BoxFuture<'_, Result<Arc<User>, UserError>> {
-        Box::pin(self.insert(user))
+    fn create(&self, user: User) -> StoreFuture<'_, Result<Arc<User>, UserError>> {
+        StoreFuture::new(self.insert(user))
     }
 
-    fn update(&self, user: User) -> BoxFuture<'_, Result<Option<Arc<User>>, UserError>> {
-        Box::pin(self.replace(user))
+    fn update(&self, user: User) -> StoreFuture<'_, Result<Option<Arc<User>>, UserError>> {
+        StoreFuture::new(self.replace(user))
     }
 
-    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> StoreFuture<'a, Result<(), StoreError>> {
+        StoreFuture::new(async move {
             timed(
                 self.timeout,
                 sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
@@ -470,8 +470,8 @@ impl UserRepository for PgUsers {
         })
     }
 
-    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> StoreFuture<'a, Result<(), StoreError>> {
+        StoreFuture::new(async move {
             let label = pg_context(grant.context)?;
             let done = timed(
                 self.timeout,
@@ -500,8 +500,8 @@ impl UserRepository for PgUsers {
         user_id: &'a Uuid,
         context: &'a AppContext,
         permission: &'a str,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(async move {
             let label = pg_context(context)?;
             let done = timed(
                 self.timeout,

@@ -1,0 +1,182 @@
+//! [`SessionCache`]: one layer's bounded map of session → record and admitted user.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::bus::{Event, InvalidationBus, LocalCache};
+use crate::{AppContext, SessionId, SessionRecord};
+
+/// One cached authentication: the record and the resolved, admitted user.
+pub(crate) struct Entry<U> {
+    pub(crate) record: SessionRecord,
+    pub(crate) user: Arc<U>,
+    /// The layer's clock reading when the entry was loaded: its TTL counts from here.
+    pub(crate) loaded_ms: i64,
+}
+
+impl<U> Clone for Entry<U> {
+    fn clone(&self) -> Self {
+        Self {
+            record: self.record.clone(),
+            user: Arc::clone(&self.user),
+            loaded_ms: self.loaded_ms,
+        }
+    }
+}
+
+/// How every layer of a [`Sessions`](crate::Sessions) handle caches.
+#[derive(Clone, Debug)]
+pub(crate) struct CacheSettings {
+    pub(crate) bus: InvalidationBus,
+    pub(crate) max_entries: u64,
+    pub(crate) ttl: Duration,
+}
+
+impl CacheSettings {
+    /// A cache of its own for one layer.
+    pub(crate) fn build<U: Send + Sync + 'static>(&self) -> Arc<SessionCache<U>> {
+        SessionCache::new(&self.bus, self.max_entries, self.ttl)
+    }
+}
+
+/// A bounded cache of session → user for one layer.
+pub(crate) struct SessionCache<U> {
+    entries: moka::sync::Cache<(AppContext, SessionId), Entry<U>>,
+    /// The TTL as the layer's [`Clock`](crate::clock::Clock) counts it. moka also drops
+    /// entries after the same TTL by its own clock, which bounds memory.
+    ttl_ms: i64,
+    bus: InvalidationBus,
+    /// Bumped by every invalidation: an entry loaded before an invalidation it may have
+    /// missed is not inserted (a logout racing a request that is filling the cache).
+    epoch: AtomicU64,
+}
+
+impl<U> std::fmt::Debug for SessionCache<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("entries", &self.entries.entry_count())
+            .field("ttl_ms", &self.ttl_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<U: Send + Sync + 'static> SessionCache<U> {
+    /// At most `max_entries` sessions, each for at most `ttl`, kept correct by `bus`.
+    pub(crate) fn new(bus: &InvalidationBus, max_entries: u64, ttl: Duration) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
+            ttl_ms: crate::record::duration_ms(ttl),
+            bus: bus.clone(),
+            epoch: AtomicU64::new(0),
+        });
+        let weak: Weak<dyn LocalCache> = Arc::downgrade(&(cache.clone() as Arc<dyn LocalCache>));
+        bus.register(weak);
+        cache
+    }
+
+    pub(crate) fn get(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<Entry<U>> {
+        if !self.bus.is_healthy() {
+            return None;
+        }
+        let entry = self.entries.get(&(context.clone(), id.clone()))?;
+        let fresh = now.saturating_sub(entry.loaded_ms) < self.ttl_ms;
+        (fresh && !entry.record.is_expired(now)).then_some(entry)
+    }
+
+    pub(crate) fn bus(&self) -> &InvalidationBus {
+        &self.bus
+    }
+
+    /// Read before loading what will be inserted.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Inserts an entry loaded when the epoch was `loaded_at`, unless an invalidation came in
+    /// between (checked again after the insert, so an invalidation racing the insert wins).
+    pub(crate) fn insert(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        entry: Entry<U>,
+        loaded_at: u64,
+    ) {
+        if !self.bus.is_healthy() || self.epoch() != loaded_at {
+            return;
+        }
+        let key = (context.clone(), id.clone());
+        self.entries.insert(key.clone(), entry);
+        if self.epoch() != loaded_at || !self.bus.is_healthy() {
+            self.entries.invalidate(&key);
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
+    fn apply(&self, event: &Event) {
+        // Epoch first: an insert that checks after this sees the change.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        match event {
+            Event::Session(context, id) => self.entries.invalidate(&(context.clone(), id.clone())),
+            Event::Everything => self.entries.invalidate_all(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::now_ms;
+    use crate::User;
+    use uuid::Uuid;
+
+    fn entry() -> Entry<User> {
+        let user = User::new("a@example.com", crate::Role::User);
+        let record = SessionRecord::new(
+            user.id,
+            crate::SessionMetadata::new(),
+            now_ms(),
+            Duration::from_secs(3600),
+        );
+        Entry {
+            record,
+            user: Arc::new(user),
+            loaded_ms: now_ms(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_loaded_before_an_invalidation_is_not_cached() {
+        let bus = InvalidationBus::local();
+        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(60));
+        let id = SessionId::generate().unwrap();
+        let loaded_at = cache.epoch();
+        // A logout of this very session lands while the request is still loading it.
+        bus.session_changed(&AppContext::Web, &id).await;
+        cache.insert(&AppContext::Web, &id, entry(), loaded_at);
+        assert!(cache.get(&AppContext::Web, &id, now_ms()).is_none());
+        // Without a race it is cached.
+        cache.insert(&AppContext::Web, &id, entry(), cache.epoch());
+        assert!(cache.get(&AppContext::Web, &id, now_ms()).is_some());
+        // And any invalidation drops it.
+        bus.user_changed(&Uuid::new_v4()).await;
+        assert!(cache.get(&AppContext::Web, &id, now_ms()).is_none());
+    }
+
+    #[test]
+    fn an_entry_is_served_for_its_ttl_by_the_layers_clock_and_not_after() {
+        let bus = InvalidationBus::local();
+        // moka's own 600 s TTL never comes into play in this test.
+        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(600));
+        let id = SessionId::generate().unwrap();
+        let entry = entry();
+        let loaded = entry.loaded_ms;
+        cache.insert(&AppContext::Web, &id, entry, cache.epoch());
+        assert!(cache.get(&AppContext::Web, &id, loaded + 599_999).is_some());
+        assert!(cache.get(&AppContext::Web, &id, loaded + 600_000).is_none());
+    }
+}

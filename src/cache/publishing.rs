@@ -1,0 +1,175 @@
+//! Decorators that publish every change made through them on the [`InvalidationBus`]
+//! before returning it, so no cache anywhere keeps serving a session or user that changed.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::InvalidationBus;
+use crate::store::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
+use crate::users::{PermissionGrant, User, UserError, UserRepository, UserResolver};
+use crate::{AppContext, SessionId, SessionRecord};
+
+/// A store that publishes every deletion on the bus before returning it, so no cache anywhere
+/// keeps serving a session that ended.
+pub(crate) struct PublishingStore {
+    pub(crate) inner: Arc<dyn SessionStore>,
+    pub(crate) bus: InvalidationBus,
+}
+
+impl SessionStore for PublishingStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        self.inner.load(context, id, now)
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+        now: i64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.inner.save(context, id, record, now)
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(async move {
+            let deleted = self.inner.delete(context, id, now).await?;
+            self.bus.session_changed(context, id).await;
+            Ok(deleted)
+        })
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(async move {
+            let moved = self.inner.rotate(context, old, new, user_id, now).await;
+            // Whatever happened, the old id must not be served from any cache.
+            self.bus.session_changed(context, old).await;
+            moved
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        self.inner.extend(context, id, expires_at, now)
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+        now: i64,
+    ) -> StoreFuture<'a, Result<u64, StoreError>> {
+        StoreFuture::new(async move {
+            let deleted = self.inner.delete_user_sessions(user_id, scope, now).await?;
+            self.bus.user_changed(user_id).await;
+            Ok(deleted)
+        })
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        self.inner.list_user_sessions(user_id, scope, now)
+    }
+
+    // Legacy sessions are never cached (the layer does not cache them), so their deletion
+    // publishes nothing: the inner store's capabilities pass through.
+    fn capabilities(&self) -> Capabilities<'_> {
+        self.inner.capabilities()
+    }
+}
+
+/// A user repository that publishes every change of a user (role, password, permissions), so
+/// cached users are dropped everywhere.
+pub(crate) struct PublishingUsers {
+    pub(crate) inner: Arc<dyn UserRepository>,
+    pub(crate) bus: InvalidationBus,
+}
+
+impl UserResolver for PublishingUsers {
+    type User = User;
+
+    fn resolve<'a>(
+        &'a self,
+        context: &'a AppContext,
+        user_id: &'a Uuid,
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        self.inner.resolve(context, user_id)
+    }
+}
+
+impl UserRepository for PublishingUsers {
+    fn find_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        self.inner.find_by_email(email)
+    }
+
+    fn create(&self, user: User) -> StoreFuture<'_, Result<Arc<User>, UserError>> {
+        self.inner.create(user)
+    }
+
+    fn update(&self, user: User) -> StoreFuture<'_, Result<Option<Arc<User>>, UserError>> {
+        StoreFuture::new(async move {
+            let id = user.id;
+            let updated = self.inner.update(user).await?;
+            self.bus.user_changed(&id).await;
+            Ok(updated)
+        })
+    }
+
+    fn record_login<'a>(&'a self, user_id: &'a Uuid) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.inner.record_login(user_id)
+    }
+
+    fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> StoreFuture<'a, Result<(), StoreError>> {
+        StoreFuture::new(async move {
+            self.inner.grant(grant).await?;
+            self.bus.user_changed(grant.user_id).await;
+            Ok(())
+        })
+    }
+
+    fn revoke_permission<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        context: &'a AppContext,
+        permission: &'a str,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(async move {
+            let revoked = self
+                .inner
+                .revoke_permission(user_id, context, permission)
+                .await?;
+            self.bus.user_changed(user_id).await;
+            Ok(revoked)
+        })
+    }
+}

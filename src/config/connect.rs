@@ -1,0 +1,185 @@
+//! Connecting a [`Plan`]: the backends it names, with errors that name their variable.
+
+use std::sync::Arc;
+
+use super::{Backends, ConfigError, Plan};
+use crate::store::SessionStore;
+use crate::users::UserRepository;
+use crate::Sessions;
+
+impl Sessions {
+    /// Connects what `plan` asks for (see [`Plan::from_lookup`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Unreachable`] naming the variable whose server did not answer, or
+    /// [`ConfigError::BackendUnavailable`] when this build lacks the backend's feature.
+    pub async fn from_plan(plan: Plan) -> Result<Self, ConfigError> {
+        let mut sessions = match &plan.backends {
+            Backends::Memory => Sessions::memory(),
+            Backends::Redis { url, max_retries } => {
+                // Development without a database: Redis sessions, embedded users.
+                tracing::info!(
+                    "SESSION_ENV={}: Redis sessions, in-memory users (no DATABASE_URL)",
+                    plan.environment
+                );
+                let users: Arc<dyn UserRepository> = Arc::new(crate::MemoryUsers::new());
+                Sessions::from_shared(redis(url, *max_retries).await?, users)
+            }
+            Backends::RedisAndPostgres {
+                redis_url,
+                max_retries,
+                database_var,
+                database_url,
+                write_through,
+            } => {
+                let redis = redis(redis_url, *max_retries).await?;
+                let (pg_store, users, pool) = postgres(database_var, database_url).await?;
+                let tiered: Arc<dyn SessionStore> = Arc::new(
+                    crate::store::TieredStore::new(redis, pg_store)
+                        .revalidate_after(plan.revalidate),
+                );
+                let store: Arc<dyn SessionStore> = if *write_through {
+                    Arc::new(crate::store::WriteThroughStore::new(
+                        Arc::new(crate::MemoryStore::new()),
+                        tiered,
+                    ))
+                } else {
+                    tiered
+                };
+                let sessions = Sessions::from_shared(store, users);
+                identity_database(sessions, pool)
+            }
+        };
+        if let Some(url) = &plan.web_database {
+            sessions = web_database(sessions, &url.0).await?;
+        }
+        sessions.environment = plan.environment;
+        sessions.strategy = plan.strategy;
+        sessions.settings.legacy_contexts = plan.legacy_contexts;
+        sessions.settings.session_limit.max = plan.max_sessions_per_user;
+        sessions.settings.cross_origin = plan.cross_origin;
+        Ok(sessions)
+    }
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn unreachable(var: &'static str) -> impl FnOnce(crate::StoreError) -> ConfigError {
+    move |e| ConfigError::Unreachable {
+        var,
+        reason: e.to_string(),
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis(url: &str, retries: usize) -> Result<Arc<dyn SessionStore>, ConfigError> {
+    use crate::store::redis::{RedisConfig, RedisStore};
+    let store = RedisStore::connect(RedisConfig::new(url).max_retries(retries))
+        .await
+        .map_err(unreachable("REDIS_URL"))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(_url: &str, _retries: usize) -> Result<Arc<dyn SessionStore>, ConfigError> {
+    Err(ConfigError::BackendUnavailable {
+        var: "REDIS_URL",
+        value: "(set)".into(),
+        feature: "redis",
+        fix: "enable the `redis` cargo feature of tower-app-sessions, or use SESSION_ENV=mock",
+    })
+}
+
+#[cfg(feature = "postgres")]
+type Pool = sqlx::PgPool;
+#[cfg(not(feature = "postgres"))]
+type Pool = ();
+
+#[cfg(feature = "postgres")]
+async fn pool(var: &'static str, url: &str) -> Result<Pool, ConfigError> {
+    crate::store::postgres::connect(url)
+        .await
+        .map_err(unreachable(var))
+}
+
+/// The session store and user repository on the identity database, and its pool.
+#[cfg(feature = "postgres")]
+async fn postgres(
+    var: &'static str,
+    url: &str,
+) -> Result<(Arc<dyn SessionStore>, Arc<dyn UserRepository>, Pool), ConfigError> {
+    let pool = pool(var, url).await?;
+    Ok((
+        Arc::new(crate::store::PgSessionStore::new(pool.clone())),
+        Arc::new(crate::users::PgUsers::new(pool.clone())),
+        pool,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(
+    var: &'static str,
+    _url: &str,
+) -> Result<(Arc<dyn SessionStore>, Arc<dyn UserRepository>, Pool), ConfigError> {
+    Err(no_postgres(var))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn no_postgres(var: &'static str) -> ConfigError {
+    ConfigError::BackendUnavailable {
+        var,
+        value: "(set)".into(),
+        feature: "postgres",
+        fix: "enable the `postgres` cargo feature of tower-app-sessions, or unset it",
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn identity_database(sessions: Sessions, pool: Pool) -> Sessions {
+    sessions.identity_database(pool)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn identity_database(sessions: Sessions, _pool: Pool) -> Sessions {
+    sessions
+}
+
+#[cfg(feature = "postgres")]
+async fn web_database(sessions: Sessions, url: &str) -> Result<Sessions, ConfigError> {
+    let db = crate::webdb::WebDatabase::new(pool("DATABASE_WEB_URL", url).await?);
+    Ok(sessions.web_database(db))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn web_database(_sessions: Sessions, _url: &str) -> Result<Sessions, ConfigError> {
+    Err(no_postgres("DATABASE_WEB_URL"))
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_named() {
+        let vars = [
+            ("SESSION_ENV", "development"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+        ];
+        let plan = Plan::from_lookup(|k| {
+            vars.iter()
+                .find(|(v, _)| *v == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let err = Sessions::from_plan(plan).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Unreachable {
+                    var: "REDIS_URL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

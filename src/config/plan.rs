@@ -1,0 +1,387 @@
+//! [`Plan`]: what the environment asks for, read without connecting to anything.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{ConfigError, Environment, MigrationStrategy};
+use crate::cross_origin::CrossOriginPolicy;
+use crate::AppContext;
+
+/// The backends a [`Plan`] builds.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backends {
+    /// In-memory sessions and users (`SESSION_ENV=mock`).
+    Memory,
+    /// Redis sessions, in-memory users (`development` without a database).
+    Redis {
+        /// `REDIS_URL`.
+        url: String,
+        /// `REDIS_MAX_RETRIES`.
+        max_retries: usize,
+    },
+    /// Redis in front of PostgreSQL, users from PostgreSQL.
+    RedisAndPostgres {
+        /// `REDIS_URL`.
+        redis_url: String,
+        /// `REDIS_MAX_RETRIES`.
+        max_retries: usize,
+        /// Which variable named the database: `DATABASE_IDENTITY_URL` or `DATABASE_URL`.
+        database_var: &'static str,
+        /// Its URL.
+        database_url: String,
+        /// `mock-with-write-through`: served from memory, written through to both.
+        write_through: bool,
+    },
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = crate::redact::url;
+        match self {
+            Backends::Memory => f.write_str("Memory"),
+            Backends::Redis { url, max_retries } => f
+                .debug_struct("Redis")
+                .field("url", &redact(url))
+                .field("max_retries", max_retries)
+                .finish(),
+            Backends::RedisAndPostgres {
+                redis_url,
+                max_retries,
+                database_var,
+                database_url,
+                write_through,
+            } => f
+                .debug_struct("RedisAndPostgres")
+                .field("redis_url", &redact(redis_url))
+                .field("max_retries", max_retries)
+                .field("database_var", database_var)
+                .field("database_url", &redact(database_url))
+                .field("write_through", write_through)
+                .finish(),
+        }
+    }
+}
+
+/// What [`Sessions::from_env`](crate::Sessions::from_env) builds: the environment read and
+/// checked, nothing connected yet. Build one with [`Plan::from_lookup`] to see (or test) what
+/// a configuration means; [`Sessions::from_plan`](crate::Sessions::from_plan) connects it.
+///
+/// ```
+/// use tower_app_sessions::config::{Backends, Environment, Plan};
+///
+/// let vars = [("SESSION_ENV", "development"), ("REDIS_URL", "redis://cache:6379")];
+/// let plan = Plan::from_lookup(|var| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string())).unwrap();
+/// assert_eq!(plan.environment, Environment::Development);
+/// assert!(matches!(plan.backends, Backends::Redis { .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Plan {
+    /// `SESSION_ENV`.
+    pub environment: Environment,
+    /// `SESSION_MIGRATION_STRATEGY`.
+    pub strategy: MigrationStrategy,
+    /// The stores to build.
+    pub backends: Backends,
+    /// `DATABASE_WEB_URL`: the web app's own database.
+    pub web_database: Option<WebDatabaseUrl>,
+    /// `SESSION_REVALIDATE_SECS`.
+    pub revalidate: Duration,
+    /// Contexts that read legacy sessions (`web` with `gradual`).
+    pub legacy_contexts: Vec<AppContext>,
+    /// `SESSION_MAX_PER_USER` (`0`: none).
+    pub max_sessions_per_user: usize,
+    /// `SESSION_TRUSTED_ORIGINS`.
+    pub cross_origin: CrossOriginPolicy,
+}
+
+/// A database URL whose `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebDatabaseUrl(pub String);
+
+impl fmt::Debug for WebDatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&crate::redact::url(&self.0), f)
+    }
+}
+
+impl Plan {
+    /// Reads the variables through `lookup` (the process environment:
+    /// `|var| std::env::var(var).ok()`); blank values count as unset.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable to set or fix.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let environment: Environment = match get("SESSION_ENV") {
+            Some(v) => v.parse()?,
+            None => Environment::Mock,
+        };
+        let explicit_strategy = get("SESSION_MIGRATION_STRATEGY");
+        let strategy: MigrationStrategy = match &explicit_strategy {
+            Some(v) => v.parse()?,
+            None if environment == Environment::Mock => MigrationStrategy::MockOnly,
+            None => MigrationStrategy::ProductionOnly,
+        };
+        let backends = if strategy == MigrationStrategy::MockOnly {
+            if environment != Environment::Mock {
+                // Real backends but a memory-only strategy: one of the two is a mistake, and
+                // guessing which could put production sessions in process memory.
+                return Err(ConfigError::Invalid {
+                    var: "SESSION_MIGRATION_STRATEGY",
+                    value: strategy.to_string(),
+                    expected: "production-only, gradual or mock-with-write-through with SESSION_ENV=development|production (mock-only needs SESSION_ENV=mock)",
+                });
+            }
+            Backends::Memory
+        } else {
+            real_backends(&get, environment, strategy, explicit_strategy.is_some())?
+        };
+        let cross_origin = match get("SESSION_TRUSTED_ORIGINS") {
+            None => CrossOriginPolicy::default(),
+            Some(list) => CrossOriginPolicy::default()
+                .trust_origins(list.split(',').map(str::trim).filter(|o| !o.is_empty()))
+                .map_err(|e| ConfigError::Invalid {
+                    var: "SESSION_TRUSTED_ORIGINS",
+                    value: e.origin,
+                    expected: "comma-separated origins such as https://admin.example.com,http://localhost:3000",
+                })?,
+        };
+        Ok(Self {
+            environment,
+            strategy,
+            backends,
+            web_database: get("DATABASE_WEB_URL").map(WebDatabaseUrl),
+            revalidate: Duration::from_secs(number(&get, "SESSION_REVALIDATE_SECS", 5)?),
+            legacy_contexts: if strategy == MigrationStrategy::Gradual {
+                vec![AppContext::Web]
+            } else {
+                Vec::new()
+            },
+            max_sessions_per_user: usize::try_from(number(&get, "SESSION_MAX_PER_USER", 0)?)
+                .unwrap_or(usize::MAX),
+            cross_origin,
+        })
+    }
+}
+
+/// Redis (and PostgreSQL, when named or required) for the environment and strategy.
+fn real_backends(
+    get: &impl Fn(&str) -> Option<String>,
+    environment: Environment,
+    strategy: MigrationStrategy,
+    explicit_strategy: bool,
+) -> Result<Backends, ConfigError> {
+    let needed_by = if explicit_strategy && environment == Environment::Mock {
+        format!("SESSION_MIGRATION_STRATEGY={strategy}")
+    } else {
+        format!("SESSION_ENV={environment}")
+    };
+    let Some(redis_url) = get("REDIS_URL") else {
+        return Err(ConfigError::Missing {
+            var: "REDIS_URL",
+            needed_by,
+            fix: "set REDIS_URL=redis://host:6379 (or rediss://user:password@host:port), or use SESSION_ENV=mock for in-memory sessions",
+        });
+    };
+    let max_retries = usize::try_from(number(get, "REDIS_MAX_RETRIES", 3)?).unwrap_or(usize::MAX);
+    // DATABASE_IDENTITY_URL (the multi-database setup) wins over DATABASE_URL.
+    let identity = get("DATABASE_IDENTITY_URL")
+        .map(|url| ("DATABASE_IDENTITY_URL", url))
+        .or_else(|| get("DATABASE_URL").map(|url| ("DATABASE_URL", url)));
+    let database_required = environment == Environment::Production
+        || strategy == MigrationStrategy::MockWithWriteThrough
+        || (environment == Environment::Mock && explicit_strategy);
+    Ok(match identity {
+        Some((database_var, database_url)) => Backends::RedisAndPostgres {
+            redis_url,
+            max_retries,
+            database_var,
+            database_url,
+            write_through: strategy == MigrationStrategy::MockWithWriteThrough,
+        },
+        None if database_required => {
+            return Err(ConfigError::Missing {
+                var: "DATABASE_URL",
+                needed_by,
+                fix: "set DATABASE_URL (or DATABASE_IDENTITY_URL) to the PostgreSQL user database, e.g. postgres://user:password@host:5432/db",
+            })
+        }
+        None => Backends::Redis {
+            url: redis_url,
+            max_retries,
+        },
+    })
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::NotANumber {
+            var,
+            value: v.chars().take(64).collect(),
+            example: default,
+        }),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(vars: &[(&str, &str)]) -> Result<Plan, ConfigError> {
+        Plan::from_lookup(|k| {
+            vars.iter()
+                .find(|(var, _)| *var == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn mock_is_the_default() {
+        let p = plan(&[]).unwrap();
+        assert_eq!(p.environment, Environment::Mock);
+        assert_eq!(p.strategy, MigrationStrategy::MockOnly);
+        assert_eq!(p.backends, Backends::Memory);
+        assert_eq!(p.revalidate, Duration::from_secs(5));
+        assert!(p.legacy_contexts.is_empty());
+    }
+
+    #[test]
+    fn every_strategy_builds_what_it_says() {
+        let redis = ("REDIS_URL", "redis://r:6379");
+        let db = ("DATABASE_URL", "postgres://u:secret@db/app");
+        let p = plan(&[("SESSION_ENV", "development"), redis]).unwrap();
+        assert!(matches!(p.backends, Backends::Redis { max_retries: 3, .. }));
+        let p = plan(&[("SESSION_ENV", "production"), redis, db]).unwrap();
+        assert_eq!(p.strategy, MigrationStrategy::ProductionOnly);
+        assert!(matches!(
+            p.backends,
+            Backends::RedisAndPostgres {
+                write_through: false,
+                database_var: "DATABASE_URL",
+                ..
+            }
+        ));
+        assert!(!format!("{p:?}").contains("secret"), "{p:?}");
+        let p = plan(&[
+            ("SESSION_ENV", "production"),
+            ("SESSION_MIGRATION_STRATEGY", "gradual"),
+            redis,
+            db,
+        ])
+        .unwrap();
+        assert_eq!(p.legacy_contexts, [AppContext::Web]);
+        let p = plan(&[
+            ("SESSION_MIGRATION_STRATEGY", "mock-with-write-through"),
+            redis,
+            db,
+        ])
+        .unwrap();
+        assert!(matches!(
+            p.backends,
+            Backends::RedisAndPostgres {
+                write_through: true,
+                ..
+            }
+        ));
+        let p = plan(&[
+            ("SESSION_ENV", "production"),
+            redis,
+            db,
+            ("DATABASE_IDENTITY_URL", "postgres://identity/db"),
+            ("SESSION_REVALIDATE_SECS", "30"),
+            ("SESSION_MAX_PER_USER", "4"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            p.backends,
+            Backends::RedisAndPostgres {
+                database_var: "DATABASE_IDENTITY_URL",
+                ..
+            }
+        ));
+        assert_eq!(
+            (p.revalidate, p.max_sessions_per_user),
+            (Duration::from_secs(30), 4)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let err = plan(&[("SESSION_ENV", "staging")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SESSION_ENV=\"staging\" is not valid"),
+            "{err}"
+        );
+        let err = plan(&[("SESSION_MIGRATION_STRATEGY", "fast")]).unwrap_err();
+        assert!(
+            err.to_string().contains("SESSION_MIGRATION_STRATEGY"),
+            "{err}"
+        );
+        let err = plan(&[("SESSION_ENV", "production")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Missing {
+                    var: "REDIS_URL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("SESSION_ENV=production"), "{err}");
+        let err = plan(&[
+            ("SESSION_ENV", "production"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Missing {
+                    var: "DATABASE_URL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = plan(&[
+            ("SESSION_ENV", "development"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("REDIS_MAX_RETRIES", "many"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("REDIS_MAX_RETRIES=\"many\""),
+            "{err}"
+        );
+        let err = plan(&[
+            ("SESSION_ENV", "production"),
+            ("SESSION_MIGRATION_STRATEGY", "mock-only"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SESSION_MIGRATION_STRATEGY=\"mock-only\""),
+            "{err}"
+        );
+        let err =
+            plan(&[("SESSION_TRUSTED_ORIGINS", "https://ok.example, no origin")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("SESSION_TRUSTED_ORIGINS="),
+            "{err}"
+        );
+        let err = plan(&[("SESSION_MAX_PER_USER", "-1")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("SESSION_MAX_PER_USER="),
+            "{err}"
+        );
+    }
+}

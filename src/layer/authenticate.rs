@@ -1,0 +1,304 @@
+//! Deciding what a request with a credential is: in `call` when every answer is ready
+//! ([`SessionLayer::authenticate_now`]), else on the async path
+//! ([`SessionLayer::authenticate`]), the same steps either way.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::SessionLayer;
+use crate::extract::Credential;
+use crate::session::Shared;
+use crate::store::StoreError;
+use crate::{CurrentUser, Session, SessionId, SessionRecord};
+
+/// What the layer concluded about a request with a well-formed credential.
+pub(super) enum Outcome<U> {
+    Anonymous,
+    Unavailable,
+    Authenticated {
+        record: SessionRecord,
+        legacy: bool,
+        user: Arc<U>,
+    },
+}
+
+impl<U> Outcome<U> {
+    /// The request's [`Session`] handle, and its user when it has one.
+    pub(super) fn into_session(
+        self,
+        shared: &Arc<Shared>,
+        credential: Credential,
+    ) -> (Session, Option<CurrentUser<U>>) {
+        let Credential { id, source } = credential;
+        match self {
+            Outcome::Anonymous => (Session::anonymous(Arc::clone(shared), Some(source)), None),
+            Outcome::Unavailable => (Session::unavailable(Arc::clone(shared), source), None),
+            Outcome::Authenticated {
+                record,
+                legacy,
+                user,
+            } => {
+                let session =
+                    Session::authenticated(Arc::clone(shared), source, id, record, legacy);
+                (session, Some(CurrentUser::new(user)))
+            }
+        }
+    }
+}
+
+/// Which backend failed, for the log line.
+#[derive(Clone, Copy)]
+enum Backend {
+    Sessions,
+    Users,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sessions => "session store",
+            Backend::Users => "user store",
+        })
+    }
+}
+
+impl<U: Send + Sync + 'static> SessionLayer<U> {
+    /// Backend errors never authenticate: logged with the context, the request is
+    /// unavailable (`503` on routes that need a user).
+    fn unavailable(&self, backend: Backend, error: &StoreError) -> Outcome<U> {
+        let context = &self.shared.context;
+        tracing::warn!(context = %context, %error, "{backend} unavailable; request not authenticated");
+        Outcome::Unavailable
+    }
+
+    /// Whether the context's admission policy lets `user` in.
+    fn admits(&self, user: &U) -> bool {
+        let admitted = self.admit.as_ref().is_none_or(|admit| admit(user));
+        if !admitted {
+            tracing::debug!(context = %self.shared.context, "session refused by the context's admission policy");
+        }
+        admitted
+    }
+
+    /// The outcome when every answer is ready without waiting: a cache hit, or a store and a
+    /// resolver in process, and nothing to write (no expiry to clean up, no slide due).
+    /// `None`: the async path must decide.
+    pub(super) fn authenticate_now(&self, credential: &Credential) -> Option<Outcome<U>> {
+        let (shared, id) = (&self.shared, &credential.id);
+        let settings = &shared.settings;
+        // One clock reading decides everything about this request.
+        let now = settings.clock.now_ms();
+        if let Some((record, user)) = self.cached(id, now) {
+            if settings.serves_as_is(&record, now) {
+                return Some(Outcome::Authenticated {
+                    record,
+                    legacy: false,
+                    user,
+                });
+            }
+        }
+        if self.hints.store_waits.load(Ordering::Relaxed) {
+            return None;
+        }
+        let epoch = self.cache_epoch();
+        let loaded = match shared.store.load(&shared.context, id, now).into_ready() {
+            Ok(loaded) => loaded,
+            Err(_) => {
+                self.hints.store_waits.store(true, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let record = match loaded {
+            Ok(Some(record)) if settings.serves_as_is(&record, now) => record,
+            // A miss is final, unless the legacy key may hold it.
+            Ok(None) if !shared.reads_legacy() => return Some(Outcome::Anonymous),
+            Err(error) => return Some(self.unavailable(Backend::Sessions, &error)),
+            // Expired (to delete), due to slide, or legacy: a write or another lookup.
+            Ok(_) => return None,
+        };
+        if self.hints.users_wait.load(Ordering::Relaxed) {
+            return None;
+        }
+        let resolved = match self
+            .users
+            .resolve(&shared.context, &record.user_id)
+            .into_ready()
+        {
+            Ok(resolved) => resolved,
+            Err(_) => {
+                self.hints.users_wait.store(true, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let outcome = self.with_user(resolved, record, false);
+        self.remember(id, &outcome, now, epoch);
+        Some(outcome)
+    }
+
+    /// The outcome once the user is known.
+    fn with_user(
+        &self,
+        resolved: Result<Option<Arc<U>>, StoreError>,
+        record: SessionRecord,
+        legacy: bool,
+    ) -> Outcome<U> {
+        match resolved {
+            Ok(Some(user)) if self.admits(&user) => Outcome::Authenticated {
+                record,
+                legacy,
+                user,
+            },
+            Ok(_) => Outcome::Anonymous,
+            Err(error) => self.unavailable(Backend::Users, &error),
+        }
+    }
+
+    /// Looks the credential up, awaiting what must be awaited, and decides what the request
+    /// is. Never fails: backend errors make it unavailable (logged), everything else
+    /// anonymous.
+    pub(super) async fn authenticate(
+        &self,
+        credential: Credential,
+    ) -> (Session, Option<CurrentUser<U>>) {
+        let now = self.shared.settings.clock.now_ms();
+        let epoch = self.cache_epoch();
+        let outcome = self.decide(&credential.id, now).await;
+        self.remember(&credential.id, &outcome, now, epoch);
+        outcome.into_session(&self.shared, credential)
+    }
+
+    async fn decide(&self, id: &SessionId, now: i64) -> Outcome<U> {
+        let (record, legacy) = match self.load_live_record(id, now).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Outcome::Anonymous,
+            Err(error) => return self.unavailable(Backend::Sessions, &error),
+        };
+        let Some(record) = self.slide(id, record, legacy, now).await else {
+            // Deleted between the load and the slide: logged out or revoked elsewhere.
+            return Outcome::Anonymous;
+        };
+        let resolved = self
+            .users
+            .resolve(&self.shared.context, &record.user_id)
+            .await;
+        self.with_user(resolved, record, legacy)
+    }
+
+    /// Step 1: the live record of `id` and whether it was read through the legacy key. An
+    /// expired one (idle or absolute) is deleted, under both keys while the fallback is on.
+    async fn load_live_record(
+        &self,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<(SessionRecord, bool)>, StoreError> {
+        let shared = &self.shared;
+        let (context, store) = (&shared.context, &shared.store);
+        let mut legacy = false;
+        let mut found = store.load(context, id, now).await?;
+        if found.is_none() && shared.reads_legacy() {
+            if let Some(legacy_store) = store.capabilities().legacy {
+                found = legacy_store.load_legacy(id, now).await?;
+                legacy = true;
+            }
+        }
+        let Some(record) = found else {
+            return Ok(None);
+        };
+        if shared.settings.is_live(&record, now) {
+            return Ok(Some((record, legacy)));
+        }
+        // Expired is expired: failing to delete it must not turn a 401 into a 503. A copy left
+        // under the legacy key must not bring it back through the fallback.
+        let mut deleted = Ok(());
+        if shared.reads_legacy() {
+            deleted = shared.delete_legacy(id).await.map(drop);
+        }
+        if !legacy {
+            deleted = deleted.and(store.delete(context, id, now).await.map(drop));
+        }
+        if let Err(error) = deleted {
+            tracing::debug!(context = %context, %error, "could not delete an expired session");
+        }
+        Ok(None)
+    }
+
+    /// Step 2: the idle timeout slides if due (legacy records do not: they are on their way
+    /// out). `None` if the session was deleted meanwhile; a failed slide costs only the slide.
+    async fn slide(
+        &self,
+        id: &SessionId,
+        mut record: SessionRecord,
+        legacy: bool,
+        now: i64,
+    ) -> Option<SessionRecord> {
+        let shared = &self.shared;
+        let Some(expires_at) = shared
+            .settings
+            .extension_due(&record, now)
+            .filter(|_| !legacy)
+        else {
+            return Some(record);
+        };
+        match shared
+            .store
+            .extend(&shared.context, id, expires_at, now)
+            .await
+        {
+            Ok(true) => record.expires_at = expires_at,
+            Ok(false) => return None,
+            Err(error) => {
+                tracing::warn!(context = %shared.context, %error, "could not extend a session");
+            }
+        }
+        Some(record)
+    }
+
+    /// The cache's invalidation epoch, read before the store: an entry loaded before an
+    /// invalidation that overtook it is not kept.
+    #[cfg(feature = "cache")]
+    fn cache_epoch(&self) -> Option<u64> {
+        self.cache.as_ref().map(|cache| cache.epoch())
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn cache_epoch(&self) -> Option<u64> {
+        None
+    }
+
+    /// Keeps an authenticated outcome from the store in the cache, on either path, so that
+    /// what the cache serves does not depend on whether the store answered at once.
+    #[cfg(feature = "cache")]
+    fn remember(&self, id: &SessionId, outcome: &Outcome<U>, now: i64, epoch: Option<u64>) {
+        let (Some(cache), Some(epoch)) = (&self.cache, epoch) else {
+            return;
+        };
+        if let Outcome::Authenticated {
+            record,
+            legacy: false,
+            user,
+        } = outcome
+        {
+            let entry = crate::cache::Entry {
+                record: record.clone(),
+                user: Arc::clone(user),
+                loaded_ms: now,
+            };
+            cache.insert(&self.shared.context, id, entry, epoch);
+        }
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn remember(&self, _: &SessionId, _: &Outcome<U>, _: i64, _: Option<u64>) {}
+
+    #[cfg(feature = "cache")]
+    fn cached(&self, id: &SessionId, now: i64) -> Option<(SessionRecord, Arc<U>)> {
+        let entry = self.cache.as_ref()?.get(&self.shared.context, id, now)?;
+        Some((entry.record, entry.user))
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn cached(&self, _: &SessionId, _: i64) -> Option<(SessionRecord, Arc<U>)> {
+        None
+    }
+}

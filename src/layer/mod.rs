@@ -1,0 +1,417 @@
+//! [`SessionLayer`], [`SessionService`] and their [`ResponseFuture`]: the request path.
+//!
+//! 1. extract the credential (cookie, else bearer) and validate its shape: no I/O yet;
+//! 2. refuse a cookie-authenticated write from another origin ([`cross_origin`]);
+//! 3. load a live record in the layer's context (the legacy key too, if enabled for the
+//!    context), deleting an expired one; the absolute lifetime counts;
+//! 4. slide the idle timeout, at most once per touch interval;
+//! 5. resolve the user and check the context's admission policy;
+//! 6. insert [`Session`] (always) and [`CurrentUser`] (when authenticated), call the inner
+//!    service, and on the way out write `Set-Cookie` only if the handler changed the session.
+//!
+//! Requests without a credential take a fast path: no allocation beyond the [`Session`]
+//! handle and no await before the inner service. So do sessions answered without I/O, from
+//! the [cache](crate::cache) or from a store and resolver whose [`StoreFuture`]s are ready
+//! (the in-process ones) when no slide is due: steps 3–5 then run in `call` itself and no
+//! future is boxed. A miss on such a store is answered there too, after one lookup.
+//!
+//! [`cross_origin`]: crate::cross_origin
+//! [`StoreFuture`]: crate::store::StoreFuture
+//! [`CurrentUser`]: crate::CurrentUser
+
+mod authenticate;
+mod service;
+
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+pub use service::{ResponseFuture, SessionService};
+
+use crate::clock::Clock;
+use crate::cookie::{CookieConfig, SameSite};
+use crate::cross_origin::CrossOriginPolicy;
+use crate::policy::Settings;
+use crate::session::{OverLimit, Shared};
+use crate::store::SessionStore;
+use crate::users::UserResolver;
+use crate::{AppContext, Role, User};
+
+type Admit<U> = Arc<dyn Fn(&U) -> bool + Send + Sync>;
+
+/// Authenticates requests from sessions of one [`AppContext`].
+///
+/// The context is fixed here, when the layer is built; no request data can choose it. Build
+/// layers for several apps from one [`Sessions`](crate::Sessions) handle so they share the
+/// store's connections, or directly. Every setting can be given in any order:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_app_sessions::{AppContext, MemoryStore, MemoryUsers, Role, SessionLayer};
+///
+/// let store = MemoryStore::new();
+/// let users = MemoryUsers::new();
+/// let admin = SessionLayer::for_context(AppContext::Admin)
+///     .admit_roles([Role::Admin, Role::Operator, Role::Support])
+///     .store(store.clone())
+///     .users(users.clone())
+///     .cookie_name("__Host-admin_sid")
+///     .idle_timeout(Duration::from_secs(30 * 60))
+///     .absolute_timeout(Duration::from_secs(8 * 60 * 60));
+/// let web = SessionLayer::for_context(AppContext::Web).store(store).users(users);
+/// # let _ = (admin, web);
+/// ```
+///
+/// For a user type of your own, start from [`SessionLayer::new`].
+#[must_use]
+pub struct SessionLayer<U = User> {
+    shared: Arc<Shared>,
+    /// The store as given; `shared.store` is it, or it wrapped to publish on the cache's bus.
+    base_store: Arc<dyn SessionStore>,
+    /// Whether `base_store` publishes its deletions already (a [`Sessions`](crate::Sessions)
+    /// store with a cache): then it is not wrapped again.
+    base_publishes: bool,
+    users: Arc<dyn UserResolver<User = U>>,
+    admit: Option<Admit<U>>,
+    #[cfg(feature = "cache")]
+    cache: Option<Arc<crate::cache::SessionCache<U>>>,
+    hints: Arc<Hints>,
+}
+
+/// What the layer learned about its backends: a store or resolver seen to answer with a
+/// future that must be awaited is not asked first in `call` (it would be asked again on the
+/// async path). Only ever a shortcut: every answer is correct without it.
+#[derive(Debug, Default)]
+pub(crate) struct Hints {
+    pub(crate) store_waits: AtomicBool,
+    pub(crate) users_wait: AtomicBool,
+}
+
+impl<U> Clone for SessionLayer<U> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            base_store: Arc::clone(&self.base_store),
+            base_publishes: self.base_publishes,
+            users: Arc::clone(&self.users),
+            admit: self.admit.clone(),
+            #[cfg(feature = "cache")]
+            cache: self.cache.clone(),
+            hints: Arc::clone(&self.hints),
+        }
+    }
+}
+
+impl<U> fmt::Debug for SessionLayer<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("context", &self.shared.context)
+            .field("settings", &self.shared.settings)
+            .field("admission_policy", &self.admit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A layer whose store cannot hold its context's sessions (a custom context on a bare
+/// `PgSessionStore`: the `"ApplicationType"` enum knows `web` and `admin`) is a configuration
+/// mistake: it is refused when the layer is built, not answered `503` on every request.
+fn assert_supported(store: &dyn SessionStore, context: &AppContext) {
+    if !store.capabilities().supports(context) {
+        panic!(
+            "{}",
+            crate::config::ConfigError::UnsupportedContext {
+                context: context.clone()
+            }
+        );
+    }
+}
+
+#[cfg(feature = "memory")]
+impl SessionLayer<User> {
+    /// A layer for `context` on a fresh [`MemoryStore`](crate::MemoryStore) with an empty
+    /// [`MemoryUsers`](crate::MemoryUsers); give it yours with [`store`](Self::store) and
+    /// [`users`](Self::users).
+    pub fn for_context(context: AppContext) -> Self {
+        SessionLayer::new(
+            context,
+            crate::MemoryStore::new(),
+            crate::MemoryUsers::new(),
+        )
+    }
+}
+
+impl SessionLayer<User> {
+    /// Admits only users with one of `roles` (checked on every request, not only at login:
+    /// a session written by another system for a disallowed role is refused).
+    pub fn admit_roles(self, roles: impl IntoIterator<Item = Role>) -> Self {
+        let roles: Vec<Role> = roles.into_iter().collect();
+        self.admit(move |user: &User| roles.contains(&user.role))
+    }
+}
+
+impl<U: Send + Sync + 'static> SessionLayer<U> {
+    /// A layer for `context` on `store`, resolving users of your own type with `users`.
+    ///
+    /// # Panics
+    /// At startup, if `store` cannot hold `context`'s sessions (a custom context on a bare
+    /// `PgSessionStore`).
+    pub fn new<R>(context: AppContext, store: impl SessionStore, users: R) -> Self
+    where
+        R: UserResolver<User = U>,
+    {
+        Self::from_parts(
+            context,
+            Arc::new(store),
+            false,
+            Arc::new(users),
+            Settings::default(),
+        )
+    }
+
+    pub(crate) fn from_parts(
+        context: AppContext,
+        store: Arc<dyn SessionStore>,
+        store_publishes: bool,
+        users: Arc<dyn UserResolver<User = U>>,
+        settings: Settings,
+    ) -> Self {
+        assert_supported(store.as_ref(), &context);
+        Self {
+            shared: Arc::new(Shared {
+                context,
+                store: Arc::clone(&store),
+                settings,
+            }),
+            base_store: store,
+            base_publishes: store_publishes,
+            users,
+            admit: None,
+            #[cfg(feature = "cache")]
+            cache: None,
+            hints: Arc::default(),
+        }
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
+    }
+
+    fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.shared_mut().settings
+    }
+
+    /// Puts `shared.store` back together from the base store and the cache, if any.
+    fn rebuild_store(&mut self) {
+        let store = Arc::clone(&self.base_store);
+        #[cfg(feature = "cache")]
+        let store: Arc<dyn SessionStore> = match &self.cache {
+            Some(cache) if !self.base_publishes => Arc::new(crate::cache::PublishingStore {
+                inner: store,
+                bus: cache.bus().clone(),
+            }),
+            _ => store,
+        };
+        self.shared_mut().store = store;
+        // A new backend: learn anew whether it answers at once.
+        self.hints = Arc::default();
+    }
+
+    /// Caches each authenticated session's record and admitted user in process, for at most
+    /// `ttl` (use the revalidation bound, `SESSION_REVALIDATE_SECS`), at most `max_entries`
+    /// sessions: a cached request makes no store or database round trip. Deletions through
+    /// this layer's store are published on `bus` first, so a logout or revoke anywhere drops
+    /// the entry everywhere; while `bus` is down nothing is served from the cache. See
+    /// [`cache`](crate::cache). The idle timeout still slides: an entry due for extension
+    /// takes the store path.
+    #[cfg(feature = "cache")]
+    pub fn cache(
+        mut self,
+        bus: &crate::cache::InvalidationBus,
+        max_entries: u64,
+        ttl: Duration,
+    ) -> Self {
+        self.cache = Some(crate::cache::SessionCache::new(bus, max_entries, ttl));
+        self.rebuild_store();
+        self
+    }
+
+    #[cfg(feature = "cache")]
+    pub(crate) fn with_cache_instance(mut self, cache: Arc<crate::cache::SessionCache<U>>) -> Self {
+        self.cache = Some(cache);
+        self.rebuild_store();
+        self
+    }
+
+    /// Uses `store` for sessions (a shared `Arc<dyn SessionStore>` is a store too). With a
+    /// [`cache`](Self::cache), its deletions are published on the cache's bus.
+    ///
+    /// # Panics
+    /// At startup, if `store` cannot hold the layer's context's sessions.
+    pub fn store(mut self, store: impl SessionStore) -> Self {
+        let store: Arc<dyn SessionStore> = Arc::new(store);
+        assert_supported(store.as_ref(), &self.shared.context);
+        self.base_store = store;
+        self.base_publishes = false;
+        self.rebuild_store();
+        self
+    }
+
+    /// Resolves users with `users` (a shared `Arc` of a resolver is a resolver too).
+    pub fn users(mut self, users: impl UserResolver<User = U>) -> Self {
+        self.users = Arc::new(users);
+        self.hints = Arc::default();
+        self
+    }
+
+    /// Admits only users for which `policy` is true; others are anonymous on every request.
+    pub fn admit(mut self, policy: impl Fn(&U) -> bool + Send + Sync + 'static) -> Self {
+        self.admit = Some(Arc::new(policy));
+        self
+    }
+
+    /// The layer's context.
+    pub fn context(&self) -> &AppContext {
+        &self.shared.context
+    }
+
+    /// The store the layer uses (publishing its deletions when the layer caches).
+    pub fn session_store(&self) -> &Arc<dyn SessionStore> {
+        &self.shared.store
+    }
+
+    /// Replaces all cookie settings.
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.settings_mut().cookie = cookie;
+        self
+    }
+
+    fn map_cookie(mut self, f: impl FnOnce(CookieConfig) -> CookieConfig) -> Self {
+        let settings = self.settings_mut();
+        settings.cookie = f(std::mem::take(&mut settings.cookie));
+        self
+    }
+
+    /// Sets the cookie name (default `sessionId`). Give each app its own name so a browser
+    /// can be logged in to several on one host.
+    ///
+    /// # Panics
+    /// If the name is not an HTTP token (see [`CookieConfig::name`]).
+    pub fn cookie_name(self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.map_cookie(|c| c.name(name))
+    }
+
+    /// Sets the cookie's `Secure` attribute (default on).
+    pub fn cookie_secure(self, secure: bool) -> Self {
+        self.map_cookie(|c| c.secure(secure))
+    }
+
+    /// Sets the cookie's `HttpOnly` attribute (default on).
+    pub fn cookie_http_only(self, http_only: bool) -> Self {
+        self.map_cookie(|c| c.http_only(http_only))
+    }
+
+    /// Sets the cookie's `SameSite` attribute (default `Lax`).
+    pub fn cookie_same_site(self, same_site: SameSite) -> Self {
+        self.map_cookie(|c| c.same_site(same_site))
+    }
+
+    /// Sets the cookie's `Path` (default `/`).
+    pub fn cookie_path(self, path: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.map_cookie(|c| c.path(path))
+    }
+
+    /// Sets the cookie's `Domain` (default none).
+    pub fn cookie_domain(self, domain: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.map_cookie(|c| c.domain(domain))
+    }
+
+    /// Idle timeout: a session unused this long expires (default 24 h). Also the TTL of new
+    /// records.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.settings_mut().idle = idle;
+        self
+    }
+
+    /// Absolute lifetime: no session outlives this since login, however active (default
+    /// 7 days). Sliding never passes it.
+    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.settings_mut().absolute = absolute;
+        self
+    }
+
+    /// Extend the idle timeout at most this often per session (default 60 s, and never less
+    /// often than every half idle timeout): one store write per interval, not per request.
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
+        self.settings_mut().touch_interval = interval;
+        self
+    }
+
+    /// Reads pre-migration, context-less records (Redis `session:<id>`, PostgreSQL
+    /// `users.session_id`) when the context's own key misses, **for the `web` context only**:
+    /// a legacy session must never open the admin panel. `false` is the migration's cleanup
+    /// stage. New sessions are always written under the context's key. To allow other
+    /// contexts, name them with [`legacy_fallback_contexts`](Self::legacy_fallback_contexts).
+    pub fn legacy_fallback(self, enabled: bool) -> Self {
+        self.legacy_fallback_contexts(enabled.then_some(AppContext::Web))
+    }
+
+    /// Enables the legacy fallback for exactly these contexts (an empty list disables it).
+    pub fn legacy_fallback_contexts(
+        mut self,
+        contexts: impl IntoIterator<Item = AppContext>,
+    ) -> Self {
+        self.settings_mut().legacy_contexts = contexts.into_iter().collect();
+        self
+    }
+
+    /// Whether this layer reads legacy keys.
+    pub fn legacy_fallback_enabled(&self) -> bool {
+        self.shared.reads_legacy()
+    }
+
+    /// Allows each user at most `max` sessions in this layer's context (`0`: no limit, the
+    /// default). A login beyond it ends the user's least recently used sessions at once,
+    /// unless [`over_limit`](Self::over_limit) says to refuse it. Sessions are counted
+    /// through the store's per-user listing: in Redis, sessions the TypeScript apps wrote
+    /// without the per-user index are not counted. `SESSION_MAX_PER_USER` sets it for every
+    /// layer of [`Sessions::from_env`](crate::Sessions::from_env).
+    pub fn max_sessions_per_user(mut self, max: usize) -> Self {
+        self.settings_mut().session_limit.max = max;
+        self
+    }
+
+    /// What a login over [`max_sessions_per_user`](Self::max_sessions_per_user) does
+    /// (default: [`OverLimit::EvictLeastRecentlyUsed`]).
+    pub fn over_limit(mut self, over: OverLimit) -> Self {
+        self.settings_mut().session_limit.over = over;
+        self
+    }
+
+    /// How cookie-authenticated writes from other origins are treated (default: refused
+    /// with `403`, see [`cross_origin`](crate::cross_origin)). `SESSION_TRUSTED_ORIGINS` sets
+    /// the trusted origins of every layer of [`Sessions::from_env`](crate::Sessions::from_env).
+    pub fn cross_origin(mut self, policy: CrossOriginPolicy) -> Self {
+        self.settings_mut().cross_origin = policy;
+        self
+    }
+
+    /// Reads the time from `clock` (default: the system clock). Every decision about a
+    /// request (expiry, sliding, the cache's bound) and every timestamp the layer writes uses
+    /// one reading of it; see [`clock`](crate::clock). For tests: pass a
+    /// [`ManualClock`](crate::clock::ManualClock) and advance it.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.settings_mut().clock = clock.into();
+        self
+    }
+}
+
+impl<S, U> Layer<S> for SessionLayer<U> {
+    type Service = SessionService<S, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService::new(inner, self.clone())
+    }
+}

@@ -1,0 +1,219 @@
+//! [`SessionService`] and its [`ResponseFuture`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::SessionLayer;
+use crate::cross_origin;
+use crate::extract::{self, CredentialSource};
+use crate::store::BoxFuture;
+use crate::{CurrentUser, Session, User};
+
+/// The service [`SessionLayer`] wraps around yours.
+pub struct SessionService<S, U = User> {
+    inner: S,
+    layer: SessionLayer<U>,
+}
+
+impl<S, U> SessionService<S, U> {
+    pub(super) fn new(inner: S, layer: SessionLayer<U>) -> Self {
+        Self { inner, layer }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, U> Clone for SessionService<S, U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, U> fmt::Debug for SessionService<S, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, U>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: From<&'static str>,
+    U: Send + Sync + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.layer.shared;
+        // An outer layer (another context) may have put its user here: this layer alone
+        // decides who the user is below it.
+        req.extensions_mut().remove::<CurrentUser<U>>();
+        let Some(credential) =
+            extract::credential(req.headers(), shared.settings.cookie.get_name())
+        else {
+            let session = Session::anonymous(Arc::clone(shared), None);
+            req.extensions_mut().insert(session.clone());
+            return ResponseFuture::calling(self.inner.call(req), session);
+        };
+        if credential.source == CredentialSource::Cookie
+            && !shared
+                .settings
+                .cross_origin
+                .allows(req.method(), req.uri(), req.headers())
+        {
+            tracing::info!(context = %shared.context, method = %req.method(), "cross-origin write with the session cookie refused");
+            return ResponseFuture::refused(Ok(cross_origin::refusal()));
+        }
+        if let Some(outcome) = self.layer.authenticate_now(&credential) {
+            let (session, user) = outcome.into_session(shared, credential);
+            req.extensions_mut().insert(session.clone());
+            if let Some(user) = user {
+                req.extensions_mut().insert(user);
+            }
+            return ResponseFuture::calling(self.inner.call(req), session);
+        }
+        // The inner service was made ready by `poll_ready`; take that one and leave a clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let loading = Box::pin(async move {
+            let (session, user) = layer.authenticate(credential).await;
+            req.extensions_mut().insert(session.clone());
+            if let Some(user) = user {
+                req.extensions_mut().insert(user);
+            }
+            (inner.call(req), session)
+        });
+        ResponseFuture {
+            state: State::Loading { loading },
+            session: None,
+        }
+    }
+}
+
+type Loading<F> = BoxFuture<'static, (F, Session)>;
+
+pin_project! {
+    /// Response future of [`SessionService`]: authenticates (when that needs waiting), runs
+    /// the inner service's future `F`, then writes the `Set-Cookie` the handler's changes
+    /// call for.
+    pub struct ResponseFuture<F>
+    where
+        F: Future,
+    {
+        #[pin]
+        state: State<F>,
+        session: Option<Session>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F>
+    where
+        F: Future,
+    {
+        Loading { loading: Loading<F> },
+        Calling { #[pin] future: F },
+        Refused { output: Option<F::Output> },
+    }
+}
+
+impl<F: Future> ResponseFuture<F> {
+    /// The inner service already called: only the cookie is left to write.
+    fn calling(future: F, session: Session) -> Self {
+        Self {
+            state: State::Calling { future },
+            session: Some(session),
+        }
+    }
+
+    /// The layer answered itself; the inner service is never called.
+    fn refused(output: F::Output) -> Self {
+        Self {
+            state: State::Refused {
+                output: Some(output),
+            },
+            session: None,
+        }
+    }
+}
+
+impl<F: Future> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Loading { .. } => "authenticating",
+            State::Calling { .. } => "calling",
+            State::Refused { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Loading { loading } => {
+                    let (future, session) = ready!(loading.as_mut().poll(cx));
+                    *this.session = Some(session);
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(session) = this.session.take() {
+                        session.apply(&mut response);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Refused { output } => {
+                    // Polled again after completion: a contract violation of the caller;
+                    // pending forever is the answer that cannot panic.
+                    return output.take().map_or(Poll::Pending, Poll::Ready);
+                }
+            }
+        }
+    }
+}

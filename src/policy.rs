@@ -1,0 +1,140 @@
+//! The session policy: timeouts, cookie, limits and migration switches of a layer, and the
+//! arithmetic that applies them to a record. Below both the layer and the [`Session`]
+//! handle, so neither depends on the other for it.
+//!
+//! [`Session`]: crate::Session
+
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::cookie::CookieConfig;
+use crate::cross_origin::CrossOriginPolicy;
+use crate::record::{duration_ms as ms, remaining};
+use crate::session::SessionLimit;
+use crate::{AppContext, SessionRecord};
+
+/// Session timing, cookie and migration settings, shared by every layer of a
+/// [`Sessions`](crate::Sessions) handle.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) cookie: CookieConfig,
+    pub(crate) idle: Duration,
+    pub(crate) absolute: Duration,
+    pub(crate) touch_interval: Duration,
+    pub(crate) legacy_contexts: Vec<AppContext>,
+    pub(crate) clock: Clock,
+    pub(crate) session_limit: SessionLimit,
+    pub(crate) cross_origin: CrossOriginPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cookie: CookieConfig::default(),
+            idle: Duration::from_secs(24 * 60 * 60),
+            absolute: Duration::from_secs(7 * 24 * 60 * 60),
+            touch_interval: Duration::from_secs(60),
+            legacy_contexts: Vec::new(),
+            clock: Clock::system(),
+            session_limit: SessionLimit::default(),
+            cross_origin: CrossOriginPolicy::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Lifetime of a new record: the idle timeout, never past the absolute limit.
+    pub(crate) fn first_ttl(&self) -> Duration {
+        self.idle.min(self.absolute)
+    }
+
+    /// Cookie `Max-Age`: what is left of the absolute lifetime. The server enforces the idle
+    /// timeout from the record; a cookie that expired on idle would log out active users.
+    pub(crate) fn cookie_max_age(&self, record: &SessionRecord, now: i64) -> Duration {
+        remaining(self.absolute_deadline(record), now)
+    }
+
+    fn absolute_deadline(&self, record: &SessionRecord) -> i64 {
+        record.created_at.saturating_add(ms(self.absolute))
+    }
+
+    /// Whether `record` may authenticate at `now`: before its `expires_at` and before the
+    /// absolute lifetime counted from its creation.
+    pub(crate) fn is_live(&self, record: &SessionRecord, now: i64) -> bool {
+        !record.is_expired(now) && self.absolute_deadline(record) > now
+    }
+
+    /// The new `expires_at` if the idle timeout is due for extension at `now`.
+    ///
+    /// The time of the last extension is derived from the record itself
+    /// (`expires_at - idle`), so throttling needs no extra field and no extra write.
+    pub(crate) fn extension_due(&self, record: &SessionRecord, now: i64) -> Option<i64> {
+        let idle = ms(self.idle);
+        let interval = ms(self.touch_interval).min(idle / 2);
+        let target = now.saturating_add(idle).min(self.absolute_deadline(record));
+        let last_touch = record.expires_at.saturating_sub(idle);
+        (target > record.expires_at && now.saturating_sub(last_touch) >= interval).then_some(target)
+    }
+
+    /// Whether `record` authenticates at `now` with nothing to write: live, and no slide due.
+    pub(crate) fn serves_as_is(&self, record: &SessionRecord, now: i64) -> bool {
+        self.is_live(record, now) && self.extension_due(record, now).is_none()
+    }
+
+    /// Whether layers of `context` read pre-migration, context-less sessions.
+    pub(crate) fn reads_legacy(&self, context: &AppContext) -> bool {
+        self.legacy_contexts.contains(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn settings(idle: u64, absolute: u64, interval: u64) -> Settings {
+        Settings {
+            idle: Duration::from_millis(idle),
+            absolute: Duration::from_millis(absolute),
+            touch_interval: Duration::from_millis(interval),
+            ..Settings::default()
+        }
+    }
+
+    fn record(created_at: i64, expires_at: i64) -> SessionRecord {
+        SessionRecord {
+            user_id: Uuid::nil(),
+            created_at,
+            expires_at,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    #[test]
+    fn extension_is_throttled_and_capped() {
+        let s = settings(1_000, 10_000, 100);
+        // Extended 50 ms ago (expires_at = last touch + idle): not yet.
+        assert_eq!(s.extension_due(&record(0, 1_050), 100), None);
+        // Extended 100 ms ago: due, to now + idle.
+        assert_eq!(s.extension_due(&record(0, 1_000), 100), Some(1_100));
+        // Near the absolute limit: capped at created_at + absolute.
+        assert_eq!(s.extension_due(&record(0, 9_500), 9_600), Some(10_000));
+        // At the cap already: nothing to do.
+        assert_eq!(s.extension_due(&record(0, 10_000), 9_900), None);
+        // The interval is never longer than half the idle timeout.
+        let s = settings(1_000, 10_000, 60_000);
+        assert_eq!(s.extension_due(&record(0, 1_000), 500), Some(1_500));
+    }
+
+    #[test]
+    fn live_means_before_both_deadlines() {
+        let s = settings(1_000, 10_000, 100);
+        assert!(s.is_live(&record(0, 1_000), 999));
+        assert!(!s.is_live(&record(0, 1_000), 1_000), "idle deadline");
+        assert!(s.is_live(&record(0, 20_000), 9_999));
+        assert!(!s.is_live(&record(0, 20_000), 10_000), "absolute deadline");
+        assert!(s.serves_as_is(&record(0, 1_000), 50));
+        assert!(!s.serves_as_is(&record(0, 1_000), 150), "a slide is due");
+    }
+}

@@ -1,0 +1,250 @@
+//! What a handler does with its session: log in (with the per-user limit), rotate, log out,
+//! revoke all of the user's sessions.
+
+use uuid::Uuid;
+
+use super::{Change, Session, SessionError};
+use crate::store::{Scope, StoreError};
+use crate::{SessionId, SessionMetadata, SessionRecord};
+
+/// What a login does when the user already has the most sessions
+/// [`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)
+/// allows in the layer's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// The new session is made and the least recently used ones (those closest to expiry,
+    /// since every use slides it) end at once. The default.
+    #[default]
+    EvictLeastRecentlyUsed,
+    /// The login is refused ([`SessionError::LimitReached`]); the user signs out elsewhere
+    /// first.
+    RefuseLogin,
+}
+
+/// A per-user session limit of a layer: at most `max` sessions in its context (`0`: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SessionLimit {
+    pub(crate) max: usize,
+    pub(crate) over: OverLimit,
+}
+
+impl SessionLimit {
+    /// The limit, if there is one and it is enforced with `over`.
+    fn when(self, over: OverLimit) -> Option<usize> {
+        (self.max > 0 && self.over == over).then_some(self.max)
+    }
+}
+
+impl Session {
+    /// Starts a new session for `user_id` and returns its id (for API clients that want a
+    /// bearer token; browsers get the cookie).
+    ///
+    /// The id is always fresh, and the session the request came with, if any, is deleted
+    /// first (session fixation). Other sessions of the user, on other devices, are kept.
+    ///
+    /// # Errors
+    /// [`SessionError`] if the store fails or no id can be generated; the request's old
+    /// session is then deleted or still intact, never both alive and replaced.
+    pub async fn login(
+        &self,
+        user_id: Uuid,
+        metadata: SessionMetadata,
+    ) -> Result<SessionId, SessionError> {
+        let now = self.now();
+        let shared = &self.inner.shared;
+        let limit = shared.settings.session_limit;
+        if let Some(max) = limit.when(OverLimit::RefuseLogin) {
+            // The request's own session is replaced by this login: it does not count.
+            let current = self.state().current.as_ref().map(|c| c.id.clone());
+            let others = shared
+                .store
+                .list_user_sessions(&user_id, Scope::Context(&shared.context), now)
+                .await?
+                .into_iter()
+                .filter(|s| Some(&s.id) != current.as_ref())
+                .count();
+            if others >= max {
+                return Err(SessionError::LimitReached);
+            }
+        }
+        let record = SessionRecord::new(user_id, metadata, now, shared.settings.first_ttl());
+        let id = self.replace(record, now).await?;
+        if let Some(max) = limit.when(OverLimit::EvictLeastRecentlyUsed) {
+            if let Err(error) = self.evict_over(&user_id, max, &id, now).await {
+                // The login stands; the next one trims the user's sessions again.
+                tracing::warn!(context = %shared.context, %error, "could not evict sessions over the per-user limit");
+            }
+        }
+        Ok(id)
+    }
+
+    /// Ends the user's least recently used sessions in this context (those closest to
+    /// expiry: every use slides the expiry) until at most `max` are left, `keep` among them.
+    async fn evict_over(
+        &self,
+        user_id: &Uuid,
+        max: usize,
+        keep: &SessionId,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let shared = &self.inner.shared;
+        let mut live = shared
+            .store
+            .list_user_sessions(user_id, Scope::Context(&shared.context), now)
+            .await?;
+        if live.len() <= max {
+            return Ok(());
+        }
+        live.retain(|s| s.id != *keep);
+        live.sort_by_key(|s| s.record.expires_at);
+        let excess = live.len() + 1 - max;
+        for evicted in &live[..excess] {
+            shared
+                .store
+                .delete(&shared.context, &evicted.id, now)
+                .await?;
+        }
+        tracing::debug!(context = %shared.context, evicted = excess, "sessions over the per-user limit evicted");
+        Ok(())
+    }
+
+    /// Moves the current session to a new id, keeping its user, creation time and expiry
+    /// (so rotation never extends the absolute lifetime). Call it on any privilege change.
+    /// `Ok(None)` when there is no session to rotate.
+    ///
+    /// The move is atomic in the store with respect to logout and revocation: if the
+    /// session was ended while the request ran (a logout from another tab, an admin's
+    /// revoke-all), nothing is written, the request is anonymous from here on, its cookie is
+    /// removed, and the answer is [`SessionError::Ended`].
+    ///
+    /// # Errors
+    /// [`SessionError::Ended`] as above; otherwise as [`Session::login`].
+    pub async fn rotate(&self) -> Result<Option<SessionId>, SessionError> {
+        let Some((old, record, legacy)) = self
+            .state()
+            .current
+            .as_ref()
+            .map(|c| (c.id.clone(), c.record.clone(), c.legacy))
+        else {
+            return Ok(None);
+        };
+        let new = SessionId::generate()?;
+        let now = self.now();
+        let shared = &self.inner.shared;
+        let (store, context) = (&shared.store, &shared.context);
+        let moved = if legacy {
+            // A legacy session has no context key to move: take its legacy key (gone if
+            // another request ended it), then write it under the context's key.
+            if shared.delete_legacy(&old).await? {
+                store.delete(context, &old, now).await?;
+                store.save(context, &new, &record, now).await?;
+                Some(record)
+            } else {
+                None
+            }
+        } else {
+            // A copy under the legacy key (fallback on) must not revive the old id; it goes
+            // first, as in `remove_current`.
+            if shared.reads_legacy() {
+                shared.delete_legacy(&old).await?;
+            }
+            store
+                .rotate(context, &old, &new, &record.user_id, now)
+                .await?
+        };
+        let Some(record) = moved else {
+            tracing::info!(context = %context, "rotation of a session that ended meanwhile refused");
+            self.state().current = None;
+            self.set_change(Change::Removed);
+            return Err(SessionError::Ended);
+        };
+        let max_age = shared.settings.cookie_max_age(&record, now);
+        self.set_current(new.clone(), record, max_age);
+        Ok(Some(new))
+    }
+
+    /// Ends the current session server-side at once and removes the cookie.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store could not delete it; the session is then still
+    /// alive and the cookie is kept.
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        self.remove_current(self.now()).await?;
+        self.set_change(Change::Removed);
+        Ok(())
+    }
+
+    /// Ends every session of the current user in `scope` (this one included), server-side
+    /// at once, and removes the cookie. Returns how many sessions were ended; `0` when the
+    /// request has no session.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn revoke_all(&self, scope: Scope<'_>) -> Result<u64, SessionError> {
+        let Some(user_id) = self.user_id() else {
+            return Ok(0);
+        };
+        let shared = &self.inner.shared;
+        let now = self.now();
+        let ended = shared
+            .store
+            .delete_user_sessions(&user_id, scope, now)
+            .await?;
+        let legacy = self.remove_current(now).await?;
+        self.set_change(Change::Removed);
+        Ok(ended + u64::from(legacy))
+    }
+
+    /// Deletes the current session from the store (a no-op without one). Returns whether a
+    /// legacy record was deleted (those are outside the per-context user index).
+    async fn remove_current(&self, now: i64) -> Result<bool, StoreError> {
+        let Some((id, legacy)) = self
+            .state()
+            .current
+            .as_ref()
+            .map(|c| (c.id.clone(), c.legacy))
+        else {
+            return Ok(false);
+        };
+        let shared = &self.inner.shared;
+        // While the fallback is on, the session may live under both keys (`migrate_legacy`
+        // copies `session:<id>` to the context's key). The legacy key goes first: a migration
+        // that copies it right now checks that it still exists after the copy, and deletes
+        // its copy when it does not; deleting the context key first would let such a copy
+        // outlive this logout.
+        let deleted_legacy = if legacy || shared.reads_legacy() {
+            shared.delete_legacy(&id).await?
+        } else {
+            false
+        };
+        shared.store.delete(&shared.context, &id, now).await?;
+        let mut state = self.state();
+        if state.current.as_ref().is_some_and(|c| c.id == id) {
+            state.current = None;
+        }
+        Ok(deleted_legacy)
+    }
+
+    async fn replace(&self, record: SessionRecord, now: i64) -> Result<SessionId, SessionError> {
+        let id = SessionId::generate()?;
+        // Old id first: if that fails nothing changed; if the save below fails the user is
+        // logged out, which fails closed.
+        let had_session = self.state().current.is_some();
+        if self.remove_current(now).await? {
+            tracing::debug!(context = %self.context(), "legacy session replaced by a context-scoped one");
+        }
+        if had_session {
+            // If the save below fails, the browser must not keep the id we just deleted.
+            self.set_change(Change::Removed);
+        }
+        let shared = &self.inner.shared;
+        shared
+            .store
+            .save(&shared.context, &id, &record, now)
+            .await?;
+        let max_age = shared.settings.cookie_max_age(&record, now);
+        self.set_current(id.clone(), record, max_age);
+        Ok(id)
+    }
+}

@@ -1,0 +1,293 @@
+//! [`Sessions`]: one set of stores shared by every application context, built from code or
+//! from the environment ([`Sessions::from_env`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::{ConfigError, Environment, MigrateError, MigrationStrategy};
+use crate::policy::Settings;
+use crate::store::SessionStore;
+use crate::users::{UserRepository, UserResolver};
+use crate::{AppContext, SessionLayer, User};
+
+/// One set of stores shared by every application context.
+///
+/// Build one per process and derive a layer per app from it, so the web and admin layers
+/// share connections while their sessions stay isolated:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use axum::{routing::get, Router};
+/// use tower_app_sessions::{AppContext, Sessions};
+///
+/// let sessions = Sessions::from_env().await?; // SESSION_ENV unset: in-memory stores
+/// let app: Router = Router::new()
+///     .nest("/admin", Router::new().route("/", get(|| async { "admin" }))
+///         .layer(sessions.layer(AppContext::Admin).cookie_name("admin_sid")))
+///     .nest("/web", Router::new().route("/", get(|| async { "web" }))
+///         .layer(sessions.layer(AppContext::Web)));
+/// # Ok::<(), tower_app_sessions::config::ConfigError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    /// Publishing its deletions on the cache's bus when [`cache`](Self::cache) is set.
+    store: Arc<dyn SessionStore>,
+    /// Publishing user changes likewise.
+    users: Arc<dyn UserRepository>,
+    pub(crate) settings: Settings,
+    pub(crate) environment: Environment,
+    pub(crate) strategy: MigrationStrategy,
+    pub(crate) databases: Databases,
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::CacheSettings>,
+    /// The store and users as given, before [`cache`](Self::cache) wrapped them to publish:
+    /// a second `cache` call wraps these again, for its own bus.
+    #[cfg(feature = "cache")]
+    unpublished: Option<(Arc<dyn SessionStore>, Arc<dyn UserRepository>)>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("environment", &self.environment)
+            .field("strategy", &self.strategy)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PostgreSQL databases a [`Sessions`] migrates: identity (users, sessions, permissions)
+/// and the web app's own.
+#[derive(Clone, Default)]
+pub(crate) struct Databases {
+    #[cfg(feature = "postgres")]
+    pub(crate) identity: Option<sqlx::PgPool>,
+    #[cfg(feature = "postgres")]
+    pub(crate) web: Option<crate::webdb::WebDatabase>,
+}
+
+impl Databases {
+    async fn migrate(&self) -> Result<(), MigrateError> {
+        #[cfg(feature = "postgres")]
+        {
+            if let Some(pool) = &self.identity {
+                crate::store::postgres::migrate(pool)
+                    .await
+                    .map_err(|e| MigrateError {
+                        database: "identity",
+                        reason: e.to_string(),
+                    })?;
+            }
+            if let Some(web) = &self.web {
+                web.migrate().await.map_err(|e| MigrateError {
+                    database: "web",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sessions {
+    /// Sessions on `store` with users from `users`.
+    pub fn new<R: UserRepository>(store: impl SessionStore, users: R) -> Self {
+        Self::from_shared(Arc::new(store), Arc::new(users))
+    }
+
+    pub(crate) fn from_shared(
+        store: Arc<dyn SessionStore>,
+        users: Arc<dyn UserRepository>,
+    ) -> Self {
+        Self {
+            store,
+            users,
+            settings: Settings::default(),
+            environment: Environment::Mock,
+            strategy: MigrationStrategy::MockOnly,
+            databases: Databases::default(),
+            #[cfg(feature = "cache")]
+            cache: None,
+            #[cfg(feature = "cache")]
+            unpublished: None,
+        }
+    }
+
+    /// In-memory sessions and users: the embedded default.
+    #[cfg(feature = "memory")]
+    #[must_use]
+    pub fn memory() -> Self {
+        Self::new(crate::MemoryStore::new(), crate::MemoryUsers::new())
+    }
+
+    /// Builds the stores the environment asks for (see [`config`](crate::config)).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable to set or fix.
+    #[cfg(feature = "memory")]
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok()).await
+    }
+
+    /// [`Sessions::from_env`] reading variables through `lookup` instead of the process
+    /// environment (for tests and for configuration kept elsewhere).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use tower_app_sessions::Sessions;
+    ///
+    /// let err = Sessions::from_lookup(|var| (var == "SESSION_ENV").then(|| "prod".to_string())).await.unwrap_err();
+    /// assert!(err.to_string().contains("SESSION_ENV"));
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sessions::from_env`].
+    #[cfg(feature = "memory")]
+    pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_plan(crate::config::Plan::from_lookup(lookup)?).await
+    }
+
+    /// Attaches the web app's own database (`DATABASE_WEB_URL`): [`migrate`](Self::migrate)
+    /// creates its tables, and [`get_web_database`](Self::get_web_database) hands it to the
+    /// web app's routes.
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn web_database(mut self, db: crate::webdb::WebDatabase) -> Self {
+        self.databases.web = Some(db);
+        self
+    }
+
+    /// The web app's own database, when one is attached: make it the state of the web app's
+    /// routes (`.with_state(db.clone())`) and take [`WebSession`](crate::webdb::WebSession)
+    /// in handlers (see [`webdb`](crate::webdb)).
+    #[cfg(feature = "postgres")]
+    pub fn get_web_database(&self) -> Option<&crate::webdb::WebDatabase> {
+        self.databases.web.as_ref()
+    }
+
+    /// Has [`migrate`](Self::migrate) run the crate's migrations on this identity pool (for
+    /// stores built by hand; `from_env` does it for you).
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn identity_database(mut self, pool: sqlx::PgPool) -> Self {
+        self.databases.identity = Some(pool);
+        self
+    }
+
+    /// Gives every layer built from here on an in-process session cache (see
+    /// [`cache`](crate::cache)): at most `max_entries` sessions per layer, each for at most
+    /// `ttl` (use `SESSION_REVALIDATE_SECS`). Deletions through [`store`](Self::store) and
+    /// user changes through [`users`](Self::users) are published on `bus`, so they reach
+    /// every cache of every process on the bus before they return.
+    #[cfg(feature = "cache")]
+    #[must_use]
+    pub fn cache(
+        mut self,
+        bus: &crate::cache::InvalidationBus,
+        max_entries: u64,
+        ttl: std::time::Duration,
+    ) -> Self {
+        let (store, users) = self
+            .unpublished
+            .get_or_insert_with(|| (Arc::clone(&self.store), Arc::clone(&self.users)))
+            .clone();
+        self.store = Arc::new(crate::cache::PublishingStore {
+            inner: store,
+            bus: bus.clone(),
+        });
+        self.users = Arc::new(crate::cache::PublishingUsers {
+            inner: users,
+            bus: bus.clone(),
+        });
+        self.cache = Some(crate::cache::CacheSettings {
+            bus: bus.clone(),
+            max_entries,
+            ttl,
+        });
+        self
+    }
+
+    /// Reads the time from `clock` in every layer built from here on (default: the system
+    /// clock); see [`clock`](crate::clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Into<crate::clock::Clock>) -> Self {
+        self.settings.clock = clock.into();
+        self
+    }
+
+    /// The clock the layers read (for store calls made outside a request, such as
+    /// `sessions.store().list_user_sessions(&user, scope, sessions.now())`).
+    pub fn now(&self) -> i64 {
+        self.settings.clock.now_ms()
+    }
+
+    /// Runs the crate's PostgreSQL migrations on the identity database (and creates the web
+    /// app's tables in `DATABASE_WEB_URL`, when set). Never called implicitly; a no-op without
+    /// PostgreSQL. Safe to rerun.
+    ///
+    /// # Errors
+    /// [`MigrateError`] naming the database that failed.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        self.databases.migrate().await
+    }
+
+    /// A layer for `context` on these stores, or [`ConfigError::UnsupportedContext`] when the
+    /// store cannot hold that context's sessions.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn try_layer(&self, context: AppContext) -> Result<SessionLayer<User>, ConfigError> {
+        if !self.store.capabilities().supports(&context) {
+            return Err(ConfigError::UnsupportedContext { context });
+        }
+        Ok(self.layer(context))
+    }
+
+    /// A layer for `context` on these stores. Configure it further (cookie name, timeouts,
+    /// admission policy) like any [`SessionLayer`].
+    ///
+    /// # Panics
+    /// At startup, if the store cannot hold `context`'s sessions (a custom context on a bare
+    /// `PgSessionStore`); [`try_layer`](Self::try_layer) returns that error instead.
+    pub fn layer(&self, context: AppContext) -> SessionLayer<User> {
+        let users: Arc<dyn UserResolver<User = User>> = self.users.clone();
+        #[cfg(feature = "cache")]
+        let publishes = self.cache.is_some();
+        #[cfg(not(feature = "cache"))]
+        let publishes = false;
+        let layer = SessionLayer::from_parts(
+            context,
+            Arc::clone(&self.store),
+            publishes,
+            users,
+            self.settings.clone(),
+        );
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.cache {
+            return layer.with_cache_instance(cache.build());
+        }
+        layer
+    }
+
+    /// The shared session store (for revoke-all, listing, maintenance).
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The shared user repository (login, registration).
+    pub fn users(&self) -> &Arc<dyn UserRepository> {
+        &self.users
+    }
+
+    /// `SESSION_ENV` this was built for.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// `SESSION_MIGRATION_STRATEGY` this was built for.
+    pub fn strategy(&self) -> MigrationStrategy {
+        self.strategy
+    }
+}

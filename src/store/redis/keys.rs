@@ -1,0 +1,104 @@
+//! The one place Redis key names are built.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `session:<context>:<id>` | string | the record's JSON, `SET … EX <ttl>` (the TypeScript apps' format) |
+//! | `session:<id>` | string | a pre-migration (legacy) record, read only through the fallback |
+//! | `user-sessions:{<user_id>}` | sorted set | member `<context>:<id>`, score `expires_at`: revoke-all, listing and limits without scanning |
+//! | `user-revocations:{<user_id>}` | integer | revocations of the user's sessions, counted at start and end |
+//!
+//! The per-user keys deliberately do not match `session:*`, the pattern the TypeScript apps'
+//! cleanup check counts. Ids reach here validated ([`SessionId::parse`]), so no request can
+//! inject a key.
+
+use uuid::Uuid;
+
+use crate::{AppContext, SessionId};
+
+/// Prefix of every session key, context-scoped or legacy.
+pub const SESSION_PREFIX: &str = "session:";
+
+/// `session:<context>:<id>`
+pub fn session(context: &AppContext, id: &SessionId) -> String {
+    format!("{SESSION_PREFIX}{}:{}", context.as_str(), id.as_str())
+}
+
+/// `session:<id>`: the key the TypeScript apps wrote before the migration.
+pub fn legacy(id: &SessionId) -> String {
+    format!("{SESSION_PREFIX}{}", id.as_str())
+}
+
+/// `user-sessions:{<user_id>}`: the per-user index (the hash tag keeps one user's index in
+/// one cluster slot).
+pub fn user_index(user_id: &Uuid) -> String {
+    format!("user-sessions:{{{user_id}}}")
+}
+
+/// `user-revocations:{<user_id>}`: how many times the user's sessions were revoked, counted
+/// twice per revocation (odd while one runs), so a rotation can tell that one overlapped it.
+pub fn user_revocations(user_id: &Uuid) -> String {
+    format!("user-revocations:{{{user_id}}}")
+}
+
+/// `<context>:<id>`: a member of the per-user index.
+pub fn index_member(context: &AppContext, id: &SessionId) -> String {
+    format!("{}:{}", context.as_str(), id.as_str())
+}
+
+/// The context and id of an index member, `None` for anything else.
+pub fn parse_index_member(member: &str) -> Option<(AppContext, SessionId)> {
+    let (context, id) = member.rsplit_once(':')?;
+    Some((context.parse().ok()?, SessionId::parse(id)?))
+}
+
+/// `session:<context>:*`: what [`count_sessions`](super::RedisStore::count_sessions) scans.
+pub fn context_pattern(context: &AppContext) -> String {
+    format!("{SESSION_PREFIX}{}:*", context.as_str())
+}
+
+/// `session:*`: every session key, legacy ones among them.
+pub const ALL_SESSIONS: &str = "session:*";
+
+/// The id of a legacy key `session:<id>`, or `None` for any other key.
+pub fn parse_legacy(key: &str) -> Option<SessionId> {
+    key.strip_prefix(SESSION_PREFIX).and_then(SessionId::parse)
+}
+
+/// What of a session key may be logged: its context part (`session:web`), never the id.
+pub(super) fn loggable(key: &str) -> &str {
+    key.rsplit_once(':').map_or("session", |(prefix, _)| prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_typescript_apps_keys() {
+        let id = SessionId::parse("Q2xhc3NpY1Nlc3Npb25JZA").unwrap();
+        assert_eq!(
+            session(&AppContext::Web, &id),
+            "session:web:Q2xhc3NpY1Nlc3Npb25JZA"
+        );
+        assert_eq!(
+            session(&AppContext::Admin, &id),
+            "session:admin:Q2xhc3NpY1Nlc3Npb25JZA"
+        );
+        assert_eq!(legacy(&id), "session:Q2xhc3NpY1Nlc3Npb25JZA");
+        for per_user in [user_index(&Uuid::nil()), user_revocations(&Uuid::nil())] {
+            assert!(!per_user.starts_with(SESSION_PREFIX), "{per_user}");
+        }
+        assert_eq!(
+            parse_legacy("session:Q2xhc3NpY1Nlc3Npb25JZA"),
+            Some(id.clone())
+        );
+        assert_eq!(parse_legacy("session:web:Q2xhc3NpY1Nlc3Npb25JZA"), None);
+        let member = index_member(&AppContext::Admin, &id);
+        assert_eq!(parse_index_member(&member), Some((AppContext::Admin, id)));
+        assert_eq!(parse_index_member("admin:short"), None);
+        assert_eq!(
+            loggable("session:web:Q2xhc3NpY1Nlc3Npb25JZA"),
+            "session:web"
+        );
+    }
+}

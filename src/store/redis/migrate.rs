@@ -1,0 +1,187 @@
+//! The legacy-key migration (`session:<id>` → `session:web:<id>`) and the key counts the
+//! TypeScript apps' cleanup checklist asks for. Everything here SCANs; nothing uses `KEYS`.
+
+use futures_util::future::join_all;
+
+use super::{keys, RedisStore};
+use crate::record::now_ms;
+use crate::store::StoreError;
+use crate::{AppContext, SessionId};
+
+/// What [`RedisStore::migrate_legacy`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Legacy keys `session:<id>` seen.
+    pub scanned: u64,
+    /// Copied to `session:web:<id>` by this run.
+    pub copied: u64,
+    /// Already present under the new key (an earlier run, or a new login), left as they were.
+    pub already_present: u64,
+    /// Legacy keys deleted (move mode), after their copy was in place.
+    pub deleted: u64,
+    /// Expired or vanished while the migration ran.
+    pub expired: u64,
+    /// Values that are not session records: left untouched and logged.
+    pub invalid: u64,
+}
+
+/// Whether [`RedisStore::migrate_legacy`] keeps the legacy keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// Copy: legacy keys stay until they expire (safe while old app versions still run).
+    Copy,
+    /// Move: each legacy key is deleted once its copy is in place.
+    Move,
+}
+
+enum Migrated {
+    Copied { deleted: bool },
+    Present { deleted: bool },
+    Expired,
+    Invalid,
+}
+
+impl RedisStore {
+    /// Number of session keys of `context` (`session:<context>:*`), counted with SCAN.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails.
+    pub async fn count_sessions(&self, context: &AppContext) -> Result<u64, StoreError> {
+        self.redis
+            .scan_fold(
+                &keys::context_pattern(context),
+                1000,
+                0,
+                |total, page| async move { Ok(total + page.len() as u64) },
+            )
+            .await
+    }
+
+    /// Number of legacy keys `session:<id>` left (the cleanup check of the TypeScript apps'
+    /// migration), counted with SCAN.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails.
+    pub async fn count_legacy_sessions(&self) -> Result<u64, StoreError> {
+        self.redis
+            .scan_fold(keys::ALL_SESSIONS, 1000, 0, |total, page| async move {
+                let legacy = page
+                    .iter()
+                    .filter(|k| keys::parse_legacy(k).is_some())
+                    .count();
+                Ok(total + legacy as u64)
+            })
+            .await
+    }
+
+    /// Copies (or moves) every legacy key `session:<id>` to `session:web:<id>`, keeping its
+    /// remaining TTL, `batch` keys per SCAN page.
+    ///
+    /// Safe to run while traffic flows and to rerun: a session already present under the new
+    /// key (copied earlier, or rotated by a login) is never overwritten (`SET … NX`); a legacy
+    /// key is deleted only after its copy exists; a copy whose legacy key was deleted while it
+    /// was made (a logout) is deleted too; an interrupted run loses nothing and the next one
+    /// finishes the job. Migrated sessions join their user's index, so revoke-all covers them.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails; what was done until then stays done.
+    pub async fn migrate_legacy(
+        &self,
+        mode: MigrationMode,
+        batch: usize,
+    ) -> Result<MigrationReport, StoreError> {
+        // SCAN may return a key twice; the second visit finds the copy (`SET NX`) and counts as
+        // already present.
+        self.redis
+            .scan_fold(
+                keys::ALL_SESSIONS,
+                batch,
+                MigrationReport::default(),
+                |mut report, page| async move {
+                    let ids: Vec<SessionId> =
+                        page.iter().filter_map(|k| keys::parse_legacy(k)).collect();
+                    report.scanned += ids.len() as u64;
+                    for result in join_all(ids.iter().map(|id| self.migrate_one(id, mode))).await {
+                        match result? {
+                            Migrated::Copied { deleted } => {
+                                report.copied += 1;
+                                report.deleted += u64::from(deleted);
+                            }
+                            Migrated::Present { deleted } => {
+                                report.already_present += 1;
+                                report.deleted += u64::from(deleted);
+                            }
+                            Migrated::Expired => report.expired += 1,
+                            Migrated::Invalid => report.invalid += 1,
+                        }
+                    }
+                    Ok(report)
+                },
+            )
+            .await
+    }
+
+    async fn migrate_one(
+        &self,
+        id: &SessionId,
+        mode: MigrationMode,
+    ) -> Result<Migrated, StoreError> {
+        let legacy = keys::legacy(id);
+        let key = legacy.clone();
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self
+            .redis
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(Migrated::Expired);
+        };
+        let Some(record) = Self::parse(&legacy, &bytes) else {
+            return Ok(Migrated::Invalid);
+        };
+        // An operator's job, outside any request: the system clock.
+        let now = now_ms();
+        // PTTL -1: no TTL on the legacy key; the record's own expiry then bounds the copy.
+        let ttl_ms = if pttl > 0 {
+            pttl
+        } else {
+            record.expires_at.saturating_sub(now)
+        };
+        if pttl == -2 || ttl_ms <= 0 || record.is_expired(now) {
+            return Ok(Migrated::Expired);
+        }
+        let new_key = keys::session(&AppContext::Web, id);
+        let mut set = redis::cmd("SET");
+        set.arg(&new_key).arg(bytes).arg("PX").arg(ttl_ms).arg("NX");
+        let created: Option<String> = self.redis.query(set).await?;
+        if created.is_some() && !self.redis.exists(&legacy).await? {
+            // Logged out (the legacy key deleted) between our read and our copy: the copy
+            // must not outlive the logout.
+            self.redis.del(&new_key).await?;
+            return Ok(Migrated::Expired);
+        }
+        if created.is_some() {
+            self.index_add(
+                &record.user_id,
+                keys::index_member(&AppContext::Web, id),
+                None,
+                record.expires_at,
+                now,
+            )
+            .await?;
+        }
+        let deleted = mode == MigrationMode::Move && self.redis.del(&legacy).await?;
+        Ok(if created.is_some() {
+            Migrated::Copied { deleted }
+        } else {
+            Migrated::Present { deleted }
+        })
+    }
+}

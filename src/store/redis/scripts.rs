@@ -1,0 +1,26 @@
+//! The Lua scripts of [`RedisStore`](super::RedisStore), each in its own `.lua` file beside
+//! this one and each touching a single key (so they run unchanged on a cluster).
+//!
+//! | script | key | what |
+//! |---|---|---|
+//! | `extend.lua` | the session key | the sliding expiry: `expires_at` in the JSON and the TTL together, never recreating a deleted key |
+//! | `index_add.lua` | the user's index | add or move one member, drop dead ones, expire with the last session |
+
+use redis::Script;
+
+/// The loaded scripts (their SHA-1 is computed once; `EVALSHA` falls back to `EVAL` when a
+/// restarted server no longer has them).
+#[derive(Clone)]
+pub(super) struct Scripts {
+    pub(super) extend: Script,
+    pub(super) index_add: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            extend: Script::new(include_str!("scripts/extend.lua")),
+            index_add: Script::new(include_str!("scripts/index_add.lua")),
+        }
+    }
+}

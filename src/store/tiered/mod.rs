@@ -1,0 +1,527 @@
+//! [`TieredStore`]: a fast store in front of a durable one (the TypeScript apps' migration
+//! strategy `production-only`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{
+    Capabilities, DurableRecords, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
+    StoreFuture,
+};
+use crate::record::duration_ms;
+use crate::{AppContext, SessionId, SessionRecord};
+
+/// Past this many remembered validations, entries older than the interval are dropped.
+const VALIDATED_SOFT_LIMIT: usize = 100_000;
+
+/// Redis (or any fast store) as the fast path, PostgreSQL (or any durable store) as the record
+/// of truth.
+///
+/// - **writes** go to the durable store first, then the fast one (a failed fast write is
+///   logged: the next read refills it);
+/// - **reads** try the fast store; a miss reads the durable store and refills the fast one,
+///   so a Redis restart loses no session — unless the fast store knows the session was
+///   deleted on purpose ([`KnownDeletions`](super::KnownDeletions): the TypeScript apps log
+///   out by deleting the Redis key only), in which case the logout holds and reaches the
+///   durable store too;
+/// - the durable store is the **authority**: a fast copy is trusted for at most the
+///   revalidation interval (`SESSION_REVALIDATE_SECS`, default 5 s) per session, then the
+///   durable record is checked again, so a session revoked there by any app (say,
+///   `UPDATE sessions SET revoked = true` from the TypeScript admin panel) stops
+///   authenticating within that bound even while a stale fast copy exists. That costs about
+///   one durable query per active session per interval, not one per request;
+/// - **revocation** reaches both stores; listing reads the durable store;
+/// - a fast copy the durable store has **no record of at all** was written by an app that
+///   writes only to Redis (the TypeScript apps' `createSession` does): it is served, and
+///   Redis stays its authority; a durable record that exists but is revoked or expired wins;
+/// - contexts the durable store cannot hold ([`DurableRecords::supports`]: custom contexts on
+///   PostgreSQL) live in the fast store alone;
+/// - when the fast store fails, reads fall back to the durable store (logged); when the
+///   durable store fails, operations fail ([`StoreError`], so `503`), never serving from a
+///   copy it cannot check.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower_app_sessions::store::{MemoryStore, TieredStore};
+///
+/// // In production: a RedisStore in front of a PgSessionStore.
+/// let store = TieredStore::new(Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()))
+///     .revalidate_after(Duration::from_secs(5));
+/// # let _ = store;
+/// ```
+pub struct TieredStore {
+    fast: Arc<dyn SessionStore>,
+    durable: Arc<dyn SessionStore>,
+    revalidate_ms: i64,
+    validated: Mutex<HashMap<(AppContext, SessionId), i64>>,
+}
+
+impl std::fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("revalidate_ms", &self.revalidate_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TieredStore {
+    /// `fast` in front of `durable`, revalidating every 5 s.
+    pub fn new(fast: Arc<dyn SessionStore>, durable: Arc<dyn SessionStore>) -> Self {
+        Self {
+            fast,
+            durable,
+            revalidate_ms: 5_000,
+            validated: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a fast copy is trusted before the durable record is checked again
+    /// (`Duration::ZERO`: every request).
+    #[must_use]
+    pub fn revalidate_after(mut self, interval: Duration) -> Self {
+        self.revalidate_ms = duration_ms(interval);
+        self
+    }
+
+    fn validated(&self) -> MutexGuard<'_, HashMap<(AppContext, SessionId), i64>> {
+        crate::sync::lock(&self.validated)
+    }
+
+    fn is_fresh(&self, context: &AppContext, id: &SessionId, now: i64) -> bool {
+        self.revalidate_ms > 0
+            && self
+                .validated()
+                .get(&(context.clone(), id.clone()))
+                .is_some_and(|at| now - at < self.revalidate_ms)
+    }
+
+    fn mark(&self, context: &AppContext, id: &SessionId, now: i64) {
+        if self.revalidate_ms == 0 {
+            return;
+        }
+        let mut validated = self.validated();
+        if validated.len() >= VALIDATED_SOFT_LIMIT {
+            let horizon = now - self.revalidate_ms;
+            validated.retain(|_, at| *at > horizon);
+        }
+        validated.insert((context.clone(), id.clone()), now);
+    }
+
+    fn forget(&self, context: &AppContext, id: &SessionId) {
+        self.validated().remove(&(context.clone(), id.clone()));
+    }
+
+    /// The store that holds `context`'s sessions durably: contexts the durable store cannot
+    /// hold (custom contexts on PostgreSQL) live in the fast store alone.
+    fn durable_for(&self, context: &AppContext) -> Option<&dyn SessionStore> {
+        self.durable
+            .capabilities()
+            .supports(context)
+            .then_some(self.durable.as_ref())
+    }
+
+    /// Whether the durable store holds any record of `id`, live or not. A durable store that
+    /// keeps no ended records knows only its live ones.
+    async fn durable_holds(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        match self.durable.capabilities().durable {
+            Some(durable) => durable.contains(context, id, now).await,
+            None => Ok(self.durable.load(context, id, now).await?.is_some()),
+        }
+    }
+
+    /// Whether the fast store knows `id` was deleted on purpose (false if it cannot tell).
+    async fn deleted_from_fast(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        user_id: &Uuid,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        match self.fast.capabilities().deletions {
+            Some(deletions) => {
+                deletions
+                    .deleted_on_purpose(context, id, user_id, now)
+                    .await
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn read(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        if self.durable_for(context).is_none() {
+            return self.fast.load(context, id, now).await;
+        }
+        let cached = match self.fast.load(context, id, now).await {
+            Ok(cached) => cached,
+            Err(error) => {
+                tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
+                // Sessions the durable store does not hold (written by Redis-only apps) cannot
+                // be checked now: the fast store's failure is the answer (503), not "none".
+                return match self.durable.load(context, id, now).await? {
+                    Some(record) => Ok(Some(record)),
+                    None => Err(error),
+                };
+            }
+        };
+        if cached.is_some() && self.is_fresh(context, id, now) {
+            return Ok(cached);
+        }
+        match self.durable.load(context, id, now).await? {
+            Some(record) => {
+                if cached.is_none() {
+                    // Deleted from the fast store on purpose (a logout by an app that only
+                    // deletes the Redis key): the logout holds, and reaches the durable store.
+                    if self
+                        .deleted_from_fast(context, id, &record.user_id, now)
+                        .await?
+                    {
+                        self.forget(context, id);
+                        self.durable.delete(context, id, now).await?;
+                        return Ok(None);
+                    }
+                    // Lost with the fast store's data (a restart): refill it.
+                    if let Err(error) = self.fast.save(context, id, &record, now).await {
+                        tracing::warn!(context = %context, %error, "could not refill the fast session store");
+                    }
+                }
+                self.mark(context, id, now);
+                Ok(Some(record))
+            }
+            None => {
+                let Some(cached) = cached else {
+                    self.forget(context, id);
+                    return Ok(None);
+                };
+                // A live fast copy with no durable record at all was written by an app that
+                // writes only to Redis (the TypeScript apps' `createSession`): that store
+                // is its authority. A durable record that exists but is not live was revoked
+                // or expired there: drop the stale copy.
+                if !self.durable_holds(context, id, now).await? {
+                    self.mark(context, id, now);
+                    return Ok(Some(cached));
+                }
+                self.forget(context, id);
+                self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
+                Ok(None)
+            }
+        }
+    }
+
+    fn fast_best_effort(&self, result: Result<(), StoreError>) {
+        if let Err(error) = result {
+            tracing::warn!(%error, "fast session store write failed; the durable store is authoritative");
+        }
+    }
+
+    async fn write(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        record: &SessionRecord,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.save(context, id, record, now).await;
+        };
+        durable.save(context, id, record, now).await?;
+        self.fast_best_effort(self.fast.save(context, id, record, now).await);
+        self.mark(context, id, now);
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.delete(context, id, now).await;
+        };
+        self.forget(context, id);
+        let existed = durable.delete(context, id, now).await?;
+        match self.fast.delete(context, id, now).await {
+            Ok(deleted) => Ok(existed || deleted),
+            // The fast copy of a session the durable store held dies at its next revalidation;
+            // one it never held (a Redis-only app's) can only be ended here: report failure.
+            Err(error) if !existed => Err(error),
+            Err(error) => {
+                self.fast_best_effort(Err(error));
+                Ok(existed)
+            }
+        }
+    }
+
+    async fn move_session(
+        &self,
+        context: &AppContext,
+        old: &SessionId,
+        new: &SessionId,
+        user_id: &Uuid,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.rotate(context, old, new, user_id, now).await;
+        };
+        self.forget(context, old);
+        // The durable store decides, atomically; the fast copy follows.
+        if let Some(record) = durable.rotate(context, old, new, user_id, now).await? {
+            let moved = self.fast.rotate(context, old, new, user_id, now).await;
+            match moved {
+                Ok(Some(_)) => {}
+                // No fast copy to move (lost, or failed): write the new one; the old one
+                // (if any) is revoked in the durable store and dies at its revalidation.
+                Ok(None) | Err(_) => {
+                    self.fast_best_effort(moved.map(drop));
+                    self.fast_best_effort(self.fast.save(context, new, &record, now).await);
+                }
+            }
+            self.mark(context, new, now);
+            return Ok(Some(record));
+        }
+        if self.durable_holds(context, old, now).await? {
+            // Revoked or expired in the durable store: ended, whatever the fast copy says.
+            self.fast_best_effort(self.fast.delete(context, old, now).await.map(drop));
+            return Ok(None);
+        }
+        // A Redis-only app's session: the fast store is its authority.
+        self.fast.rotate(context, old, new, user_id, now).await
+    }
+
+    async fn slide(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let Some(durable) = self.durable_for(context) else {
+            return self.fast.extend(context, id, expires_at, now).await;
+        };
+        if !durable.extend(context, id, expires_at, now).await? {
+            if !self.durable_holds(context, id, now).await? {
+                // A Redis-only app's session: the fast store is its authority.
+                return self.fast.extend(context, id, expires_at, now).await;
+            }
+            self.forget(context, id);
+            self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
+            return Ok(false);
+        }
+        self.fast_best_effort(
+            self.fast
+                .extend(context, id, expires_at, now)
+                .await
+                .map(drop),
+        );
+        Ok(true)
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &Uuid,
+        scope: Scope<'_>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        if let Scope::Context(context) = scope {
+            if self.durable_for(context).is_none() {
+                return self.fast.delete_user_sessions(user_id, scope, now).await;
+            }
+        }
+        let live = self.durable.list_user_sessions(user_id, scope, now).await?;
+        let revoked = self
+            .durable
+            .delete_user_sessions(user_id, scope, now)
+            .await?;
+        for session in &live {
+            self.forget(&session.context, &session.id);
+            self.fast_best_effort(
+                self.fast
+                    .delete(&session.context, &session.id, now)
+                    .await
+                    .map(drop),
+            );
+        }
+        // Copies the durable store does not list go too; this is the only place they can be
+        // ended, so a failure here is reported.
+        let fast_only = self.fast.delete_user_sessions(user_id, scope, now).await?;
+        Ok(revoked.max(fast_only))
+    }
+
+    async fn read_legacy(
+        &self,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(fast) = self.fast.capabilities().legacy {
+            match fast.load_legacy(id, now).await {
+                Ok(Some(record)) => return Ok(Some(record)),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "fast store failed on a legacy lookup"),
+            }
+        }
+        match self.durable.capabilities().legacy {
+            Some(durable) => durable.load_legacy(id, now).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn remove_legacy(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let durable = match self.durable.capabilities().legacy {
+            Some(durable) => durable.delete_legacy(id).await?,
+            None => false,
+        };
+        let fast = match self.fast.capabilities().legacy {
+            Some(fast) => match fast.delete_legacy(id).await {
+                Ok(deleted) => deleted,
+                Err(error) => {
+                    self.fast_best_effort(Err(error));
+                    false
+                }
+            },
+            None => false,
+        };
+        Ok(durable || fast)
+    }
+}
+
+impl SessionStore for TieredStore {
+    fn load<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(self.read(context, id, now))
+    }
+
+    fn save<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        record: &'a SessionRecord,
+        now: i64,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        StoreFuture::new(self.write(context, id, record, now))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.remove(context, id, now))
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        context: &'a AppContext,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(self.move_session(context, old, new, user_id, now))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.slide(context, id, expires_at, now))
+    }
+
+    fn delete_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+        now: i64,
+    ) -> StoreFuture<'a, Result<u64, StoreError>> {
+        StoreFuture::new(self.revoke_user(user_id, scope, now))
+    }
+
+    fn list_user_sessions<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        scope: Scope<'a>,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        match scope {
+            Scope::Context(context) if self.durable_for(context).is_none() => {
+                self.fast.list_user_sessions(user_id, scope, now)
+            }
+            _ => self.durable.list_user_sessions(user_id, scope, now),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        let (fast, durable) = (self.fast.capabilities(), self.durable.capabilities());
+        let mut capabilities = Capabilities::none().durable(self);
+        if fast.legacy.is_some() || durable.legacy.is_some() {
+            capabilities = capabilities.legacy(self);
+        }
+        capabilities
+    }
+}
+
+/// What the pair holds: the durable store's records for the contexts it can hold, the fast
+/// store's for the others (so every context is supported).
+impl DurableRecords for TieredStore {
+    fn contains<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        if self.durable_for(context).is_some() {
+            return StoreFuture::new(self.durable_holds(context, id, now));
+        }
+        match self.fast.capabilities().durable {
+            Some(fast) => fast.contains(context, id, now),
+            None => {
+                StoreFuture::new(
+                    async move { Ok(self.fast.load(context, id, now).await?.is_some()) },
+                )
+            }
+        }
+    }
+
+    fn supports(&self, _context: &AppContext) -> bool {
+        true
+    }
+}
+
+/// The legacy sessions of both stores: the fast store's first.
+impl LegacySessions for TieredStore {
+    fn load_legacy<'a>(
+        &'a self,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(self.read_legacy(id, now))
+    }
+
+    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.remove_legacy(id))
+    }
+}
+
+#[cfg(test)]
+mod tests;

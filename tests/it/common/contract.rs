@@ -1,0 +1,292 @@
+//! The `SessionStore` contract, run against every store and decorator: memory, write-through,
+//! tiered and publishing in `contract.rs`; Redis, Redis Cluster, PostgreSQL and their tiers in
+//! their own modules.
+
+use std::time::Duration;
+
+use tower_app_sessions::record::now_ms;
+use tower_app_sessions::{
+    AppContext, Scope, SessionId, SessionMetadata, SessionRecord, SessionStore,
+};
+use uuid::Uuid;
+
+fn record(user: Uuid, now: i64, ttl: Duration) -> SessionRecord {
+    SessionRecord::new(
+        user,
+        SessionMetadata::new()
+            .ip("203.0.113.9")
+            .user_agent("contract/1"),
+        now,
+        ttl,
+    )
+}
+
+/// Every rule of the store contract; each call uses fresh ids and users, so it can run
+/// concurrently with other tests on the same backend.
+pub async fn store_contract(store: &dyn SessionStore) {
+    let bot = AppContext::custom("telegram-bot").unwrap();
+    store_contract_with(store, Uuid::new_v4(), Uuid::new_v4(), bot).await;
+}
+
+/// The contract with given users (for backends whose sessions reference a `users` table) and
+/// a third context (`AppContext::Admin` again for backends that only know web and admin).
+pub async fn store_contract_with(
+    store: &dyn SessionStore,
+    user: Uuid,
+    other: Uuid,
+    bot: AppContext,
+) {
+    let (web, admin) = (AppContext::Web, AppContext::Admin);
+    let minute = Duration::from_secs(60);
+    // Time is an input of every operation: the contract walks a timeline from `t`, so expiry
+    // is checked at exact instants, without waiting for it.
+    let t = now_ms();
+
+    // save / load, scoped by context
+    let id = SessionId::generate().unwrap();
+    let rec = record(user, t, minute);
+    store.save(&web, &id, &rec, t).await.unwrap();
+    assert_eq!(store.load(&web, &id, t).await.unwrap(), Some(rec.clone()));
+    assert_eq!(
+        store.load(&admin, &id, t).await.unwrap(),
+        None,
+        "web session visible in admin"
+    );
+    assert_eq!(store.load(&bot, &id, t).await.unwrap(), None);
+    assert_eq!(
+        store
+            .load(&web, &SessionId::generate().unwrap(), t)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // extend moves expires_at (and the TTL) in its own context only
+    let later = rec.expires_at + 30_000;
+    assert!(!store.extend(&admin, &id, later, t).await.unwrap());
+    assert!(store.extend(&web, &id, later, t).await.unwrap());
+    let extended = store.load(&web, &id, t).await.unwrap().unwrap();
+    assert_eq!(extended.expires_at, later);
+    assert_eq!(extended.created_at, rec.created_at);
+    assert_eq!(extended.ip, rec.ip);
+    assert_eq!(
+        store.load(&admin, &id, t).await.unwrap(),
+        None,
+        "extend created an admin session"
+    );
+    // extended past the original expiry: live after it
+    assert!(store
+        .load(&web, &id, rec.expires_at + 1)
+        .await
+        .unwrap()
+        .is_some());
+
+    // delete in another context does nothing; in its own, it deletes, once
+    assert!(!store.delete(&admin, &id, t).await.unwrap());
+    assert!(store.load(&web, &id, t).await.unwrap().is_some());
+    assert!(store.delete(&web, &id, t).await.unwrap());
+    assert!(!store.delete(&web, &id, t).await.unwrap());
+    assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
+    // a deleted session is never resurrected by extend
+    assert!(!store.extend(&web, &id, later, t).await.unwrap());
+    assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
+
+    // user agents (and client addresses) are stored cut to their maximum, whatever a caller
+    // put in the record
+    let chatty = SessionId::generate().unwrap();
+    let mut long = record(user, t, minute);
+    long.user_agent = Some("é".repeat(5_000));
+    store.save(&web, &chatty, &long, t).await.unwrap();
+    let stored = store.load(&web, &chatty, t).await.unwrap().unwrap();
+    let ua = stored.user_agent.unwrap();
+    assert_eq!(ua.len(), tower_app_sessions::record::MAX_USER_AGENT_BYTES);
+    assert!(ua.chars().all(|c| c == 'é'), "cut inside a character");
+    assert!(store.delete(&web, &chatty, t).await.unwrap());
+
+    // rotate moves a live record to a new id, once, in its own context only; never a deleted
+    // or expired one, and then writes nothing
+    let moving = SessionId::generate().unwrap();
+    let moving_rec = record(user, t, minute);
+    store.save(&web, &moving, &moving_rec, t).await.unwrap();
+    let (moved_to, elsewhere) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    assert_eq!(
+        store
+            .rotate(&admin, &moving, &elsewhere, &user, t)
+            .await
+            .unwrap(),
+        None,
+        "rotated across contexts"
+    );
+    assert_eq!(
+        store
+            .rotate(&web, &moving, &moved_to, &user, t)
+            .await
+            .unwrap(),
+        Some(moving_rec.clone())
+    );
+    assert_eq!(store.load(&web, &moving, t).await.unwrap(), None);
+    assert_eq!(
+        store.load(&web, &moved_to, t).await.unwrap(),
+        Some(moving_rec.clone())
+    );
+    assert_eq!(
+        store
+            .rotate(&web, &moving, &elsewhere, &user, t)
+            .await
+            .unwrap(),
+        None,
+        "the old id moved twice"
+    );
+    assert!(store.delete(&web, &moved_to, t).await.unwrap());
+    assert_eq!(
+        store
+            .rotate(&web, &moved_to, &elsewhere, &user, t)
+            .await
+            .unwrap(),
+        None,
+        "a deleted session moved"
+    );
+    let expiring = SessionId::generate().unwrap();
+    store.save(&web, &expiring, &moving_rec, t).await.unwrap();
+    assert_eq!(
+        store
+            .rotate(&web, &expiring, &elsewhere, &user, moving_rec.expires_at)
+            .await
+            .unwrap(),
+        None,
+        "an expired session moved"
+    );
+    for ctx in [&web, &admin] {
+        assert_eq!(
+            store.load(ctx, &elsewhere, t).await.unwrap(),
+            None,
+            "a failed move wrote"
+        );
+    }
+    // (whether the expired record is gone or only expired is the store's affair)
+    store.delete(&web, &expiring, t).await.unwrap();
+
+    // expiry: live until expires_at, never returned from then on, never extended after it
+    let short = SessionId::generate().unwrap();
+    let short_rec = record(user, t, Duration::from_secs(5));
+    store.save(&web, &short, &short_rec, t).await.unwrap();
+    let deadline = short_rec.expires_at;
+    assert!(store
+        .load(&web, &short, deadline - 1)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.load(&web, &short, deadline).await.unwrap(), None);
+    assert!(!store
+        .extend(&web, &short, deadline + 60_000, deadline)
+        .await
+        .unwrap());
+    assert_eq!(store.load(&web, &short, deadline).await.unwrap(), None);
+    // From here on the clock stands at that deadline: time never runs backwards for a store.
+    let t = deadline;
+
+    // per-user list and revoke, by scope
+    let mut ids = Vec::new();
+    for ctx in [&web, &web, &admin, &bot] {
+        let id = SessionId::generate().unwrap();
+        store
+            .save(ctx, &id, &record(user, t, minute), t)
+            .await
+            .unwrap();
+        ids.push((ctx.clone(), id));
+    }
+    let others = SessionId::generate().unwrap();
+    store
+        .save(&web, &others, &record(other, t, minute), t)
+        .await
+        .unwrap();
+
+    let listed = store
+        .list_user_sessions(&user, Scope::Context(&web), t)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .all(|s| s.context == web && s.record.user_id == user));
+    assert_eq!(listed[0].record.user_agent.as_deref(), Some("contract/1"));
+    let all = store
+        .list_user_sessions(&user, Scope::AllContexts, t)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+
+    // a session deleted on its own disappears from the list
+    store.delete(&bot, &ids[3].1, t).await.unwrap();
+    assert_eq!(
+        store
+            .list_user_sessions(&user, Scope::AllContexts, t)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    assert_eq!(
+        store
+            .delete_user_sessions(&user, Scope::Context(&web), t)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.load(&web, &ids[0].1, t).await.unwrap(), None);
+    assert!(store.load(&admin, &ids[2].1, t).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .delete_user_sessions(&user, Scope::AllContexts, t)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store
+        .list_user_sessions(&user, Scope::AllContexts, t)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store.load(&web, &others, t).await.unwrap().is_some(),
+        "another user's session was touched"
+    );
+    // listing is as of `now`: nothing is live once the session has expired (last: a store may
+    // prune what it finds dead)
+    assert_eq!(
+        store
+            .list_user_sessions(&other, Scope::AllContexts, t)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .list_user_sessions(&other, Scope::AllContexts, t + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    store.delete(&web, &others, t).await.unwrap();
+}
+
+/// The fast path's half of the contract: a store in process (or a decorator around one)
+/// answers a load, found or not, without a future to await, so the layer serves the request
+/// in `call`. A miss is one lookup: the answer to a forged id is ready too.
+pub async fn loads_are_ready(store: &dyn SessionStore) {
+    let (web, t) = (AppContext::Web, now_ms());
+    let id = SessionId::generate().unwrap();
+    let rec = record(Uuid::new_v4(), t, Duration::from_secs(60));
+    store.save(&web, &id, &rec, t).await.unwrap();
+    let found = store.load(&web, &id, t);
+    assert!(found.is_ready(), "a hit must not wait: {found:?}");
+    assert_eq!(found.await.unwrap(), Some(rec));
+    let missing = SessionId::generate().unwrap();
+    let miss = store.load(&web, &missing, t);
+    assert!(miss.is_ready(), "a miss must not wait: {miss:?}");
+    assert_eq!(miss.await.unwrap(), None);
+    assert!(store.delete(&web, &id, t).await.unwrap());
+}

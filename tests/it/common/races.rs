@@ -1,0 +1,155 @@
+//! Races forced through the public API: a handler that stops on a barrier until the test has
+//! done what it races with, then goes on. No sleeps: the interleaving is fixed.
+
+use std::sync::Arc;
+
+use axum::routing::post;
+use axum::Router;
+use tokio::sync::Barrier;
+use tower_app_sessions::require::UNAUTHORIZED_BODY;
+use tower_app_sessions::{CurrentUser, Scope, Session, Sessions, User};
+use uuid::Uuid;
+
+use super::{get, login, post as post_req, send, Finish};
+
+/// Two barriers of two: the handler waits at the first when it has its session (so the test
+/// knows it is in flight), and at the second until the test lets it go on.
+#[derive(Clone)]
+pub struct Gate {
+    reached: Arc<Barrier>,
+    release: Arc<Barrier>,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Self {
+            reached: Arc::new(Barrier::new(2)),
+            release: Arc::new(Barrier::new(2)),
+        }
+    }
+
+    /// In the handler: announce, then wait to be released.
+    pub async fn hold(&self) {
+        self.reached.wait().await;
+        self.release.wait().await;
+    }
+
+    /// In the test: wait until the handler holds.
+    pub async fn reached(&self) {
+        self.reached.wait().await;
+    }
+
+    /// In the test: let the handler go on.
+    pub async fn release(&self) {
+        self.release.wait().await;
+    }
+}
+
+/// `routes()` (with `POST /revoke-all`: the current user's sessions in every context) plus
+/// `POST /rotate-held` (rotates once the gate releases it, answering the new id).
+pub fn routes(gate: Gate) -> Router {
+    super::routes().route(
+        "/rotate-held",
+        post(move |_: CurrentUser<User>, session: Session| {
+            let gate = gate.clone();
+            async move {
+                gate.hold().await;
+                session
+                    .rotate()
+                    .await
+                    .map(|id| id.map(|id| id.as_str().to_owned()).unwrap_or_default())
+            }
+        }),
+    )
+}
+
+/// How the session is ended while the rotation is held.
+#[derive(Debug, Clone, Copy)]
+pub enum Ender {
+    /// `POST /logout` with the same session (another tab).
+    Logout,
+    /// `POST /revoke-all` from another session of the user (another device).
+    RevokeAllElsewhere,
+    /// `Sessions::store().delete_user_sessions` (an admin).
+    Admin,
+}
+
+pub const ENDERS: [Ender; 3] = [Ender::Logout, Ender::RevokeAllElsewhere, Ender::Admin];
+
+/// A rotation held while `ender` ends the session writes nothing: the rotating request gets
+/// `401` and a cookie removal, neither the old nor any new id authenticates, and the user has
+/// no live session in the store. `app` is `routes(gate)` under a layer of `sessions`' web
+/// context (default cookie name).
+pub async fn rotation_racing(
+    sessions: &Sessions,
+    app: &Router,
+    gate: &Gate,
+    user: Uuid,
+    ender: Ender,
+) {
+    let token = login(app, user).await;
+    let other = login(app, user).await;
+    let rotating = {
+        let (app, token) = (app.clone(), token.clone());
+        tokio::spawn(async move {
+            send(
+                &app,
+                post_req("/rotate-held").cookie("sessionId", &token).empty(),
+            )
+            .await
+        })
+    };
+    gate.reached().await;
+    match ender {
+        Ender::Logout => {
+            let reply = send(app, post_req("/logout").cookie("sessionId", &token).empty()).await;
+            assert_eq!(reply.status, 200, "{ender:?}: {}", reply.body);
+        }
+        Ender::RevokeAllElsewhere => {
+            let reply = send(app, post_req("/revoke-all").bearer(&other).empty()).await;
+            assert_eq!(reply.status, 200, "{ender:?}: {}", reply.body);
+        }
+        Ender::Admin => {
+            let ended = sessions
+                .store()
+                .delete_user_sessions(&user, Scope::AllContexts, sessions.now())
+                .await
+                .unwrap();
+            assert!(ended >= 2, "{ender:?}: {ended} sessions ended");
+        }
+    }
+    gate.release().await;
+    let reply = rotating.await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.body.as_str()),
+        (401, UNAUTHORIZED_BODY),
+        "{ender:?}: the rotation of an ended session succeeded"
+    );
+    assert_eq!(reply.set_cookies.len(), 1, "{ender:?}");
+    assert!(
+        reply.set_cookies[0].contains("Max-Age=0"),
+        "{ender:?}: {:?}",
+        reply.set_cookies
+    );
+    assert_eq!(
+        send(app, get("/me").bearer(&token).empty()).await.status,
+        401,
+        "{ender:?}"
+    );
+    // Nothing of the user lives on under any id (the other session is gone too, except after
+    // a plain logout of this one).
+    let live = sessions
+        .store()
+        .list_user_sessions(&user, Scope::AllContexts, sessions.now())
+        .await
+        .unwrap();
+    let expected: Vec<&str> = match ender {
+        Ender::Logout => vec![other.as_str()],
+        _ => vec![],
+    };
+    let live: Vec<&str> = live.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(live, expected, "{ender:?}: a session survived");
+    if let Ender::Logout = ender {
+        send(app, post_req("/logout").bearer(&other).empty()).await;
+    }
+}
