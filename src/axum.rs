@@ -31,6 +31,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
+use crate::data::DataError;
 use crate::require::{rejection, status_of};
 use crate::{CurrentUser, Session, SessionError, SessionStatus};
 
@@ -147,19 +148,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// A session that ended while the request ran is `401`, like any request without a session;
-/// any other failed login, logout or rotation is a backend failure: `503`, never `500`.
+/// refused session data is `401` (no session), `413` (too large) or `422` (a bad key or
+/// value); any other failed login, logout or rotation is a backend failure: `503`, never
+/// `500`.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
+        let json = |status: StatusCode, body: &'static str| {
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        };
         match self {
-            SessionError::Ended => return rejection(SessionStatus::Anonymous),
+            SessionError::Ended | SessionError::Data(DataError::NoSession) => {
+                return rejection(SessionStatus::Anonymous)
+            }
             SessionError::LimitReached => {
-                let body = r#"{"error":"session_limit"}"#;
-                let mut response = (StatusCode::CONFLICT, body).into_response();
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
+                return json(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#)
+            }
+            SessionError::Data(DataError::TooLarge { .. }) => {
+                return json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"error":"session_data_too_large"}"#,
+                )
+            }
+            SessionError::Data(error) => {
+                tracing::debug!(%error, "session data refused");
+                return json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    r#"{"error":"session_data"}"#,
                 );
-                return response;
             }
             _ => {}
         }

@@ -61,6 +61,7 @@ pub mod config;
 mod context;
 pub mod cookie;
 pub mod cross_origin;
+pub mod data;
 pub mod extract;
 mod id;
 mod layer;

@@ -25,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) clock: Clock,
     pub(crate) session_limit: SessionLimit,
     pub(crate) cross_origin: CrossOriginPolicy,
+    /// The largest a session's data may be, in bytes of its JSON.
+    pub(crate) max_data_bytes: usize,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             clock: Clock::system(),
             session_limit: SessionLimit::default(),
             cross_origin: CrossOriginPolicy::default(),
+            max_data_bytes: crate::data::DEFAULT_MAX_DATA_BYTES,
         }
     }
 }
@@ -108,6 +111,7 @@ mod tests {
             expires_at,
             ip: None,
             user_agent: None,
+            data: Default::default(),
         }
     }
 

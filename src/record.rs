@@ -11,11 +11,18 @@
 //! `undefined` field, leaves out `ip` / `user_agent` when they are unknown. The reader ignores
 //! unknown fields, takes `null` or a missing `ip` / `user_agent` as unknown, and accepts
 //! timestamps written as floats (JavaScript numbers).
+//!
+//! A session with [data](crate::data) has one more field, last: `"data":{…}`. It is left out
+//! when there is no data, so a record without data is byte for byte what the TypeScript apps
+//! write, and their reader (`JSON.parse`, then `user_id` and `expires_at`) ignores it. A
+//! `data` that is not an object reads as no data.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
+
+use crate::data::SessionData;
 
 /// One server-side session as stored in every backend.
 ///
@@ -43,6 +50,9 @@ pub struct SessionRecord {
     /// Client `User-Agent` at login, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// What handlers keep in the session (see [`data`](crate::data)); empty for a new one.
+    #[serde(default, skip_serializing_if = "SessionData::is_empty")]
+    pub data: SessionData,
 }
 
 /// A stored value that is not a session record.
@@ -136,6 +146,7 @@ impl SessionRecord {
             user_agent: metadata
                 .user_agent
                 .map(|ua| bounded(ua, MAX_USER_AGENT_BYTES)),
+            data: SessionData::new(),
         }
     }
 
@@ -220,9 +231,41 @@ mod tests {
             expires_at: 1_757_746_400_000,
             ip: Some("203.0.113.7".into()),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+            data: SessionData::new(),
         };
         assert_eq!(record.to_json(), seed);
         assert_eq!(SessionRecord::from_json(seed.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn data_is_one_more_field_last_and_absent_when_empty() {
+        let seed = r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1757660000000,"expires_at":1757746400000,"ip":"203.0.113.7","user_agent":"Mozilla/5.0"}"#;
+        let mut record = SessionRecord::from_json(seed.as_bytes()).unwrap();
+        let mut patch = crate::data::DataPatch::new();
+        patch.set("theme", "dark").unwrap();
+        patch.set("cart", &[1, 2]).unwrap();
+        record.data.apply(&patch);
+        let with_data = record.to_json();
+        assert_eq!(
+            with_data,
+            r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1757660000000,"expires_at":1757746400000,"ip":"203.0.113.7","user_agent":"Mozilla/5.0","data":{"cart":[1,2],"theme":"dark"}}"#
+        );
+        assert_eq!(
+            SessionRecord::from_json(with_data.as_bytes()).unwrap(),
+            record
+        );
+        let mut emptied = crate::data::DataPatch::new();
+        emptied.remove("theme").unwrap();
+        emptied.remove("cart").unwrap();
+        record.data.apply(&emptied);
+        assert_eq!(record.to_json(), seed);
+        // A `data` that is not an object is no data, not a broken record.
+        for malformed in [r#""x""#, "[1]", "null", "3"] {
+            let json = seed.replace('}', &format!(r#","data":{malformed}}}"#));
+            let read = SessionRecord::from_json(json.as_bytes()).unwrap();
+            assert!(read.data.is_empty(), "{malformed}");
+            assert_eq!(read.expires_at, 1_757_746_400_000);
+        }
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::InvalidationBus;
+use crate::data::DataPatch;
 use crate::store::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
 use crate::users::{PermissionGrant, User, UserError, UserRepository, UserResolver};
 use crate::{AppContext, SessionId, SessionRecord};
 
-/// A store that publishes every deletion on the bus before returning it, so no cache anywhere
-/// keeps serving a session that ended.
+/// A store that publishes every deletion and data change on the bus before returning it, so
+/// no cache anywhere keeps serving a session that ended or changed.
 pub(crate) struct PublishingStore {
     pub(crate) inner: Arc<dyn SessionStore>,
     pub(crate) bus: InvalidationBus,
@@ -74,6 +75,21 @@ impl SessionStore for PublishingStore {
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         self.inner.extend(context, id, expires_at, now)
+    }
+
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(async move {
+            let updated = self.inner.update_data(context, id, patch, now).await;
+            // Cached copies carry the old data: none may be served again, whatever happened.
+            self.bus.session_changed(context, id).await;
+            updated
+        })
     }
 
     fn delete_user_sessions<'a>(

@@ -383,6 +383,16 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         self
     }
 
+    /// The largest a session's [data](crate::data) may be, in bytes of its JSON object
+    /// (default 16 KiB). A change that would make it larger is refused when the handler makes
+    /// it ([`DataError::TooLarge`](crate::data::DataError::TooLarge): `413`), never cut.
+    /// Concurrent requests that each stay under it can together pass it by what one request
+    /// adds.
+    pub fn max_data_bytes(mut self, max: usize) -> Self {
+        self.settings_mut().max_data_bytes = max;
+        self
+    }
+
     /// What a login over [`max_sessions_per_user`](Self::max_sessions_per_user) does
     /// (default: [`OverLimit::EvictLeastRecentlyUsed`]).
     pub fn over_limit(mut self, over: OverLimit) -> Self {

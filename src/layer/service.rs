@@ -13,8 +13,19 @@ use tower_service::Service;
 use super::SessionLayer;
 use crate::cross_origin;
 use crate::extract::{self, CredentialSource};
+use crate::require::rejection;
 use crate::store::BoxFuture;
-use crate::{CurrentUser, Session, User};
+use crate::{CurrentUser, Session, SessionError, SessionStatus, User};
+
+/// The answer when the data a handler changed could not be saved: `401` if the session
+/// ended meanwhile (the change is gone with it), `503` if the store failed.
+fn unsaved<B: From<&'static str>>(error: &SessionError) -> Response<B> {
+    if matches!(error, SessionError::Ended) {
+        return rejection(SessionStatus::Anonymous);
+    }
+    tracing::warn!(%error, "session data could not be saved");
+    rejection(SessionStatus::Unavailable)
+}
 
 /// The service [`SessionLayer`] wraps around yours.
 pub struct SessionService<S, U = User> {
@@ -126,11 +137,12 @@ where
 }
 
 type Loading<F> = BoxFuture<'static, (F, Session)>;
+type Saving = BoxFuture<'static, Result<(), SessionError>>;
 
 pin_project! {
     /// Response future of [`SessionService`]: authenticates (when that needs waiting), runs
-    /// the inner service's future `F`, then writes the `Set-Cookie` the handler's changes
-    /// call for.
+    /// the inner service's future `F`, saves the session data the handler changed (if it
+    /// did), then writes the `Set-Cookie` the handler's changes call for.
     pub struct ResponseFuture<F>
     where
         F: Future,
@@ -149,6 +161,7 @@ pin_project! {
     {
         Loading { loading: Loading<F> },
         Calling { #[pin] future: F },
+        Saving { saving: Saving, output: Option<F::Output> },
         Refused { output: Option<F::Output> },
     }
 }
@@ -178,6 +191,7 @@ impl<F: Future> fmt::Debug for ResponseFuture<F> {
         let state = match &self.state {
             State::Loading { .. } => "authenticating",
             State::Calling { .. } => "calling",
+            State::Saving { .. } => "saving",
             State::Refused { .. } => "refused",
         };
         f.debug_struct("ResponseFuture")
@@ -189,6 +203,7 @@ impl<F: Future> fmt::Debug for ResponseFuture<F> {
 impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: From<&'static str>,
 {
     type Output = Result<Response<ResBody>, E>;
 
@@ -203,10 +218,34 @@ where
                 }
                 StateProj::Calling { future } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(session) = this.session.take() {
-                        session.apply(&mut response);
+                    let Some(session) = this.session.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    if session.has_unsaved_data() {
+                        let saving = session.clone();
+                        *this.session = Some(session);
+                        this.state.set(State::Saving {
+                            saving: Box::pin(async move { saving.save().await }),
+                            output: Some(Ok(response)),
+                        });
+                        continue;
                     }
+                    session.apply(&mut response);
                     return Poll::Ready(Ok(response));
+                }
+                StateProj::Saving { saving, output } => {
+                    let saved = ready!(saving.as_mut().poll(cx));
+                    let Some(mut output) = output.take() else {
+                        return Poll::Pending;
+                    };
+                    if let (Err(error), Ok(response)) = (saved, &mut output) {
+                        // The handler's answer would claim a change that is not stored.
+                        *response = unsaved(&error);
+                    }
+                    if let (Some(session), Ok(response)) = (this.session.take(), &mut output) {
+                        session.apply(response);
+                    }
+                    return Poll::Ready(output);
                 }
                 StateProj::Refused { output } => {
                     // Polled again after completion: a contract violation of the caller;

@@ -207,6 +207,8 @@ impl Session {
         else {
             return Ok(false);
         };
+        // Data changes for a session that is going away are not saved anywhere.
+        self.discard_data();
         let shared = &self.inner.shared;
         // While the fallback is on, the session may live under both keys (`migrate_legacy`
         // copies `session:<id>` to the context's key). The legacy key goes first: a migration

@@ -1,5 +1,6 @@
 //! The [`Session`] handle (login, logout, rotate) and [`CurrentUser`].
 
+mod data;
 mod lifecycle;
 
 pub use lifecycle::OverLimit;
@@ -15,6 +16,7 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::HeaderValue;
 use uuid::Uuid;
 
+use crate::data::{DataError, DataPatch};
 use crate::extract::CredentialSource;
 use crate::id::RandomError;
 use crate::policy::Settings;
@@ -107,6 +109,10 @@ pub enum SessionError {
     /// (`409` in axum handlers).
     #[error("the user has too many sessions")]
     LimitReached,
+    /// A session data operation was refused ([`DataError`]); nothing was written. In axum
+    /// handlers: `401` without a session, `413` over the size limit, `422` otherwise.
+    #[error(transparent)]
+    Data(#[from] DataError),
 }
 
 /// The request's session: inspect it, log in, log out, rotate the id.
@@ -147,11 +153,15 @@ struct Inner {
     /// Set whenever `state.change` is: most requests change nothing, and the response path
     /// then needs no lock.
     changed: AtomicBool,
+    /// Set while `state.patch` holds changes not saved yet.
+    unsaved: AtomicBool,
 }
 
 struct State {
     current: Option<Current>,
     change: Change,
+    /// This request's data changes, saved after the handler.
+    patch: DataPatch,
 }
 
 struct Current {
@@ -247,8 +257,10 @@ impl Session {
                 state: Mutex::new(State {
                     current,
                     change: Change::None,
+                    patch: DataPatch::new(),
                 }),
                 changed: AtomicBool::new(false),
+                unsaved: AtomicBool::new(false),
             }),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 use super::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
+use crate::data::DataPatch;
 use crate::record::now_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -73,6 +74,19 @@ impl State {
 
     fn live(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<&SessionRecord> {
         self.get(context, id).filter(|r| !r.is_expired(now))
+    }
+
+    fn live_mut(
+        &mut self,
+        context: &AppContext,
+        id: &SessionId,
+        now: i64,
+    ) -> Option<&mut SessionRecord> {
+        let slot = self.slot(context)?;
+        self.contexts[slot]
+            .1
+            .get_mut(id.as_str())
+            .filter(|r| !r.is_expired(now))
     }
 
     fn remove(&mut self, context: &AppContext, id: &SessionId) -> Option<SessionRecord> {
@@ -312,18 +326,27 @@ impl SessionStore for MemoryStore {
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         let extended = self.write(|s| {
-            let Some(slot) = s.slot(context) else {
-                return false;
-            };
-            match s.contexts[slot].1.get_mut(id.as_str()) {
-                Some(r) if !r.is_expired(now) => {
-                    r.expires_at = expires_at;
-                    true
-                }
-                _ => false,
-            }
+            s.live_mut(context, id, now)
+                .map(|r| r.expires_at = expires_at)
+                .is_some()
         });
         StoreFuture::ready(Ok(extended))
+    }
+
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        // Under the lock: a concurrent patch is applied before or after this one, key by key.
+        let updated = self.write(|s| {
+            s.live_mut(context, id, now)
+                .map(|r| r.data.apply(patch))
+                .is_some()
+        });
+        StoreFuture::ready(Ok(updated))
     }
 
     fn delete_user_sessions<'a>(

@@ -17,7 +17,10 @@
 //!   (`[A-Za-z0-9_-]{16,128}`); stores may put [`SessionId::as_str`] in keys and statements
 //!   as it is. That one method is the stored form of an id: a store never derives another.
 //! - **Atomicity.** `save` replaces the whole record; `extend` moves the expiry of a live
-//!   record and never recreates a deleted one; `delete` reports whether a live record was
+//!   record and never recreates a deleted one, leaving its data as it is; `update_data`
+//!   applies a [`DataPatch`] to a live record atomically, key by key (a concurrent patch of
+//!   other keys keeps its change; of the same key, the later one wins), never recreating a
+//!   deleted record nor touching anything but the data; `delete` reports whether a live record was
 //!   there; `rotate` moves a live record to a new id atomically with respect to `delete` and
 //!   `delete_user_sessions` (one that completes first leaves nothing to move; one that runs
 //!   meanwhile ends the session under either id); `delete_user_sessions` ends every session
@@ -58,6 +61,8 @@
 use std::sync::Arc;
 
 use uuid::Uuid;
+
+use crate::data::DataPatch;
 
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -226,6 +231,18 @@ pub trait SessionStore: Send + Sync + 'static {
         user_id: &'a Uuid,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+
+    /// Applies `patch` to the [data](crate::data) of the live session `id` in `context`,
+    /// atomically (see the [contract](self)): the keys it sets are set, those it removes are
+    /// gone, every other key and field stays as stored, and the expiry does not move.
+    /// `false` if the session is not live at `now`: nothing is written.
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>>;
 
     /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`. `false` if the
     /// session is not live at `now`; never resurrects a deleted session.
@@ -409,6 +426,16 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         (**self).rotate(context, old, new, user_id, now)
+    }
+
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        (**self).update_data(context, id, patch, now)
     }
 
     fn extend<'a>(

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{
     Capabilities, LegacySessions, Scope, SessionInfo, SessionStore, StoreError, StoreFuture,
 };
+use crate::data::DataPatch;
 use crate::{AppContext, SessionId, SessionRecord};
 
 /// Serves every read from `primary` (memory) and writes through to `warm` (the real
@@ -108,6 +109,20 @@ impl SessionStore for WriteThroughStore {
             let extended = self.primary.extend(context, id, expires_at, now).await?;
             Self::warm_result(self.warm.extend(context, id, expires_at, now).await);
             Ok(extended)
+        })
+    }
+
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(async move {
+            let updated = self.primary.update_data(context, id, patch, now).await?;
+            Self::warm_result(self.warm.update_data(context, id, patch, now).await);
+            Ok(updated)
         })
     }
 

@@ -394,6 +394,7 @@ async fn expired_records_written_elsewhere_are_rejected_and_deleted() {
         expires_at: now + 5_000,
         ip: None,
         user_agent: None,
+        data: Default::default(),
     };
     w.store
         .inner
@@ -816,8 +817,8 @@ async fn nested_layers_do_not_leak_the_outer_user_inward() {
 }
 
 #[tokio::test]
-async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
-    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+async fn a_rotation_or_a_data_save_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{held_racing, routes as race_routes, Gate, ENDERS, HELD};
     let users = MemoryUsers::new();
     let sessions = Sessions::new(tower_app_sessions::MemoryStore::new(), users.clone());
     let gate = Gate::new();
@@ -826,7 +827,9 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
         let user = users
             .insert(User::new(format!("{ender:?}@example.com"), Role::User))
             .unwrap();
-        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+        for held in HELD {
+            held_racing(&sessions, &app, &gate, user.id, ender, held).await;
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod cache;
 mod contract;
 mod cross_origin;
+mod data;
 mod features;
 mod layer;
 mod pg;

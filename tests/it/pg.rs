@@ -1187,8 +1187,8 @@ async fn web_and_admin_sessions_are_isolated_on_postgres_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
-    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+async fn a_rotation_or_a_data_save_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{held_racing, routes as race_routes, Gate, ENDERS, HELD};
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());
     let sessions = Sessions::new(PgSessionStore::new(db.pool.clone()), users.clone());
@@ -1196,7 +1196,9 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
     let app = race_routes(gate.clone()).layer(sessions.layer(AppContext::Web));
     for ender in ENDERS {
         let user = new_user(&users, "racer", Role::User).await;
-        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+        for held in HELD {
+            held_racing(&sessions, &app, &gate, user.id, ender, held).await;
+        }
     }
 }
 

@@ -1095,6 +1095,15 @@ mod paused_load {
         ) -> StoreFuture<'a, Result<bool, StoreError>> {
             self.inner.extend(c, id, at, now)
         }
+        fn update_data<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            patch: &'a tower_app_sessions::data::DataPatch,
+            now: i64,
+        ) -> StoreFuture<'a, Result<bool, StoreError>> {
+            self.inner.update_data(c, id, patch, now)
+        }
         fn rotate<'a>(
             &'a self,
             c: &'a AppContext,
@@ -1206,8 +1215,8 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
-    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+async fn a_rotation_or_a_data_save_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{held_racing, routes as race_routes, Gate, ENDERS, HELD};
     let db = TestDb::migrated().await;
     let users = PgUsers::new(db.pool.clone());
     let store = tiered(
@@ -1220,7 +1229,9 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
     let app = race_routes(gate.clone()).layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
     for ender in ENDERS {
         let user = new_user(&users, "racer", Role::User).await;
-        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+        for held in HELD {
+            held_racing(&sessions, &app, &gate, user.id, ender, held).await;
+        }
     }
     // And a rotation that nothing races moves both copies: the new id has a row and a key,
     // the old one a revoked row and no key.

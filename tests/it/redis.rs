@@ -644,8 +644,8 @@ async fn a_logout_also_deletes_the_legacy_copy_while_the_fallback_is_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
-    use common::races::{rotation_racing, routes as race_routes, Gate, ENDERS};
+async fn a_rotation_or_a_data_save_never_revives_a_session_ended_while_the_request_ran() {
+    use common::races::{held_racing, routes as race_routes, Gate, ENDERS, HELD};
     let users = MemoryUsers::new();
     let sessions = Sessions::new(store().await, users.clone());
     let gate = Gate::new();
@@ -657,7 +657,9 @@ async fn a_rotation_never_revives_a_session_ended_while_the_request_ran() {
                 Role::User,
             ))
             .unwrap();
-        rotation_racing(&sessions, &app, &gate, user.id, ender).await;
+        for held in HELD {
+            held_racing(&sessions, &app, &gate, user.id, ender, held).await;
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use super::{
     Capabilities, KnownDeletions, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
     StoreFuture,
 };
+use crate::data::DataPatch;
 use crate::{AppContext, SessionId, SessionRecord};
 
 #[cfg(feature = "cache")]
@@ -240,6 +241,35 @@ impl RedisStore {
         Ok(true)
     }
 
+    /// Applies `patch` to the record's data in one script (`scripts/data_patch.lua`).
+    async fn patch_data(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        patch: &DataPatch,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let script = self.scripts.data_patch.clone();
+        let key = keys::session(context, id);
+        let sets = patch.sets_json();
+        let removes: Vec<String> = patch.removes().map(str::to_owned).collect();
+        let applied: i64 = self
+            .redis
+            .run(|mut c| async move {
+                let mut invocation = script.key(key);
+                invocation.arg(now).arg(sets);
+                for key in removes {
+                    invocation.arg(key);
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        if applied < 0 {
+            tracing::warn!(context = %context, "unparseable session record: data not written");
+        }
+        Ok(applied == 1)
+    }
+
     /// The user's revocation count ([`keys::user_revocations`]); 0 when none is known.
     async fn revocations(&self, user_id: &Uuid) -> Result<i64, StoreError> {
         let count: Option<i64> = self
@@ -430,6 +460,16 @@ impl SessionStore for RedisStore {
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         StoreFuture::new(self.slide(context, id, expires_at, now))
+    }
+
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.patch_data(context, id, patch, now))
     }
 
     fn delete_user_sessions<'a>(

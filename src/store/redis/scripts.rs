@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `extend.lua` | the session key | the sliding expiry: `expires_at` in the JSON and the TTL together, never recreating a deleted key |
 //! | `index_add.lua` | the user's index | add or move one member, drop dead ones, expire with the last session |
+//! | `data_patch.lua` | the session key | set and remove keys of the record's `data`, copying every other byte, keeping the TTL |
 
 use redis::Script;
 
@@ -14,6 +15,7 @@ use redis::Script;
 pub(super) struct Scripts {
     pub(super) extend: Script,
     pub(super) index_add: Script,
+    pub(super) data_patch: Script,
 }
 
 impl Scripts {
@@ -21,6 +23,7 @@ impl Scripts {
         Self {
             extend: Script::new(include_str!("scripts/extend.lua")),
             index_add: Script::new(include_str!("scripts/index_add.lua")),
+            data_patch: Script::new(include_str!("scripts/data_patch.lua")),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{
     Capabilities, DurableRecords, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
     StoreFuture,
 };
+use crate::data::DataPatch;
 use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -302,31 +303,31 @@ impl TieredStore {
         self.fast.rotate(context, old, new, user_id, now).await
     }
 
-    async fn slide(
-        &self,
-        context: &AppContext,
-        id: &SessionId,
-        expires_at: i64,
+    /// A change of a live record (a slide, a data patch), `change` run on a store: on the
+    /// durable store first, which decides; then on the fast copy, best effort (a copy it
+    /// lacks is refilled, changed, from the durable store). A session the durable store
+    /// never held (a Redis-only app's) is the fast store's alone; one it holds but refuses
+    /// (revoked, expired) ends, and its fast copy goes.
+    async fn change_live<'s>(
+        &'s self,
+        context: &'s AppContext,
+        id: &'s SessionId,
         now: i64,
+        change: impl Fn(&'s dyn SessionStore) -> StoreFuture<'s, Result<bool, StoreError>>,
     ) -> Result<bool, StoreError> {
         let Some(durable) = self.durable_for(context) else {
-            return self.fast.extend(context, id, expires_at, now).await;
+            return change(self.fast.as_ref()).await;
         };
-        if !durable.extend(context, id, expires_at, now).await? {
+        if !change(durable).await? {
             if !self.durable_holds(context, id, now).await? {
                 // A Redis-only app's session: the fast store is its authority.
-                return self.fast.extend(context, id, expires_at, now).await;
+                return change(self.fast.as_ref()).await;
             }
             self.forget(context, id);
             self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
             return Ok(false);
         }
-        self.fast_best_effort(
-            self.fast
-                .extend(context, id, expires_at, now)
-                .await
-                .map(drop),
-        );
+        self.fast_best_effort(change(self.fast.as_ref()).await.map(drop));
         Ok(true)
     }
 
@@ -445,7 +446,21 @@ impl SessionStore for TieredStore {
         expires_at: i64,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.slide(context, id, expires_at, now))
+        StoreFuture::new(self.change_live(context, id, now, move |store| {
+            store.extend(context, id, expires_at, now)
+        }))
+    }
+
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.change_live(context, id, now, move |store| {
+            store.update_data(context, id, patch, now)
+        }))
     }
 
     fn delete_user_sessions<'a>(

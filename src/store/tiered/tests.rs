@@ -85,6 +85,15 @@ async fn contexts_the_durable_store_cannot_hold_stay_in_the_fast_store() {
         ) -> StoreFuture<'a, Result<bool, StoreError>> {
             self.0.extend(c, id, at, now)
         }
+        fn update_data<'a>(
+            &'a self,
+            c: &'a AppContext,
+            id: &'a SessionId,
+            patch: &'a crate::data::DataPatch,
+            now: i64,
+        ) -> StoreFuture<'a, Result<bool, StoreError>> {
+            self.0.update_data(c, id, patch, now)
+        }
         fn rotate<'a>(
             &'a self,
             c: &'a AppContext,

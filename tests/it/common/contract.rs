@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use tower_app_sessions::data::DataPatch;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::{
     AppContext, Scope, SessionId, SessionMetadata, SessionRecord, SessionStore,
@@ -19,6 +20,10 @@ fn record(user: Uuid, now: i64, ttl: Duration) -> SessionRecord {
         now,
         ttl,
     )
+}
+
+fn rec_expiry_plus(record: &SessionRecord, ms: i64) -> i64 {
+    record.expires_at + ms
 }
 
 /// Every rule of the store contract; each call uses fresh ids and users, so it can run
@@ -90,6 +95,106 @@ pub async fn store_contract_with(
     // a deleted session is never resurrected by extend
     assert!(!store.extend(&web, &id, later, t).await.unwrap());
     assert_eq!(store.load(&web, &id, t).await.unwrap(), None);
+
+    // data: a patch sets and removes keys of a live record, atomically, in its own context
+    // only; every other key, the expiry and the metadata stay; an ended record is never
+    // recreated; extend and rotate keep the data
+    let holder = SessionId::generate().unwrap();
+    let mut with_data = record(user, t, minute);
+    let mut first = DataPatch::new();
+    first.set("theme", "dark").unwrap();
+    first
+        .set("pi", &serde_json::json!(1.2345678901234567))
+        .unwrap();
+    first
+        .set("cart", &serde_json::json!([1, {"sku": "a/b"}]))
+        .unwrap();
+    with_data.data.apply(&first);
+    store.save(&web, &holder, &with_data, t).await.unwrap();
+    assert_eq!(
+        store.load(&web, &holder, t).await.unwrap(),
+        Some(with_data.clone()),
+        "saved data did not come back as it was"
+    );
+    let mut change = DataPatch::new();
+    change.set("language", "ru").unwrap();
+    change.remove("cart").unwrap();
+    assert!(!store
+        .update_data(&admin, &holder, &change, t)
+        .await
+        .unwrap());
+    assert!(store.update_data(&web, &holder, &change, t).await.unwrap());
+    let updated = store.load(&web, &holder, t).await.unwrap().unwrap();
+    let mut expected = with_data.clone();
+    expected.data.apply(&change);
+    assert_eq!(updated, expected, "a patch changed more than its keys");
+    assert_eq!(
+        updated.data.get_raw("pi").unwrap().get(),
+        "1.2345678901234567",
+        "an untouched value was re-encoded"
+    );
+    assert_eq!(store.load(&admin, &holder, t).await.unwrap(), None);
+    // removing every key leaves no data
+    let mut clear = DataPatch::new();
+    for key in ["theme", "pi", "language"] {
+        clear.remove(key).unwrap();
+    }
+    assert!(store.update_data(&web, &holder, &clear, t).await.unwrap());
+    assert!(store
+        .load(&web, &holder, t)
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .is_empty());
+    assert!(store.update_data(&web, &holder, &first, t).await.unwrap());
+    let slid = rec_expiry_plus(&with_data, 10_000);
+    assert!(store.extend(&web, &holder, slid, t).await.unwrap());
+    let extended = store.load(&web, &holder, t).await.unwrap().unwrap();
+    assert_eq!(
+        (extended.expires_at, &extended.data),
+        (slid, &with_data.data)
+    );
+    let rotated_holder = SessionId::generate().unwrap();
+    let moved = store
+        .rotate(&web, &holder, &rotated_holder, &user, t)
+        .await
+        .unwrap()
+        .expect("a live record moves");
+    assert_eq!(moved.data, with_data.data, "rotation lost the data");
+    assert_eq!(
+        store
+            .load(&web, &rotated_holder, t)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        with_data.data
+    );
+    assert!(
+        !store.update_data(&web, &holder, &change, t).await.unwrap(),
+        "the old id took data"
+    );
+    assert!(store.delete(&web, &rotated_holder, t).await.unwrap());
+    assert!(!store
+        .update_data(&web, &rotated_holder, &change, t)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.load(&web, &rotated_holder, t).await.unwrap(),
+        None,
+        "a data patch recreated a deleted session"
+    );
+    let expiring_data = SessionId::generate().unwrap();
+    store
+        .save(&web, &expiring_data, &with_data, t)
+        .await
+        .unwrap();
+    assert!(!store
+        .update_data(&web, &expiring_data, &change, with_data.expires_at)
+        .await
+        .unwrap());
+    store.delete(&web, &expiring_data, t).await.unwrap();
 
     // user agents (and client addresses) are stored cut to their maximum, whatever a caller
     // put in the record

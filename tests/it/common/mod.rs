@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod data;
 pub mod emails;
 pub mod limits;
+pub mod node;
 pub mod pg;
 pub mod races;
 pub mod redis_server;
@@ -106,6 +108,15 @@ impl SessionStore for CountingStore {
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         guarded!(self, true, self.inner.extend(c, id, at, now))
+    }
+    fn update_data<'a>(
+        &'a self,
+        c: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a tower_app_sessions::data::DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        guarded!(self, true, self.inner.update_data(c, id, patch, now))
     }
     fn rotate<'a>(
         &'a self,

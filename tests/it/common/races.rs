@@ -46,21 +46,35 @@ impl Gate {
 }
 
 /// `routes()` (with `POST /revoke-all`: the current user's sessions in every context) plus
-/// `POST /rotate-held` (rotates once the gate releases it, answering the new id).
+/// `POST /rotate-held` (rotates once the gate releases it, answering the new id) and
+/// `POST /save-held` (sets a data key, then holds; the layer saves it after the handler).
 pub fn routes(gate: Gate) -> Router {
-    super::routes().route(
-        "/rotate-held",
-        post(move |_: CurrentUser<User>, session: Session| {
-            let gate = gate.clone();
-            async move {
-                gate.hold().await;
-                session
-                    .rotate()
-                    .await
-                    .map(|id| id.map(|id| id.as_str().to_owned()).unwrap_or_default())
-            }
-        }),
-    )
+    let save_gate = gate.clone();
+    super::routes()
+        .route(
+            "/rotate-held",
+            post(move |_: CurrentUser<User>, session: Session| {
+                let gate = gate.clone();
+                async move {
+                    gate.hold().await;
+                    session
+                        .rotate()
+                        .await
+                        .map(|id| id.map(|id| id.as_str().to_owned()).unwrap_or_default())
+                }
+            }),
+        )
+        .route(
+            "/save-held",
+            post(move |_: CurrentUser<User>, session: Session| {
+                let gate = save_gate.clone();
+                async move {
+                    session.insert("cart", &[1, 2, 3])?;
+                    gate.hold().await;
+                    Ok::<_, tower_app_sessions::SessionError>("saved")
+                }
+            }),
+        )
 }
 
 /// How the session is ended while the rotation is held.
@@ -76,10 +90,18 @@ pub enum Ender {
 
 pub const ENDERS: [Ender; 3] = [Ender::Logout, Ender::RevokeAllElsewhere, Ender::Admin];
 
-/// A rotation held while `ender` ends the session writes nothing: the rotating request gets
-/// `401` and a cookie removal, neither the old nor any new id authenticates, and the user has
-/// no live session in the store. `app` is `routes(gate)` under a layer of `sessions`' web
-/// context (default cookie name).
+/// What the held request does once released.
+#[derive(Debug, Clone, Copy)]
+pub enum Held {
+    /// `POST /rotate-held`: rotates the session.
+    Rotate,
+    /// `POST /save-held`: its data change is saved after the handler.
+    Save,
+}
+
+pub const HELD: [Held; 2] = [Held::Rotate, Held::Save];
+
+/// A rotation held while `ender` ends the session writes nothing: see [`held_racing`].
 pub async fn rotation_racing(
     sessions: &Sessions,
     app: &Router,
@@ -87,17 +109,32 @@ pub async fn rotation_racing(
     user: Uuid,
     ender: Ender,
 ) {
+    held_racing(sessions, app, gate, user, ender, Held::Rotate).await;
+}
+
+/// A rotation or a data save held while `ender` ends the session writes nothing: the held
+/// request gets `401` and a cookie removal, neither the old nor any new id authenticates,
+/// the old id is not revived, and the user has no live session in the store. `app` is
+/// `routes(gate)` under a layer of `sessions`' web context (default cookie name).
+pub async fn held_racing(
+    sessions: &Sessions,
+    app: &Router,
+    gate: &Gate,
+    user: Uuid,
+    ender: Ender,
+    held: Held,
+) {
     let token = login(app, user).await;
     let other = login(app, user).await;
+    let path = match held {
+        Held::Rotate => "/rotate-held",
+        Held::Save => "/save-held",
+    };
     let rotating = {
         let (app, token) = (app.clone(), token.clone());
-        tokio::spawn(async move {
-            send(
-                &app,
-                post_req("/rotate-held").cookie("sessionId", &token).empty(),
-            )
-            .await
-        })
+        tokio::spawn(
+            async move { send(&app, post_req(path).cookie("sessionId", &token).empty()).await },
+        )
     };
     gate.reached().await;
     match ender {
@@ -123,7 +160,7 @@ pub async fn rotation_racing(
     assert_eq!(
         (reply.status.as_u16(), reply.body.as_str()),
         (401, UNAUTHORIZED_BODY),
-        "{ender:?}: the rotation of an ended session succeeded"
+        "{ender:?}: {held:?} of an ended session succeeded"
     );
     assert_eq!(reply.set_cookies.len(), 1, "{ender:?}");
     assert!(
@@ -148,7 +185,19 @@ pub async fn rotation_racing(
         _ => vec![],
     };
     let live: Vec<&str> = live.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(live, expected, "{ender:?}: a session survived");
+    assert_eq!(live, expected, "{ender:?} {held:?}: a session survived");
+    // Not revived under its own id either.
+    let id = tower_app_sessions::SessionId::parse(&token).unwrap();
+    let web = tower_app_sessions::AppContext::Web;
+    assert_eq!(
+        sessions
+            .store()
+            .load(&web, &id, sessions.now())
+            .await
+            .unwrap(),
+        None,
+        "{ender:?} {held:?}: the ended session came back"
+    );
     if let Ender::Logout = ender {
         send(app, post_req("/logout").bearer(&other).empty()).await;
     }

@@ -13,20 +13,36 @@
 //!   ignores the context).
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DurableRecords, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
-    StoreFuture,
+    Capabilities, DurableRecords, Scope, SessionInfo, SessionStore, StoreError, StoreFuture,
 };
+use crate::data::DataPatch;
 use crate::{AppContext, SessionId, SessionRecord};
 
+mod legacy;
+mod row;
+
+pub(crate) use row::pg_context;
+use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
+
 pub(crate) const BACKEND: &str = "postgres";
+
+/// Takes the transaction-scoped advisory lock of `user_id`'s sessions: rotations and
+/// revocations of one user's sessions run one at a time.
+async fn lock_user(conn: &mut sqlx::PgConnection, user_id: &Uuid) -> Result<(), sqlx::Error> {
+    // Two-key form: the first key names this lock's class, so it cannot collide with the
+    // email lock of `PgUsers` (one key, `hashtext`).
+    sqlx::query("SELECT pg_advisory_xact_lock(1936028526, hashtext($1::text))")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
 
 /// Runs the crate's migrations (`migrations/`) on `pool`: an empty database gets the Prisma
 /// target shape, a pre-migration database is upgraded in place (rows kept, old sessions become
@@ -57,77 +73,6 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .map_err(pg_error)
 }
 
-pub(crate) fn pg_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut => StoreError::Timeout { backend: BACKEND },
-        other => StoreError::backend(BACKEND, other),
-    }
-}
-
-/// The `"ApplicationType"` label of a context, or an error for contexts the enum lacks.
-pub(crate) fn pg_context(context: &AppContext) -> Result<&'static str, StoreError> {
-    match context {
-        AppContext::Web => Ok("web"),
-        AppContext::Admin => Ok("admin"),
-        AppContext::Custom(c) => Err(StoreError::backend(
-            BACKEND,
-            format!(
-                "context {:?} is not a label of the \"ApplicationType\" enum (web, admin); store its sessions in Redis or memory",
-                c.as_str()
-            ),
-        )),
-    }
-}
-
-fn scope_labels(scope: Scope<'_>) -> Result<Vec<&'static str>, StoreError> {
-    match scope {
-        Scope::Context(context) => Ok(vec![pg_context(context)?]),
-        Scope::AllContexts => Ok(vec!["web", "admin"]),
-    }
-}
-
-fn to_time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::backend(BACKEND, format!("timestamp {ms} ms out of range")))
-}
-
-/// Takes the transaction-scoped advisory lock of `user_id`'s sessions: rotations and
-/// revocations of one user's sessions run one at a time.
-async fn lock_user(conn: &mut sqlx::PgConnection, user_id: &Uuid) -> Result<(), sqlx::Error> {
-    // Two-key form: the first key names this lock's class, so it cannot collide with the
-    // email lock of `PgUsers` (one key, `hashtext`).
-    sqlx::query("SELECT pg_advisory_xact_lock(1936028526, hashtext($1::text))")
-        .bind(user_id)
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-/// Client addresses go into an `inet` column; anything that is not an address is dropped
-/// rather than failing the login.
-fn inet(ip: Option<&str>) -> Option<String> {
-    ip.and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-        .map(|ip| ip.to_string())
-}
-
-type Row = (
-    Uuid,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<String>,
-    Option<String>,
-);
-
-fn record((user_id, created_at, expires_at, ip, user_agent): Row) -> SessionRecord {
-    SessionRecord {
-        user_id,
-        created_at: created_at.timestamp_millis(),
-        expires_at: expires_at.timestamp_millis(),
-        ip,
-        user_agent,
-    }
-}
-
 /// [`store::timed`](crate::store) for sqlx: one query or transaction within `limit`.
 pub(crate) async fn timed<T>(
     limit: Duration,
@@ -153,7 +98,8 @@ pub struct PgSessionStore {
     timeout: Duration,
 }
 
-const COLUMNS: &str = "user_id, created_at, expires_at, host(ip_address), user_agent";
+const COLUMNS: &str =
+    "user_id, created_at, expires_at, host(ip_address) AS ip, user_agent, data::text AS data";
 
 impl PgSessionStore {
     /// A store on `pool` (shared with the user repository and every context).
@@ -197,7 +143,7 @@ impl PgSessionStore {
                 .fetch_optional(&self.pool),
         )
         .await?;
-        Ok(row.map(record))
+        Ok(row.map(SessionRecord::from))
     }
 
     async fn upsert(
@@ -213,11 +159,11 @@ impl PgSessionStore {
             self.timeout,
             sqlx::query(
                 "INSERT INTO sessions \
-                   (id, user_id, expires_at, created_at, last_activity, ip_address, user_agent, application_context) \
-                 VALUES ($1, $2, $3, $4, now(), $5::inet, $6, $7::\"ApplicationType\") \
+                   (id, user_id, expires_at, created_at, last_activity, ip_address, user_agent, application_context, data) \
+                 VALUES ($1, $2, $3, $4, now(), $5::inet, $6, $7::\"ApplicationType\", $8::jsonb) \
                  ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at, \
                    created_at = EXCLUDED.created_at, last_activity = now(), \
-                   ip_address = EXCLUDED.ip_address, user_agent = EXCLUDED.user_agent \
+                   ip_address = EXCLUDED.ip_address, user_agent = EXCLUDED.user_agent, data = EXCLUDED.data \
                  WHERE sessions.application_context = EXCLUDED.application_context AND NOT sessions.revoked",
             )
             .bind(id.as_str())
@@ -227,6 +173,7 @@ impl PgSessionStore {
             .bind(inet(rec.ip.as_deref()))
             .bind(rec.user_agent.as_deref())
             .bind(label)
+            .bind(data_json(&rec.data))
             .execute(&self.pool),
         )
         .await?;
@@ -238,6 +185,37 @@ impl PgSessionStore {
                 "session id already taken by a revoked session or another context",
             ))
         }
+    }
+
+    /// Merges the patch into `data` in one statement: concurrent patches of other keys keep
+    /// their change (the row lock orders them); a `data` that is not an object is replaced.
+    async fn patch_data(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        patch: &DataPatch,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let label = pg_context(context)?;
+        let removes: Vec<&str> = patch.removes().collect();
+        let done = timed(
+            self.timeout,
+            sqlx::query(
+                "UPDATE sessions SET data = NULLIF( \
+                   (CASE WHEN jsonb_typeof(data) = 'object' THEN data ELSE '{}'::jsonb END \
+                    || $3::jsonb) - $4::text[], '{}'::jsonb) \
+                 WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
+                 AND NOT revoked AND expires_at > $5",
+            )
+            .bind(id.as_str())
+            .bind(label)
+            .bind(patch.sets_json())
+            .bind(&removes)
+            .bind(to_time(now)?)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke(&self, context: &AppContext, id: &SessionId) -> Result<bool, StoreError> {
@@ -278,10 +256,10 @@ impl PgSessionStore {
                    UPDATE sessions SET revoked = true, revoked_at = now() \
                    WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
                      AND user_id = $4 AND NOT revoked AND expires_at > $3 \
-                   RETURNING user_id, created_at, expires_at, ip_address, user_agent) \
+                   RETURNING user_id, created_at, expires_at, ip_address, user_agent, data) \
                  INSERT INTO sessions \
-                   (id, user_id, expires_at, created_at, last_activity, ip_address, user_agent, application_context) \
-                 SELECT $5, user_id, expires_at, created_at, now(), ip_address, user_agent, $2::\"ApplicationType\" \
+                   (id, user_id, expires_at, created_at, last_activity, ip_address, user_agent, application_context, data) \
+                 SELECT $5, user_id, expires_at, created_at, now(), ip_address, user_agent, $2::\"ApplicationType\", data \
                  FROM old RETURNING {COLUMNS}"
             );
             let row: Option<Row> = sqlx::query_as(&sql)
@@ -295,7 +273,7 @@ impl PgSessionStore {
             tx.commit().await?;
             Ok(row)
         };
-        Ok(timed(self.timeout, work).await?.map(record))
+        Ok(timed(self.timeout, work).await?.map(SessionRecord::from))
     }
 
     async fn slide(
@@ -359,19 +337,17 @@ impl PgSessionStore {
     ) -> Result<Vec<SessionInfo>, StoreError> {
         let labels = scope_labels(scope)?;
         let sql = format!(
-            "SELECT id, application_context::text, {COLUMNS} FROM sessions \
+            "SELECT id, application_context::text AS context, {COLUMNS} FROM sessions \
              WHERE application_context = ANY($2::text[]::\"ApplicationType\"[]) AND user_id = $1 \
              AND NOT revoked AND expires_at > $3 ORDER BY created_at"
         );
-        type ListRow = (
-            String,
-            String,
-            Uuid,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            Option<String>,
-            Option<String>,
-        );
+        #[derive(sqlx::FromRow)]
+        struct ListRow {
+            id: String,
+            context: String,
+            #[sqlx(flatten)]
+            row: Row,
+        }
         let rows: Vec<ListRow> = timed(
             self.timeout,
             sqlx::query_as(&sql)
@@ -383,59 +359,15 @@ impl PgSessionStore {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, context, user, created, expires, ip, ua)| {
+            .filter_map(|ListRow { id, context, row }| {
                 Some(SessionInfo {
                     // Rows written by other apps with ids outside our shape are skipped.
                     id: SessionId::parse(&id)?,
                     context: context.parse().ok()?,
-                    record: record((user, created, expires, ip, ua)),
+                    record: row.into(),
                 })
             })
             .collect())
-    }
-
-    async fn legacy_user(
-        &self,
-        id: &SessionId,
-        now: i64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let users: Vec<(Uuid, Option<DateTime<Utc>>)> = timed(
-            self.timeout,
-            sqlx::query_as("SELECT id, last_login_at FROM users WHERE session_id = $1 LIMIT 2")
-                .bind(id.as_str())
-                .fetch_all(&self.pool),
-        )
-        .await?;
-        // Two users with one id is ambiguous: neither is chosen.
-        let [(user_id, last_login)] = users[..] else {
-            return Ok(None);
-        };
-        // `users.session_id` has no expiry of its own. The last login stands in for the
-        // creation time, so the layer's absolute lifetime counts from it; without a last login
-        // nothing tells how old the token is, and it is refused. A short expiry makes every
-        // request re-read the column, so clearing it takes effect at once.
-        let Some(last_login) = last_login else {
-            tracing::debug!("a users.session_id without last_login_at refused: its age is unknown");
-            return Ok(None);
-        };
-        Ok(Some(SessionRecord {
-            user_id,
-            created_at: last_login.timestamp_millis(),
-            expires_at: now + 60_000,
-            ip: None,
-            user_agent: None,
-        }))
-    }
-
-    async fn clear_legacy(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let done = timed(
-            self.timeout,
-            sqlx::query("UPDATE users SET session_id = NULL WHERE session_id = $1")
-                .bind(id.as_str())
-                .execute(&self.pool),
-        )
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -489,6 +421,16 @@ impl SessionStore for PgSessionStore {
         StoreFuture::new(self.slide(context, id, expires_at, now))
     }
 
+    fn update_data<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        patch: &'a DataPatch,
+        now: i64,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        StoreFuture::new(self.patch_data(context, id, patch, now))
+    }
+
     fn delete_user_sessions<'a>(
         &'a self,
         user_id: &'a Uuid,
@@ -539,44 +481,5 @@ impl DurableRecords for PgSessionStore {
 
     fn supports(&self, context: &AppContext) -> bool {
         pg_context(context).is_ok()
-    }
-}
-
-/// The pre-migration `users.session_id` column.
-impl LegacySessions for PgSessionStore {
-    fn load_legacy<'a>(
-        &'a self,
-        id: &'a SessionId,
-        now: i64,
-    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::new(self.legacy_user(id, now))
-    }
-
-    fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.clear_legacy(id))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_enum_labels_are_contexts() {
-        assert_eq!(pg_context(&AppContext::Web).unwrap(), "web");
-        assert_eq!(pg_context(&AppContext::Admin).unwrap(), "admin");
-        let bot = AppContext::custom("telegram-bot").unwrap();
-        assert!(pg_context(&bot)
-            .unwrap_err()
-            .to_string()
-            .contains("telegram-bot"));
-    }
-
-    #[test]
-    fn addresses_are_validated_for_inet() {
-        assert_eq!(inet(Some("203.0.113.7")).as_deref(), Some("203.0.113.7"));
-        assert_eq!(inet(Some(" ::1 ")).as_deref(), Some("::1"));
-        assert_eq!(inet(Some("not an ip'; DROP TABLE users")), None);
-        assert_eq!(inet(None), None);
     }
 }
