@@ -213,6 +213,10 @@ impl Server {
     fn post(&self, path: &str) -> Call {
         Call::new(self.addr, Method::POST, path)
     }
+
+    fn patch(&self, path: &str) -> Call {
+        Call::new(self.addr, Method::PATCH, path)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1011,4 +1015,148 @@ async fn who_is_signed_in_is_never_cached_and_admin_sessions_are_short() {
     assert!(cookie.starts_with("__Host-admin_sid="), "{cookie}");
     assert!(cookie.contains("Max-Age=43200"), "12 h: {cookie}");
     assert!(!cookie.contains("Domain"), "{cookie}");
+}
+
+#[tokio::test]
+async fn web_preferences_are_session_data_set_key_by_key() {
+    let server = Server::start("multi_app");
+    let web = login(&server, "web", "user@example.com", "user-password").await;
+    web.assert_status(200);
+    let token = web.token();
+    let get = || {
+        server
+            .get("/web/preferences")
+            .cookie("__Host-web_sid", &token)
+    };
+    let patch = |body: &str| {
+        server
+            .patch("/web/preferences")
+            .cookie("__Host-web_sid", &token)
+            .json(body)
+    };
+
+    let empty = get().send().await;
+    empty.assert_status(200);
+    assert_eq!(empty.json(), serde_json::json!({}));
+    assert_eq!(empty.headers["cache-control"], "no-store");
+
+    let set = patch(r#"{"theme":"dark","language":"ru"}"#).send().await;
+    set.assert_status(200);
+    assert_eq!(
+        set.json(),
+        serde_json::json!({"theme": "dark", "language": "ru"})
+    );
+    // Another key later: the earlier ones stay; null removes one.
+    patch(r#"{"timezone":"Europe/Moscow","language":null}"#)
+        .send()
+        .await
+        .assert_status(200);
+    let merged = get().send().await;
+    merged.assert_status(200);
+    assert_eq!(
+        merged.json(),
+        serde_json::json!({"theme": "dark", "timezone": "Europe/Moscow"})
+    );
+
+    // Concurrent PATCHes of different preferences on one session all survive.
+    let patches = (0..10).map(|i| {
+        let body = format!(r#"{{"pref_{i}":{i}}}"#);
+        async move { patch(&body).send().await }
+    });
+    for reply in futures_util::future::join_all(patches).await {
+        reply.assert_status(200);
+    }
+    let after = get().send().await.json();
+    for i in 0..10 {
+        assert_eq!(after[format!("pref_{i}")], i, "{after}");
+    }
+    assert_eq!(after["theme"], "dark");
+
+    // Bad input: a clear 4xx, and nothing of it is kept.
+    let big = "x".repeat(9 * 1024);
+    patch(&format!(r#"{{"big_one":"{big}"}}"#))
+        .send()
+        .await
+        .assert_status(200);
+    let too_large = patch(&format!(r#"{{"big_two":"{big}"}}"#)).send().await;
+    too_large.assert_status(413);
+    assert_eq!(too_large.json()["error"], "session_data_too_large");
+    for (body, status) in [
+        (r#"{"bad key":"x"}"#, 422),
+        (r#"{"th\u0435me":"x"}"#, 422), // Cyrillic e: not a key
+        (r#"{"a\u0000b":"x"}"#, 422),
+        (&*format!(r#"{{"{}":"x"}}"#, "k".repeat(129)), 422),
+        (r#"{"":"x"}"#, 422),
+        (r#"["theme","dark"]"#, 422),
+        (r#"{"theme":"dark""#, 400),
+        ("\u{feff}{}", 400),
+    ] {
+        let reply = patch(body).send().await;
+        assert_eq!(reply.status.as_u16(), status, "{body:?}: {}", reply.body);
+    }
+    let kept = get().send().await.json();
+    assert_eq!(kept["theme"], "dark", "{kept}");
+    assert!(kept.get("big_one").is_some());
+    assert!(kept.get("big_two").is_none(), "{kept}");
+    assert_eq!(kept.as_object().map(|o| o.len()), Some(13), "{kept}");
+
+    // Data belongs to a session: without one, 401; a web session has none on admin.
+    server
+        .get("/web/preferences")
+        .send()
+        .await
+        .assert_status(401);
+    server
+        .patch("/web/preferences")
+        .json(r#"{"theme":"light"}"#)
+        .send()
+        .await
+        .assert_status(401);
+    server
+        .get("/admin/preferences")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(404);
+
+    // A new login is a new session with empty data (no fixation of data either).
+    let again = login(&server, "web", "user@example.com", "user-password").await;
+    let fresh = server
+        .get("/web/preferences")
+        .bearer(&again.token())
+        .send()
+        .await;
+    assert_eq!(fresh.json(), serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn the_admin_notice_is_shown_once_after_login() {
+    let server = Server::start("multi_app");
+    let admin = login(&server, "admin", "admin@example.com", "admin-password").await;
+    admin.assert_status(200);
+    let me = || {
+        server
+            .get("/admin/me")
+            .cookie("__Host-admin_sid", &admin.token())
+    };
+    let first = me().send().await;
+    first.assert_status(200);
+    let notice = first.json()["notice"].as_str().map(str::to_owned);
+    assert!(
+        notice.as_deref().is_some_and(|n| n.contains("30 minutes")),
+        "{}",
+        first.body
+    );
+    let second = me().send().await;
+    second.assert_status(200);
+    assert!(second.json().get("notice").is_none(), "{}", second.body);
+    // A second login shows it again, on the new session only.
+    let again = login(&server, "admin", "admin@example.com", "admin-password").await;
+    let new_me = server.get("/admin/me").bearer(&again.token()).send().await;
+    assert!(new_me.json().get("notice").is_some(), "{}", new_me.body);
+    assert!(me().send().await.json().get("notice").is_none());
+    // The web app has no notice.
+    let web = login(&server, "web", "user@example.com", "user-password").await;
+    let web_me = server.get("/web/me").bearer(&web.token()).send().await;
+    assert!(web_me.json().get("notice").is_none(), "{}", web_me.body);
 }

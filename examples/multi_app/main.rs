@@ -15,8 +15,14 @@
 //! |---|---|
 //! | `POST /register` `{"email","password"}` | `201` the new user (web only); `422` for an email without a canonical form or a password out of bounds |
 //! | `POST /login` `{"email","password"}` | `200` `{"token","user"}` and the app's cookie; `401` for any wrong email or password, `429` past the attempt limits, `503` when verification is saturated |
-//! | `GET /me` | `200` `{"id","email","role","context"}`, else `401` |
+//! | `GET /me` | `200` `{"id","email","role","context"}` (on admin, `"notice"` too, once after a login), else `401` |
 //! | `POST /logout` | `204`, the session deleted server-side, else `401` |
+//! | `GET /preferences` (web) | `200` the session's preferences, `{}` at first |
+//! | `PATCH /preferences` (web) `{"theme":"dark","language":"ru"}` | each key set, `null` removes it; `200` the merged preferences; `413` past 16 KiB, `422` for a bad key |
+//!
+//! Each preference is its own key of the session data, so concurrent changes of different
+//! preferences never lose each other, and a pre-migration session row's `data`
+//! (`{"theme":"dark"}`) shows up as preferences.
 //!
 //! The admin app admits only the `admin`, `operator` and `support` roles, at login and on
 //! every request, and its sessions are short: 30 minutes idle, 12 hours at most. Cookies
@@ -198,13 +204,15 @@ struct App {
     throttle: LoginThrottle,
 }
 
-fn routes(app: App, with_registration: bool) -> Router {
+fn routes(app: App, web_only: bool) -> Router {
     let mut router = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout));
-    if with_registration {
-        router = router.route("/register", post(register));
+    if web_only {
+        router = router
+            .route("/register", post(register))
+            .route("/preferences", get(preferences).patch(set_preferences));
     }
     router
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -236,6 +244,9 @@ struct MeView<'a> {
     #[serde(flatten)]
     user: UserView<'a>,
     context: &'a str,
+    /// The flash message of the last login, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
 }
 
 impl<'a> From<&'a User> for UserView<'a> {
@@ -408,6 +419,13 @@ async fn login(
         tracing::warn!(%error, "could not record the login time");
     }
     tracing::info!(context = %session.context(), user = %user.id, "logged in");
+    if app.admits.is_some() {
+        // Read once by the next `GET /me` (saved with the new session after this handler).
+        session.flash(
+            "notice",
+            "Signed in to the admin panel: sessions end after 30 minutes idle.",
+        )?;
+    }
     let view = LoginView {
         token: id.as_str(),
         user: UserView::from(&*user),
@@ -415,12 +433,46 @@ async fn login(
     Ok(no_store(Json(view).into_response()))
 }
 
-async fn me(user: CurrentUser<User>, session: Session) -> Response {
+async fn me(user: CurrentUser<User>, session: Session) -> Result<Response, SessionError> {
     let view = MeView {
         user: UserView::from(&*user),
         context: session.context().as_str(),
+        notice: session.take_flash("notice")?,
     };
-    no_store(Json(view).into_response())
+    Ok(no_store(Json(view).into_response()))
+}
+
+/// The session's preferences: its data, flash messages left out.
+fn preferences_of(
+    session: &Session,
+) -> Result<serde_json::Map<String, serde_json::Value>, SessionError> {
+    let data = session.data()?;
+    let mut all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&data.to_json()).unwrap_or_default();
+    all.retain(|key, _| !key.starts_with("flash."));
+    Ok(all)
+}
+
+async fn preferences(_user: CurrentUser<User>, session: Session) -> Result<Response, SessionError> {
+    Ok(no_store(Json(preferences_of(&session)?).into_response()))
+}
+
+/// Sets each preference in the body (`null` removes it), each its own key: a concurrent
+/// change of another preference is kept.
+async fn set_preferences(
+    _user: CurrentUser<User>,
+    session: Session,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(changes) = body?;
+    for (key, value) in &changes {
+        if value.is_null() {
+            session.remove(key)?;
+        } else {
+            session.insert(key, value)?;
+        }
+    }
+    Ok(no_store(Json(preferences_of(&session)?).into_response()))
 }
 
 /// Answers about who is signed in are for this client only: no cache may keep them.
@@ -495,7 +547,12 @@ try it (bash or zsh):
   # the admin panel refuses role user (403) and admits the admin
   curl -i {json} -d '{{"email":"user@example.com","password":"user-password"}}' {base}/admin/login
   curl -i -c /tmp/admin.jar {json} -d '{{"email":"admin@example.com","password":"admin-password"}}' {base}/admin/login
-  curl -i -b /tmp/admin.jar {base}/admin/me
+  # the first /admin/me after a login carries a "notice", the next ones do not
+  curl -s -b /tmp/admin.jar {base}/admin/me; echo; curl -s -b /tmp/admin.jar {base}/admin/me; echo
+  # preferences live in the session: each key set on its own, null removes one
+  curl -i -b /tmp/web.jar -X PATCH {json} -d '{{"theme":"dark","language":"ru"}}' {base}/web/preferences
+  curl -i -b /tmp/web.jar -X PATCH {json} -d '{{"language":null}}' {base}/web/preferences
+  curl -i -b /tmp/web.jar {base}/web/preferences
   # log out: the session is deleted server-side; the old cookie and token no longer work (401)
   curl -i -b /tmp/web.jar -X POST {base}/web/logout
   curl -i -H "Cookie: __Host-web_sid=$TOKEN" {base}/web/me
