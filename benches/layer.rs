@@ -8,6 +8,7 @@
 //! | `redis` | layer on `RedisStore` + `MemoryUsers` | cookie parse + `GET session:web:<id>` + `serde_json` + `HashMap` user |
 //! | `tiered` | layer on Redis + PostgreSQL, user from PostgreSQL | cookie parse + `GET` + parse + prepared `SELECT … FROM users WHERE id = $1` |
 //!
+//! | `data-memory`, `data-redis`, `data-write` | session data: see `support/data_pairs.rs` | |
 //! | `tower-sessions` | (`memory/layer`, `redis/layer`) | tower-sessions 0.15 with its memory and Redis stores, user id from its session |
 //!
 //! `cargo bench` runs the memory pairs without services; the Redis and PostgreSQL pairs run
@@ -486,6 +487,9 @@ fn peer_with<S: tower_sessions::SessionStore + Clone>(
 #[path = "support/ts_redis.rs"]
 mod ts_redis;
 
+#[path = "support/data_pairs.rs"]
+mod data_pairs;
+
 fn config() -> Criterion {
     // Shared, noisy 2-core machines: more samples, medians in the report.
     Criterion::default()
@@ -497,6 +501,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = anonymous, memory, peer, redis_pairs::redis, tiered_pairs::tiered
+    targets = anonymous, memory, peer, redis_pairs::redis, tiered_pairs::tiered,
+        data_pairs::memory, data_pairs::redis_read, data_pairs::redis_write
 }
 criterion_main!(benches);

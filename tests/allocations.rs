@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use tower::{service_fn, ServiceExt};
+use tower_app_sessions::data::SessionData;
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::{
-    AppContext, CurrentUser, MemoryStore, MemoryUsers, Role, SessionId, SessionLayer,
+    AppContext, CurrentUser, MemoryStore, MemoryUsers, Role, Session, SessionId, SessionLayer,
     SessionMetadata, SessionRecord, SessionStore, User,
 };
 
@@ -79,10 +80,17 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 async fn inner(req: Request<String>) -> Result<Response<String>, Infallible> {
     let user = req.extensions().get::<CurrentUser<User>>().is_some();
-    Ok(Response::new(if user {
-        "me".into()
-    } else {
-        "anon".into()
+    // A session with data: the handler reads one key of it (a request without data reads
+    // nothing, and the key is not there).
+    let theme = req
+        .extensions()
+        .get::<Session>()
+        .filter(|_| req.uri().path() == "/theme")
+        .and_then(|s| s.get::<String>("theme").ok().flatten());
+    Ok(Response::new(match (user, theme) {
+        (true, Some(_)) => "me, dark".into(),
+        (true, None) => "me".into(),
+        _ => "anon".into(),
     }))
 }
 
@@ -106,6 +114,11 @@ fn allocations_per_request() {
     );
     rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
         .unwrap();
+    let with_data = SessionId::generate().unwrap();
+    let mut data_record = record.clone();
+    data_record.data = SessionData::from_json(r#"{"theme":"dark","language":"ru","cart":[1,2]}"#);
+    rt.block_on(store.save(&AppContext::Web, &with_data, &data_record, now_ms()))
+        .unwrap();
     let service = tower::ServiceBuilder::new()
         .layer(
             SessionLayer::for_context(AppContext::Web)
@@ -118,13 +131,15 @@ fn allocations_per_request() {
     // Well-formed but unknown: what every forged or stale cookie costs.
     let forged = format!("sessionId={}", SessionId::generate().unwrap().as_str());
     // Requests are built outside the counted section: only the layer's work is counted.
-    let request = |cookie: Option<&str>| {
-        let mut b = Request::get("/me");
+    let data_cookie = format!("sessionId={}", with_data.as_str());
+    let request_to = |path: &str, cookie: Option<&str>| {
+        let mut b = Request::get(path);
         if let Some(c) = cookie {
             b = b.header("cookie", c);
         }
         b.body(String::new()).unwrap()
     };
+    let request = |cookie: Option<&str>| request_to("/me", cookie);
 
     let measure = |req: Request<String>, layered: bool| {
         let svc = service.clone();
@@ -153,11 +168,24 @@ fn allocations_per_request() {
     assert_eq!(body, "me");
     let (body, unknown) = measure(request(Some(&forged)), true);
     assert_eq!(body, "anon");
+    measure(request_to("/theme", Some(&data_cookie)), true);
+    let (body, reading_data) = measure(request_to("/theme", Some(&data_cookie)), true);
+    assert_eq!(body, "me, dark");
     eprintln!(
         "allocations per request: inner service alone {baseline}, anonymous through the layer {anonymous} (+{}), authenticated (memory store) {authenticated} (+{}), unknown session id (memory store) {unknown} (+{})",
         anonymous - baseline,
         authenticated - baseline,
         unknown - baseline
+    );
+    eprintln!(
+        "allocations per request: authenticated, reading one key of the session's data {reading_data} (+{})",
+        reading_data - baseline
+    );
+    // The data came with the record (shared, not copied): reading a key costs its value.
+    assert!(
+        reading_data - authenticated <= 1,
+        "reading session data allocates {} more",
+        reading_data - authenticated
     );
     // An unknown id on an in-process store: one lookup answered in `call`, nothing boxed, so
     // no more than an anonymous request.
@@ -165,6 +193,16 @@ fn allocations_per_request() {
         unknown - baseline <= 4,
         "requests with an unknown session id allocate {} more",
         unknown - baseline
+    );
+    eprintln!(
+        "allocations per request: authenticated, reading one key of the session's data {reading_data} (+{})",
+        reading_data - baseline
+    );
+    // The data came with the record (shared, not copied): reading a key costs its value.
+    assert!(
+        reading_data - authenticated <= 1,
+        "reading session data allocates {} more",
+        reading_data - authenticated
     );
     // Anonymous: the Session handle (1) and `http`'s extension map, created on the first
     // insert (its box, its table, the boxed value: 3).
