@@ -63,6 +63,11 @@ pub enum DataError {
     /// `Serialize` impl) (`422`).
     #[error("session data value could not be encoded: {0}")]
     Encode(#[source] serde_json::Error),
+    /// The value holds a NUL character (`\u0000`), which PostgreSQL's `jsonb` cannot store,
+    /// so no store takes it (`422`). Checked on the value's JSON text, conservatively: an
+    /// escaped backslash followed by `u0000` is refused too.
+    #[error("session data value holds a NUL character (\\u0000), which cannot be stored")]
+    NulCharacter,
     /// The stored value is not of the type asked for (`422`).
     #[error("session data {key:?} is not of the requested type: {source}")]
     WrongType {
@@ -261,10 +266,14 @@ impl DataPatch {
     /// Sets `key` to `value` (replacing an earlier change of the key in this patch).
     ///
     /// # Errors
-    /// [`DataError::InvalidKey`], or [`DataError::Encode`] if `value` has no JSON form.
+    /// [`DataError::InvalidKey`], [`DataError::Encode`] if `value` has no JSON form,
+    /// [`DataError::NulCharacter`].
     pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), DataError> {
         check_key(key)?;
         let raw = serde_json::value::to_raw_value(value).map_err(DataError::Encode)?;
+        if raw.get().contains("\\u0000") {
+            return Err(DataError::NulCharacter);
+        }
         self.remove.remove(key);
         self.set.insert(key.to_owned(), raw);
         Ok(())

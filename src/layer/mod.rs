@@ -386,10 +386,21 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// The largest a session's [data](crate::data) may be, in bytes of its JSON object
     /// (default 16 KiB). A change that would make it larger is refused when the handler makes
     /// it ([`DataError::TooLarge`](crate::data::DataError::TooLarge): `413`), never cut.
-    /// Concurrent requests that each stay under it can together pass it by what one request
-    /// adds.
+    /// It is checked against the data each request loaded, not by the stores: N concurrent
+    /// requests that each stay under it can together store up to N times it.
     pub fn max_data_bytes(mut self, max: usize) -> Self {
         self.settings_mut().max_data_bytes = max;
+        self
+    }
+
+    /// Calls `hook` with every lifecycle event of this layer ([`events`](crate::events)),
+    /// once per occurrence, on the request path: keep it cheap. Hooks add up; the audit
+    /// trail (target `tower_app_sessions::audit`) is written whatever hooks there are.
+    pub fn on_event(
+        mut self,
+        hook: impl Fn(&crate::events::SessionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.settings_mut().events.push(hook);
         self
     }
 

@@ -18,9 +18,10 @@ impl Session {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// use axum::{routing::{get, post}, Router};
     /// use tower::ServiceExt;
-    /// use tower_app_sessions::{AppContext, Session, SessionLayer, SessionMetadata};
+    /// use tower_app_sessions::{AppContext, MemoryUsers, Role, Session, SessionLayer, SessionMetadata, User};
     ///
-    /// let user = uuid::Uuid::new_v4();
+    /// let users = MemoryUsers::new();
+    /// let user = users.insert(User::new("kate@example.com", Role::User)).unwrap().id;
     /// let app = Router::new()
     ///     .route("/login", post(move |session: Session| async move {
     ///         session.login(user, SessionMetadata::new()).await.map(|_| "in")
@@ -30,12 +31,12 @@ impl Session {
     ///     }).get(|session: Session| async move {
     ///         session.get::<String>("theme").map(Option::unwrap_or_default)
     ///     }))
-    ///     .layer(SessionLayer::for_context(AppContext::Web));
+    ///     .layer(SessionLayer::for_context(AppContext::Web).users(users));
     ///
     /// let req = http::Request::post("/login").body(axum::body::Body::empty()).unwrap();
     /// let res = app.clone().oneshot(req).await.unwrap();
     /// let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    /// let set = http::Request::post("/theme").header("cookie", &cookie).body("dark".into()).unwrap();
+    /// let set = http::Request::post("/theme").header("cookie", &cookie).body(axum::body::Body::from("dark")).unwrap();
     /// assert_eq!(app.clone().oneshot(set).await.unwrap().status(), 200);
     /// let read = http::Request::get("/theme").header("cookie", &cookie).body(axum::body::Body::empty()).unwrap();
     /// let body = app.oneshot(read).await.unwrap().into_body();

@@ -198,6 +198,12 @@ impl TieredStore {
                     if let Err(error) = self.fast.save(context, id, &record, now).await {
                         tracing::warn!(context = %context, %error, "could not refill the fast session store");
                     }
+                } else if cached.as_ref().is_some_and(|c| c.data != record.data) {
+                    // A data patch that reached only the durable store (the fast half failed,
+                    // or a refill overtook it): the durable record wins, within this bound.
+                    if let Err(error) = self.fast.save(context, id, &record, now).await {
+                        tracing::warn!(context = %context, %error, "could not refresh the fast session store");
+                    }
                 }
                 self.mark(context, id, now);
                 Ok(Some(record))
@@ -327,7 +333,18 @@ impl TieredStore {
             self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
             return Ok(false);
         }
-        self.fast_best_effort(change(self.fast.as_ref()).await.map(drop));
+        match change(self.fast.as_ref()).await {
+            Ok(true) => {}
+            // No fast copy to change, or the change failed: the next read revalidates against
+            // the durable record at once and refreshes a copy that differs. (Deleting the
+            // copy instead would read as a logout by a Redis-only app.)
+            outcome => {
+                if let Err(error) = outcome {
+                    tracing::warn!(context = %context, %error, "fast session store write failed; the next read revalidates");
+                }
+                self.forget(context, id);
+            }
+        }
         Ok(true)
     }
 

@@ -131,6 +131,12 @@ pub async fn hostile_data(app: &Router, token: &str) {
         ("space in key", json!({"a b": 1}), 422),
         ("control character", json!({"a\u{0007}": 1}), 422),
         ("NUL", json!({"a\u{0000}b": 1}), 422),
+        ("NUL in a value", json!({"theme": "a\u{0000}b"}), 422),
+        (
+            "NUL deep in a value",
+            json!({"theme": {"x": ["\u{0000}"]}}),
+            422,
+        ),
         ("Cyrillic look-alike", json!({"thеme": 1}), 422),
         ("fullwidth letter", json!({"ｔheme": 1}), 422),
         ("zero-width space", json!({"the\u{200B}me": 1}), 422),
