@@ -54,22 +54,34 @@ pub struct Credential {
 /// assert!(credential(&headers, "sessionId").is_none()); // invalid cookie: no fallback to bearer
 /// ```
 pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
-    match find_cookie(headers, cookie_name.as_bytes()) {
-        CookieLookup::Found(value) => {
-            return SessionId::from_bytes(value).map(|id| Credential {
-                id,
-                source: CredentialSource::Cookie,
-            })
-        }
-        CookieLookup::Ambiguous => return None,
-        CookieLookup::Absent => {}
+    match lookup(headers, cookie_name) {
+        Lookup::Found(credential) => Some(credential),
+        Lookup::Absent | Lookup::Malformed => None,
     }
-    bearer(headers).and_then(|token| {
-        SessionId::from_bytes(token).map(|id| Credential {
-            id,
-            source: CredentialSource::Bearer,
+}
+
+/// What [`credential`] found, telling a malformed credential from none.
+pub(crate) enum Lookup {
+    Absent,
+    Malformed,
+    Found(Credential),
+}
+
+pub(crate) fn lookup(headers: &HeaderMap, cookie_name: &str) -> Lookup {
+    let found = |value: &[u8], source| {
+        SessionId::from_bytes(value).map_or(Lookup::Malformed, |id| {
+            Lookup::Found(Credential { id, source })
         })
-    })
+    };
+    match find_cookie(headers, cookie_name.as_bytes()) {
+        CookieLookup::Found(value) => found(value, CredentialSource::Cookie),
+        CookieLookup::Ambiguous => Lookup::Malformed,
+        CookieLookup::Absent => match bearer(headers) {
+            Bearer::Token(token) => found(token, CredentialSource::Bearer),
+            Bearer::Malformed => Lookup::Malformed,
+            Bearer::Absent => Lookup::Absent,
+        },
+    }
 }
 
 enum CookieLookup<'a> {
@@ -115,20 +127,34 @@ fn find_cookie<'a>(headers: &'a HeaderMap, name: &[u8]) -> CookieLookup<'a> {
     found.map_or(CookieLookup::Absent, CookieLookup::Found)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+enum Bearer<'a> {
+    Absent,
+    /// Two `Authorization` headers, or a bearer scheme without a token.
+    Malformed,
+    Token(&'a [u8]),
+}
+
+fn bearer(headers: &HeaderMap) -> Bearer<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next()?;
+    let Some(value) = values.next() else {
+        return Bearer::Absent;
+    };
     if values.next().is_some() {
-        return None; // two Authorization headers: ambiguous
+        return Bearer::Malformed; // two Authorization headers: ambiguous
     }
     let bytes = value.as_bytes();
-    let space = bytes.iter().position(|b| *b == b' ')?;
-    let (scheme, rest) = bytes.split_at(space);
+    let space = bytes.iter().position(|b| *b == b' ');
+    let (scheme, rest) = bytes.split_at(space.unwrap_or(bytes.len()));
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return None;
+        // Another scheme (Basic, …) is not ours to judge.
+        return Bearer::Absent;
     }
     let token = trim(rest);
-    (!token.is_empty()).then_some(token)
+    if token.is_empty() {
+        Bearer::Malformed
+    } else {
+        Bearer::Token(token)
+    }
 }
 
 #[cfg(test)]

@@ -132,6 +132,66 @@ impl SessionId {
     }
 }
 
+/// Characters of a [`SessionHandle`].
+const HANDLE_LEN: usize = 16;
+
+/// A non-secret name of a session, for logs, events and listings: the first 16 characters
+/// of base64url(SHA-256(id)). The same id always gives the same handle; the handle gives
+/// nothing that authenticates (96 bits of a one-way digest). It is derived here and nowhere
+/// else.
+///
+/// ```
+/// use tower_app_sessions::SessionId;
+///
+/// let id = SessionId::parse("Q2xhc3NpY1Nlc3Npb25JZA").unwrap();
+/// assert_eq!(id.handle().as_str().len(), 16);
+/// assert_eq!(id.handle(), SessionId::parse("Q2xhc3NpY1Nlc3Npb25JZA").unwrap().handle());
+/// assert!(!id.as_str().contains(id.handle().as_str()));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle([u8; HANDLE_LEN]);
+
+impl SessionHandle {
+    /// The handle's 16 base64url characters.
+    pub fn as_str(&self) -> &str {
+        // base64url output is ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionHandle({})", self.as_str())
+    }
+}
+
+impl serde::Serialize for SessionHandle {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl SessionId {
+    /// This session's [`SessionHandle`].
+    pub fn handle(&self) -> SessionHandle {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.as_bytes());
+        // 12 bytes encode to exactly 16 characters, no padding.
+        let mut out = [0u8; HANDLE_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(&digest[..12], &mut out)
+            .unwrap_or_default();
+        debug_assert_eq!(written, HANDLE_LEN);
+        SessionHandle(out)
+    }
+}
+
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.as_str();

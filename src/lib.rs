@@ -62,6 +62,7 @@ mod context;
 pub mod cookie;
 pub mod cross_origin;
 pub mod data;
+pub mod events;
 pub mod extract;
 mod id;
 mod layer;
@@ -83,7 +84,7 @@ pub mod webdb;
 pub mod axum;
 
 pub use context::{AppContext, CustomContext, InvalidContext};
-pub use id::{RandomError, SessionId};
+pub use id::{RandomError, SessionHandle, SessionId};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{SessionMetadata, SessionRecord};
 pub use session::{CurrentUser, OverLimit, Session, SessionError, SessionStatus};

@@ -27,6 +27,8 @@ pub(crate) struct Settings {
     pub(crate) cross_origin: CrossOriginPolicy,
     /// The largest a session's data may be, in bytes of its JSON.
     pub(crate) max_data_bytes: usize,
+    /// Who hears of lifecycle events.
+    pub(crate) events: crate::events::EventHooks,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             session_limit: SessionLimit::default(),
             cross_origin: CrossOriginPolicy::default(),
             max_data_bytes: crate::data::DEFAULT_MAX_DATA_BYTES,
+            events: crate::events::EventHooks::default(),
         }
     }
 }

@@ -217,6 +217,16 @@ impl Sessions {
         self
     }
 
+    /// Calls `hook` with every lifecycle event of every layer built from here on
+    /// ([`SessionLayer::on_event`]).
+    pub fn on_event(
+        mut self,
+        hook: impl Fn(&crate::events::SessionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.events.push(hook);
+        self
+    }
+
     /// The clock the layers read (for store calls made outside a request, such as
     /// `sessions.store().list_user_sessions(&user, scope, sessions.now())`).
     pub fn now(&self) -> i64 {

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::SessionLayer;
+use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::Credential;
 use crate::session::Shared;
 use crate::store::StoreError;
@@ -54,21 +55,40 @@ enum Backend {
     Users,
 }
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Backend {
+    fn as_str(self) -> &'static str {
+        match self {
             Backend::Sessions => "session store",
             Backend::Users => "user store",
-        })
+        }
     }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown credential: reported, and the request is anonymous.
+fn unknown<U>(shared: &Shared, id: &SessionId, now: i64) -> Outcome<U> {
+    let kind = SessionEventKind::UnknownCredential {
+        reason: CredentialProblem::Unknown,
+    };
+    shared.emit(kind, now, Some(id), None);
+    Outcome::Anonymous
 }
 
 impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// Backend errors never authenticate: logged with the context, the request is
     /// unavailable (`503` on routes that need a user).
-    fn unavailable(&self, backend: Backend, error: &StoreError) -> Outcome<U> {
+    fn unavailable(&self, backend: Backend, error: &StoreError, now: i64) -> Outcome<U> {
         let context = &self.shared.context;
         tracing::warn!(context = %context, %error, "{backend} unavailable; request not authenticated");
+        let kind = SessionEventKind::BackendError {
+            backend: backend.as_str(),
+        };
+        self.shared.emit(kind, now, None, None);
         Outcome::Unavailable
     }
 
@@ -112,8 +132,8 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let record = match loaded {
             Ok(Some(record)) if settings.serves_as_is(&record, now) => record,
             // A miss is final, unless the legacy key may hold it.
-            Ok(None) if !shared.reads_legacy() => return Some(Outcome::Anonymous),
-            Err(error) => return Some(self.unavailable(Backend::Sessions, &error)),
+            Ok(None) if !shared.reads_legacy() => return Some(unknown(shared, id, now)),
+            Err(error) => return Some(self.unavailable(Backend::Sessions, &error, now)),
             // Expired (to delete), due to slide, or legacy: a write or another lookup.
             Ok(_) => return None,
         };
@@ -131,7 +151,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
                 return None;
             }
         };
-        let outcome = self.with_user(resolved, record, false);
+        let outcome = self.with_user(resolved, record, false, id, now);
         self.remember(id, &outcome, now, epoch);
         Some(outcome)
     }
@@ -142,6 +162,8 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         resolved: Result<Option<Arc<U>>, StoreError>,
         record: SessionRecord,
         legacy: bool,
+        id: &SessionId,
+        now: i64,
     ) -> Outcome<U> {
         match resolved {
             Ok(Some(user)) if self.admits(&user) => Outcome::Authenticated {
@@ -149,8 +171,13 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
                 legacy,
                 user,
             },
-            Ok(_) => Outcome::Anonymous,
-            Err(error) => self.unavailable(Backend::Users, &error),
+            Ok(Some(_)) => {
+                let refused = SessionEventKind::Refused;
+                self.shared.emit(refused, now, Some(id), Some(&record));
+                Outcome::Anonymous
+            }
+            Ok(None) => Outcome::Anonymous,
+            Err(error) => self.unavailable(Backend::Users, &error, now),
         }
     }
 
@@ -172,7 +199,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let (record, legacy) = match self.load_live_record(id, now).await {
             Ok(Some(found)) => found,
             Ok(None) => return Outcome::Anonymous,
-            Err(error) => return self.unavailable(Backend::Sessions, &error),
+            Err(error) => return self.unavailable(Backend::Sessions, &error, now),
         };
         let Some(record) = self.slide(id, record, legacy, now).await else {
             // Deleted between the load and the slide: logged out or revoked elsewhere.
@@ -182,7 +209,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             .users
             .resolve(&self.shared.context, &record.user_id)
             .await;
-        self.with_user(resolved, record, legacy)
+        self.with_user(resolved, record, legacy, id, now)
     }
 
     /// Step 1: the live record of `id` and whether it was read through the legacy key. An
@@ -203,11 +230,13 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             }
         }
         let Some(record) = found else {
+            unknown::<U>(shared, id, now);
             return Ok(None);
         };
         if shared.settings.is_live(&record, now) {
             return Ok(Some((record, legacy)));
         }
+        shared.emit(SessionEventKind::Expired, now, Some(id), Some(&record));
         // Expired is expired: failing to delete it must not turn a 401 into a 503. A copy left
         // under the legacy key must not bring it back through the fallback.
         let mut deleted = Ok(());
@@ -245,7 +274,11 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             .extend(&shared.context, id, expires_at, now)
             .await
         {
-            Ok(true) => record.expires_at = expires_at,
+            Ok(true) => {
+                record.expires_at = expires_at;
+                let kind = SessionEventKind::Extended { expires_at };
+                shared.emit(kind, now, Some(id), Some(&record));
+            }
             Ok(false) => return None,
             Err(error) => {
                 tracing::warn!(context = %shared.context, %error, "could not extend a session");

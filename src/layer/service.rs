@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::SessionLayer;
 use crate::cross_origin;
+use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::{self, CredentialSource};
 use crate::require::rejection;
 use crate::store::BoxFuture;
@@ -93,9 +94,18 @@ where
         // An outer layer (another context) may have put its user here: this layer alone
         // decides who the user is below it.
         req.extensions_mut().remove::<CurrentUser<U>>();
-        let Some(credential) =
-            extract::credential(req.headers(), shared.settings.cookie.get_name())
-        else {
+        let credential = match extract::lookup(req.headers(), shared.settings.cookie.get_name()) {
+            extract::Lookup::Found(credential) => Some(credential),
+            extract::Lookup::Absent => None,
+            extract::Lookup::Malformed => {
+                let kind = SessionEventKind::UnknownCredential {
+                    reason: CredentialProblem::Malformed,
+                };
+                shared.emit(kind, shared.settings.clock.now_ms(), None, None);
+                None
+            }
+        };
+        let Some(credential) = credential else {
             let session = Session::anonymous(Arc::clone(shared), None);
             req.extensions_mut().insert(session.clone());
             return ResponseFuture::calling(self.inner.call(req), session);

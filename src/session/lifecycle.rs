@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::{Change, Session, SessionError};
+use crate::events::{RevokedScope, SessionEventKind};
 use crate::store::{Scope, StoreError};
 use crate::{SessionId, SessionMetadata, SessionRecord};
 
@@ -100,10 +101,18 @@ impl Session {
         live.sort_by_key(|s| s.record.expires_at);
         let excess = live.len() + 1 - max;
         for evicted in &live[..excess] {
-            shared
+            if shared
                 .store
                 .delete(&shared.context, &evicted.id, now)
-                .await?;
+                .await?
+            {
+                shared.emit(
+                    SessionEventKind::Evicted,
+                    now,
+                    Some(&evicted.id),
+                    Some(&evicted.record),
+                );
+            }
         }
         tracing::debug!(context = %shared.context, evicted = excess, "sessions over the per-user limit evicted");
         Ok(())
@@ -159,6 +168,12 @@ impl Session {
             self.set_change(Change::Removed);
             return Err(SessionError::Ended);
         };
+        shared.emit(
+            SessionEventKind::Rotated { from: old.handle() },
+            now,
+            Some(&new),
+            Some(&record),
+        );
         let max_age = shared.settings.cookie_max_age(&record, now);
         self.set_current(new.clone(), record, max_age);
         Ok(Some(new))
@@ -170,8 +185,24 @@ impl Session {
     /// [`SessionError::Store`] if the store could not delete it; the session is then still
     /// alive and the cookie is kept.
     pub async fn logout(&self) -> Result<(), SessionError> {
-        self.remove_current(self.now()).await?;
+        let now = self.now();
+        let shared = &self.inner.shared;
+        let ending = shared
+            .settings
+            .events
+            .listening()
+            .then(|| {
+                self.state()
+                    .current
+                    .as_ref()
+                    .map(|c| (c.id.clone(), c.record.clone()))
+            })
+            .flatten();
+        self.remove_current(now).await?;
         self.set_change(Change::Removed);
+        if let Some((id, record)) = ending {
+            shared.emit(SessionEventKind::LoggedOut, now, Some(&id), Some(&record));
+        }
         Ok(())
     }
 
@@ -193,7 +224,20 @@ impl Session {
             .await?;
         let legacy = self.remove_current(now).await?;
         self.set_change(Change::Removed);
-        Ok(ended + u64::from(legacy))
+        let count = ended + u64::from(legacy);
+        let scope = match scope {
+            Scope::Context(_) => RevokedScope::Context,
+            Scope::AllContexts => RevokedScope::AllContexts,
+        };
+        shared.settings.events.emit(|| {
+            crate::events::SessionEvent::new(
+                SessionEventKind::Revoked { scope, count },
+                &shared.context,
+                now,
+            )
+            .user(user_id)
+        });
+        Ok(count)
     }
 
     /// Deletes the current session from the store (a no-op without one). Returns whether a
@@ -245,6 +289,7 @@ impl Session {
             .store
             .save(&shared.context, &id, &record, now)
             .await?;
+        shared.emit(SessionEventKind::Created, now, Some(&id), Some(&record));
         let max_age = shared.settings.cookie_max_age(&record, now);
         self.set_current(id.clone(), record, max_age);
         Ok(id)

@@ -197,6 +197,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Reports a lifecycle event of this layer, about `id` and its `record` where known.
+    pub(crate) fn emit(
+        &self,
+        kind: crate::events::SessionEventKind,
+        now: i64,
+        id: Option<&SessionId>,
+        record: Option<&SessionRecord>,
+    ) {
+        self.settings.events.emit(|| {
+            let event = crate::events::SessionEvent::new(kind, &self.context, now);
+            match (id, record) {
+                (Some(id), record) => event.about(id.handle(), record),
+                (None, Some(record)) => event.user(record.user_id),
+                (None, None) => event,
+            }
+        });
+    }
+
     /// Whether this layer reads pre-migration, context-less sessions.
     pub(crate) fn reads_legacy(&self) -> bool {
         self.settings.reads_legacy(&self.context)

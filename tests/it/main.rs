@@ -12,6 +12,7 @@ mod cache;
 mod contract;
 mod cross_origin;
 mod data;
+mod events;
 mod features;
 mod layer;
 mod pg;
