@@ -9,6 +9,7 @@
 //! | `tiered` | layer on Redis + PostgreSQL, user from PostgreSQL | cookie parse + `GET` + parse + prepared `SELECT … FROM users WHERE id = $1` |
 //!
 //! | `data-memory`, `data-redis`, `data-write` | session data: see `support/data_pairs.rs` | |
+//! | `observability-cached`, `observability-redis` | metrics recorder + one hook: see `support/observability_pairs.rs` | the same, observability off |
 //! | `tower-sessions` | (`memory/layer`, `redis/layer`) | tower-sessions 0.15 with its memory and Redis stores, user id from its session |
 //!
 //! `cargo bench` runs the memory pairs without services; the Redis and PostgreSQL pairs run
@@ -490,6 +491,15 @@ mod ts_redis;
 #[path = "support/data_pairs.rs"]
 mod data_pairs;
 
+#[cfg(feature = "cache")]
+#[path = "support/observability_pairs.rs"]
+mod observability_pairs;
+#[cfg(not(feature = "cache"))]
+mod observability_pairs {
+    pub fn cached(_: &mut criterion::Criterion) {}
+    pub fn redis(_: &mut criterion::Criterion) {}
+}
+
 fn config() -> Criterion {
     // Shared, noisy 2-core machines: more samples, medians in the report.
     Criterion::default()
@@ -502,6 +512,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = anonymous, memory, peer, redis_pairs::redis, tiered_pairs::tiered,
-        data_pairs::memory, data_pairs::redis_read, data_pairs::redis_write
+        data_pairs::memory, data_pairs::redis_read, data_pairs::redis_write,
+        observability_pairs::cached, observability_pairs::redis
 }
 criterion_main!(benches);

@@ -74,6 +74,7 @@ mod session;
 mod sessions;
 pub mod store;
 mod sync;
+pub mod telemetry;
 #[cfg(feature = "throttle")]
 pub mod throttle;
 pub mod users;

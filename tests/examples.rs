@@ -1130,6 +1130,55 @@ async fn web_preferences_are_session_data_set_key_by_key() {
 }
 
 #[tokio::test]
+async fn metrics_count_requests_and_events_per_context() {
+    let server = Server::start("multi_app");
+    let web = login(&server, "web", "user@example.com", "user-password").await;
+    server
+        .get("/web/me")
+        .bearer(&web.token())
+        .send()
+        .await
+        .assert_status(200);
+    server
+        .get("/admin/me")
+        .bearer(&web.token())
+        .send()
+        .await
+        .assert_status(401);
+    let scrape = server.get("/metrics").send().await;
+    scrape.assert_status(200);
+    assert!(
+        scrape.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        scrape.headers
+    );
+    let line = |needle: &str| {
+        scrape
+            .body
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {}", scrape.body))
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let authenticated =
+        r#"tower_app_sessions_requests_total{context="web",outcome="authenticated"}"#;
+    assert_eq!(line(authenticated), Some(1.0));
+    let replayed = r#"tower_app_sessions_requests_total{context="admin",outcome="unknown"}"#;
+    assert_eq!(line(replayed), Some(1.0));
+    let created = r#"tower_app_sessions_events_total{context="web",event="created"}"#;
+    assert_eq!(line(created), Some(1.0));
+    assert!(
+        !scrape.body.contains(&web.token()),
+        "a session id in the metrics"
+    );
+}
+
+#[tokio::test]
 async fn the_admin_notice_is_shown_once_after_login() {
     let server = Server::start("multi_app");
     let admin = login(&server, "admin", "admin@example.com", "admin-password").await;

@@ -95,6 +95,10 @@ async fn main() -> Result<(), BoxError> {
         .with_writer(std::io::stderr)
         .init();
 
+    // The Prometheus recorder goes in before any layer is built: layers register their
+    // metric handles when they are built.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+
     let (sessions, throttle) = match configure().await {
         Ok(configured) => configured,
         Err(error) => {
@@ -142,6 +146,18 @@ async fn main() -> Result<(), BoxError> {
         ..web.clone()
     };
     let app = Router::new()
+        // Prometheus text format. On the app's own address for the demo; a real deployment
+        // serves it on an internal port only (it shows traffic per context and outcome).
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move {
+                    let kind = "text/plain; version=0.0.4; charset=utf-8";
+                    ([(header::CONTENT_TYPE, kind)], text)
+                }
+            }),
+        )
         .nest(
             "/web",
             routes(web, true).layer(
@@ -553,6 +569,8 @@ try it (bash or zsh):
   curl -i -b /tmp/web.jar -X PATCH {json} -d '{{"theme":"dark","language":"ru"}}' {base}/web/preferences
   curl -i -b /tmp/web.jar -X PATCH {json} -d '{{"language":null}}' {base}/web/preferences
   curl -i -b /tmp/web.jar {base}/web/preferences
+  # what the layers counted (Prometheus text format; keep it on an internal port in production)
+  curl -s {base}/metrics | grep tower_app_sessions_requests_total
   # log out: the session is deleted server-side; the old cookie and token no longer work (401)
   curl -i -b /tmp/web.jar -X POST {base}/web/logout
   curl -i -H "Cookie: __Host-web_sid=$TOKEN" {base}/web/me

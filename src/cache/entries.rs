@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::bus::{Event, InvalidationBus, LocalCache};
+use crate::telemetry::CacheResult;
 use crate::{AppContext, SessionId, SessionRecord};
 
 /// One cached authentication: the record and the resolved, admitted user.
@@ -78,13 +79,32 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
         cache
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<Entry<U>> {
+        self.lookup(context, id, now).ok()
+    }
+
+    /// The entry of `id`, or why there is none to serve (a miss, or the cache is closed
+    /// while its invalidation channel is down).
+    pub(crate) fn lookup(
+        &self,
+        context: &AppContext,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Entry<U>, CacheResult> {
         if !self.bus.is_healthy() {
-            return None;
+            return Err(CacheResult::Closed);
         }
-        let entry = self.entries.get(&(context.clone(), id.clone()))?;
+        let entry = self
+            .entries
+            .get(&(context.clone(), id.clone()))
+            .ok_or(CacheResult::Miss)?;
         let fresh = now.saturating_sub(entry.loaded_ms) < self.ttl_ms;
-        (fresh && !entry.record.is_expired(now)).then_some(entry)
+        if fresh && !entry.record.is_expired(now) {
+            Ok(entry)
+        } else {
+            Err(CacheResult::Miss)
+        }
     }
 
     pub(crate) fn bus(&self) -> &InvalidationBus {
@@ -121,8 +141,19 @@ impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
         // Epoch first: an insert that checks after this sees the change.
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match event {
-            Event::Session(context, id) => self.entries.invalidate(&(context.clone(), id.clone())),
-            Event::Everything => self.entries.invalidate_all(),
+            Event::Session(context, id) => {
+                if self
+                    .entries
+                    .remove(&(context.clone(), id.clone()))
+                    .is_some()
+                {
+                    crate::telemetry::invalidated(Some(context));
+                }
+            }
+            Event::Everything => {
+                self.entries.invalidate_all();
+                crate::telemetry::invalidated(None);
+            }
         }
     }
 }

@@ -11,11 +11,15 @@ use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::Credential;
 use crate::session::Shared;
 use crate::store::StoreError;
+#[cfg(feature = "cache")]
+use crate::telemetry::CacheResult;
+use crate::telemetry::{RequestOutcome, Source};
 use crate::{CurrentUser, Session, SessionId, SessionRecord};
 
 /// What the layer concluded about a request with a well-formed credential.
 pub(super) enum Outcome<U> {
-    Anonymous,
+    /// Unknown, expired or refused (which of them, for the metrics).
+    Anonymous(RequestOutcome),
     Unavailable,
     Authenticated {
         record: SessionRecord,
@@ -32,8 +36,13 @@ impl<U> Outcome<U> {
         credential: Credential,
     ) -> (Session, Option<CurrentUser<U>>) {
         let Credential { id, source } = credential;
+        shared.metrics.request(match &self {
+            Outcome::Anonymous(why) => *why,
+            Outcome::Unavailable => RequestOutcome::Error,
+            Outcome::Authenticated { .. } => RequestOutcome::Authenticated,
+        });
         match self {
-            Outcome::Anonymous => (Session::anonymous(Arc::clone(shared), Some(source)), None),
+            Outcome::Anonymous(_) => (Session::anonymous(Arc::clone(shared), Some(source)), None),
             Outcome::Unavailable => (Session::unavailable(Arc::clone(shared), source), None),
             Outcome::Authenticated {
                 record,
@@ -76,7 +85,7 @@ fn unknown<U>(shared: &Shared, id: &SessionId, now: i64) -> Outcome<U> {
         reason: CredentialProblem::Unknown,
     };
     shared.emit(kind, now, Some(id), None);
-    Outcome::Anonymous
+    Outcome::Anonymous(RequestOutcome::Unknown)
 }
 
 impl<U: Send + Sync + 'static> SessionLayer<U> {
@@ -105,17 +114,27 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// resolver in process, and nothing to write (no expiry to clean up, no slide due).
     /// `None`: the async path must decide.
     pub(super) fn authenticate_now(&self, credential: &Credential) -> Option<Outcome<U>> {
-        let (shared, id) = (&self.shared, &credential.id);
+        let started = self.shared.metrics.start();
+        let (outcome, source) = self.decide_now(&credential.id)?;
+        self.shared.metrics.authenticated(started, source);
+        Some(outcome)
+    }
+
+    /// What [`authenticate_now`](Self::authenticate_now) decides, and where the answer came
+    /// from.
+    fn decide_now(&self, id: &SessionId) -> Option<(Outcome<U>, Source)> {
+        let shared = &self.shared;
         let settings = &shared.settings;
         // One clock reading decides everything about this request.
         let now = settings.clock.now_ms();
         if let Some((record, user)) = self.cached(id, now) {
             if settings.serves_as_is(&record, now) {
-                return Some(Outcome::Authenticated {
+                let hit = Outcome::Authenticated {
                     record,
                     legacy: false,
                     user,
-                });
+                };
+                return Some((hit, Source::Cache));
             }
         }
         if self.hints.store_waits.load(Ordering::Relaxed) {
@@ -132,8 +151,13 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let record = match loaded {
             Ok(Some(record)) if settings.serves_as_is(&record, now) => record,
             // A miss is final, unless the legacy key may hold it.
-            Ok(None) if !shared.reads_legacy() => return Some(unknown(shared, id, now)),
-            Err(error) => return Some(self.unavailable(Backend::Sessions, &error, now)),
+            Ok(None) if !shared.reads_legacy() => {
+                return Some((unknown(shared, id, now), Source::Store))
+            }
+            Err(error) => {
+                let unavailable = self.unavailable(Backend::Sessions, &error, now);
+                return Some((unavailable, Source::Store));
+            }
             // Expired (to delete), due to slide, or legacy: a write or another lookup.
             Ok(_) => return None,
         };
@@ -153,7 +177,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         };
         let outcome = self.with_user(resolved, record, false, id, now);
         self.remember(id, &outcome, now, epoch);
-        Some(outcome)
+        Some((outcome, Source::Store))
     }
 
     /// The outcome once the user is known.
@@ -174,9 +198,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             Ok(Some(_)) => {
                 let refused = SessionEventKind::Refused;
                 self.shared.emit(refused, now, Some(id), Some(&record));
-                Outcome::Anonymous
+                Outcome::Anonymous(RequestOutcome::Refused)
             }
-            Ok(None) => Outcome::Anonymous,
+            // The user is gone: the credential opens nothing.
+            Ok(None) => unknown(&self.shared, id, now),
             Err(error) => self.unavailable(Backend::Users, &error, now),
         }
     }
@@ -189,21 +214,23 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         credential: Credential,
     ) -> (Session, Option<CurrentUser<U>>) {
         let now = self.shared.settings.clock.now_ms();
+        let started = self.shared.metrics.start();
         let epoch = self.cache_epoch();
         let outcome = self.decide(&credential.id, now).await;
         self.remember(&credential.id, &outcome, now, epoch);
+        self.shared.metrics.authenticated(started, Source::Store);
         outcome.into_session(&self.shared, credential)
     }
 
     async fn decide(&self, id: &SessionId, now: i64) -> Outcome<U> {
         let (record, legacy) = match self.load_live_record(id, now).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Outcome::Anonymous,
+            Ok(Ok(found)) => found,
+            Ok(Err(why)) => return Outcome::Anonymous(why),
             Err(error) => return self.unavailable(Backend::Sessions, &error, now),
         };
         let Some(record) = self.slide(id, record, legacy, now).await else {
             // Deleted between the load and the slide: logged out or revoked elsewhere.
-            return Outcome::Anonymous;
+            return Outcome::Anonymous(RequestOutcome::Unknown);
         };
         let resolved = self
             .users
@@ -218,7 +245,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         &self,
         id: &SessionId,
         now: i64,
-    ) -> Result<Option<(SessionRecord, bool)>, StoreError> {
+    ) -> Result<Result<(SessionRecord, bool), RequestOutcome>, StoreError> {
         let shared = &self.shared;
         let (context, store) = (&shared.context, &shared.store);
         let mut legacy = false;
@@ -231,10 +258,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         }
         let Some(record) = found else {
             unknown::<U>(shared, id, now);
-            return Ok(None);
+            return Ok(Err(RequestOutcome::Unknown));
         };
         if shared.settings.is_live(&record, now) {
-            return Ok(Some((record, legacy)));
+            return Ok(Ok((record, legacy)));
         }
         shared.emit(SessionEventKind::Expired, now, Some(id), Some(&record));
         // Expired is expired: failing to delete it must not turn a 401 into a 503. A copy left
@@ -249,7 +276,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         if let Err(error) = deleted {
             tracing::debug!(context = %context, %error, "could not delete an expired session");
         }
-        Ok(None)
+        Ok(Err(RequestOutcome::Expired))
     }
 
     /// Step 2: the idle timeout slides if due (legacy records do not: they are on their way
@@ -326,8 +353,17 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
 
     #[cfg(feature = "cache")]
     fn cached(&self, id: &SessionId, now: i64) -> Option<(SessionRecord, Arc<U>)> {
-        let entry = self.cache.as_ref()?.get(&self.shared.context, id, now)?;
-        Some((entry.record, entry.user))
+        let cache = self.cache.as_ref()?;
+        match cache.lookup(&self.shared.context, id, now) {
+            Ok(entry) => {
+                self.shared.metrics.cache(CacheResult::Hit);
+                Some((entry.record, entry.user))
+            }
+            Err(result) => {
+                self.shared.metrics.cache(result);
+                None
+            }
+        }
     }
 
     #[cfg(not(feature = "cache"))]

@@ -181,6 +181,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         assert_supported(store.as_ref(), &context);
         Self {
             shared: Arc::new(Shared {
+                metrics: Arc::new(crate::telemetry::LayerMetrics::new(&context)),
                 context,
                 store: Arc::clone(&store),
                 settings,

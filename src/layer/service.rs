@@ -16,6 +16,7 @@ use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::{self, CredentialSource};
 use crate::require::rejection;
 use crate::store::BoxFuture;
+use crate::telemetry::RequestOutcome;
 use crate::{CurrentUser, Session, SessionError, SessionStatus, User};
 
 /// The answer when the data a handler changed could not be saved: `401` if the session
@@ -96,8 +97,12 @@ where
         req.extensions_mut().remove::<CurrentUser<U>>();
         let credential = match extract::lookup(req.headers(), shared.settings.cookie.get_name()) {
             extract::Lookup::Found(credential) => Some(credential),
-            extract::Lookup::Absent => None,
+            extract::Lookup::Absent => {
+                shared.metrics.request(RequestOutcome::None);
+                None
+            }
             extract::Lookup::Malformed => {
+                shared.metrics.request(RequestOutcome::Malformed);
                 let kind = SessionEventKind::UnknownCredential {
                     reason: CredentialProblem::Malformed,
                 };

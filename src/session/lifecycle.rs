@@ -187,21 +187,17 @@ impl Session {
     pub async fn logout(&self) -> Result<(), SessionError> {
         let now = self.now();
         let shared = &self.inner.shared;
-        let ending = shared
-            .settings
-            .events
-            .listening()
-            .then(|| {
-                self.state()
-                    .current
-                    .as_ref()
-                    .map(|c| (c.id.clone(), c.record.clone()))
-            })
-            .flatten();
+        // The record is copied for the event only when someone hears events.
+        let listening = shared.settings.events.listening();
+        let ending = self
+            .state()
+            .current
+            .as_ref()
+            .map(|c| (c.id.clone(), listening.then(|| c.record.clone())));
         self.remove_current(now).await?;
         self.set_change(Change::Removed);
         if let Some((id, record)) = ending {
-            shared.emit(SessionEventKind::LoggedOut, now, Some(&id), Some(&record));
+            shared.emit(SessionEventKind::LoggedOut, now, Some(&id), record.as_ref());
         }
         Ok(())
     }
@@ -229,13 +225,8 @@ impl Session {
             Scope::Context(_) => RevokedScope::Context,
             Scope::AllContexts => RevokedScope::AllContexts,
         };
-        shared.settings.events.emit(|| {
-            crate::events::SessionEvent::new(
-                SessionEventKind::Revoked { scope, count },
-                &shared.context,
-                now,
-            )
-            .user(user_id)
+        shared.emit_with(SessionEventKind::Revoked { scope, count }, now, |event| {
+            event.user(user_id)
         });
         Ok(count)
     }

@@ -194,6 +194,8 @@ pub(crate) struct Shared {
     pub(crate) context: AppContext,
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) settings: Settings,
+    /// The layer's metric handles, registered when it was built.
+    pub(crate) metrics: Arc<crate::telemetry::LayerMetrics>,
 }
 
 impl Shared {
@@ -205,14 +207,24 @@ impl Shared {
         id: Option<&SessionId>,
         record: Option<&SessionRecord>,
     ) {
-        self.settings.events.emit(|| {
-            let event = crate::events::SessionEvent::new(kind, &self.context, now);
-            match (id, record) {
-                (Some(id), record) => event.about(id.handle(), record),
-                (None, Some(record)) => event.user(record.user_id),
-                (None, None) => event,
-            }
+        self.emit_with(kind, now, |event| match (id, record) {
+            (Some(id), record) => event.about(id.handle(), record),
+            (None, Some(record)) => event.user(record.user_id),
+            (None, None) => event,
         });
+    }
+
+    /// Counts the event, and reports it as `complete` fills it in, if anyone listens.
+    pub(crate) fn emit_with(
+        &self,
+        kind: crate::events::SessionEventKind,
+        now: i64,
+        complete: impl FnOnce(crate::events::SessionEvent) -> crate::events::SessionEvent,
+    ) {
+        self.metrics.event(&kind);
+        self.settings
+            .events
+            .emit(|| complete(crate::events::SessionEvent::new(kind, &self.context, now)));
     }
 
     /// Whether this layer reads pre-migration, context-less sessions.

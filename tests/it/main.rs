@@ -23,4 +23,5 @@ mod redis;
 mod redis_cluster;
 mod redis_faults;
 mod redis_migration;
+mod telemetry;
 mod throttle;

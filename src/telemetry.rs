@@ -1,0 +1,206 @@
+//! Prometheus-style metrics through the [`metrics`](https://docs.rs/metrics) facade (feature
+//! `metrics`, on by default). Nothing is recorded unless the application installs a
+//! recorder (e.g. `metrics-exporter-prometheus`); install it **before building the layers**:
+//! each layer registers its handles once, when it is built, so the request path only adds
+//! to counters it already holds.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | [`REQUESTS_TOTAL`] | counter | `context`, `outcome`: `none`, `malformed`, `unknown`, `expired`, `refused`, `authenticated`, `error` |
+//! | [`AUTH_DURATION_SECONDS`] | histogram | `context`, `source`: `cache`, `store` |
+//! | [`EVENTS_TOTAL`] | counter | `context`, `event`: the [`SessionEventKind`] in snake case |
+//! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit`, `miss`, `closed` (invalidation channel down), `invalidated` (`context="all"` when everything was dropped) |
+//!
+//! Label values are bounded sets: contexts are the configured ones, never taken from a
+//! request. Durations are measured only when a recorder was installed when the layer was
+//! built (a zero-sized recorder counts as none).
+//!
+//! ```
+//! use tower_app_sessions::{telemetry, AppContext, SessionLayer};
+//!
+//! // let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! let layer = SessionLayer::for_context(AppContext::Web);
+//! assert_eq!(telemetry::REQUESTS_TOTAL, "tower_app_sessions_requests_total");
+//! # drop(layer);
+//! ```
+
+use crate::events::SessionEventKind;
+use crate::AppContext;
+
+/// Requests a layer saw, by outcome.
+pub const REQUESTS_TOTAL: &str = "tower_app_sessions_requests_total";
+/// How long authenticating a request with a credential took, by where the answer came from.
+pub const AUTH_DURATION_SECONDS: &str = "tower_app_sessions_auth_duration_seconds";
+/// Lifecycle events ([`events`](crate::events)), by kind.
+pub const EVENTS_TOTAL: &str = "tower_app_sessions_events_total";
+/// Session cache lookups and invalidations.
+pub const CACHE_TOTAL: &str = "tower_app_sessions_cache_total";
+
+/// What a request turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestOutcome {
+    None,
+    Malformed,
+    Unknown,
+    Expired,
+    Refused,
+    Authenticated,
+    Error,
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+const OUTCOMES: [(RequestOutcome, &str); 7] = [
+    (RequestOutcome::None, "none"),
+    (RequestOutcome::Malformed, "malformed"),
+    (RequestOutcome::Unknown, "unknown"),
+    (RequestOutcome::Expired, "expired"),
+    (RequestOutcome::Refused, "refused"),
+    (RequestOutcome::Authenticated, "authenticated"),
+    (RequestOutcome::Error, "error"),
+];
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+const EVENTS: [&str; 10] = [
+    "created",
+    "rotated",
+    "extended",
+    "logged_out",
+    "revoked",
+    "expired",
+    "evicted",
+    "refused",
+    "unknown_credential",
+    "backend_error",
+];
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn event_index(kind: &SessionEventKind) -> usize {
+    let name = kind.as_str();
+    EVENTS.iter().position(|e| *e == name).unwrap_or(0)
+}
+
+/// Where an authenticated answer came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source {
+    Cache,
+    Store,
+}
+
+/// A cache lookup's result.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) enum CacheResult {
+    Hit,
+    Miss,
+    Closed,
+}
+
+#[cfg(feature = "metrics")]
+mod handles {
+    use std::time::Instant;
+
+    use metrics::{Counter, Histogram};
+
+    use super::*;
+
+    /// A layer's registered handles.
+    pub(crate) struct LayerMetrics {
+        requests: [Counter; 7],
+        events: [Counter; 10],
+        auth: [Histogram; 2],
+        #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+        cache: [Counter; 3],
+        timing: bool,
+    }
+
+    impl LayerMetrics {
+        pub(crate) fn new(context: &AppContext) -> Self {
+            let ctx = context.as_str().to_owned();
+            let requests = OUTCOMES.map(|(_, outcome)| {
+                metrics::counter!(REQUESTS_TOTAL, "context" => ctx.clone(), "outcome" => outcome)
+            });
+            let events = EVENTS.map(
+                |event| metrics::counter!(EVENTS_TOTAL, "context" => ctx.clone(), "event" => event),
+            );
+            let auth = ["cache", "store"].map(|source| {
+                metrics::histogram!(AUTH_DURATION_SECONDS, "context" => ctx.clone(), "source" => source)
+            });
+            let cache = ["hit", "miss", "closed"]
+                .map(|result| metrics::counter!(CACHE_TOTAL, "context" => ctx.clone(), "result" => result));
+            // The no-op recorder is zero-sized; a real one holds its registry.
+            let timing = metrics::with_recorder(|recorder| std::mem::size_of_val(recorder) > 0);
+            Self {
+                requests,
+                events,
+                auth,
+                cache,
+                timing,
+            }
+        }
+
+        pub(crate) fn request(&self, outcome: RequestOutcome) {
+            self.requests[outcome as usize].increment(1);
+        }
+
+        pub(crate) fn event(&self, kind: &SessionEventKind) {
+            self.events[event_index(kind)].increment(1);
+        }
+
+        #[cfg(feature = "cache")]
+        pub(crate) fn cache(&self, result: CacheResult) {
+            self.cache[result as usize].increment(1);
+        }
+
+        /// The start of a timed authentication, when durations are recorded.
+        pub(crate) fn start(&self) -> Option<Instant> {
+            self.timing.then(Instant::now)
+        }
+
+        pub(crate) fn authenticated(&self, started: Option<Instant>, source: Source) {
+            if let Some(started) = started {
+                self.auth[source as usize].record(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// Counts entries dropped by an invalidation (rare: logouts, rotations, user changes).
+    #[cfg(feature = "cache")]
+    pub(crate) fn invalidated(context: Option<&AppContext>) {
+        let ctx = context.map_or_else(|| "all".to_owned(), |c| c.as_str().to_owned());
+        metrics::counter!(CACHE_TOTAL, "context" => ctx, "result" => "invalidated").increment(1);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod handles {
+    use super::*;
+
+    pub(crate) struct LayerMetrics;
+
+    impl LayerMetrics {
+        pub(crate) fn new(_: &AppContext) -> Self {
+            Self
+        }
+        pub(crate) fn request(&self, _: RequestOutcome) {}
+        pub(crate) fn event(&self, _: &SessionEventKind) {}
+        #[cfg(feature = "cache")]
+        pub(crate) fn cache(&self, _: CacheResult) {}
+        pub(crate) fn start(&self) -> Option<std::time::Instant> {
+            None
+        }
+        pub(crate) fn authenticated(&self, _: Option<std::time::Instant>, _: Source) {}
+    }
+
+    #[cfg(feature = "cache")]
+    pub(crate) fn invalidated(_: Option<&AppContext>) {}
+}
+
+#[cfg(feature = "cache")]
+pub(crate) use handles::invalidated;
+pub(crate) use handles::LayerMetrics;
+
+impl std::fmt::Debug for LayerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LayerMetrics")
+    }
+}

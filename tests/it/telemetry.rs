@@ -1,0 +1,206 @@
+//! Metrics through the public API: a scripted sequence (logins in both apps, a
+//! foreign-context replay, a malformed cookie, a logout, an expiry, a refused user, a
+//! backend outage) leaves exactly the expected counters, read from `metrics-util`'s
+//! debugging recorder; the cache counts its hits and misses.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Router;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tower_app_sessions::cache::InvalidationBus;
+use tower_app_sessions::clock::ManualClock;
+use tower_app_sessions::telemetry::{
+    AUTH_DURATION_SECONDS, CACHE_TOTAL, EVENTS_TOTAL, REQUESTS_TOTAL,
+};
+use tower_app_sessions::{
+    AppContext, MemoryUsers, Role, SessionId, SessionMetadata, SessionRecord, SessionStore,
+    Sessions, User,
+};
+
+use crate::common::{get, login_at, post, routes, send, CountingStore, Finish};
+
+/// `(name, label values joined by ",")` → counter value; histograms → sample count.
+fn values(snapshotter: &Snapshotter) -> BTreeMap<(String, String), u64> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let n = match value {
+                DebugValue::Counter(n) => n,
+                DebugValue::Histogram(samples) => samples.len() as u64,
+                DebugValue::Gauge(_) => return None,
+            };
+            (n > 0).then(|| ((key.name().to_owned(), labels.join(",")), n))
+        })
+        .collect()
+}
+
+fn apps(sessions: &Sessions) -> Router {
+    let web = sessions.layer(AppContext::Web);
+    let admin = sessions.layer(AppContext::Admin).admit_roles([Role::Admin]);
+    Router::new()
+        .nest("/web", routes().layer(web))
+        .nest("/admin", routes().layer(admin))
+}
+
+#[tokio::test]
+async fn a_scripted_sequence_leaves_exactly_the_expected_counters() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let users = MemoryUsers::new();
+    let user = users
+        .insert(User::new("metrics@example.com", Role::User))
+        .unwrap()
+        .id;
+    let store = CountingStore::default();
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::new(store.clone(), users).clock(clock.clone());
+    // Layers register their handles when built: with the recorder in place.
+    let app = metrics::with_local_recorder(&recorder, || apps(&sessions));
+
+    let anonymous = send(&app, get("/web/me").empty()).await;
+    assert_eq!(anonymous.status, 401);
+    let web = login_at(&app, "/web", user).await;
+    let admin = login_at(&app, "/admin", user).await;
+    assert_eq!(
+        send(&app, get("/web/me").bearer(&web).empty()).await.status,
+        200
+    );
+    // Refused by the admin policy; the web session replayed on admin; a malformed cookie.
+    assert_eq!(
+        send(&app, get("/admin/me").bearer(&admin).empty())
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(&app, get("/admin/me").bearer(&web).empty())
+            .await
+            .status,
+        401
+    );
+    let malformed = get("/web/me").cookie("sessionId", "bad!value").empty();
+    assert_eq!(send(&app, malformed).await.status, 401);
+    // A logout, then the old token.
+    assert_eq!(
+        send(&app, post("/web/logout").bearer(&web).empty())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&app, get("/web/me").bearer(&web).empty()).await.status,
+        401
+    );
+    // A session the store kept past the absolute lifetime.
+    let old = SessionId::generate().unwrap();
+    let now = sessions.now();
+    let mut record = SessionRecord::new(
+        user,
+        SessionMetadata::new(),
+        now - 8 * 24 * 3_600_000,
+        Duration::from_secs(3600),
+    );
+    record.expires_at = now + 3_600_000;
+    store
+        .save(&AppContext::Web, &old, &record, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&app, get("/web/me").bearer(old.as_str()).empty())
+            .await
+            .status,
+        401
+    );
+    // The store down.
+    let again = login_at(&app, "/web", user).await;
+    store.set_failing(true);
+    assert_eq!(
+        send(&app, get("/web/me").bearer(&again).empty())
+            .await
+            .status,
+        503
+    );
+    store.set_failing(false);
+
+    let got = values(&snapshotter);
+    let expected: BTreeMap<(String, String), u64> = [
+        (REQUESTS_TOTAL, "context=web,outcome=none", 3),
+        (REQUESTS_TOTAL, "context=web,outcome=authenticated", 2),
+        (REQUESTS_TOTAL, "context=web,outcome=malformed", 1),
+        (REQUESTS_TOTAL, "context=web,outcome=unknown", 1),
+        (REQUESTS_TOTAL, "context=web,outcome=expired", 1),
+        (REQUESTS_TOTAL, "context=web,outcome=error", 1),
+        (REQUESTS_TOTAL, "context=admin,outcome=none", 1),
+        (REQUESTS_TOTAL, "context=admin,outcome=refused", 1),
+        (REQUESTS_TOTAL, "context=admin,outcome=unknown", 1),
+        (EVENTS_TOTAL, "context=web,event=created", 2),
+        (EVENTS_TOTAL, "context=web,event=logged_out", 1),
+        (EVENTS_TOTAL, "context=web,event=unknown_credential", 2),
+        (EVENTS_TOTAL, "context=web,event=expired", 1),
+        (EVENTS_TOTAL, "context=web,event=backend_error", 1),
+        (EVENTS_TOTAL, "context=admin,event=created", 1),
+        (EVENTS_TOTAL, "context=admin,event=refused", 1),
+        (EVENTS_TOTAL, "context=admin,event=unknown_credential", 1),
+        // Every request with a well-formed credential is timed (source store: no cache);
+        // a malformed one is never looked up.
+        (AUTH_DURATION_SECONDS, "context=web,source=store", 5),
+        (AUTH_DURATION_SECONDS, "context=admin,source=store", 2),
+    ]
+    .into_iter()
+    .map(|(name, labels, n)| ((name.to_owned(), labels.to_owned()), n))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+#[cfg(feature = "cache")]
+#[tokio::test]
+async fn the_cache_counts_hits_misses_and_invalidations() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let users = MemoryUsers::new();
+    let user = users
+        .insert(User::new("cached@example.com", Role::User))
+        .unwrap()
+        .id;
+    let bus = InvalidationBus::local();
+    let sessions = Sessions::new(tower_app_sessions::MemoryStore::new(), users).cache(
+        &bus,
+        1000,
+        Duration::from_secs(60),
+    );
+    let app = metrics::with_local_recorder(&recorder, || apps(&sessions));
+    let token = login_at(&app, "/web", user).await;
+    for _ in 0..3 {
+        assert_eq!(
+            send(&app, get("/web/me").bearer(&token).empty())
+                .await
+                .status,
+            200
+        );
+    }
+    let got = values(&snapshotter);
+    let count = |labels: &str| {
+        got.get(&(CACHE_TOTAL.to_owned(), labels.to_owned()))
+            .copied()
+    };
+    // The first request misses (and fills the cache), the next two hit.
+    assert_eq!(count("context=web,result=miss"), Some(1), "{got:?}");
+    assert_eq!(count("context=web,result=hit"), Some(2), "{got:?}");
+    let timed = |source: &str| {
+        got.get(&(
+            AUTH_DURATION_SECONDS.to_owned(),
+            format!("context=web,source={source}"),
+        ))
+        .copied()
+    };
+    assert_eq!(timed("cache"), Some(2), "{got:?}");
+    assert_eq!(timed("store"), Some(1), "{got:?}");
+}
