@@ -71,7 +71,8 @@ pub enum SessionEventKind {
     },
     /// The session was logged out.
     LoggedOut,
-    /// A revoke-all ended `count` sessions of the user.
+    /// A revoke-all ended `count` sessions of the user (the event's `context` is the one
+    /// revoked, or the layer's for [`RevokedScope::AllContexts`]).
     Revoked {
         /// In the layer's context only, or in all of them.
         scope: RevokedScope,
@@ -170,7 +171,9 @@ impl EventHooks {
     /// Reports the event `make` builds to every hook and the audit trail; builds nothing when
     /// no one listens.
     pub(crate) fn emit(&self, make: impl FnOnce() -> SessionEvent) {
-        let audit = tracing::enabled!(target: AUDIT_TARGET, tracing::Level::INFO);
+        // `WARN` is the most a line is written at: a filter at `warn` still sees backend
+        // errors, and `info!` lines filter themselves.
+        let audit = tracing::enabled!(target: AUDIT_TARGET, tracing::Level::WARN);
         if self.0.is_empty() && !audit {
             return;
         }

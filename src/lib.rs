@@ -72,6 +72,7 @@ mod redact;
 pub mod require;
 mod session;
 mod sessions;
+pub mod stats;
 pub mod store;
 mod sync;
 pub mod telemetry;

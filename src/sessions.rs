@@ -217,6 +217,21 @@ impl Sessions {
         self
     }
 
+    /// Figures for operating the stores ([`stats`](crate::stats)): sessions per context in
+    /// Redis and PostgreSQL, legacy keys left, Redis memory per session key, the use of the
+    /// `sessions` indexes. SCAN-based (never `KEYS`) and never on the request path: call it
+    /// from an operator's endpoint or a job, not per request. Stores without figures (the
+    /// memory store) contribute none.
+    ///
+    /// # Errors
+    /// [`StoreError`](crate::StoreError) if a backend fails.
+    pub async fn stats(&self) -> Result<crate::stats::SessionStats, crate::StoreError> {
+        match self.store.capabilities().stats {
+            Some(stats) => stats.stats(self.now()).await,
+            None => Ok(crate::stats::SessionStats::default()),
+        }
+    }
+
     /// Calls `hook` with every lifecycle event of every layer built from here on
     /// ([`SessionLayer::on_event`]).
     pub fn on_event(

@@ -9,7 +9,7 @@
 //! | [`REQUESTS_TOTAL`] | counter | `context`, `outcome`: `none`, `malformed`, `unknown`, `expired`, `refused`, `authenticated`, `error` |
 //! | [`AUTH_DURATION_SECONDS`] | histogram | `context`, `source`: `cache`, `store` |
 //! | [`EVENTS_TOTAL`] | counter | `context`, `event`: the [`SessionEventKind`] in snake case |
-//! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit`, `miss`, `closed` (invalidation channel down), `invalidated` (`context="all"` when everything was dropped) |
+//! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit` (an entry served), `miss`, `closed` (invalidation channel down), `invalidated` (per cache; `context="all"` when a reconnect or a user-wide change dropped everything) |
 //!
 //! Label values are bounded sets: contexts are the configured ones, never taken from a
 //! request. Durations are measured only when a recorder was installed when the layer was
@@ -127,8 +127,7 @@ mod handles {
             });
             let cache = ["hit", "miss", "closed"]
                 .map(|result| metrics::counter!(CACHE_TOTAL, "context" => ctx.clone(), "result" => result));
-            // The no-op recorder is zero-sized; a real one holds its registry.
-            let timing = metrics::with_recorder(|recorder| std::mem::size_of_val(recorder) > 0);
+            let timing = recording();
             Self {
                 requests,
                 events,
@@ -163,9 +162,18 @@ mod handles {
         }
     }
 
+    /// Whether a recorder is installed: the no-op recorder is zero-sized, a real one holds
+    /// its registry.
+    fn recording() -> bool {
+        metrics::with_recorder(|recorder| std::mem::size_of_val(recorder) > 0)
+    }
+
     /// Counts entries dropped by an invalidation (rare: logouts, rotations, user changes).
     #[cfg(feature = "cache")]
     pub(crate) fn invalidated(context: Option<&AppContext>) {
+        if !recording() {
+            return;
+        }
         let ctx = context.map_or_else(|| "all".to_owned(), |c| c.as_str().to_owned());
         metrics::counter!(CACHE_TOTAL, "context" => ctx, "result" => "invalidated").increment(1);
     }

@@ -809,6 +809,36 @@ async fn multi_app_keeps_its_sessions_in_redis_in_development() {
         .await
         .unwrap();
     assert!(!exists, "logout deleted the Redis key");
+
+    // The operators' figures: the admin role only; Redis counts and memory.
+    let admin = login(&server, "admin", "admin@example.com", "admin-password").await;
+    let stats = server
+        .get("/admin/stats")
+        .bearer(&admin.token())
+        .send()
+        .await;
+    stats.assert_status(200);
+    let stats = stats.json();
+    assert!(
+        stats["contexts"]["admin"]["redis_sessions"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    assert!(
+        stats["redis"]["used_memory_bytes"].as_u64() > Some(0),
+        "{stats}"
+    );
+    assert!(stats["redis"]["legacy_keys"].is_u64(), "{stats}");
+    assert!(
+        !stats.to_string().contains(&admin.token()),
+        "an id in the stats"
+    );
+    let web = login(&server, "web", "user@example.com", "user-password").await;
+    server
+        .get("/admin/stats")
+        .bearer(&web.token())
+        .send()
+        .await
+        .assert_status(401);
 }
 
 #[cfg(all(feature = "redis", feature = "postgres"))]
@@ -1176,6 +1206,23 @@ async fn metrics_count_requests_and_events_per_context() {
         !scrape.body.contains(&web.token()),
         "a session id in the metrics"
     );
+}
+
+#[tokio::test]
+async fn admin_stats_are_for_the_admin_role_only() {
+    let server = Server::start("multi_app");
+    server.get("/admin/stats").send().await.assert_status(401);
+    server.get("/web/stats").send().await.assert_status(404);
+    let admin = login(&server, "admin", "admin@example.com", "admin-password").await;
+    let stats = server
+        .get("/admin/stats")
+        .bearer(&admin.token())
+        .send()
+        .await;
+    stats.assert_status(200);
+    assert_eq!(stats.headers["cache-control"], "no-store");
+    // The embedded memory store has no figures of its own.
+    assert_eq!(stats.json(), serde_json::json!({"contexts": {}}));
 }
 
 #[tokio::test]

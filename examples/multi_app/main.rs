@@ -18,6 +18,7 @@
 //! | `GET /me` | `200` `{"id","email","role","context"}` (on admin, `"notice"` too, once after a login), else `401` |
 //! | `POST /logout` | `204`, the session deleted server-side, else `401` |
 //! | `GET /preferences` (web) | `200` the session's preferences, `{}` at first |
+//! | `GET /stats` (admin, role `admin` only) | `200` `Sessions::stats()` as JSON; `403` for other roles |
 //! | `PATCH /preferences` (web) `{"theme":"dark","language":"ru"}` | each key set, `null` removes it; `200` the merged preferences; `413` past 16 KiB, `422` for a bad key |
 //!
 //! Each preference is its own key of the session data, so concurrent changes of different
@@ -140,6 +141,7 @@ async fn main() -> Result<(), BoxError> {
         passwords,
         admits: None,
         throttle,
+        sessions: sessions.clone(),
     };
     let admin = App {
         admits: Some(&ADMIN_ROLES),
@@ -218,6 +220,8 @@ struct App {
     admits: Option<&'static [Role]>,
     /// Shared by both apps: one bound on password hashing for the whole process.
     throttle: LoginThrottle,
+    /// For the operators' figures (`GET /admin/stats`).
+    sessions: Sessions,
 }
 
 fn routes(app: App, web_only: bool) -> Router {
@@ -229,6 +233,8 @@ fn routes(app: App, web_only: bool) -> Router {
         router = router
             .route("/register", post(register))
             .route("/preferences", get(preferences).patch(set_preferences));
+    } else {
+        router = router.route("/stats", get(stats));
     }
     router
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -323,6 +329,24 @@ impl From<JsonRejection> for ApiError {
 impl From<tower_app_sessions::throttle::Throttled> for ApiError {
     fn from(throttled: tower_app_sessions::throttle::Throttled) -> Self {
         Self(Box::new(throttled.into_response()))
+    }
+}
+
+/// The stores' figures (`Sessions::stats`), for the `admin` role only: SCAN-based, so an
+/// operator's page, not something to poll per request.
+async fn stats(State(app): State<App>, user: CurrentUser<User>) -> Result<Response, ApiError> {
+    if user.role != Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden"));
+    }
+    match app.sessions.stats().await {
+        Ok(stats) => Ok(no_store(Json(stats).into_response())),
+        Err(error) => {
+            tracing::warn!(%error, "session figures unavailable");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session figures unavailable",
+            ))
+        }
     }
 }
 
@@ -571,6 +595,8 @@ try it (bash or zsh):
   curl -i -b /tmp/web.jar {base}/web/preferences
   # what the layers counted (Prometheus text format; keep it on an internal port in production)
   curl -s {base}/metrics | grep tower_app_sessions_requests_total
+  # the stores' figures, for the admin role (sessions per context, legacy keys, memory, index use)
+  curl -s -b /tmp/admin.jar {base}/admin/stats; echo
   # log out: the session is deleted server-side; the old cookie and token no longer work (401)
   curl -i -b /tmp/web.jar -X POST {base}/web/logout
   curl -i -H "Cookie: __Host-web_sid=$TOKEN" {base}/web/me

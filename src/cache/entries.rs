@@ -142,11 +142,9 @@ impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match event {
             Event::Session(context, id) => {
-                if self
-                    .entries
-                    .remove(&(context.clone(), id.clone()))
-                    .is_some()
-                {
+                let key = (context.clone(), id.clone());
+                if self.entries.contains_key(&key) {
+                    self.entries.invalidate(&key);
                     crate::telemetry::invalidated(Some(context));
                 }
             }

@@ -128,7 +128,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         // One clock reading decides everything about this request.
         let now = settings.clock.now_ms();
         if let Some((record, user)) = self.cached(id, now) {
-            if settings.serves_as_is(&record, now) {
+            // A hit is an entry served; one due to slide or past its lifetime goes on.
+            let served = settings.serves_as_is(&record, now);
+            self.count_cache(served);
+            if served {
                 let hit = Outcome::Authenticated {
                     record,
                     legacy: false,
@@ -230,7 +233,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         };
         let Some(record) = self.slide(id, record, legacy, now).await else {
             // Deleted between the load and the slide: logged out or revoked elsewhere.
-            return Outcome::Anonymous(RequestOutcome::Unknown);
+            return unknown(&self.shared, id, now);
         };
         let resolved = self
             .users
@@ -263,18 +266,23 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         if shared.settings.is_live(&record, now) {
             return Ok(Ok((record, legacy)));
         }
-        shared.emit(SessionEventKind::Expired, now, Some(id), Some(&record));
         // Expired is expired: failing to delete it must not turn a 401 into a 503. A copy left
         // under the legacy key must not bring it back through the fallback.
-        let mut deleted = Ok(());
+        let mut deleted = Ok(false);
         if shared.reads_legacy() {
-            deleted = shared.delete_legacy(id).await.map(drop);
+            deleted = shared.delete_legacy(id).await;
         }
         if !legacy {
-            deleted = deleted.and(store.delete(context, id, now).await.map(drop));
+            let here = store.delete(context, id, now).await;
+            deleted = deleted.and_then(|before| here.map(|here| before || here));
         }
-        if let Err(error) = deleted {
-            tracing::debug!(context = %context, %error, "could not delete an expired session");
+        match deleted {
+            // Reported by the request whose delete found it (once, however many saw it).
+            Ok(true) => shared.emit(SessionEventKind::Expired, now, Some(id), Some(&record)),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(context = %context, %error, "could not delete an expired session");
+            }
         }
         Ok(Err(RequestOutcome::Expired))
     }
@@ -355,16 +363,26 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     fn cached(&self, id: &SessionId, now: i64) -> Option<(SessionRecord, Arc<U>)> {
         let cache = self.cache.as_ref()?;
         match cache.lookup(&self.shared.context, id, now) {
-            Ok(entry) => {
-                self.shared.metrics.cache(CacheResult::Hit);
-                Some((entry.record, entry.user))
-            }
+            Ok(entry) => Some((entry.record, entry.user)),
             Err(result) => {
                 self.shared.metrics.cache(result);
                 None
             }
         }
     }
+
+    #[cfg(feature = "cache")]
+    fn count_cache(&self, served: bool) {
+        let result = if served {
+            CacheResult::Hit
+        } else {
+            CacheResult::Miss
+        };
+        self.shared.metrics.cache(result);
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn count_cache(&self, _: bool) {}
 
     #[cfg(not(feature = "cache"))]
     fn cached(&self, _: &SessionId, _: i64) -> Option<(SessionRecord, Arc<U>)> {

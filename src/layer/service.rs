@@ -122,6 +122,7 @@ where
                 .allows(req.method(), req.uri(), req.headers())
         {
             tracing::info!(context = %shared.context, method = %req.method(), "cross-origin write with the session cookie refused");
+            shared.metrics.request(RequestOutcome::Refused);
             return ResponseFuture::refused(Ok(cross_origin::refusal()));
         }
         if let Some(outcome) = self.layer.authenticate_now(&credential) {

@@ -8,6 +8,15 @@ use crate::events::{RevokedScope, SessionEventKind};
 use crate::store::{Scope, StoreError};
 use crate::{SessionId, SessionMetadata, SessionRecord};
 
+/// What [`Session::remove_current`] deleted.
+#[derive(Default)]
+struct Removed {
+    /// A legacy record (those are outside the per-context user index).
+    legacy: bool,
+    /// Anything at all (nothing: the session had ended already).
+    any: bool,
+}
+
 /// What a login does when the user already has the most sessions
 /// [`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)
 /// allows in the layer's context.
@@ -194,9 +203,10 @@ impl Session {
             .current
             .as_ref()
             .map(|c| (c.id.clone(), listening.then(|| c.record.clone())));
-        self.remove_current(now).await?;
+        let removed = self.remove_current(now).await?;
         self.set_change(Change::Removed);
-        if let Some((id, record)) = ending {
+        // Reported only when this logout ended it (not one a revocation had ended already).
+        if let Some((id, record)) = ending.filter(|_| removed.any) {
             shared.emit(SessionEventKind::LoggedOut, now, Some(&id), record.as_ref());
         }
         Ok(())
@@ -218,29 +228,35 @@ impl Session {
             .store
             .delete_user_sessions(&user_id, scope, now)
             .await?;
-        let legacy = self.remove_current(now).await?;
-        self.set_change(Change::Removed);
-        let count = ended + u64::from(legacy);
-        let scope = match scope {
-            Scope::Context(_) => RevokedScope::Context,
-            Scope::AllContexts => RevokedScope::AllContexts,
+        let removed = self.remove_current(now).await;
+        let count = ended + removed.as_ref().map_or(0, |r| u64::from(r.legacy));
+        // Reported even if removing this request's own copy failed: the others are gone.
+        let (scope, context) = match scope {
+            Scope::Context(context) => (RevokedScope::Context, context),
+            Scope::AllContexts => (RevokedScope::AllContexts, &shared.context),
         };
-        shared.emit_with(SessionEventKind::Revoked { scope, count }, now, |event| {
-            event.user(user_id)
-        });
+        shared.emit_with(
+            SessionEventKind::Revoked { scope, count },
+            now,
+            |mut event| {
+                event.context = context.clone();
+                event.user(user_id)
+            },
+        );
+        removed?;
+        self.set_change(Change::Removed);
         Ok(count)
     }
 
-    /// Deletes the current session from the store (a no-op without one). Returns whether a
-    /// legacy record was deleted (those are outside the per-context user index).
-    async fn remove_current(&self, now: i64) -> Result<bool, StoreError> {
+    /// Deletes the current session from the store (a no-op without one).
+    async fn remove_current(&self, now: i64) -> Result<Removed, StoreError> {
         let Some((id, legacy)) = self
             .state()
             .current
             .as_ref()
             .map(|c| (c.id.clone(), c.legacy))
         else {
-            return Ok(false);
+            return Ok(Removed::default());
         };
         // Data changes for a session that is going away are not saved anywhere.
         self.discard_data();
@@ -255,12 +271,15 @@ impl Session {
         } else {
             false
         };
-        shared.store.delete(&shared.context, &id, now).await?;
+        let deleted = shared.store.delete(&shared.context, &id, now).await?;
         let mut state = self.state();
         if state.current.as_ref().is_some_and(|c| c.id == id) {
             state.current = None;
         }
-        Ok(deleted_legacy)
+        Ok(Removed {
+            legacy: deleted_legacy,
+            any: deleted || deleted_legacy,
+        })
     }
 
     async fn replace(&self, record: SessionRecord, now: i64) -> Result<SessionId, SessionError> {
@@ -268,7 +287,7 @@ impl Session {
         // Old id first: if that fails nothing changed; if the save below fails the user is
         // logged out, which fails closed.
         let had_session = self.state().current.is_some();
-        if self.remove_current(now).await? {
+        if self.remove_current(now).await?.legacy {
             tracing::debug!(context = %self.context(), "legacy session replaced by a context-scoped one");
         }
         if had_session {

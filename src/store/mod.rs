@@ -292,6 +292,8 @@ pub struct Capabilities<'a> {
     pub durable: Option<&'a dyn DurableRecords>,
     /// Deletions it can tell from records it never held.
     pub deletions: Option<&'a dyn KnownDeletions>,
+    /// Figures for [`Sessions::stats`](crate::Sessions::stats).
+    pub stats: Option<&'a dyn crate::stats::StoreStats>,
 }
 
 impl<'a> Capabilities<'a> {
@@ -311,6 +313,13 @@ impl<'a> Capabilities<'a> {
     #[must_use]
     pub fn durable(mut self, durable: &'a dyn DurableRecords) -> Self {
         self.durable = Some(durable);
+        self
+    }
+
+    /// With figures for [`Sessions::stats`](crate::Sessions::stats).
+    #[must_use]
+    pub fn stats(mut self, stats: &'a dyn crate::stats::StoreStats) -> Self {
+        self.stats = Some(stats);
         self
     }
 

@@ -160,7 +160,21 @@ impl SessionStore for WriteThroughStore {
         if let Some(durable) = self.primary.capabilities().durable {
             capabilities = capabilities.durable(durable);
         }
+        if self.primary.capabilities().stats.is_some() || self.warm.capabilities().stats.is_some() {
+            capabilities = capabilities.stats(self);
+        }
         capabilities
+    }
+}
+
+/// Both stores' figures (the warmed store's are what is being warmed up).
+impl crate::stats::StoreStats for WriteThroughStore {
+    fn stats(&self, now: i64) -> StoreFuture<'_, Result<crate::stats::SessionStats, StoreError>> {
+        StoreFuture::new(crate::stats::of_both(
+            self.primary.as_ref(),
+            self.warm.as_ref(),
+            now,
+        ))
     }
 }
 

@@ -23,5 +23,6 @@ mod redis;
 mod redis_cluster;
 mod redis_faults;
 mod redis_migration;
+mod stats;
 mod telemetry;
 mod throttle;

@@ -129,6 +129,12 @@ async fn a_scripted_sequence_leaves_exactly_the_expected_counters() {
         503
     );
     store.set_failing(false);
+    // A cross-site write with the session cookie: refused before any lookup.
+    let cross_site = post("/web/logout")
+        .cookie("sessionId", &again)
+        .header("sec-fetch-site", "cross-site")
+        .empty();
+    assert_eq!(send(&app, cross_site).await.status, 403);
 
     let got = values(&snapshotter);
     let expected: BTreeMap<(String, String), u64> = [
@@ -138,6 +144,7 @@ async fn a_scripted_sequence_leaves_exactly_the_expected_counters() {
         (REQUESTS_TOTAL, "context=web,outcome=unknown", 1),
         (REQUESTS_TOTAL, "context=web,outcome=expired", 1),
         (REQUESTS_TOTAL, "context=web,outcome=error", 1),
+        (REQUESTS_TOTAL, "context=web,outcome=refused", 1),
         (REQUESTS_TOTAL, "context=admin,outcome=none", 1),
         (REQUESTS_TOTAL, "context=admin,outcome=refused", 1),
         (REQUESTS_TOTAL, "context=admin,outcome=unknown", 1),

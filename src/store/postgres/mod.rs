@@ -26,6 +26,7 @@ use crate::{AppContext, SessionId, SessionRecord};
 
 mod legacy;
 mod row;
+mod stats;
 
 pub(crate) use row::pg_context;
 use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
@@ -450,7 +451,7 @@ impl SessionStore for PgSessionStore {
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
-        Capabilities::none().legacy(self).durable(self)
+        Capabilities::none().legacy(self).durable(self).stats(self)
     }
 }
 

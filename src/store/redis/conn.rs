@@ -257,6 +257,18 @@ impl Redis {
             .collect())
     }
 
+    /// `cmd` on the server, or on every cluster primary: one answer per node.
+    pub(super) async fn on_primaries<T: redis::FromRedisValue>(
+        &self,
+        cmd: Cmd,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut answers = Vec::new();
+        for node in self.primaries().await? {
+            answers.push(self.on_node(&node, cmd.clone()).await?);
+        }
+        Ok(answers)
+    }
+
     async fn on_node<T: redis::FromRedisValue>(
         &self,
         node: &Node,

@@ -64,6 +64,13 @@ pub fn parse_legacy(key: &str) -> Option<SessionId> {
     key.strip_prefix(SESSION_PREFIX).and_then(SessionId::parse)
 }
 
+/// The context and id of a context-scoped key `session:<context>:<id>`, `None` for any
+/// other key (legacy ones included).
+pub fn parse_session(key: &str) -> Option<(AppContext, SessionId)> {
+    let (context, id) = key.strip_prefix(SESSION_PREFIX)?.rsplit_once(':')?;
+    Some((context.parse().ok()?, SessionId::parse(id)?))
+}
+
 /// What of a session key may be logged: its context part (`session:web`), never the id.
 pub(super) fn loggable(key: &str) -> &str {
     key.rsplit_once(':').map_or("session", |(prefix, _)| prefix)

@@ -40,6 +40,7 @@ mod conn;
 pub mod keys;
 mod migrate;
 mod scripts;
+mod stats;
 
 use conn::Redis;
 pub use conn::RedisConfig;
@@ -491,7 +492,10 @@ impl SessionStore for RedisStore {
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
-        Capabilities::none().legacy(self).deletions(self)
+        Capabilities::none()
+            .legacy(self)
+            .deletions(self)
+            .stats(self)
     }
 }
 

@@ -506,10 +506,24 @@ impl SessionStore for TieredStore {
     fn capabilities(&self) -> Capabilities<'_> {
         let (fast, durable) = (self.fast.capabilities(), self.durable.capabilities());
         let mut capabilities = Capabilities::none().durable(self);
+        if fast.stats.is_some() || durable.stats.is_some() {
+            capabilities = capabilities.stats(self);
+        }
         if fast.legacy.is_some() || durable.legacy.is_some() {
             capabilities = capabilities.legacy(self);
         }
         capabilities
+    }
+}
+
+/// Both stores' figures.
+impl crate::stats::StoreStats for TieredStore {
+    fn stats(&self, now: i64) -> StoreFuture<'_, Result<crate::stats::SessionStats, StoreError>> {
+        StoreFuture::new(crate::stats::of_both(
+            self.fast.as_ref(),
+            self.durable.as_ref(),
+            now,
+        ))
     }
 }
 

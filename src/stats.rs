@@ -1,0 +1,138 @@
+//! On-demand figures for operating a migration ([`Sessions::stats`](crate::Sessions::stats)):
+//! sessions per context in Redis and PostgreSQL, legacy keys left, Redis memory per session
+//! key, and how much the `sessions` indexes are used. Computed when asked (SCAN-based,
+//! never `KEYS`), never on the request path; serializable, so an endpoint can return it.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tower_app_sessions::Sessions;
+//!
+//! let stats = Sessions::memory().stats().await.unwrap();
+//! assert!(stats.redis.is_none() && stats.postgres.is_none()); // the memory store has none
+//! assert_eq!(serde_json::to_value(&stats).unwrap()["contexts"], serde_json::json!({}));
+//! # });
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::store::{StoreError, StoreFuture};
+
+/// What [`Sessions::stats`](crate::Sessions::stats) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Per context (by name: `web`, `admin`, custom ones).
+    pub contexts: BTreeMap<String, ContextStats>,
+    /// Redis-wide figures, when a Redis store is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStats>,
+    /// PostgreSQL-wide figures, when a PostgreSQL store is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresStats>,
+}
+
+/// One context's sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ContextStats {
+    /// Keys `session:<context>:<id>` in Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_sessions: Option<u64>,
+    /// Rows of the context in PostgreSQL's `sessions`, by state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_sessions: Option<RowStates>,
+}
+
+/// `sessions` rows by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RowStates {
+    /// Not revoked, not expired.
+    pub live: u64,
+    /// Revoked (logout, revoke-all; kept for audit).
+    pub revoked: u64,
+    /// Not revoked, past `expires_at`.
+    pub expired: u64,
+}
+
+/// Redis-wide figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Pre-migration keys `session:<id>` left (the migration's cleanup check wants 0).
+    pub legacy_keys: u64,
+    /// `INFO memory` `used_memory`, summed over the primaries.
+    pub used_memory_bytes: u64,
+    /// Session keys whose `MEMORY USAGE` was sampled.
+    pub sampled_keys: u64,
+    /// Their mean `MEMORY USAGE`, in bytes; `None` without a session key.
+    pub bytes_per_session_key: Option<u64>,
+}
+
+/// PostgreSQL-wide figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PostgresStats {
+    /// The indexes of `sessions`, from `pg_stat_user_indexes`.
+    pub indexes: Vec<IndexUsage>,
+}
+
+/// One index's use since the statistics were last reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct IndexUsage {
+    /// The index.
+    pub name: String,
+    /// Scans that used it (`idx_scan`).
+    pub scans: u64,
+    /// Index entries read (`idx_tup_read`).
+    pub tuples_read: u64,
+}
+
+impl SessionStats {
+    /// The figures of `self` and `other` together (a tiered store's two halves).
+    #[must_use]
+    pub fn merge(mut self, other: SessionStats) -> Self {
+        for (context, theirs) in other.contexts {
+            let ours = self.contexts.entry(context).or_default();
+            ours.redis_sessions = ours.redis_sessions.or(theirs.redis_sessions);
+            ours.postgres_sessions = ours.postgres_sessions.or(theirs.postgres_sessions);
+        }
+        self.redis = self.redis.or(other.redis);
+        self.postgres = self.postgres.or(other.postgres);
+        self
+    }
+
+    /// The entry of `context`.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn context(&mut self, context: &str) -> &mut ContextStats {
+        self.contexts.entry(context.to_owned()).or_default()
+    }
+}
+
+/// The figures of both stores of a pair (tiered, write-through), those that report any.
+pub(crate) async fn of_both(
+    first: &dyn crate::SessionStore,
+    second: &dyn crate::SessionStore,
+    now: i64,
+) -> Result<SessionStats, StoreError> {
+    let mut stats = SessionStats::default();
+    for store in [first, second] {
+        if let Some(reporter) = store.capabilities().stats {
+            stats = stats.merge(reporter.stats(now).await?);
+        }
+    }
+    Ok(stats)
+}
+
+/// A store that can report [`SessionStats`] (a capability: see
+/// [`Capabilities`](crate::store::Capabilities)).
+pub trait StoreStats: Send + Sync {
+    /// The store's figures at `now` (milliseconds since the Unix epoch).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn stats(&self, now: i64) -> StoreFuture<'_, Result<SessionStats, StoreError>>;
+}
