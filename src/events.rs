@@ -143,6 +143,63 @@ pub enum CredentialProblem {
     Unknown,
 }
 
+/// Delivers events to an async consumer through a bounded channel: a full channel drops the
+/// event and counts it, it never blocks a request.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use tower_app_sessions::events::EventChannel;
+/// use tower_app_sessions::{AppContext, SessionLayer};
+///
+/// let (channel, mut events) = EventChannel::bounded(1024);
+/// let layer = SessionLayer::for_context(AppContext::Web).on_event(channel.hook());
+/// tokio::spawn(async move {
+///     while let Some(event) = events.recv().await {
+///         // write it to the audit store…
+///         # drop(event);
+///     }
+/// });
+/// assert_eq!(channel.dropped(), 0);
+/// # drop(layer);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct EventChannel {
+    sender: tokio::sync::mpsc::Sender<SessionEvent>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventChannel {
+    /// A channel of `capacity` events (at least 1) and its receiving end.
+    pub fn bounded(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<SessionEvent>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
+        let channel = Self {
+            sender,
+            dropped: Arc::default(),
+        };
+        (channel, receiver)
+    }
+
+    /// The hook to register ([`SessionLayer::on_event`](crate::SessionLayer::on_event)):
+    /// `try_send`, never waiting.
+    pub fn hook(&self) -> impl Fn(&SessionEvent) + Send + Sync + 'static {
+        let channel = self.clone();
+        move |event: &SessionEvent| {
+            if channel.sender.try_send(event.clone()).is_err() {
+                // Full, or the receiver is gone: the request goes on without it.
+                channel
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Events dropped so far because the channel was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 type Hook = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
 
 /// The hooks of a layer.

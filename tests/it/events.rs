@@ -370,3 +370,37 @@ async fn every_lifecycle_event_once_and_no_id_anywhere_on_the_tiered_store() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_channel_delivers_in_order_and_drops_and_counts_when_full() {
+    use tower_app_sessions::events::EventChannel;
+
+    let users = MemoryUsers::new();
+    let user = memory_user(&users);
+    let (channel, mut received) = EventChannel::bounded(2);
+    let sessions =
+        Sessions::new(tower_app_sessions::MemoryStore::new(), users).on_event(channel.hook());
+    let app = Router::new().nest("/web", routes().layer(sessions.layer(AppContext::Web)));
+    // Nobody reads while four logins happen: two fit, two are dropped, no request waits.
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        tokens.push(login_at(&app, "/web", user).await);
+    }
+    assert_eq!(channel.dropped(), 2);
+    for token in &tokens[..2] {
+        let event = received.recv().await.unwrap();
+        assert_eq!(event.kind, SessionEventKind::Created);
+        assert_eq!(
+            event.session,
+            Some(SessionId::parse(token).unwrap().handle())
+        );
+    }
+    assert!(
+        received.try_recv().is_err(),
+        "the dropped ones are not queued"
+    );
+    // A closed receiver drops (and counts) too.
+    drop(received);
+    login_at(&app, "/web", user).await;
+    assert_eq!(channel.dropped(), 3);
+}
