@@ -222,15 +222,13 @@ impl EventHooks {
 
     /// Whether anyone hears events (a hook, or a subscriber of the audit target).
     pub(crate) fn listening(&self) -> bool {
-        !self.0.is_empty() || tracing::enabled!(target: AUDIT_TARGET, tracing::Level::WARN)
+        !self.0.is_empty() || audit_enabled()
     }
 
     /// Reports the event `make` builds to every hook and the audit trail; builds nothing when
     /// no one listens.
     pub(crate) fn emit(&self, make: impl FnOnce() -> SessionEvent) {
-        // `WARN` is the most a line is written at: a filter at `warn` still sees backend
-        // errors, and `info!` lines filter themselves.
-        let audit = tracing::enabled!(target: AUDIT_TARGET, tracing::Level::WARN);
+        let audit = audit_enabled();
         if self.0.is_empty() && !audit {
             return;
         }
@@ -242,6 +240,12 @@ impl EventHooks {
             hook(&event);
         }
     }
+}
+
+/// Whether a subscriber takes audit lines. `WARN` is the most a line is written at: a filter
+/// at `warn` still sees backend errors, and the `info!` lines filter themselves.
+fn audit_enabled() -> bool {
+    tracing::enabled!(target: AUDIT_TARGET, tracing::Level::WARN)
 }
 
 /// The audit line of an event: the handle, never the id.

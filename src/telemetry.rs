@@ -75,8 +75,19 @@ const EVENTS: [&str; 10] = [
 
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 fn event_index(kind: &SessionEventKind) -> usize {
-    let name = kind.as_str();
-    EVENTS.iter().position(|e| *e == name).unwrap_or(0)
+    // In the order of `EVENTS`.
+    match kind {
+        SessionEventKind::Created => 0,
+        SessionEventKind::Rotated { .. } => 1,
+        SessionEventKind::Extended { .. } => 2,
+        SessionEventKind::LoggedOut => 3,
+        SessionEventKind::Revoked { .. } => 4,
+        SessionEventKind::Expired => 5,
+        SessionEventKind::Evicted => 6,
+        SessionEventKind::Refused => 7,
+        SessionEventKind::UnknownCredential { .. } => 8,
+        SessionEventKind::BackendError { .. } => 9,
+    }
 }
 
 /// Where an authenticated answer came from.
@@ -210,5 +221,40 @@ pub(crate) use handles::LayerMetrics;
 impl std::fmt::Debug for LayerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LayerMetrics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{CredentialProblem, RevokedScope};
+
+    #[test]
+    fn every_event_kind_counts_under_its_own_name() {
+        let handle = crate::SessionId::parse("Q2xhc3NpY1Nlc3Npb25JZA")
+            .map(|id| id.handle())
+            .expect("a valid id");
+        let kinds = [
+            SessionEventKind::Created,
+            SessionEventKind::Rotated { from: handle },
+            SessionEventKind::Extended { expires_at: 1 },
+            SessionEventKind::LoggedOut,
+            SessionEventKind::Revoked {
+                scope: RevokedScope::Context,
+                count: 1,
+            },
+            SessionEventKind::Expired,
+            SessionEventKind::Evicted,
+            SessionEventKind::Refused,
+            SessionEventKind::UnknownCredential {
+                reason: CredentialProblem::Malformed,
+            },
+            SessionEventKind::BackendError { backend: "x" },
+        ];
+        for kind in &kinds {
+            assert_eq!(EVENTS[event_index(kind)], kind.as_str());
+        }
+        let outcomes: Vec<usize> = OUTCOMES.iter().map(|(o, _)| *o as usize).collect();
+        assert_eq!(outcomes, (0..OUTCOMES.len()).collect::<Vec<_>>());
     }
 }

@@ -67,8 +67,9 @@ pub fn parse_legacy(key: &str) -> Option<SessionId> {
 /// The context and id of a context-scoped key `session:<context>:<id>`, `None` for any
 /// other key (legacy ones included).
 pub fn parse_session(key: &str) -> Option<(AppContext, SessionId)> {
-    let (context, id) = key.strip_prefix(SESSION_PREFIX)?.rsplit_once(':')?;
-    Some((context.parse().ok()?, SessionId::parse(id)?))
+    // The same `<context>:<id>` as an index member, after the prefix.
+    key.strip_prefix(SESSION_PREFIX)
+        .and_then(parse_index_member)
 }
 
 /// What of a session key may be logged: its context part (`session:web`), never the id.

@@ -5,7 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use super::{keys, RedisStore};
+use super::{conn, keys, RedisStore};
 use crate::stats::{RedisStats, SessionStats, StoreStats};
 use crate::store::{StoreError, StoreFuture};
 
@@ -99,8 +99,6 @@ impl RedisStore {
         Ok(stats)
     }
 }
-
-use super::conn;
 
 impl StoreStats for RedisStore {
     fn stats(&self, _now: i64) -> StoreFuture<'_, Result<SessionStats, StoreError>> {
