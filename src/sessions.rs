@@ -282,6 +282,8 @@ impl Sessions {
         let publishes = self.cache.is_some();
         #[cfg(not(feature = "cache"))]
         let publishes = false;
+        #[cfg(feature = "cache")]
+        let cache = self.cache.as_ref().map(|cache| cache.build(&context));
         let layer = SessionLayer::from_parts(
             context,
             Arc::clone(&self.store),
@@ -290,8 +292,8 @@ impl Sessions {
             self.settings.clone(),
         );
         #[cfg(feature = "cache")]
-        if let Some(cache) = &self.cache {
-            return layer.with_cache_instance(cache.build());
+        if let Some(cache) = cache {
+            return layer.with_cache_instance(cache);
         }
         layer
     }

@@ -9,11 +9,35 @@
 //! | [`REQUESTS_TOTAL`] | counter | `context`, `outcome`: `none`, `malformed`, `unknown`, `expired`, `refused`, `authenticated`, `error` |
 //! | [`AUTH_DURATION_SECONDS`] | histogram | `context`, `source`: `cache`, `store` |
 //! | [`EVENTS_TOTAL`] | counter | `context`, `event`: the [`SessionEventKind`] in snake case |
-//! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit` (an entry served), `miss`, `closed` (invalidation channel down), `invalidated` (per cache; `context="all"` when a reconnect or a user-wide change dropped everything) |
+//! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit` (an entry served), `miss`, `closed` (invalidation channel down), `invalidated` (once per invalidation that reached a layer's cache: a session's entry dropped, or everything dropped by a user-wide change or a reconnect, counted under that layer's context) |
+//! | [`STORE_DURATION_SECONDS`] | histogram | `backend`: `memory`, `redis`, `postgres`; `op`: the store operation (`load`, `save`, `delete`, `rotate`, `update_data`, `extend`, `delete_user_sessions`, `list_user_sessions`, `load_legacy`, `delete_legacy`) or `resolve_user` (loading a user from PostgreSQL) |
 //!
 //! Label values are bounded sets: contexts are the configured ones, never taken from a
-//! request. Durations are measured only when a recorder was installed when the layer was
-//! built (a zero-sized recorder counts as none).
+//! request. Durations are measured only when a recorder was installed when the layer (or,
+//! for [`STORE_DURATION_SECONDS`], the store) was built (a zero-sized recorder counts as
+//! none). A store's time runs from the operation's first poll to its answer, so it includes
+//! waiting for a pooled connection; a tiered or write-through store is timed as its halves.
+//!
+//! # Tracing
+//!
+//! Every request that carries a well-formed credential runs inside one `tracing` span:
+//!
+//! | | |
+//! |---|---|
+//! | name | `session` |
+//! | target | `tower_app_sessions` |
+//! | level | `INFO` |
+//! | `context` | the layer's [`AppContext`], e.g. `web` |
+//! | `outcome` | as in [`REQUESTS_TOTAL`]: `unknown`, `expired`, `refused`, `authenticated`, `error` (a request without a credential, or with a malformed one, gets no span) |
+//! | `session` | the credential's [`SessionHandle`](crate::SessionHandle), never the id |
+//!
+//! The span covers authentication, the inner service and the save of the session data, so
+//! every event a handler logs carries these fields. `tracing-opentelemetry` turns it into an
+//! OpenTelemetry span named `session` with attributes `context`, `outcome` and `session`,
+//! with no mapping to write. When no subscriber wants the span, nothing is hashed or
+//! recorded for it. Audit events go to the target [`AUDIT_TARGET`](crate::events::AUDIT_TARGET).
+//!
+//! # Example
 //!
 //! ```
 //! use tower_app_sessions::{telemetry, AppContext, SessionLayer};
@@ -35,6 +59,40 @@ pub const AUTH_DURATION_SECONDS: &str = "tower_app_sessions_auth_duration_second
 pub const EVENTS_TOTAL: &str = "tower_app_sessions_events_total";
 /// Session cache lookups and invalidations.
 pub const CACHE_TOTAL: &str = "tower_app_sessions_cache_total";
+/// How long one backend operation took, by backend and operation.
+pub const STORE_DURATION_SECONDS: &str = "tower_app_sessions_store_duration_seconds";
+
+/// A timed backend operation, in the order of `STORE_OPS`.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) enum StoreOp {
+    Load,
+    Save,
+    Delete,
+    Rotate,
+    UpdateData,
+    Extend,
+    DeleteUserSessions,
+    ListUserSessions,
+    LoadLegacy,
+    DeleteLegacy,
+    ResolveUser,
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+const STORE_OPS: [&str; 11] = [
+    "load",
+    "save",
+    "delete",
+    "rotate",
+    "update_data",
+    "extend",
+    "delete_user_sessions",
+    "list_user_sessions",
+    "load_legacy",
+    "delete_legacy",
+    "resolve_user",
+];
 
 /// What a request turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +106,13 @@ pub(crate) enum RequestOutcome {
     Error,
 }
 
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+impl RequestOutcome {
+    /// The outcome's label value (and the request span's `outcome` field).
+    pub(crate) fn as_str(self) -> &'static str {
+        OUTCOMES[self as usize].1
+    }
+}
+
 const OUTCOMES: [(RequestOutcome, &str); 7] = [
     (RequestOutcome::None, "none"),
     (RequestOutcome::Malformed, "malformed"),
@@ -108,11 +172,14 @@ pub(crate) enum CacheResult {
 
 #[cfg(feature = "metrics")]
 mod handles {
+    use std::future::Future;
+    use std::sync::Arc;
     use std::time::Instant;
 
     use metrics::{Counter, Histogram};
 
     use super::*;
+    use crate::store::StoreFuture;
 
     /// A layer's registered handles.
     pub(crate) struct LayerMetrics {
@@ -173,20 +240,75 @@ mod handles {
         }
     }
 
+    /// A backend's operation timers: none unless a recorder was installed when it was built.
+    #[derive(Clone, Default)]
+    pub(crate) struct StoreMetrics(Option<Arc<[Histogram; 11]>>);
+
+    impl StoreMetrics {
+        pub(crate) fn new(backend: &'static str) -> Self {
+            if !recording() {
+                return Self(None);
+            }
+            Self(Some(Arc::new(STORE_OPS.map(
+                |op| metrics::histogram!(STORE_DURATION_SECONDS, "backend" => backend, "op" => op),
+            ))))
+        }
+
+        /// `work`, an in-process operation, timed as it runs.
+        pub(crate) fn ready<'a, T: Send + 'a>(
+            &self,
+            op: StoreOp,
+            work: impl FnOnce() -> T,
+        ) -> StoreFuture<'a, T> {
+            let Some(timers) = &self.0 else {
+                return StoreFuture::ready(work());
+            };
+            let started = Instant::now();
+            let value = work();
+            timers[op as usize].record(started.elapsed().as_secs_f64());
+            StoreFuture::ready(value)
+        }
+
+        /// `work`, an operation that waits on I/O, boxed and timed from its first poll.
+        pub(crate) fn pending<'a, T: Send + 'a>(
+            &self,
+            op: StoreOp,
+            work: impl Future<Output = T> + Send + 'a,
+        ) -> StoreFuture<'a, T> {
+            let Some(timers) = &self.0 else {
+                return StoreFuture::new(work);
+            };
+            let timer = timers[op as usize].clone();
+            StoreFuture::new(async move {
+                let started = Instant::now();
+                let value = work.await;
+                timer.record(started.elapsed().as_secs_f64());
+                value
+            })
+        }
+    }
+
     /// Whether a recorder is installed: the no-op recorder is zero-sized, a real one holds
     /// its registry.
     fn recording() -> bool {
         metrics::with_recorder(|recorder| std::mem::size_of_val(recorder) > 0)
     }
 
-    /// Counts entries dropped by an invalidation (rare: logouts, rotations, user changes).
+    /// A cache's count of invalidations that dropped something (rare: logouts, rotations,
+    /// user changes, reconnects).
     #[cfg(feature = "cache")]
-    pub(crate) fn invalidated(context: Option<&AppContext>) {
-        if !recording() {
-            return;
+    pub(crate) struct Invalidations(Counter);
+
+    #[cfg(feature = "cache")]
+    impl Invalidations {
+        pub(crate) fn new(context: &AppContext) -> Self {
+            let ctx = context.as_str().to_owned();
+            Self(metrics::counter!(CACHE_TOTAL, "context" => ctx, "result" => "invalidated"))
         }
-        let ctx = context.map_or_else(|| "all".to_owned(), |c| c.as_str().to_owned());
-        metrics::counter!(CACHE_TOTAL, "context" => ctx, "result" => "invalidated").increment(1);
+
+        pub(crate) fn count(&self) {
+            self.0.increment(1);
+        }
     }
 }
 
@@ -195,6 +317,30 @@ mod handles {
     use super::*;
 
     pub(crate) struct LayerMetrics;
+
+    #[derive(Clone, Default)]
+    pub(crate) struct StoreMetrics;
+
+    impl StoreMetrics {
+        pub(crate) fn new(_: &'static str) -> Self {
+            Self
+        }
+        pub(crate) fn ready<'a, T: Send + 'a>(
+            &self,
+            _: StoreOp,
+            work: impl FnOnce() -> T,
+        ) -> crate::store::StoreFuture<'a, T> {
+            crate::store::StoreFuture::ready(work())
+        }
+        #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+        pub(crate) fn pending<'a, T: Send + 'a>(
+            &self,
+            _: StoreOp,
+            work: impl std::future::Future<Output = T> + Send + 'a,
+        ) -> crate::store::StoreFuture<'a, T> {
+            crate::store::StoreFuture::new(work)
+        }
+    }
 
     impl LayerMetrics {
         pub(crate) fn new(_: &AppContext) -> Self {
@@ -211,16 +357,30 @@ mod handles {
     }
 
     #[cfg(feature = "cache")]
-    pub(crate) fn invalidated(_: Option<&AppContext>) {}
+    pub(crate) struct Invalidations;
+
+    #[cfg(feature = "cache")]
+    impl Invalidations {
+        pub(crate) fn new(_: &AppContext) -> Self {
+            Self
+        }
+        pub(crate) fn count(&self) {}
+    }
 }
 
 #[cfg(feature = "cache")]
-pub(crate) use handles::invalidated;
-pub(crate) use handles::LayerMetrics;
+pub(crate) use handles::Invalidations;
+pub(crate) use handles::{LayerMetrics, StoreMetrics};
 
 impl std::fmt::Debug for LayerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LayerMetrics")
+    }
+}
+
+impl std::fmt::Debug for StoreMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreMetrics")
     }
 }
 

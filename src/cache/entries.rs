@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::bus::{Event, InvalidationBus, LocalCache};
-use crate::telemetry::CacheResult;
+use crate::telemetry::{CacheResult, Invalidations};
 use crate::{AppContext, SessionId, SessionRecord};
 
 /// One cached authentication: the record and the resolved, admitted user.
@@ -36,8 +36,11 @@ pub(crate) struct CacheSettings {
 
 impl CacheSettings {
     /// A cache of its own for one layer.
-    pub(crate) fn build<U: Send + Sync + 'static>(&self) -> Arc<SessionCache<U>> {
-        SessionCache::new(&self.bus, self.max_entries, self.ttl)
+    pub(crate) fn build<U: Send + Sync + 'static>(
+        &self,
+        context: &AppContext,
+    ) -> Arc<SessionCache<U>> {
+        SessionCache::new(&self.bus, self.max_entries, self.ttl, context)
     }
 }
 
@@ -51,6 +54,8 @@ pub(crate) struct SessionCache<U> {
     /// Bumped by every invalidation: an entry loaded before an invalidation it may have
     /// missed is not inserted (a logout racing a request that is filling the cache).
     epoch: AtomicU64,
+    /// Counts the invalidations that dropped something, under the layer's context.
+    invalidated: Invalidations,
 }
 
 impl<U> std::fmt::Debug for SessionCache<U> {
@@ -63,8 +68,14 @@ impl<U> std::fmt::Debug for SessionCache<U> {
 }
 
 impl<U: Send + Sync + 'static> SessionCache<U> {
-    /// At most `max_entries` sessions, each for at most `ttl`, kept correct by `bus`.
-    pub(crate) fn new(bus: &InvalidationBus, max_entries: u64, ttl: Duration) -> Arc<Self> {
+    /// At most `max_entries` sessions of `context`'s layer, each for at most `ttl`, kept
+    /// correct by `bus`.
+    pub(crate) fn new(
+        bus: &InvalidationBus,
+        max_entries: u64,
+        ttl: Duration,
+        context: &AppContext,
+    ) -> Arc<Self> {
         let cache = Arc::new(Self {
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_entries)
@@ -73,6 +84,7 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
             ttl_ms: crate::record::duration_ms(ttl),
             bus: bus.clone(),
             epoch: AtomicU64::new(0),
+            invalidated: Invalidations::new(context),
         });
         let weak: Weak<dyn LocalCache> = Arc::downgrade(&(cache.clone() as Arc<dyn LocalCache>));
         bus.register(weak);
@@ -145,12 +157,12 @@ impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
                 let key = (context.clone(), id.clone());
                 if self.entries.contains_key(&key) {
                     self.entries.invalidate(&key);
-                    crate::telemetry::invalidated(Some(context));
+                    self.invalidated.count();
                 }
             }
             Event::Everything => {
                 self.entries.invalidate_all();
-                crate::telemetry::invalidated(None);
+                self.invalidated.count();
             }
         }
     }
@@ -181,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_loaded_before_an_invalidation_is_not_cached() {
         let bus = InvalidationBus::local();
-        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(60));
+        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(60), &AppContext::Web);
         let id = SessionId::generate().unwrap();
         let loaded_at = cache.epoch();
         // A logout of this very session lands while the request is still loading it.
@@ -200,7 +212,7 @@ mod tests {
     fn an_entry_is_served_for_its_ttl_by_the_layers_clock_and_not_after() {
         let bus = InvalidationBus::local();
         // moka's own 600 s TTL never comes into play in this test.
-        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(600));
+        let cache = SessionCache::<User>::new(&bus, 10, Duration::from_secs(600), &AppContext::Web);
         let id = SessionId::generate().unwrap();
         let entry = entry();
         let loaded = entry.loaded_ms;

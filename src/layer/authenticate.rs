@@ -30,17 +30,21 @@ pub(super) enum Outcome<U> {
 
 impl<U> Outcome<U> {
     /// The request's [`Session`] handle, and its user when it has one.
+    /// Counts the outcome and writes it on the request's `span`.
     pub(super) fn into_session(
         self,
         shared: &Arc<Shared>,
         credential: Credential,
+        span: &tracing::Span,
     ) -> (Session, Option<CurrentUser<U>>) {
         let Credential { id, source } = credential;
-        shared.metrics.request(match &self {
+        let outcome = match &self {
             Outcome::Anonymous(why) => *why,
             Outcome::Unavailable => RequestOutcome::Error,
             Outcome::Authenticated { .. } => RequestOutcome::Authenticated,
-        });
+        };
+        shared.metrics.request(outcome);
+        super::span::record(span, outcome, &id);
         match self {
             Outcome::Anonymous(_) => (Session::anonymous(Arc::clone(shared), Some(source)), None),
             Outcome::Unavailable => (Session::unavailable(Arc::clone(shared), source), None),
@@ -215,6 +219,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     pub(super) async fn authenticate(
         &self,
         credential: Credential,
+        span: &tracing::Span,
     ) -> (Session, Option<CurrentUser<U>>) {
         let now = self.shared.settings.clock.now_ms();
         let started = self.shared.metrics.start();
@@ -222,7 +227,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let outcome = self.decide(&credential.id, now).await;
         self.remember(&credential.id, &outcome, now, epoch);
         self.shared.metrics.authenticated(started, Source::Store);
-        outcome.into_session(&self.shared, credential)
+        outcome.into_session(&self.shared, credential, span)
     }
 
     async fn decide(&self, id: &SessionId, now: i64) -> Outcome<U> {

@@ -21,6 +21,7 @@
 
 mod authenticate;
 mod service;
+mod span;
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -234,7 +235,12 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         max_entries: u64,
         ttl: Duration,
     ) -> Self {
-        self.cache = Some(crate::cache::SessionCache::new(bus, max_entries, ttl));
+        self.cache = Some(crate::cache::SessionCache::new(
+            bus,
+            max_entries,
+            ttl,
+            &self.shared.context,
+        ));
         self.rebuild_store();
         self
     }

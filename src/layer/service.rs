@@ -9,8 +9,9 @@ use std::task::{ready, Context, Poll};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
+use tracing::Span;
 
-use super::SessionLayer;
+use super::{span, SessionLayer};
 use crate::cross_origin;
 use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::{self, CredentialSource};
@@ -113,8 +114,9 @@ where
         let Some(credential) = credential else {
             let session = Session::anonymous(Arc::clone(shared), None);
             req.extensions_mut().insert(session.clone());
-            return ResponseFuture::calling(self.inner.call(req), session);
+            return ResponseFuture::calling(self.inner.call(req), session, Span::none());
         };
+        let span = span::start(&shared.context);
         if credential.source == CredentialSource::Cookie
             && !shared
                 .settings
@@ -123,22 +125,25 @@ where
         {
             tracing::info!(context = %shared.context, method = %req.method(), "cross-origin write with the session cookie refused");
             shared.metrics.request(RequestOutcome::Refused);
+            span::record(&span, RequestOutcome::Refused, &credential.id);
             return ResponseFuture::refused(Ok(cross_origin::refusal()));
         }
         if let Some(outcome) = self.layer.authenticate_now(&credential) {
-            let (session, user) = outcome.into_session(shared, credential);
+            let (session, user) = outcome.into_session(shared, credential, &span);
             req.extensions_mut().insert(session.clone());
             if let Some(user) = user {
                 req.extensions_mut().insert(user);
             }
-            return ResponseFuture::calling(self.inner.call(req), session);
+            let future = span.in_scope(|| self.inner.call(req));
+            return ResponseFuture::calling(future, session, span);
         }
         // The inner service was made ready by `poll_ready`; take that one and leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
+        let recorded = span.clone();
         let loading = Box::pin(async move {
-            let (session, user) = layer.authenticate(credential).await;
+            let (session, user) = layer.authenticate(credential, &recorded).await;
             req.extensions_mut().insert(session.clone());
             if let Some(user) = user {
                 req.extensions_mut().insert(user);
@@ -148,6 +153,7 @@ where
         ResponseFuture {
             state: State::Loading { loading },
             session: None,
+            span,
         }
     }
 }
@@ -166,6 +172,8 @@ pin_project! {
         #[pin]
         state: State<F>,
         session: Option<Session>,
+        // Entered on every poll (see `span`); `Span::none()` for anonymous requests.
+        span: Span,
     }
 }
 
@@ -184,10 +192,11 @@ pin_project! {
 
 impl<F: Future> ResponseFuture<F> {
     /// The inner service already called: only the cookie is left to write.
-    fn calling(future: F, session: Session) -> Self {
+    fn calling(future: F, session: Session, span: Span) -> Self {
         Self {
             state: State::Calling { future },
             session: Some(session),
+            span,
         }
     }
 
@@ -198,6 +207,7 @@ impl<F: Future> ResponseFuture<F> {
                 output: Some(output),
             },
             session: None,
+            span: Span::none(),
         }
     }
 }
@@ -225,6 +235,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Loading { loading } => {

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::record::duration_ms;
 use crate::store::postgres::{pg_context, timed, BACKEND};
 use crate::store::{BoxFuture, StoreError, StoreFuture};
+use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::AppContext;
 
 /// The users of the shared PostgreSQL database, as the TypeScript apps' Prisma models them:
@@ -49,6 +50,7 @@ pub struct PgUsers {
     probe_interval: Duration,
     grants: Arc<[GrantProbe; 2]>,
     clock: Clock,
+    metrics: StoreMetrics,
 }
 
 /// What is known about the permission rows of one `"ApplicationType"` label (web, admin).
@@ -182,6 +184,7 @@ impl PgUsers {
             probe_interval: Duration::from_secs(1),
             grants: Arc::default(),
             clock: Clock::system(),
+            metrics: StoreMetrics::new(BACKEND),
         }
     }
 
@@ -437,7 +440,8 @@ impl UserResolver for PgUsers {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        StoreFuture::new(self.by_id(context, user_id))
+        self.metrics
+            .pending(StoreOp::ResolveUser, self.by_id(context, user_id))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Lifecycle events through the public API: a scripted sequence of requests emits each
 //! event exactly once, with the right kind, context and handle, on memory, Redis and the
-//! tiered store; no event and no log line (at trace level) carries a session id.
+//! tiered store; no event and no log line (at trace level) carries a session id; the
+//! request span carries context, outcome and handle. Races: `event_races`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,10 +16,10 @@ use crate::common::{get, login_at, post, routes, send, CountingStore, Finish};
 
 /// Every event the hook saw.
 #[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<SessionEvent>>>);
+pub(crate) struct Collected(pub(crate) Arc<Mutex<Vec<SessionEvent>>>);
 
 impl Collected {
-    fn take(&self) -> Vec<SessionEvent> {
+    pub(crate) fn take(&self) -> Vec<SessionEvent> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
@@ -39,7 +40,7 @@ impl std::io::Write for Captured {
 
 /// `/web/…` and `/admin/…` (admin admits role `admin` only) over `sessions`, events to
 /// `collected`. Web: idle 1 h, slides after 60 s, at most 2 sessions per user.
-fn apps(sessions: &Sessions, collected: &Collected) -> Router {
+pub(crate) fn apps(sessions: &Sessions, collected: &Collected) -> Router {
     let sink = collected.clone();
     let sessions = sessions
         .clone()
@@ -55,7 +56,7 @@ fn apps(sessions: &Sessions, collected: &Collected) -> Router {
         .nest("/admin", routes().layer(admin))
 }
 
-fn kind(e: &SessionEvent) -> (&str, SessionEventKind) {
+pub(crate) fn kind(e: &SessionEvent) -> (&str, SessionEventKind) {
     (e.context.as_str(), e.kind.clone())
 }
 
@@ -267,7 +268,7 @@ async fn without_ids_in_logs(sessions: Sessions, clock: &ManualClock, user: Uuid
     }
 }
 
-fn memory_user(users: &MemoryUsers) -> Uuid {
+pub(crate) fn memory_user(users: &MemoryUsers) -> Uuid {
     users
         .insert(User::new("events@example.com", Role::User))
         .unwrap()
@@ -403,4 +404,77 @@ async fn the_channel_delivers_in_order_and_drops_and_counts_when_full() {
     drop(received);
     login_at(&app, "/web", user).await;
     assert_eq!(channel.dropped(), 3);
+}
+
+/// The request span (`session`, target `tower_app_sessions`) wraps the handler with the
+/// context, the outcome and the handle, on the path answered in `call` and on the awaited
+/// one; a request without a credential gets none.
+#[tokio::test]
+async fn the_request_span_carries_context_outcome_and_handle() {
+    use axum::routing;
+    let users = MemoryUsers::new();
+    let user = memory_user(&users);
+    let store = CountingStore::default();
+    let sessions = Sessions::new(store.clone(), users);
+    let hello = || async {
+        tracing::info!("in the handler");
+        "hello"
+    };
+    let app = Router::new().nest(
+        "/web",
+        routes()
+            .route("/hello", routing::get(hello))
+            .layer(sessions.layer(AppContext::Web)),
+    );
+    let token = login_at(&app, "/web", user).await;
+    let handle = SessionId::parse(&token).unwrap().handle();
+    let unknown = SessionId::generate().unwrap();
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let lines = |captured: &Captured| {
+        let text =
+            String::from_utf8_lossy(&std::mem::take(&mut *captured.0.lock().unwrap())).into_owned();
+        text.lines()
+            .filter(|l| l.contains("in the handler"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let guard = tracing::subscriber::set_default(subscriber);
+    let cases: [(Option<&str>, &str); 4] = [
+        (Some(&token), "authenticated"),
+        (Some(unknown.as_str()), "unknown"),
+        (None, ""),
+        (Some(&token), "error"),
+    ];
+    for (i, (credential, outcome)) in cases.into_iter().enumerate() {
+        store.set_failing(i == 3); // the error is answered on the awaited path
+        let request = match credential {
+            Some(t) => get("/web/hello").bearer(t),
+            None => get("/web/hello"),
+        };
+        assert_eq!(send(&app, request.empty()).await.status, 200);
+        let got = lines(&captured);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let line = &got[0];
+        match credential {
+            None => assert!(!line.contains("session{"), "{line}"),
+            Some(t) => {
+                let handle = SessionId::parse(t).unwrap().handle();
+                let span = format!(
+                    r#"session{{context="web" outcome="{outcome}" session="{}"}}"#,
+                    handle.as_str()
+                );
+                assert!(line.contains(&span), "{line} lacks {span}");
+                assert!(!line.contains(t), "{line}");
+            }
+        }
+    }
+    drop(guard);
+    assert_ne!(handle.as_str(), unknown.handle().as_str());
 }

@@ -12,6 +12,7 @@ mod cache;
 mod contract;
 mod cross_origin;
 mod data;
+mod event_races;
 mod events;
 mod features;
 mod layer;

@@ -1,9 +1,8 @@
 //! Metrics through the public API: a scripted sequence (logins in both apps, a
 //! foreign-context replay, a malformed cookie, a logout, an expiry, a refused user, a
 //! backend outage) leaves exactly the expected counters, read from `metrics-util`'s
-//! debugging recorder; the cache counts its hits and misses (its `invalidated` counts
-//! resolve their counter when they happen, which a recorder local to the layers' build
-//! cannot see: untested here).
+//! debugging recorder; the cache counts its hits, misses and invalidations; every backend
+//! times each operation it runs under its own `backend` and `op` labels.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tower_app_sessions::cache::InvalidationBus;
 use tower_app_sessions::clock::ManualClock;
 use tower_app_sessions::telemetry::{
-    AUTH_DURATION_SECONDS, CACHE_TOTAL, EVENTS_TOTAL, REQUESTS_TOTAL,
+    AUTH_DURATION_SECONDS, CACHE_TOTAL, EVENTS_TOTAL, REQUESTS_TOTAL, STORE_DURATION_SECONDS,
 };
 use tower_app_sessions::{
     AppContext, MemoryUsers, Role, SessionId, SessionMetadata, SessionRecord, SessionStore,
@@ -212,4 +211,172 @@ async fn the_cache_counts_hits_and_misses() {
     };
     assert_eq!(timed("cache"), Some(2), "{got:?}");
     assert_eq!(timed("store"), Some(1), "{got:?}");
+    assert_eq!(count("context=web,result=invalidated"), None, "{got:?}");
+
+    // A logout drops the web entry: one invalidation in the web cache, none in admin's,
+    // which never held it.
+    let logout = send(&app, post("/web/logout").bearer(&token).empty()).await;
+    assert_eq!(logout.status, 200);
+    let got = values(&snapshotter);
+    let count = |labels: &str| {
+        got.get(&(CACHE_TOTAL.to_owned(), labels.to_owned()))
+            .copied()
+    };
+    assert_eq!(count("context=web,result=invalidated"), Some(1), "{got:?}");
+    assert_eq!(count("context=admin,result=invalidated"), None, "{got:?}");
+    // A user-wide change (another instance revoked every session of a user) empties every
+    // cache of the bus. (A snapshot drains what it reads: these counts are since the last.)
+    bus.user_changed(&user).await;
+    let got = values(&snapshotter);
+    let count = |labels: &str| {
+        got.get(&(CACHE_TOTAL.to_owned(), labels.to_owned()))
+            .copied()
+    };
+    assert_eq!(count("context=web,result=invalidated"), Some(1), "{got:?}");
+    assert_eq!(
+        count("context=admin,result=invalidated"),
+        Some(1),
+        "{got:?}"
+    );
+}
+
+/// `op` → samples of `STORE_DURATION_SECONDS` with `backend`.
+fn store_timings(snapshotter: &Snapshotter, backend: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("backend={backend},op=");
+    values(snapshotter)
+        .into_iter()
+        .filter(|((name, _), _)| name == STORE_DURATION_SECONDS)
+        .filter_map(|((_, labels), n)| Some((labels.strip_prefix(&prefix)?.to_owned(), n)))
+        .collect()
+}
+
+/// Runs each core operation once on `store`.
+async fn one_of_each(store: &dyn SessionStore, user: uuid::Uuid) {
+    let context = AppContext::Web;
+    let (id, new) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    let now = tower_app_sessions::record::now_ms();
+    let record = SessionRecord::new(user, SessionMetadata::new(), now, Duration::from_secs(60));
+    store.save(&context, &id, &record, now).await.unwrap();
+    assert!(store.load(&context, &id, now).await.unwrap().is_some());
+    assert!(store
+        .extend(&context, &id, now + 90_000, now)
+        .await
+        .unwrap());
+    assert!(store
+        .rotate(&context, &id, &new, &user, now)
+        .await
+        .unwrap()
+        .is_some());
+    let sessions = tower_app_sessions::Scope::AllContexts;
+    assert_eq!(
+        store
+            .list_user_sessions(&user, sessions, now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.delete(&context, &new, now).await.unwrap());
+    assert_eq!(
+        store
+            .delete_user_sessions(&user, sessions, now)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+fn once_each() -> BTreeMap<String, u64> {
+    [
+        "save",
+        "load",
+        "extend",
+        "rotate",
+        "list_user_sessions",
+        "delete",
+        "delete_user_sessions",
+    ]
+    .into_iter()
+    .map(|op| (op.to_owned(), 1))
+    .collect()
+}
+
+#[tokio::test]
+async fn the_memory_store_times_each_operation() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let store = metrics::with_local_recorder(&recorder, tower_app_sessions::MemoryStore::new);
+    one_of_each(&store, uuid::Uuid::new_v4()).await;
+    assert_eq!(store_timings(&snapshotter, "memory"), once_each());
+    // Built without a recorder: nothing is timed. (A snapshot drains what it reads.)
+    let untimed = tower_app_sessions::MemoryStore::new();
+    one_of_each(&untimed, uuid::Uuid::new_v4()).await;
+    assert_eq!(store_timings(&snapshotter, "memory"), BTreeMap::new());
+    one_of_each(&store, uuid::Uuid::new_v4()).await;
+    assert_eq!(store_timings(&snapshotter, "memory"), once_each());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_redis_store_times_each_operation_and_the_legacy_reads() {
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let store = {
+        // The store registers its timers in `connect`, polled on this thread.
+        let _local = metrics::set_default_local_recorder(&recorder);
+        RedisStore::connect(RedisConfig::new(crate::common::redis_server::shared_url()))
+            .await
+            .expect("REDIS_URL answers (scripts/test starts one)")
+    };
+    one_of_each(&store, uuid::Uuid::new_v4()).await;
+    let legacy = store
+        .capabilities()
+        .legacy
+        .expect("Redis holds legacy keys");
+    let id = SessionId::generate().unwrap();
+    let now = tower_app_sessions::record::now_ms();
+    assert_eq!(legacy.load_legacy(&id, now).await.unwrap(), None);
+    assert!(!legacy.delete_legacy(&id).await.unwrap());
+    let mut expected = once_each();
+    expected.insert("load_legacy".to_owned(), 1);
+    expected.insert("delete_legacy".to_owned(), 1);
+    assert_eq!(store_timings(&snapshotter, "redis"), expected);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_postgres_store_and_users_time_each_operation() {
+    use tower_app_sessions::store::postgres::PgSessionStore;
+    use tower_app_sessions::users::PgUsers;
+    use tower_app_sessions::UserResolver;
+    let db = crate::common::pg::TestDb::migrated().await;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (store, users) = metrics::with_local_recorder(&recorder, || {
+        (
+            PgSessionStore::new(db.pool.clone()),
+            PgUsers::new(db.pool.clone()),
+        )
+    });
+    let user = tower_app_sessions::UserRepository::create(
+        &users,
+        User::new("timed@example.com", Role::User),
+    )
+    .await
+    .unwrap();
+    let _ = snapshotter.snapshot(); // the insert is not a store operation
+    one_of_each(&store, user.id).await;
+    let unknown = uuid::Uuid::new_v4();
+    assert!(users
+        .resolve(&AppContext::Web, &unknown)
+        .await
+        .unwrap()
+        .is_none());
+    let mut expected = once_each();
+    expected.insert("resolve_user".to_owned(), 1);
+    assert_eq!(store_timings(&snapshotter, "postgres"), expected);
 }

@@ -22,6 +22,7 @@ use super::{
     Capabilities, DurableRecords, Scope, SessionInfo, SessionStore, StoreError, StoreFuture,
 };
 use crate::data::DataPatch;
+use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
 mod legacy;
@@ -97,6 +98,7 @@ pub(crate) async fn timed<T>(
 pub struct PgSessionStore {
     pool: PgPool,
     timeout: Duration,
+    metrics: StoreMetrics,
 }
 
 const COLUMNS: &str =
@@ -108,6 +110,7 @@ impl PgSessionStore {
         Self {
             pool,
             timeout: Duration::from_secs(2),
+            metrics: StoreMetrics::new(BACKEND),
         }
     }
 
@@ -379,7 +382,8 @@ impl SessionStore for PgSessionStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::new(self.load_row(context, id, now))
+        self.metrics
+            .pending(StoreOp::Load, self.load_row(context, id, now))
     }
 
     fn save<'a>(
@@ -389,7 +393,8 @@ impl SessionStore for PgSessionStore {
         record: &'a SessionRecord,
         _now: i64,
     ) -> StoreFuture<'a, Result<(), StoreError>> {
-        StoreFuture::new(self.upsert(context, id, record))
+        self.metrics
+            .pending(StoreOp::Save, self.upsert(context, id, record))
     }
 
     fn delete<'a>(
@@ -398,7 +403,8 @@ impl SessionStore for PgSessionStore {
         id: &'a SessionId,
         _now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.revoke(context, id))
+        self.metrics
+            .pending(StoreOp::Delete, self.revoke(context, id))
     }
 
     fn rotate<'a>(
@@ -409,7 +415,10 @@ impl SessionStore for PgSessionStore {
         user_id: &'a Uuid,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::new(self.move_row(context, old, new, user_id, now))
+        self.metrics.pending(
+            StoreOp::Rotate,
+            self.move_row(context, old, new, user_id, now),
+        )
     }
 
     fn extend<'a>(
@@ -419,7 +428,8 @@ impl SessionStore for PgSessionStore {
         expires_at: i64,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.slide(context, id, expires_at, now))
+        self.metrics
+            .pending(StoreOp::Extend, self.slide(context, id, expires_at, now))
     }
 
     fn update_data<'a>(
@@ -429,7 +439,10 @@ impl SessionStore for PgSessionStore {
         patch: &'a DataPatch,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.patch_data(context, id, patch, now))
+        self.metrics.pending(
+            StoreOp::UpdateData,
+            self.patch_data(context, id, patch, now),
+        )
     }
 
     fn delete_user_sessions<'a>(
@@ -438,7 +451,10 @@ impl SessionStore for PgSessionStore {
         scope: Scope<'a>,
         now: i64,
     ) -> StoreFuture<'a, Result<u64, StoreError>> {
-        StoreFuture::new(self.revoke_user(user_id, scope, now))
+        self.metrics.pending(
+            StoreOp::DeleteUserSessions,
+            self.revoke_user(user_id, scope, now),
+        )
     }
 
     fn list_user_sessions<'a>(
@@ -447,7 +463,10 @@ impl SessionStore for PgSessionStore {
         scope: Scope<'a>,
         now: i64,
     ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        StoreFuture::new(self.list_user(user_id, scope, now))
+        self.metrics.pending(
+            StoreOp::ListUserSessions,
+            self.list_user(user_id, scope, now),
+        )
     }
 
     fn capabilities(&self) -> Capabilities<'_> {

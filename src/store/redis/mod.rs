@@ -32,6 +32,7 @@ use super::{
     StoreFuture,
 };
 use crate::data::DataPatch;
+use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
 #[cfg(feature = "cache")]
@@ -42,8 +43,8 @@ mod migrate;
 mod scripts;
 mod stats;
 
-use conn::Redis;
 pub use conn::RedisConfig;
+use conn::{Redis, BACKEND};
 pub use migrate::{MigrationMode, MigrationReport};
 
 /// How long a user's revocation count outlives the last revocation ([`keys::user_revocations`]).
@@ -57,6 +58,7 @@ const REVOCATION_COUNT_TTL_MS: i64 = 60_000;
 pub struct RedisStore {
     redis: Redis,
     scripts: scripts::Scripts,
+    metrics: StoreMetrics,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -80,6 +82,7 @@ impl RedisStore {
         Ok(Self {
             redis: Redis::connect(&config).await?,
             scripts: scripts::Scripts::new(),
+            metrics: StoreMetrics::new(BACKEND),
         })
     }
 
@@ -419,7 +422,10 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::new(self.load_key(keys::session(context, id), now))
+        self.metrics.pending(
+            StoreOp::Load,
+            self.load_key(keys::session(context, id), now),
+        )
     }
 
     fn save<'a>(
@@ -429,7 +435,8 @@ impl SessionStore for RedisStore {
         record: &'a SessionRecord,
         now: i64,
     ) -> StoreFuture<'a, Result<(), StoreError>> {
-        StoreFuture::new(self.write(context, id, record, now))
+        self.metrics
+            .pending(StoreOp::Save, self.write(context, id, record, now))
     }
 
     fn delete<'a>(
@@ -439,7 +446,9 @@ impl SessionStore for RedisStore {
         _now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         // The index member goes when the index is next pruned or listed.
-        StoreFuture::new(async move { self.redis.del(&keys::session(context, id)).await })
+        self.metrics.pending(StoreOp::Delete, async move {
+            self.redis.del(&keys::session(context, id)).await
+        })
     }
 
     fn rotate<'a>(
@@ -450,7 +459,10 @@ impl SessionStore for RedisStore {
         user_id: &'a Uuid,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::new(self.move_session(context, old, new, user_id, now))
+        self.metrics.pending(
+            StoreOp::Rotate,
+            self.move_session(context, old, new, user_id, now),
+        )
     }
 
     fn extend<'a>(
@@ -460,7 +472,8 @@ impl SessionStore for RedisStore {
         expires_at: i64,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.slide(context, id, expires_at, now))
+        self.metrics
+            .pending(StoreOp::Extend, self.slide(context, id, expires_at, now))
     }
 
     fn update_data<'a>(
@@ -470,7 +483,10 @@ impl SessionStore for RedisStore {
         patch: &'a DataPatch,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(self.patch_data(context, id, patch, now))
+        self.metrics.pending(
+            StoreOp::UpdateData,
+            self.patch_data(context, id, patch, now),
+        )
     }
 
     fn delete_user_sessions<'a>(
@@ -479,7 +495,10 @@ impl SessionStore for RedisStore {
         scope: Scope<'a>,
         now: i64,
     ) -> StoreFuture<'a, Result<u64, StoreError>> {
-        StoreFuture::new(self.revoke_user(user_id, scope, now))
+        self.metrics.pending(
+            StoreOp::DeleteUserSessions,
+            self.revoke_user(user_id, scope, now),
+        )
     }
 
     fn list_user_sessions<'a>(
@@ -488,7 +507,10 @@ impl SessionStore for RedisStore {
         scope: Scope<'a>,
         now: i64,
     ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        StoreFuture::new(self.list_user(user_id, scope, now))
+        self.metrics.pending(
+            StoreOp::ListUserSessions,
+            self.list_user(user_id, scope, now),
+        )
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
@@ -505,11 +527,14 @@ impl LegacySessions for RedisStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::new(self.load_key(keys::legacy(id), now))
+        self.metrics
+            .pending(StoreOp::LoadLegacy, self.load_key(keys::legacy(id), now))
     }
 
     fn delete_legacy<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::new(async move { self.redis.del(&keys::legacy(id)).await })
+        self.metrics.pending(StoreOp::DeleteLegacy, async move {
+            self.redis.del(&keys::legacy(id)).await
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
 use crate::data::DataPatch;
 use crate::record::now_ms;
+use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
 /// How often (at most) a write sweeps every expired record, in milliseconds.
@@ -34,9 +35,19 @@ const SWEEP_INTERVAL_MS: i64 = 30_000;
 /// let same_data = store.clone();
 /// assert_eq!(store.len(), same_data.len());
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<RwLock<State>>,
+    metrics: StoreMetrics,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            metrics: StoreMetrics::new("memory"),
+        }
+    }
 }
 
 /// A session id as the store keeps it: one allocation of its characters, shared by the
@@ -269,7 +280,8 @@ impl SessionStore for MemoryStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        StoreFuture::ready(Ok(self.get(context, id, now)))
+        self.metrics
+            .ready(StoreOp::Load, || Ok(self.get(context, id, now)))
     }
 
     fn save<'a>(
@@ -279,13 +291,15 @@ impl SessionStore for MemoryStore {
         record: &'a SessionRecord,
         now: i64,
     ) -> StoreFuture<'a, Result<(), StoreError>> {
-        self.write(|s| {
-            if now - s.last_sweep_ms >= SWEEP_INTERVAL_MS {
-                s.sweep(now);
-            }
-            s.insert(context, id, record.bounded().into_owned(), now);
-        });
-        StoreFuture::ready(Ok(()))
+        self.metrics.ready(StoreOp::Save, || {
+            self.write(|s| {
+                if now - s.last_sweep_ms >= SWEEP_INTERVAL_MS {
+                    s.sweep(now);
+                }
+                s.insert(context, id, record.bounded().into_owned(), now);
+            });
+            Ok(())
+        })
     }
 
     fn delete<'a>(
@@ -294,9 +308,9 @@ impl SessionStore for MemoryStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        StoreFuture::ready(Ok(
-            self.write(|s| s.remove(context, id).is_some_and(|r| !r.is_expired(now)))
-        ))
+        self.metrics.ready(StoreOp::Delete, || {
+            Ok(self.write(|s| s.remove(context, id).is_some_and(|r| !r.is_expired(now))))
+        })
     }
 
     fn rotate<'a>(
@@ -309,13 +323,14 @@ impl SessionStore for MemoryStore {
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         // One critical section: a delete either ran before (nothing to move) or runs after
         // (and finds the record under `new` through the user's index).
-        let moved = self.write(|s| {
-            s.live(context, old, now)?;
-            let record = s.remove(context, old)?;
-            s.insert(context, new, record.clone(), now);
-            Some(record)
-        });
-        StoreFuture::ready(Ok(moved))
+        self.metrics.ready(StoreOp::Rotate, || {
+            Ok(self.write(|s| {
+                s.live(context, old, now)?;
+                let record = s.remove(context, old)?;
+                s.insert(context, new, record.clone(), now);
+                Some(record)
+            }))
+        })
     }
 
     fn extend<'a>(
@@ -325,12 +340,13 @@ impl SessionStore for MemoryStore {
         expires_at: i64,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        let extended = self.write(|s| {
-            s.live_mut(context, id, now)
-                .map(|r| r.expires_at = expires_at)
-                .is_some()
-        });
-        StoreFuture::ready(Ok(extended))
+        self.metrics.ready(StoreOp::Extend, || {
+            Ok(self.write(|s| {
+                s.live_mut(context, id, now)
+                    .map(|r| r.expires_at = expires_at)
+                    .is_some()
+            }))
+        })
     }
 
     fn update_data<'a>(
@@ -341,12 +357,13 @@ impl SessionStore for MemoryStore {
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         // Under the lock: a concurrent patch is applied before or after this one, key by key.
-        let updated = self.write(|s| {
-            s.live_mut(context, id, now)
-                .map(|r| r.data.apply(patch))
-                .is_some()
-        });
-        StoreFuture::ready(Ok(updated))
+        self.metrics.ready(StoreOp::UpdateData, || {
+            Ok(self.write(|s| {
+                s.live_mut(context, id, now)
+                    .map(|r| r.data.apply(patch))
+                    .is_some()
+            }))
+        })
     }
 
     fn delete_user_sessions<'a>(
@@ -355,14 +372,15 @@ impl SessionStore for MemoryStore {
         scope: Scope<'a>,
         now: i64,
     ) -> StoreFuture<'a, Result<u64, StoreError>> {
-        let removed = self.write(|s| {
-            s.of_user(user_id, scope)
-                .into_iter()
-                .filter_map(|(slot, key)| s.remove_at(slot, &key))
-                .filter(|r| !r.is_expired(now))
-                .count() as u64
-        });
-        StoreFuture::ready(Ok(removed))
+        self.metrics.ready(StoreOp::DeleteUserSessions, || {
+            Ok(self.write(|s| {
+                s.of_user(user_id, scope)
+                    .into_iter()
+                    .filter_map(|(slot, key)| s.remove_at(slot, &key))
+                    .filter(|r| !r.is_expired(now))
+                    .count() as u64
+            }))
+        })
     }
 
     fn list_user_sessions<'a>(
@@ -371,7 +389,19 @@ impl SessionStore for MemoryStore {
         scope: Scope<'a>,
         now: i64,
     ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
-        let list = self.read(|s| {
+        self.metrics.ready(StoreOp::ListUserSessions, || {
+            Ok(self.list(user_id, scope, now))
+        })
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
+    }
+}
+
+impl MemoryStore {
+    fn list(&self, user_id: &Uuid, scope: Scope<'_>, now: i64) -> Vec<SessionInfo> {
+        self.read(|s| {
             s.of_user(user_id, scope)
                 .into_iter()
                 .filter_map(|(slot, key)| {
@@ -384,235 +414,9 @@ impl SessionStore for MemoryStore {
                     })
                 })
                 .collect()
-        });
-        StoreFuture::ready(Ok(list))
-    }
-
-    fn capabilities(&self) -> Capabilities<'_> {
-        Capabilities::none()
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::SessionMetadata;
-    use std::time::Duration;
-
-    const T0: i64 = 1_757_660_000_000;
-
-    fn record(user: Uuid, ttl_ms: u64) -> SessionRecord {
-        SessionRecord::new(
-            user,
-            SessionMetadata::new(),
-            T0,
-            Duration::from_millis(ttl_ms),
-        )
-    }
-
-    #[tokio::test]
-    async fn expired_records_are_not_returned_and_are_swept() {
-        let store = MemoryStore::new();
-        let user = Uuid::new_v4();
-        let short = SessionId::generate().unwrap();
-        let long = SessionId::generate().unwrap();
-        let web = AppContext::Web;
-        store
-            .save(&web, &short, &record(user, 30), T0)
-            .await
-            .unwrap();
-        store
-            .save(&web, &long, &record(user, 60_000), T0)
-            .await
-            .unwrap();
-        let later = T0 + 30;
-        assert_eq!(store.len(), 2);
-        let listed = store
-            .list_user_sessions(&user, Scope::AllContexts, later)
-            .await
-            .unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].id, long);
-        assert_eq!(store.write(|s| s.sweep(later)), 1);
-        assert_eq!(store.len(), 1);
-        assert!(store.load(&web, &short, later).await.unwrap().is_none());
-        assert!(!store
-            .extend(&web, &short, later + 10_000, later)
-            .await
-            .unwrap());
-        // A record is live up to, not including, its expires_at.
-        assert!(store
-            .load(&web, &long, T0 + 59_999)
-            .await
-            .unwrap()
-            .is_some());
-        assert!(store
-            .load(&web, &long, T0 + 60_000)
-            .await
-            .unwrap()
-            .is_none());
-    }
-
-    #[tokio::test]
-    async fn lookup_of_an_expired_record_removes_it() {
-        let store = MemoryStore::new();
-        let id = SessionId::generate().unwrap();
-        let admin = AppContext::Admin;
-        store
-            .save(&admin, &id, &record(Uuid::new_v4(), 10), T0)
-            .await
-            .unwrap();
-        assert!(store.load(&admin, &id, T0 + 10).await.unwrap().is_none());
-        assert!(store.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_write_sweeps_at_most_every_interval() {
-        let store = MemoryStore::new();
-        let user = Uuid::new_v4();
-        let web = AppContext::Web;
-        let id = |_| SessionId::generate().unwrap();
-        store
-            .save(&web, &id(0), &record(user, 10), T0)
-            .await
-            .unwrap();
-        // The first write swept (nothing): the next sweep is due SWEEP_INTERVAL_MS later.
-        store
-            .save(&web, &id(1), &record(user, 10), T0 + 20)
-            .await
-            .unwrap();
-        assert_eq!(store.len(), 2, "swept before the interval");
-        store
-            .save(&web, &id(2), &record(user, 600_000), T0 + SWEEP_INTERVAL_MS)
-            .await
-            .unwrap();
-        assert_eq!(store.len(), 1, "a write after the interval sweeps");
-    }
-
-    #[tokio::test]
-    async fn per_user_operations_respect_scope() {
-        let store = MemoryStore::new();
-        let user = Uuid::new_v4();
-        let other = Uuid::new_v4();
-        for ctx in [AppContext::Web, AppContext::Web, AppContext::Admin] {
-            store
-                .save(
-                    &ctx,
-                    &SessionId::generate().unwrap(),
-                    &record(user, 60_000),
-                    T0,
-                )
-                .await
-                .unwrap();
-        }
-        store
-            .save(
-                &AppContext::Web,
-                &SessionId::generate().unwrap(),
-                &record(other, 60_000),
-                T0,
-            )
-            .await
-            .unwrap();
-        let web = Scope::Context(&AppContext::Web);
-        let all = Scope::AllContexts;
-        assert_eq!(
-            store
-                .list_user_sessions(&user, web, T0)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(store.delete_user_sessions(&user, web, T0).await.unwrap(), 2);
-        assert_eq!(
-            store
-                .list_user_sessions(&user, all, T0)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(store.delete_user_sessions(&user, all, T0).await.unwrap(), 1);
-        assert_eq!(store.len(), 1, "the other user's session is untouched");
-    }
-
-    #[tokio::test]
-    async fn a_full_store_evicts_the_sessions_closest_to_expiry() {
-        let store = MemoryStore::with_capacity(128);
-        let web = AppContext::Web;
-        let user = Uuid::new_v4();
-        // 128 sessions, the i-th expiring i seconds after T0 + 1 h.
-        let ids: Vec<SessionId> = (0..128).map(|_| SessionId::generate().unwrap()).collect();
-        for (i, id) in ids.iter().enumerate() {
-            let mut r = record(user, 3_600_000);
-            r.expires_at += i as i64 * 1000;
-            store.save(&web, id, &r, T0).await.unwrap();
-        }
-        assert_eq!(store.len(), 128);
-        // One more: the store makes room by evicting the two closest to expiry (128 / 64).
-        let newest = SessionId::generate().unwrap();
-        store
-            .save(&web, &newest, &record(user, 7_200_000), T0)
-            .await
-            .unwrap();
-        assert_eq!(store.len(), 127);
-        for id in &ids[..2] {
-            assert!(
-                store.load(&web, id, T0).await.unwrap().is_none(),
-                "not evicted"
-            );
-        }
-        for id in ids[2..].iter().chain([&newest]) {
-            assert!(store.load(&web, id, T0).await.unwrap().is_some(), "evicted");
-        }
-        let listed = store
-            .list_user_sessions(&user, Scope::AllContexts, T0)
-            .await
-            .unwrap();
-        assert_eq!(listed.len(), 127, "the index follows the evictions");
-        // Expired sessions go first, before any live one is evicted.
-        let store = MemoryStore::with_capacity(2);
-        store
-            .save(&web, &ids[0], &record(user, 10), T0)
-            .await
-            .unwrap();
-        store
-            .save(&web, &ids[1], &record(user, 60_000), T0)
-            .await
-            .unwrap();
-        store
-            .save(&web, &ids[2], &record(user, 60_000), T0 + 10)
-            .await
-            .unwrap();
-        assert!(store.load(&web, &ids[1], T0 + 10).await.unwrap().is_some());
-        assert!(store.load(&web, &ids[2], T0 + 10).await.unwrap().is_some());
-        assert_eq!(store.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn overwriting_an_id_moves_it_between_user_indexes() {
-        let store = MemoryStore::new();
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let id = SessionId::generate().unwrap();
-        let all = Scope::AllContexts;
-        store
-            .save(&AppContext::Web, &id, &record(a, 60_000), T0)
-            .await
-            .unwrap();
-        store
-            .save(&AppContext::Web, &id, &record(b, 60_000), T0)
-            .await
-            .unwrap();
-        assert!(store
-            .list_user_sessions(&a, all, T0)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(store.delete_user_sessions(&a, all, T0).await.unwrap(), 0);
-        assert_eq!(
-            store.list_user_sessions(&b, all, T0).await.unwrap().len(),
-            1
-        );
-    }
-}
+mod tests;
