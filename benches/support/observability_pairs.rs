@@ -1,7 +1,9 @@
 //! The observability pairs of `benches/layer.rs` (included with `#[path]`): the same layer
 //! with observability off (no recorder, no hook: the baseline) and on (a Prometheus
-//! recorder from `metrics-exporter-prometheus` registered when the layer is built, and one
-//! event hook that counts).
+//! recorder from `metrics-exporter-prometheus` in place when the store and the layer are
+//! built, so requests, authentication time, cache results and store timings are all
+//! recorded, and one event hook that counts). No `tracing` subscriber on either side: the
+//! request span is then `Span::none()`, as in a service that does not collect spans.
 //!
 //! | group | path |
 //! |---|---|
@@ -24,22 +26,27 @@ fn observed(
     })
 }
 
-/// Measures `store` + `users` with observability off and on.
+/// Measures `off` (a store built without a recorder) and `on` (the same data, built with
+/// `recorder` in place) with the layer's observability off and on.
 fn pair<S: SessionStore + Clone>(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
     group: &str,
-    (store, users, id): (S, MemoryUsers, &SessionId),
+    recorder: &metrics_exporter_prometheus::PrometheusRecorder,
+    (off_store, on_store): (S, S),
+    (users, id): (MemoryUsers, &SessionId),
     cache: bool,
 ) {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let layer = || {
-        SessionLayer::for_context(AppContext::Web)
-            .store(store.clone())
-            .users(users.clone())
+    let layer = |store: S| {
+        let users = users.clone();
+        move || {
+            SessionLayer::for_context(AppContext::Web)
+                .store(store)
+                .users(users)
+        }
     };
-    let on = observed(layer, &recorder);
-    let off = layer();
+    let on = observed(layer(on_store), recorder);
+    let off = layer(off_store)();
     let bus = tower_app_sessions::cache::InvalidationBus::local();
     let service = |layer: SessionLayer| {
         let layer = if cache {
@@ -66,13 +73,22 @@ fn pair<S: SessionStore + Clone>(
     group.finish();
 }
 
+fn recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()
+}
+
 pub fn cached(c: &mut Criterion) {
     let rt = runtime();
     let (users, _, id, record) = fixture();
-    let store = MemoryStore::new();
-    rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
-        .expect("memory save");
-    pair(c, &rt, "observability-cached", (store, users, &id), true);
+    let recorder = recorder();
+    let off = MemoryStore::new();
+    let on = metrics::with_local_recorder(&recorder, MemoryStore::new);
+    for store in [&off, &on] {
+        rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
+            .expect("memory save");
+    }
+    let stores = (off, on);
+    pair(c, &rt, "observability-cached", &recorder, stores, (users, &id), true);
 }
 
 #[cfg(feature = "redis")]
@@ -84,14 +100,23 @@ pub fn redis(c: &mut Criterion) {
         return;
     }
     let (users, _, id, record) = fixture();
-    let store = rt
-        .block_on(RedisStore::connect(RedisConfig::new(
+    let recorder = recorder();
+    let connect = || {
+        rt.block_on(RedisStore::connect(RedisConfig::new(
             super::redis_pairs::url(),
         )))
-        .expect("redis store");
-    rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
+        .expect("redis store")
+    };
+    let off = connect();
+    let on = {
+        // `connect` registers the store's timers; the runtime polls it on this thread.
+        let _local = metrics::set_default_local_recorder(&recorder);
+        connect()
+    };
+    rt.block_on(off.save(&AppContext::Web, &id, &record, now_ms()))
         .expect("save");
-    pair(c, &rt, "observability-redis", (store, users, &id), false);
+    let stores = (off, on);
+    pair(c, &rt, "observability-redis", &recorder, stores, (users, &id), false);
 }
 
 #[cfg(not(feature = "redis"))]
