@@ -193,3 +193,9 @@ impl IntoResponse for crate::require::Forbidden {
         crate::require::forbidden()
     }
 }
+
+impl IntoResponse for crate::require::ReauthenticationRequired {
+    fn into_response(self) -> Response {
+        crate::require::reauthentication_required()
+    }
+}

@@ -122,7 +122,7 @@ impl fmt::Display for SessionEventKind {
     }
 }
 
-/// Where a revoke-all reached.
+/// What a revocation reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RevokedScope {
@@ -130,6 +130,13 @@ pub enum RevokedScope {
     Context,
     /// Every context.
     AllContexts,
+    /// One session, by its handle ([`Session::revoke`](crate::Session::revoke)); the event
+    /// names that session.
+    Session,
+    /// Every session of the user but the one that asked
+    /// ([`Session::revoke_others`](crate::Session::revoke_others)); the event names the one
+    /// kept, by its new handle.
+    Others,
 }
 
 /// Why a credential opened no session.

@@ -151,11 +151,52 @@ const HANDLE_LEN: usize = 16;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionHandle([u8; HANDLE_LEN]);
 
+/// A string that is not a [`SessionHandle`]: not exactly 16 characters of the base64url
+/// alphabet (`A`–`Z`, `a`–`z`, `0`–`9`, `-`, `_`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a session handle")]
+pub struct HandleError;
+
 impl SessionHandle {
     /// The handle's 16 base64url characters.
     pub fn as_str(&self) -> &str {
         // base64url output is ASCII.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// Reads a handle as [`as_str`](Self::as_str) writes it (a path segment, a form field).
+    /// Every 16 base64url characters are the encoding of some 96-bit digest, so a parsed
+    /// handle may name no session at all; only a lookup tells.
+    ///
+    /// ```
+    /// use tower_app_sessions::SessionId;
+    /// use tower_app_sessions::SessionHandle;
+    ///
+    /// let handle = SessionId::generate().unwrap().handle();
+    /// assert_eq!(SessionHandle::parse(handle.as_str()), Ok(handle));
+    /// assert!(SessionHandle::parse("too-short").is_err());
+    /// assert!(SessionHandle::parse("AAAAAAAAAAAAAAA=").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`HandleError`] for anything else.
+    pub fn parse(s: &str) -> Result<Self, HandleError> {
+        let bytes: [u8; HANDLE_LEN] = s.as_bytes().try_into().map_err(|_| HandleError)?;
+        if bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        {
+            Ok(Self(bytes))
+        } else {
+            Err(HandleError)
+        }
+    }
+}
+
+impl std::str::FromStr for SessionHandle {
+    type Err = HandleError;
+    fn from_str(s: &str) -> Result<Self, HandleError> {
+        Self::parse(s)
     }
 }
 

@@ -66,6 +66,7 @@ pub mod events;
 pub mod extract;
 mod id;
 mod layer;
+pub mod manage;
 mod policy;
 pub mod record;
 mod redact;
@@ -86,7 +87,7 @@ pub mod webdb;
 pub mod axum;
 
 pub use context::{AppContext, CustomContext, InvalidContext};
-pub use id::{RandomError, SessionHandle, SessionId};
+pub use id::{HandleError, RandomError, SessionHandle, SessionId};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{SessionMetadata, SessionRecord};
 pub use session::{CurrentUser, OverLimit, Session, SessionError, SessionStatus};

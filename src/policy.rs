@@ -29,6 +29,9 @@ pub(crate) struct Settings {
     pub(crate) max_data_bytes: usize,
     /// Who hears of lifecycle events.
     pub(crate) events: crate::events::EventHooks,
+    /// One in this many requests answered without waiting is timed (see
+    /// [`SessionLayer::timing_sample`](crate::SessionLayer::timing_sample)).
+    pub(crate) timing_sample: u32,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             cross_origin: CrossOriginPolicy::default(),
             max_data_bytes: crate::data::DEFAULT_MAX_DATA_BYTES,
             events: crate::events::EventHooks::default(),
+            timing_sample: 8,
         }
     }
 }
@@ -80,6 +84,14 @@ impl Settings {
         let target = now.saturating_add(idle).min(self.absolute_deadline(record));
         let last_touch = record.expires_at.saturating_sub(idle);
         (target > record.expires_at && now.saturating_sub(last_touch) >= interval).then_some(target)
+    }
+
+    /// When the session was last seen, as far as the record tells: its last slide
+    /// (`expires_at - idle`, moved at most once per touch interval), never before its
+    /// creation nor after `now`.
+    pub(crate) fn last_seen(&self, record: &SessionRecord, now: i64) -> i64 {
+        let slid = record.expires_at.saturating_sub(ms(self.idle));
+        slid.min(now).max(record.created_at)
     }
 
     /// Whether `record` authenticates at `now` with nothing to write: live, and no slide due.

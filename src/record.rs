@@ -136,6 +136,15 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 impl SessionRecord {
+    /// When the user last proved a credential for this session, in milliseconds since the
+    /// Unix epoch. Only a login does, and a login always makes a new record, so this is
+    /// `created_at`: slides and rotations keep it, and a record the TypeScript apps wrote
+    /// counts from its creation too. Asking for the password again means logging in again
+    /// ([`Session::login`](crate::Session::login)), which makes a fresh session.
+    pub fn authenticated_at(&self) -> i64 {
+        self.created_at
+    }
+
     /// A record for a session created `now_ms` that expires after `ttl`.
     pub fn new(user_id: Uuid, metadata: SessionMetadata, now_ms: i64, ttl: Duration) -> Self {
         Self {

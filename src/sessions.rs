@@ -6,9 +6,14 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, Environment, MigrateError, MigrationStrategy};
 use crate::policy::Settings;
-use crate::store::SessionStore;
+use uuid::Uuid;
+
+use crate::events::{RevokedScope, SessionEvent, SessionEventKind};
+use crate::manage::SessionInfo;
+use crate::store::{Scope, SessionStore};
 use crate::users::{UserRepository, UserResolver};
 use crate::{AppContext, SessionLayer, User};
+use crate::{SessionHandle, StoreError};
 
 /// One set of stores shared by every application context.
 ///
@@ -230,6 +235,100 @@ impl Sessions {
             Some(stats) => stats.stats(self.now()).await,
             None => Ok(crate::stats::SessionStats::default()),
         }
+    }
+
+    /// The live sessions of `user_id` in `scope`, newest first, as an admin or the user
+    /// sees them (see [`manage`](crate::manage)); none is [`current`](SessionInfo::current).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn list_user(
+        &self,
+        user_id: &Uuid,
+        scope: Scope<'_>,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let now = self.now();
+        let listed = self.store.list_user_sessions(user_id, scope, now).await?;
+        Ok(crate::manage::infos(listed, &self.settings, now, None))
+    }
+
+    /// Ends the session named `handle` of `user_id`, in whatever context it lives, at once on
+    /// every instance: an admin's "end this session". `Ok(false)` when the user has no such
+    /// session. Reported as [`Revoked`](crate::events::SessionEventKind::Revoked) with
+    /// scope [`Session`](RevokedScope::Session).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn revoke_session(
+        &self,
+        user_id: &Uuid,
+        handle: &SessionHandle,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let listed = self
+            .store
+            .list_user_sessions(user_id, Scope::AllContexts, now)
+            .await?;
+        let Some(found) = crate::manage::find(listed, handle) else {
+            return Ok(false);
+        };
+        // A copy under the legacy key (fallback on for that context) must not keep it alive.
+        let mut ended = false;
+        if let Some(legacy) = self.store.capabilities().legacy {
+            if self.settings.reads_legacy(&found.context) {
+                ended = legacy.delete_legacy(&found.id).await?;
+            }
+        }
+        ended |= self.store.delete(&found.context, &found.id, now).await?;
+        if ended {
+            let kind = SessionEventKind::Revoked {
+                scope: RevokedScope::Session,
+                count: 1,
+            };
+            crate::telemetry::count_event(&found.context, &kind);
+            self.settings.events.emit(|| {
+                SessionEvent::new(kind, &found.context, now)
+                    .about(found.id.handle(), Some(&found.record))
+            });
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of `user_id` in `scope` at once, on every instance (the cache's
+    /// bus hears it, as for a logout): an admin's "end all sessions of this user", or a
+    /// password reset. Returns how many were live. Reported as one
+    /// [`Revoked`](crate::events::SessionEventKind::Revoked) event per context that held
+    /// any, counted from a listing taken just before.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store failed.
+    pub async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
+        let now = self.now();
+        let listed = self.store.list_user_sessions(user_id, scope, now).await?;
+        let ended = self.store.delete_user_sessions(user_id, scope, now).await?;
+        let mut per_context: Vec<(AppContext, u64)> = Vec::new();
+        for session in listed {
+            match per_context.iter_mut().find(|(c, _)| *c == session.context) {
+                Some((_, n)) => *n += 1,
+                None => per_context.push((session.context, 1)),
+            }
+        }
+        let revoked_scope = match scope {
+            Scope::Context(_) => RevokedScope::Context,
+            Scope::AllContexts => RevokedScope::AllContexts,
+        };
+        for (context, count) in per_context {
+            let kind = SessionEventKind::Revoked {
+                scope: revoked_scope,
+                count,
+            };
+            crate::telemetry::count_event(&context, &kind);
+            let user = *user_id;
+            self.settings
+                .events
+                .emit(|| SessionEvent::new(kind, &context, now).user(user));
+        }
+        Ok(ended)
     }
 
     /// Calls `hook` with every lifecycle event of every layer built from here on

@@ -7,7 +7,7 @@
 //! | name | kind | labels |
 //! |---|---|---|
 //! | [`REQUESTS_TOTAL`] | counter | `context`, `outcome`: `none`, `malformed`, `unknown`, `expired`, `refused`, `authenticated`, `error` |
-//! | [`AUTH_DURATION_SECONDS`] | histogram | `context`, `source`: `cache`, `store` |
+//! | [`AUTH_DURATION_SECONDS`] | histogram | `context`, `source`: `cache`, `store` (answers made without waiting are sampled, one in 8 by default: [`SessionLayer::timing_sample`](crate::SessionLayer::timing_sample)) |
 //! | [`EVENTS_TOTAL`] | counter | `context`, `event`: the [`SessionEventKind`] in snake case |
 //! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit` (an entry served), `miss`, `closed` (invalidation channel down), `invalidated` (once per invalidation that reached a layer's cache: a session's entry dropped, or everything dropped by a user-wide change or a reconnect, counted under that layer's context) |
 //! | [`STORE_DURATION_SECONDS`] | histogram | `backend`: `memory`, `redis`, `postgres`; `op`: the store operation (`load`, `save`, `delete`, `rotate`, `update_data`, `extend`, `delete_user_sessions`, `list_user_sessions`, `load_legacy`, `delete_legacy`) or `resolve_user` (loading a user from PostgreSQL) |
@@ -233,11 +233,34 @@ mod handles {
             self.timing.then(Instant::now)
         }
 
+        /// [`start`](Self::start) for one in `one_in` calls on this thread.
+        pub(crate) fn start_sampled(&self, one_in: u32) -> Option<Instant> {
+            thread_local! {
+                static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+            }
+            if !self.timing {
+                return None;
+            }
+            let due = CALLS.with(|calls| {
+                let n = calls.get();
+                calls.set(n.wrapping_add(1));
+                n % one_in.max(1) == 0
+            });
+            due.then(Instant::now)
+        }
+
         pub(crate) fn authenticated(&self, started: Option<Instant>, source: Source) {
             if let Some(started) = started {
                 self.auth[source as usize].record(started.elapsed().as_secs_f64());
             }
         }
+    }
+
+    /// Counts an event reported outside any layer ([`Sessions`](crate::Sessions)' admin
+    /// operations: rare), resolving its counter now.
+    pub(crate) fn count_event(context: &AppContext, kind: &SessionEventKind) {
+        let (ctx, event) = (context.as_str().to_owned(), EVENTS[event_index(kind)]);
+        metrics::counter!(EVENTS_TOTAL, "context" => ctx, "event" => event).increment(1);
     }
 
     /// A backend's operation timers: none unless a recorder was installed when it was built.
@@ -318,6 +341,8 @@ mod handles {
 
     pub(crate) struct LayerMetrics;
 
+    pub(crate) fn count_event(_: &AppContext, _: &SessionEventKind) {}
+
     #[derive(Clone, Default)]
     pub(crate) struct StoreMetrics;
 
@@ -353,6 +378,9 @@ mod handles {
         pub(crate) fn start(&self) -> Option<std::time::Instant> {
             None
         }
+        pub(crate) fn start_sampled(&self, _: u32) -> Option<std::time::Instant> {
+            None
+        }
         pub(crate) fn authenticated(&self, _: Option<std::time::Instant>, _: Source) {}
     }
 
@@ -370,7 +398,7 @@ mod handles {
 
 #[cfg(feature = "cache")]
 pub(crate) use handles::Invalidations;
-pub(crate) use handles::{LayerMetrics, StoreMetrics};
+pub(crate) use handles::{count_event, LayerMetrics, StoreMetrics};
 
 impl std::fmt::Debug for LayerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -88,7 +88,15 @@ pub fn cached(c: &mut Criterion) {
             .expect("memory save");
     }
     let stores = (off, on);
-    pair(c, &rt, "observability-cached", &recorder, stores, (users, &id), true);
+    pair(
+        c,
+        &rt,
+        "observability-cached",
+        &recorder,
+        stores,
+        (users, &id),
+        true,
+    );
 }
 
 #[cfg(feature = "redis")]
@@ -116,7 +124,15 @@ pub fn redis(c: &mut Criterion) {
     rt.block_on(off.save(&AppContext::Web, &id, &record, now_ms()))
         .expect("save");
     let stores = (off, on);
-    pair(c, &rt, "observability-redis", &recorder, stores, (users, &id), false);
+    pair(
+        c,
+        &rt,
+        "observability-redis",
+        &recorder,
+        stores,
+        (users, &id),
+        false,
+    );
 }
 
 #[cfg(not(feature = "redis"))]

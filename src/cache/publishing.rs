@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::InvalidationBus;
 use crate::data::DataPatch;
-use crate::store::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
+use crate::store::{Capabilities, ListedSession, Scope, SessionStore, StoreError, StoreFuture};
 use crate::users::{PermissionGrant, User, UserError, UserRepository, UserResolver};
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -110,7 +110,7 @@ impl SessionStore for PublishingStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         self.inner.list_user_sessions(user_id, scope, now)
     }
 

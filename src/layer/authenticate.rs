@@ -118,7 +118,8 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// resolver in process, and nothing to write (no expiry to clean up, no slide due).
     /// `None`: the async path must decide.
     pub(super) fn authenticate_now(&self, credential: &Credential) -> Option<Outcome<U>> {
-        let started = self.shared.metrics.start();
+        let sample = self.shared.settings.timing_sample;
+        let started = self.shared.metrics.start_sampled(sample);
         let (outcome, source) = self.decide_now(&credential.id)?;
         self.shared.metrics.authenticated(started, source);
         Some(outcome)

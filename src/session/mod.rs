@@ -2,6 +2,7 @@
 
 mod data;
 mod lifecycle;
+mod manage;
 
 pub use lifecycle::OverLimit;
 pub(crate) use lifecycle::SessionLimit;
@@ -325,7 +326,6 @@ impl Session {
     }
 
     /// The current session's id and record. Not public: the id is the credential.
-    #[cfg(feature = "postgres")]
     pub(crate) fn current(&self) -> Option<(SessionId, SessionRecord)> {
         let state = self.state();
         let current = state.current.as_ref()?;

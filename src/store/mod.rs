@@ -159,10 +159,12 @@ impl Scope<'_> {
     }
 }
 
-/// One live session of a user, as listed by [`SessionStore::list_user_sessions`].
+/// One live session of a user as a store lists it ([`SessionStore::list_user_sessions`]),
+/// id included: for the crate and custom stores. What people see is
+/// [`SessionInfo`](crate::manage::SessionInfo), which names the session by its handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The session's id (a secret: show users a prefix at most).
+pub struct ListedSession {
+    /// The session's id (a secret: never show it; show [`SessionId::handle`]).
     pub id: SessionId,
     /// The application it belongs to.
     pub context: AppContext,
@@ -268,7 +270,7 @@ pub trait SessionStore: Send + Sync + 'static {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>>;
 
     /// What this store can do beyond the core operations (see
     /// [Capabilities](self#capabilities)). Required, so that a decorator cannot forget to
@@ -471,7 +473,7 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         (**self).list_user_sessions(user_id, scope, now)
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, LegacySessions, Scope, SessionInfo, SessionStore, StoreError, StoreFuture,
+    Capabilities, LegacySessions, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
 };
 use crate::data::DataPatch;
 use crate::{AppContext, SessionId, SessionRecord};
@@ -147,7 +147,7 @@ impl SessionStore for WriteThroughStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         self.primary.list_user_sessions(user_id, scope, now)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tower_app_sessions::events::{RevokedScope, SessionEvent, SessionEventKind};
-use tower_app_sessions::store::{Capabilities, SessionInfo, StoreFuture};
+use tower_app_sessions::store::{Capabilities, ListedSession, StoreFuture};
 use tower_app_sessions::{
     AppContext, MemoryUsers, Scope, SessionId, SessionRecord, SessionStore, Sessions, StoreError,
     User,
@@ -94,7 +94,7 @@ impl SessionStore for DeletesInPairs {
         user: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         self.inner.list_user_sessions(user, scope, now)
     }
     fn capabilities(&self) -> Capabilities<'_> {

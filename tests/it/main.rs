@@ -16,6 +16,7 @@ mod event_races;
 mod events;
 mod features;
 mod layer;
+mod manage;
 mod pg;
 mod pg_faults;
 mod pg_migrations;

@@ -471,7 +471,7 @@ async fn listing_and_revoke_all_filter_by_context() {
         .await
         .unwrap();
 
-    let ids = |list: &[tower_app_sessions::store::SessionInfo]| {
+    let ids = |list: &[tower_app_sessions::store::ListedSession]| {
         let mut v: Vec<String> = list.iter().map(|s| s.id.as_str().to_owned()).collect();
         v.sort();
         v

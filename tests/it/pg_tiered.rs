@@ -1046,7 +1046,7 @@ struct PausedLoad {
 
 mod paused_load {
     use super::PausedLoad;
-    use tower_app_sessions::store::{Capabilities, SessionInfo, StoreFuture};
+    use tower_app_sessions::store::{Capabilities, ListedSession, StoreFuture};
     use tower_app_sessions::{
         AppContext, Scope, SessionId, SessionRecord, SessionStore, StoreError,
     };
@@ -1127,7 +1127,7 @@ mod paused_load {
             u: &'a Uuid,
             s: Scope<'a>,
             now: i64,
-        ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
             self.inner.list_user_sessions(u, s, now)
         }
         fn capabilities(&self) -> Capabilities<'_> {

@@ -43,9 +43,13 @@ fn values(snapshotter: &Snapshotter) -> BTreeMap<(String, String), u64> {
         .collect()
 }
 
+/// Both apps, timing every request (the default samples the answers made without waiting).
 fn apps(sessions: &Sessions) -> Router {
-    let web = sessions.layer(AppContext::Web);
-    let admin = sessions.layer(AppContext::Admin).admit_roles([Role::Admin]);
+    let web = sessions.layer(AppContext::Web).timing_sample(1);
+    let admin = sessions
+        .layer(AppContext::Admin)
+        .admit_roles([Role::Admin])
+        .timing_sample(1);
     Router::new()
         .nest("/web", routes().layer(web))
         .nest("/admin", routes().layer(admin))
@@ -238,6 +242,45 @@ async fn the_cache_counts_hits_and_misses() {
         Some(1),
         "{got:?}"
     );
+}
+
+/// By default one in 8 answers made without waiting is timed (per thread, the first one
+/// included); every request is counted.
+#[tokio::test]
+async fn answers_made_without_waiting_are_timed_one_in_eight() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let users = MemoryUsers::new();
+    let user = users
+        .insert(User::new("sampled@example.com", Role::User))
+        .unwrap()
+        .id;
+    let sessions = Sessions::new(tower_app_sessions::MemoryStore::new(), users);
+    let app = metrics::with_local_recorder(&recorder, || {
+        routes().layer(sessions.layer(AppContext::Web))
+    });
+    let token = crate::common::login(&app, user).await;
+    for _ in 0..16 {
+        assert_eq!(
+            send(&app, get("/me").bearer(&token).empty()).await.status,
+            200
+        );
+    }
+    let got = values(&snapshotter);
+    let timed = got
+        .get(&(
+            AUTH_DURATION_SECONDS.to_owned(),
+            "context=web,source=store".to_owned(),
+        ))
+        .copied();
+    assert_eq!(timed, Some(2), "{got:?}");
+    let counted = got
+        .get(&(
+            REQUESTS_TOTAL.to_owned(),
+            "context=web,outcome=authenticated".to_owned(),
+        ))
+        .copied();
+    assert_eq!(counted, Some(16), "{got:?}");
 }
 
 /// `op` → samples of `STORE_DURATION_SECONDS` with `backend`.

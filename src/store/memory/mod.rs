@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::{Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture};
+use super::{Capabilities, ListedSession, Scope, SessionStore, StoreError, StoreFuture};
 use crate::data::DataPatch;
 use crate::record::now_ms;
 use crate::telemetry::{StoreMetrics, StoreOp};
@@ -388,7 +388,7 @@ impl SessionStore for MemoryStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         self.metrics.ready(StoreOp::ListUserSessions, || {
             Ok(self.list(user_id, scope, now))
         })
@@ -400,14 +400,14 @@ impl SessionStore for MemoryStore {
 }
 
 impl MemoryStore {
-    fn list(&self, user_id: &Uuid, scope: Scope<'_>, now: i64) -> Vec<SessionInfo> {
+    fn list(&self, user_id: &Uuid, scope: Scope<'_>, now: i64) -> Vec<ListedSession> {
         self.read(|s| {
             s.of_user(user_id, scope)
                 .into_iter()
                 .filter_map(|(slot, key)| {
                     let (context, map) = &s.contexts[slot];
                     let record = map.get(&key).filter(|r| !r.is_expired(now))?;
-                    Some(SessionInfo {
+                    Some(ListedSession {
                         id: SessionId::parse(&key)?,
                         context: context.clone(),
                         record: record.clone(),

@@ -19,7 +19,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DurableRecords, Scope, SessionInfo, SessionStore, StoreError, StoreFuture,
+    Capabilities, DurableRecords, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
 };
 use crate::data::DataPatch;
 use crate::telemetry::{StoreMetrics, StoreOp};
@@ -338,7 +338,7 @@ impl PgSessionStore {
         user_id: &Uuid,
         scope: Scope<'_>,
         now: i64,
-    ) -> Result<Vec<SessionInfo>, StoreError> {
+    ) -> Result<Vec<ListedSession>, StoreError> {
         let labels = scope_labels(scope)?;
         let sql = format!(
             "SELECT id, application_context::text AS context, {COLUMNS} FROM sessions \
@@ -364,7 +364,7 @@ impl PgSessionStore {
         Ok(rows
             .into_iter()
             .filter_map(|ListRow { id, context, row }| {
-                Some(SessionInfo {
+                Some(ListedSession {
                     // Rows written by other apps with ids outside our shape are skipped.
                     id: SessionId::parse(&id)?,
                     context: context.parse().ok()?,
@@ -462,7 +462,7 @@ impl SessionStore for PgSessionStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         self.metrics.pending(
             StoreOp::ListUserSessions,
             self.list_user(user_id, scope, now),

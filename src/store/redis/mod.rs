@@ -28,7 +28,7 @@ use futures_util::future::{join, join_all};
 use uuid::Uuid;
 
 use super::{
-    Capabilities, KnownDeletions, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
+    Capabilities, KnownDeletions, LegacySessions, ListedSession, Scope, SessionStore, StoreError,
     StoreFuture,
 };
 use crate::data::DataPatch;
@@ -387,7 +387,7 @@ impl RedisStore {
         user_id: &Uuid,
         scope: Scope<'_>,
         now: i64,
-    ) -> Result<Vec<SessionInfo>, StoreError> {
+    ) -> Result<Vec<ListedSession>, StoreError> {
         let index = keys::user_index(user_id);
         let members = self.index_members(&index, scope, now).await?;
         let values =
@@ -402,7 +402,7 @@ impl RedisStore {
                 .and_then(|bytes| Self::parse(&keys::session(&context, &id), &bytes))
                 .filter(|r| !r.is_expired(now) && r.user_id == *user_id);
             match record {
-                Some(record) => live.push(SessionInfo {
+                Some(record) => live.push(ListedSession {
                     id,
                     context,
                     record,
@@ -506,7 +506,7 @@ impl SessionStore for RedisStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         self.metrics.pending(
             StoreOp::ListUserSessions,
             self.list_user(user_id, scope, now),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DurableRecords, LegacySessions, Scope, SessionInfo, SessionStore, StoreError,
+    Capabilities, DurableRecords, LegacySessions, ListedSession, Scope, SessionStore, StoreError,
     StoreFuture,
 };
 use crate::data::DataPatch;
@@ -494,7 +494,7 @@ impl SessionStore for TieredStore {
         user_id: &'a Uuid,
         scope: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         match scope {
             Scope::Context(context) if self.durable_for(context).is_none() => {
                 self.fast.list_user_sessions(user_id, scope, now)

@@ -117,7 +117,7 @@ async fn contexts_the_durable_store_cannot_hold_stay_in_the_fast_store() {
             u: &'a Uuid,
             s: Scope<'a>,
             now: i64,
-        ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+        ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
             self.0.list_user_sessions(u, s, now)
         }
         fn capabilities(&self) -> Capabilities<'_> {

@@ -7,6 +7,7 @@ pub mod contract;
 pub mod data;
 pub mod emails;
 pub mod limits;
+pub mod manage;
 pub mod node;
 pub mod pg;
 pub mod races;
@@ -21,7 +22,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_app_sessions::store::{
-    Capabilities, Scope, SessionInfo, SessionStore, StoreError, StoreFuture,
+    Capabilities, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
 };
 use tower_app_sessions::{AppContext, MemoryStore, SessionId, SessionRecord};
 use uuid::Uuid;
@@ -141,7 +142,7 @@ impl SessionStore for CountingStore {
         u: &'a Uuid,
         s: Scope<'a>,
         now: i64,
-    ) -> StoreFuture<'a, Result<Vec<SessionInfo>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
         guarded!(self, false, self.inner.list_user_sessions(u, s, now))
     }
     fn capabilities(&self) -> Capabilities<'_> {

@@ -1,5 +1,8 @@
 //! [`RequireUserLayer`]: answers `401` (no session) or `503` (backend down) before the inner
-//! service runs, for whole routers that only signed-in users may reach.
+//! service runs, for whole routers that only signed-in users may reach;
+//! [`RequirePermissionLayer`] adds a `403` without a permission, and
+//! [`RequireRecentLoginLayer`] a `401 {"error":"reauthentication_required"}` when the login
+//! is older than a bound.
 //!
 //! Works with any body type that can be made from a `&'static str` (axum's `Body`,
 //! `http_body_util::Full<Bytes>`, `String`, …), so it serves bare hyper as well as axum.
@@ -15,6 +18,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{Session, SessionStatus};
+
+mod recent;
+pub use recent::{
+    reauthentication_required, ReauthenticationRequired, RequireRecentLogin,
+    RequireRecentLoginLayer, REAUTHENTICATION_REQUIRED_BODY,
+};
 
 /// Body of every `401`: invalid, unknown, expired, revoked and foreign-context credentials all
 /// get exactly this, so none can be told apart from outside.

@@ -1,0 +1,131 @@
+//! [`RequireRecentLoginLayer`]: asks for the credential again before sensitive actions.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{rejection, status_of, RequireUserFuture};
+use crate::{Session, SessionStatus};
+
+/// Body of the `401` that asks for the credential again.
+pub const REAUTHENTICATION_REQUIRED_BODY: &str = r#"{"error":"reauthentication_required"}"#;
+
+/// The session's last proof of a credential is too old for this action (or there is no
+/// session): log in again. A `401` with [`REAUTHENTICATION_REQUIRED_BODY`] (feature `axum`:
+/// `IntoResponse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("reauthentication required")]
+pub struct ReauthenticationRequired;
+
+/// The `401` of [`ReauthenticationRequired`].
+pub fn reauthentication_required<B: From<&'static str>>() -> Response<B> {
+    let mut response = Response::new(B::from(REAUTHENTICATION_REQUIRED_BODY));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Requires a user who proved a credential at most a given time ago
+/// ([`Session::require_recent_login`]): `401`/`503` as
+/// [`RequireUserLayer`](super::RequireUserLayer) without a user, `401
+/// {"error":"reauthentication_required"}` when the login is older (OWASP ASVS 7.5.1, 7.5.3).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use axum::{routing::post, Router};
+/// use tower::ServiceExt;
+/// use tower_app_sessions::{require::RequireRecentLoginLayer, AppContext, SessionLayer};
+///
+/// let account: Router = Router::new()
+///     .route("/email", post(|| async { "changed" }))
+///     .layer(RequireRecentLoginLayer::within(Duration::from_secs(10 * 60)))
+///     .layer(SessionLayer::for_context(AppContext::Web));
+/// let res = account.oneshot(http::Request::post("/email").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), 401);
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct RequireRecentLoginLayer {
+    within: Duration,
+}
+
+impl RequireRecentLoginLayer {
+    /// Requires a login at most `within` ago.
+    pub fn within(within: Duration) -> Self {
+        Self { within }
+    }
+}
+
+impl<S> Layer<S> for RequireRecentLoginLayer {
+    type Service = RequireRecentLogin<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireRecentLogin {
+            inner,
+            within: self.within,
+        }
+    }
+}
+
+/// The service of [`RequireRecentLoginLayer`].
+#[derive(Debug, Clone)]
+pub struct RequireRecentLogin<S> {
+    inner: S,
+    within: Duration,
+}
+
+impl<S> RequireRecentLogin<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireRecentLogin<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<&'static str>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = RequireUserFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let response = match status_of(req.extensions()) {
+            SessionStatus::Authenticated => {
+                let recent = req
+                    .extensions()
+                    .get::<Session>()
+                    .map(|s| s.require_recent_login(self.within));
+                match recent {
+                    Some(Ok(())) => {
+                        return RequireUserFuture::Inner {
+                            future: self.inner.call(req),
+                        }
+                    }
+                    _ => reauthentication_required(),
+                }
+            }
+            status => rejection(status),
+        };
+        RequireUserFuture::Rejected {
+            response: Some(response),
+        }
+    }
+}
