@@ -18,6 +18,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+#[path = "examples/browser.rs"]
+mod browser;
+#[path = "examples/manage.rs"]
+mod manage;
+
 const EXAMPLES: [&str; 2] = ["multi_app", "hyper_service"];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -216,6 +221,10 @@ impl Server {
 
     fn patch(&self, path: &str) -> Call {
         Call::new(self.addr, Method::PATCH, path)
+    }
+
+    fn delete(&self, path: &str) -> Call {
+        Call::new(self.addr, Method::DELETE, path)
     }
 }
 

@@ -20,6 +20,8 @@
 //! | `GET /preferences` (web) | `200` the session's preferences, `{}` at first |
 //! | `GET /stats` (admin, role `admin` only) | `200` `Sessions::stats()` as JSON; `403` for other roles |
 //! | `PATCH /preferences` (web) `{"theme":"dark","language":"ru"}` | each key set, `null` removes it; `200` the merged preferences; `413` past 16 KiB, `422` for a bad key |
+//! | `GET /` | the app as a page (see `pages.rs`): sign in, your sessions, end them; on admin, users' sessions |
+//! | `GET /sessions`, `DELETE /sessions/<handle>`, `POST /sessions/revoke-others`, admin `GET /users?email=`, `GET`/`DELETE /users/<id>/sessions`, `DELETE /users/<id>/sessions/<handle>` | session management as JSON (see `manage.rs`) |
 //!
 //! Each preference is its own key of the session data, so concurrent changes of different
 //! preferences never lose each other, and a pre-migration session row's `data`
@@ -47,6 +49,8 @@
 //! as the TypeScript apps store them), and `SESSION_AUTO_MIGRATE=true` runs the crate's
 //! migrations first (a no-op the second time).
 
+mod manage;
+mod pages;
 mod passwords;
 
 use std::net::SocketAddr;
@@ -56,11 +60,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router, ServiceExt};
 use passwords::Passwords;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tower::Layer;
 use tower_app_sessions::config::Environment;
 use tower_app_sessions::throttle::LoginThrottle;
 use tower_app_sessions::users::{canonical_email, UserError};
@@ -68,6 +73,7 @@ use tower_app_sessions::{
     AppContext, CurrentUser, Role, Session, SessionError, SessionMetadata, Sessions, User,
     UserRepository,
 };
+use tower_http::normalize_path::NormalizePathLayer;
 use tracing_subscriber::EnvFilter;
 
 /// Roles the admin panel admits.
@@ -81,8 +87,9 @@ const MAX_BODY: usize = 16 * 1024;
 const ADMIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 const ADMIN_ABSOLUTE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
-const DEMO_USERS: [(&str, &str, Role); 2] = [
+const DEMO_USERS: [(&str, &str, Role); 3] = [
     ("admin@example.com", "admin-password", Role::Admin),
+    ("support@example.com", "support-password", Role::Support),
     ("user@example.com", "user-password", Role::User),
 ];
 
@@ -187,9 +194,14 @@ async fn main() -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     print_instructions(addr, seed_demo_users)?;
 
+    // `/web/` and `/admin/` are the pages: a trailing slash is trimmed before routing, so
+    // the nested routers' `/` answers both spellings.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(app);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            app,
+        ),
     )
     .with_graceful_shutdown(async {
         // If Ctrl-C cannot be watched, run until killed.
@@ -228,13 +240,43 @@ fn routes(app: App, web_only: bool) -> Router {
     let mut router = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
-        .route("/logout", post(logout));
+        .route("/logout", post(logout))
+        .route("/sessions", get(manage::list_mine))
+        .route("/sessions/{handle}", delete(manage::end_mine))
+        .route("/sessions/revoke-others", post(manage::revoke_others))
+        .route("/form/logout", post(pages::logout));
     if web_only {
         router = router
+            .route("/", get(pages::web_home))
+            .route("/form/login", post(pages::web_login))
+            .route("/form/register", post(pages::web_register))
+            .route("/form/sessions/{handle}/end", post(pages::web_end_session))
+            .route("/form/revoke-others", post(pages::web_revoke_others))
+            .route("/form/preferences", post(pages::web_preferences))
             .route("/register", post(register))
             .route("/preferences", get(preferences).patch(set_preferences));
     } else {
-        router = router.route("/stats", get(stats));
+        router = router
+            .route("/", get(pages::admin_home))
+            .route("/form/login", post(pages::admin_login))
+            .route(
+                "/form/users/{user}/sessions/{handle}/end",
+                post(pages::admin_end_session),
+            )
+            .route(
+                "/form/users/{user}/sessions/end",
+                post(pages::admin_end_all),
+            )
+            .route("/stats", get(stats))
+            .route("/users", get(manage::find_user))
+            .route(
+                "/users/{user}/sessions",
+                get(manage::user_sessions).delete(manage::end_user_sessions),
+            )
+            .route(
+                "/users/{user}/sessions/{handle}",
+                delete(manage::end_user_session),
+            );
     }
     router
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -288,6 +330,10 @@ impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         let body = Json(json!({ "error": message.into() }));
         Self(Box::new((status, body).into_response()))
+    }
+
+    fn status(&self) -> StatusCode {
+        self.0.status()
     }
 
     fn unprocessable(message: impl Into<String>) -> Self {
@@ -364,7 +410,7 @@ fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credent
     Ok(credentials)
 }
 
-/// Registration: every check before the (throttled) password hash, then the user.
+/// Registration (web only).
 async fn register(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -372,36 +418,50 @@ async fn register(
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Credentials { email, password } = credentials(body)?;
-    let client = app.throttle.client_address(peer, &headers);
-    app.throttle.admit(client, &email)?;
-    let email =
-        canonical_email(&email).map_err(|error| ApiError::unprocessable(error.to_string()))?;
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(ApiError::unprocessable(format!(
-            "password must be at least {MIN_PASSWORD} characters"
-        )));
-    }
-    if password.len() > MAX_PASSWORD {
-        return Err(ApiError::unprocessable(format!(
-            "password must be at most {MAX_PASSWORD} bytes"
-        )));
-    }
-    let hash = app
-        .throttle
-        .verify({
-            let passwords = Arc::clone(&app.passwords);
-            move || passwords.hash(&password)
-        })
-        .await?
-        .map_err(ApiError::unavailable)?;
-    let user = User::new(email, Role::User).with_password_hash(hash);
-    match app.users.create(user).await {
-        Ok(user) => Ok((StatusCode::CREATED, Json(UserView::from(&*user))).into_response()),
-        Err(UserError::EmailTaken) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "email already registered",
-        )),
-        Err(error) => Err(ApiError::unavailable(error)),
+    let user = app.register(peer, &headers, &email, password).await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(&*user))).into_response())
+}
+
+impl App {
+    /// A new user (role `user`): every check before the (throttled) password hash.
+    async fn register(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        email: &str,
+        password: String,
+    ) -> Result<Arc<User>, ApiError> {
+        let client = self.throttle.client_address(peer, headers);
+        self.throttle.admit(client, email)?;
+        let email =
+            canonical_email(email).map_err(|error| ApiError::unprocessable(error.to_string()))?;
+        if password.chars().count() < MIN_PASSWORD {
+            return Err(ApiError::unprocessable(format!(
+                "password must be at least {MIN_PASSWORD} characters"
+            )));
+        }
+        if password.len() > MAX_PASSWORD {
+            return Err(ApiError::unprocessable(format!(
+                "password must be at most {MAX_PASSWORD} bytes"
+            )));
+        }
+        let hash = self
+            .throttle
+            .verify({
+                let passwords = Arc::clone(&self.passwords);
+                move || passwords.hash(&password)
+            })
+            .await?
+            .map_err(ApiError::unavailable)?;
+        let user = User::new(email, Role::User).with_password_hash(hash);
+        match self.users.create(user).await {
+            Ok(user) => Ok(user),
+            Err(UserError::EmailTaken) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "email already registered",
+            )),
+            Err(error) => Err(ApiError::unavailable(error)),
+        }
     }
 }
 
@@ -413,64 +473,95 @@ async fn login(
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Credentials { email, password } = credentials(body)?;
-    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid email or password");
-    // Counted before anything else, for known and unknown emails alike.
-    let client = app.throttle.client_address(peer, &headers);
-    app.throttle.admit(client, &email)?;
-    // An address no user can have, or a password no user can have: the wrong-password
-    // answer, before any I/O (a NUL byte must not reach the database).
-    let Ok(email) = canonical_email(&email) else {
-        return Err(invalid());
+    let user = app.check_password(peer, &headers, &email, password).await?;
+    let Some(user) = user else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid email or password",
+        ));
     };
-    if password.len() > MAX_PASSWORD {
-        return Err(invalid());
-    }
-    let user = app
-        .users
-        .find_by_email(&email)
-        .await
-        .map_err(ApiError::unavailable)?;
-    // Always verify a hash, a dummy one for unknown emails (and users without a password),
-    // so the answer's timing does not tell which emails exist.
-    let hash = user
-        .as_ref()
-        .and_then(|user| user.hashed_password.as_deref())
-        .map_or_else(|| Arc::clone(&app.dummy_hash), Arc::from);
-    let password_ok = app
-        .throttle
-        .verify({
-            let passwords = Arc::clone(&app.passwords);
-            move || passwords.verify(&password, &hash)
-        })
-        .await?;
-    let user = match user {
-        Some(user) if password_ok => user,
-        _ => return Err(invalid()),
-    };
-    if app.admits.is_some_and(|roles| !roles.contains(&user.role)) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden"));
-    }
-
-    let metadata = SessionMetadata::from_headers(&headers).ip(peer.ip().to_string());
-    // A fresh id every time: the request's own session, if any, is replaced (fixation);
-    // the user's sessions on other devices stay.
-    let id = session.login(user.id, metadata).await?;
-    if let Err(error) = app.users.record_login(&user.id).await {
-        tracing::warn!(%error, "could not record the login time");
-    }
-    tracing::info!(context = %session.context(), user = %user.id, "logged in");
-    if app.admits.is_some() {
-        // Read once by the next `GET /me` (saved with the new session after this handler).
-        session.flash(
-            "notice",
-            "Signed in to the admin panel: sessions end after 30 minutes idle.",
-        )?;
-    }
+    let id = app.sign_in(&session, &user, peer, &headers).await?;
     let view = LoginView {
         token: id.as_str(),
         user: UserView::from(&*user),
     };
     Ok(no_store(Json(view).into_response()))
+}
+
+impl App {
+    /// The user whose email and password these are, or `None` (wrong email, wrong password,
+    /// a role this app does not admit: the same answer). Counted by the throttle first, for
+    /// known and unknown emails alike; every answer costs one password verification.
+    async fn check_password(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        email: &str,
+        password: String,
+    ) -> Result<Option<Arc<User>>, ApiError> {
+        let client = self.throttle.client_address(peer, headers);
+        self.throttle.admit(client, email)?;
+        // An address no user can have, or a password no user can have: the wrong-password
+        // answer, before any I/O (a NUL byte must not reach the database).
+        let Ok(email) = canonical_email(email) else {
+            return Ok(None);
+        };
+        if password.len() > MAX_PASSWORD {
+            return Ok(None);
+        }
+        let user = self
+            .users
+            .find_by_email(&email)
+            .await
+            .map_err(ApiError::unavailable)?;
+        // Always verify a hash, a dummy one for unknown emails (and users without a
+        // password), so the answer's timing does not tell which emails exist.
+        let hash = user
+            .as_ref()
+            .and_then(|user| user.hashed_password.as_deref())
+            .map_or_else(|| Arc::clone(&self.dummy_hash), Arc::from);
+        let password_ok = self
+            .throttle
+            .verify({
+                let passwords = Arc::clone(&self.passwords);
+                move || passwords.verify(&password, &hash)
+            })
+            .await?;
+        match user {
+            Some(user) if password_ok => {
+                if self.admits.is_some_and(|roles| !roles.contains(&user.role)) {
+                    return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden"));
+                }
+                Ok(Some(user))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Starts a session for `user`: a fresh id every time (the request's own session, if
+    /// any, is replaced: fixation); the user's sessions on other devices stay.
+    async fn sign_in(
+        &self,
+        session: &Session,
+        user: &User,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Result<tower_app_sessions::SessionId, ApiError> {
+        let metadata = SessionMetadata::from_headers(headers).ip(peer.ip().to_string());
+        let id = session.login(user.id, metadata).await?;
+        if let Err(error) = self.users.record_login(&user.id).await {
+            tracing::warn!(%error, "could not record the login time");
+        }
+        tracing::info!(context = %session.context(), user = %user.id, "logged in");
+        if self.admits.is_some() {
+            // Read once by the next `GET /me` (saved with the new session after this handler).
+            session.flash(
+                "notice",
+                "Signed in to the admin panel: sessions end after 30 minutes idle.",
+            )?;
+        }
+        Ok(id)
+    }
 }
 
 async fn me(user: CurrentUser<User>, session: Session) -> Result<Response, SessionError> {
