@@ -9,6 +9,7 @@
 mod common;
 
 mod cache;
+mod cli;
 mod contract;
 mod cross_origin;
 mod data;

@@ -26,9 +26,11 @@ use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
 mod legacy;
+mod maintenance;
 mod row;
 mod stats;
 
+pub use maintenance::PurgeReport;
 pub(crate) use row::pg_context;
 use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
 

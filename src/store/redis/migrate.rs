@@ -90,6 +90,20 @@ impl RedisStore {
         mode: MigrationMode,
         batch: usize,
     ) -> Result<MigrationReport, StoreError> {
+        self.migrate_legacy_with(mode, batch, &|_| {}).await
+    }
+
+    /// [`migrate_legacy`](Self::migrate_legacy), calling `progress` with the report so far
+    /// after each batch (for a progress bar).
+    ///
+    /// # Errors
+    /// As [`migrate_legacy`](Self::migrate_legacy).
+    pub async fn migrate_legacy_with(
+        &self,
+        mode: MigrationMode,
+        batch: usize,
+        progress: &(dyn Fn(&MigrationReport) + Send + Sync),
+    ) -> Result<MigrationReport, StoreError> {
         // SCAN may return a key twice; the second visit finds the copy (`SET NX`) and counts as
         // already present.
         self.redis
@@ -115,6 +129,7 @@ impl RedisStore {
                             Migrated::Invalid => report.invalid += 1,
                         }
                     }
+                    progress(&report);
                     Ok(report)
                 },
             )

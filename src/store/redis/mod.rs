@@ -38,6 +38,7 @@ use crate::{AppContext, SessionId, SessionRecord};
 #[cfg(feature = "cache")]
 pub(crate) mod bus;
 mod conn;
+mod doctor;
 pub mod keys;
 mod migrate;
 mod scripts;
@@ -45,6 +46,7 @@ mod stats;
 
 pub use conn::RedisConfig;
 use conn::{Redis, BACKEND};
+pub use doctor::{KeyCheck, KeyProblem, KeySample};
 pub use migrate::{MigrationMode, MigrationReport};
 
 /// How long a user's revocation count outlives the last revocation ([`keys::user_revocations`]).

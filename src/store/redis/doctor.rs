@@ -1,0 +1,145 @@
+//! [`RedisStore::check_sessions`]: an operator's sample of session keys, checked against the
+//! TypeScript apps' format and this crate's bookkeeping. SCAN-based, never on the request path.
+
+use serde::Serialize;
+
+use super::{keys, RedisStore};
+use crate::store::StoreError;
+use crate::{AppContext, SessionHandle, SessionId, SessionRecord};
+
+/// How far a key's TTL may be from its record's `expires_at`: TTLs are set in whole seconds
+/// (rounded up), and the check runs a little after the read.
+const TTL_SLACK_MS: i64 = 2_000;
+
+/// What is wrong with one sampled key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The value is not a session record in the TypeScript apps' JSON.
+    Unparseable,
+    /// The key never expires (no TTL).
+    NoTtl,
+    /// The TTL and the record's `expires_at` disagree by more than two seconds.
+    TtlMismatch {
+        /// The key's remaining TTL, in milliseconds.
+        ttl_ms: i64,
+        /// What the record says is left, in milliseconds.
+        expires_in_ms: i64,
+    },
+    /// A context key whose user's index (`user-sessions:{<uuid>}`) does not list it: listing
+    /// and revoke-all miss it until it is next written.
+    NotIndexed,
+}
+
+/// A sampled key with a problem, named by the session's handle (never the key or the id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyCheck {
+    /// The session's handle.
+    pub session: SessionHandle,
+    /// Its context, `None` for a legacy `session:<id>` key.
+    pub context: Option<AppContext>,
+    /// What is wrong.
+    #[serde(flatten)]
+    pub problem: KeyProblem,
+}
+
+/// What [`RedisStore::check_sessions`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeySample {
+    /// Session keys checked.
+    pub checked: u64,
+    /// Those with a problem, one entry per problem.
+    pub problems: Vec<KeyCheck>,
+}
+
+impl RedisStore {
+    /// Checks up to `sample` session keys (`session:<context>:<id>` and legacy
+    /// `session:<id>`): each parses as the TypeScript apps' JSON, has a TTL that agrees with
+    /// its `expires_at`, and (context keys) is in its user's index. A key that vanished
+    /// while it was checked is skipped.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis fails.
+    pub async fn check_sessions(&self, sample: usize, now: i64) -> Result<KeySample, StoreError> {
+        let mut found: Vec<String> = Vec::new();
+        self.redis
+            .scan_fold(keys::ALL_SESSIONS, 1000, (), |(), page| {
+                let room = sample.saturating_sub(found.len());
+                found.extend(page.into_iter().take(room));
+                async { Ok(()) }
+            })
+            .await?;
+        let mut report = KeySample::default();
+        for key in found {
+            let (context, id) = match (keys::parse_session(&key), keys::parse_legacy(&key)) {
+                (Some((context, id)), _) => (Some(context), id),
+                (None, Some(id)) => (None, id),
+                (None, None) => continue,
+            };
+            let Some(problems) = self.check_key(&key, context.as_ref(), &id, now).await? else {
+                continue;
+            };
+            report.checked += 1;
+            let session = id.handle();
+            report
+                .problems
+                .extend(problems.into_iter().map(|problem| KeyCheck {
+                    session,
+                    context: context.clone(),
+                    problem,
+                }));
+        }
+        Ok(report)
+    }
+
+    /// The problems of one key; `None` if it is gone.
+    async fn check_key(
+        &self,
+        key: &str,
+        context: Option<&AppContext>,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<Vec<KeyProblem>>, StoreError> {
+        let owned = key.to_owned();
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self
+            .redis
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&owned)
+                    .cmd("PTTL")
+                    .arg(&owned)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let Ok(record) = SessionRecord::from_json(&bytes) else {
+            return Ok(Some(vec![KeyProblem::Unparseable]));
+        };
+        let mut problems = Vec::new();
+        let expires_in_ms = record.expires_at.saturating_sub(now);
+        if pttl == -1 {
+            problems.push(KeyProblem::NoTtl);
+        } else if pttl >= 0 && (pttl - expires_in_ms).abs() > TTL_SLACK_MS {
+            problems.push(KeyProblem::TtlMismatch {
+                ttl_ms: pttl,
+                expires_in_ms,
+            });
+        }
+        if let Some(context) = context {
+            let mut score = redis::cmd("ZSCORE");
+            score
+                .arg(keys::user_index(&record.user_id))
+                .arg(keys::index_member(context, id));
+            let indexed: Option<f64> = self.redis.query(score).await?;
+            if indexed.is_none() {
+                problems.push(KeyProblem::NotIndexed);
+            }
+        }
+        Ok(Some(problems))
+    }
+}
