@@ -239,6 +239,10 @@ impl Sessions {
 
     /// The live sessions of `user_id` in `scope`, newest first, as an admin or the user
     /// sees them (see [`manage`](crate::manage)); none is [`current`](SessionInfo::current).
+    /// Liveness and `last_seen` are judged with this value's idle timeout and absolute
+    /// lifetime (the defaults: 24 h and 7 days), not those a layer may override: a context
+    /// whose layer uses others ([`Session::list_mine`](crate::Session::list_mine) uses the
+    /// layer's) shows `last_seen` to that difference.
     ///
     /// # Errors
     /// [`StoreError`] if the store failed.
@@ -305,6 +309,15 @@ impl Sessions {
     pub async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
         let now = self.now();
         let listed = self.store.list_user_sessions(user_id, scope, now).await?;
+        // Copies under the legacy key (fallback on for their context) must not keep them
+        // alive: they go first, as in a logout.
+        if let Some(legacy) = self.store.capabilities().legacy {
+            for session in &listed {
+                if self.settings.reads_legacy(&session.context) {
+                    legacy.delete_legacy(&session.id).await?;
+                }
+            }
+        }
         let ended = self.store.delete_user_sessions(user_id, scope, now).await?;
         let mut per_context: Vec<(AppContext, u64)> = Vec::new();
         for session in listed {
@@ -329,6 +342,19 @@ impl Sessions {
                 .emit(|| SessionEvent::new(kind, &context, now).user(user));
         }
         Ok(ended)
+    }
+
+    /// Reads pre-migration, context-less sessions for exactly these contexts in every layer
+    /// built from here on (see [`SessionLayer::legacy_fallback_contexts`]), and has the
+    /// admin operations end those copies too. `Sessions::from_env` sets it from
+    /// `SESSION_MIGRATION_STRATEGY`.
+    #[must_use]
+    pub fn legacy_fallback_contexts(
+        mut self,
+        contexts: impl IntoIterator<Item = AppContext>,
+    ) -> Self {
+        self.settings.legacy_contexts = contexts.into_iter().collect();
+        self
     }
 
     /// Calls `hook` with every lifecycle event of every layer built from here on

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /<app>/sessions` | `200` the caller's sessions in this app (`SessionInfo` array, newest first) |
 //! | `DELETE /<app>/sessions/<handle>` | `204`; `404` for a handle that is not one of the caller's; `400` for one that is not a handle |
-//! | `POST /<app>/sessions/revoke-others` `{"password"}` | `200` `{"ended","token"}` (the caller's session moved to `token`); `401 {"error":"reauthentication_required"}` without the right password |
+//! | `POST /<app>/sessions/revoke-others` `{"password"}` | `200` `{"ended"}`, and `"token"` (the id the session moved to) for bearer clients; cookie clients get the new cookie; `401 {"error":"reauthentication_required"}` without the right password |
 //! | `GET /admin/users?email=` | `200` the user `{"id","email","role"}`; `404` |
 //! | `GET /admin/users/<id>/sessions` | `200` the user's sessions in every app |
 //! | `DELETE /admin/users/<id>/sessions` | `204`, every session of the user ended; `403` without `sessions:revoke` (role `admin`) |
@@ -109,7 +109,14 @@ pub async fn revoke_others(
     let Some(done) = session.revoke_others(Scope::AllContexts).await? else {
         return Ok(ReauthenticationRequired.into_response());
     };
-    let body = json!({ "ended": done.ended, "token": done.id.as_str() });
+    // API clients need their new token; a browser has it as the HttpOnly cookie, and page
+    // scripts must not see it.
+    let body = match session.credential_source() {
+        Some(tower_app_sessions::extract::CredentialSource::Bearer) => {
+            json!({ "ended": done.ended, "token": done.id.as_str() })
+        }
+        _ => json!({ "ended": done.ended }),
+    };
     Ok(no_store(Json(body).into_response()))
 }
 

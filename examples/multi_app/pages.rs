@@ -9,7 +9,7 @@
 //!   `manage::may_revoke`; support and operators see the list, and get `403` on ending).
 //!
 //! Notices after a redirect are fixed texts chosen by a code in the query (`?notice=…`): no
-//! page ever repeats what a client sent. The forms are protected by the layer's cross-origin
+//! notice repeats what a client sent (the search field keeps the email typed, escaped). The forms are protected by the layer's cross-origin
 //! rule (a cookie-authenticated write from another site is refused with `403`).
 
 use std::net::SocketAddr;
@@ -425,6 +425,20 @@ fn back_to_user(user: uuid::Uuid, notice: &str) -> Response {
     Redirect::to(&format!("/admin/?user={user}&notice={notice}")).into_response()
 }
 
+/// `403` for a role that may see sessions but not end them: a page, not a redirect (a
+/// browser shows a `403`'s body, it does not follow its `Location`).
+fn forbidden_page(user: uuid::Uuid) -> Response {
+    let body = page(
+        "Admin panel: forbidden",
+        html! {
+            h1 { "Admin panel" }
+            p.notice role="alert" { (notice_text(Some("forbidden")).unwrap_or_default()) }
+            a href=(format!("/admin/?user={user}")) { "Back to the user's sessions" }
+        },
+    );
+    (StatusCode::FORBIDDEN, body).into_response()
+}
+
 pub async fn admin_end_session(
     State(app): State<App>,
     admin: CurrentUser<User>,
@@ -432,7 +446,7 @@ pub async fn admin_end_session(
 ) -> Result<Response, ApiError> {
     let (user_id, handle) = (parse_user_id(&user_id)?, parse_handle(&handle)?);
     if !may_revoke(&admin) {
-        return Ok((StatusCode::FORBIDDEN, back_to_user(user_id, "forbidden")).into_response());
+        return Ok(forbidden_page(user_id));
     }
     let ended = app
         .sessions
@@ -452,7 +466,7 @@ pub async fn admin_end_all(
 ) -> Result<Response, ApiError> {
     let user_id = parse_user_id(&user_id)?;
     if !may_revoke(&admin) {
-        return Ok((StatusCode::FORBIDDEN, back_to_user(user_id, "forbidden")).into_response());
+        return Ok(forbidden_page(user_id));
     }
     app.sessions
         .revoke_user(&user_id, Scope::AllContexts)

@@ -100,21 +100,45 @@ impl Session {
             .list_user_sessions(&record.user_id, scope, now)
             .await?;
         let mut ended = 0;
+        let mut failed = None;
         for other in listed.iter().filter(|s| s.id != kept) {
-            if shared.reads_legacy() {
-                shared.delete_legacy(&other.id).await?;
-            }
-            if shared.store.delete(&other.context, &other.id, now).await? {
-                ended += 1;
+            match self.end_other(&other.context, &other.id, now).await {
+                Ok(true) => ended += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
             }
         }
-        let scope = RevokedScope::Others;
+        // Reported even when a delete failed: those before it are ended.
         let kind = SessionEventKind::Revoked {
-            scope,
+            scope: RevokedScope::Others,
             count: ended,
         };
         shared.emit(kind, now, Some(&kept), Some(&record));
-        Ok(Some(OthersRevoked { ended, id: kept }))
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(Some(OthersRevoked { ended, id: kept })),
+        }
+    }
+
+    /// Deletes another session of the user (its legacy copy first, when its context reads
+    /// legacy sessions); `true` if it was live.
+    async fn end_other(
+        &self,
+        context: &crate::AppContext,
+        id: &crate::SessionId,
+        now: i64,
+    ) -> Result<bool, crate::StoreError> {
+        let shared = &self.inner.shared;
+        let legacy = match shared.store.capabilities().legacy {
+            Some(legacy) if shared.settings.reads_legacy(context) => {
+                legacy.delete_legacy(id).await?
+            }
+            _ => false,
+        };
+        Ok(shared.store.delete(context, id, now).await? || legacy)
     }
 
     /// When the user last proved a credential for this session (milliseconds since the

@@ -335,3 +335,98 @@ async fn hostile_input_on_the_session_routes() {
         .await
         .assert_status(200);
 }
+
+/// The pages' forms: a cookie-authenticated post from another site is refused (`403`) and
+/// ends nothing; from the same origin it ends the session and redirects (`303`); support
+/// gets a `403` page for ending another user's sessions.
+#[tokio::test]
+async fn the_forms_refuse_other_sites_and_roles_that_may_not_end_sessions() {
+    let server = Server::start("multi_app");
+    let user = ("user@example.com", "user-password");
+    let mine = login(&server, "web", user.0, user.1).await.token();
+    let other = login(&server, "web", user.0, user.1).await.token();
+    let handle = own_handle(&server, &other).await;
+    let end = format!("/web/form/sessions/{handle}/end");
+    for site in ["cross-site", "same-site"] {
+        let reply = server
+            .post(&end)
+            .cookie("__Host-web_sid", &mine)
+            .header("sec-fetch-site", site)
+            .send()
+            .await;
+        reply.assert_status(403);
+        server
+            .get("/web/me")
+            .bearer(&other)
+            .send()
+            .await
+            .assert_status(200);
+    }
+    let evil = server
+        .post(&end)
+        .cookie("__Host-web_sid", &mine)
+        .header("origin", "https://evil.example")
+        .send()
+        .await;
+    evil.assert_status(403);
+    server
+        .get("/web/me")
+        .bearer(&other)
+        .send()
+        .await
+        .assert_status(200);
+    let same = server
+        .post(&end)
+        .cookie("__Host-web_sid", &mine)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await;
+    same.assert_status(303);
+    assert_eq!(same.headers["location"], "/web/?notice=session-ended");
+    server
+        .get("/web/me")
+        .bearer(&other)
+        .send()
+        .await
+        .assert_status(401);
+
+    // Support sees the user's sessions on the admin page but may not end them.
+    let support = login(&server, "admin", "support@example.com", "support-password")
+        .await
+        .token();
+    let page = server
+        .get("/admin/?email=user%40example.com")
+        .cookie("__Host-admin_sid", &support)
+        .send()
+        .await;
+    page.assert_status(200);
+    assert!(page.body.contains("Sessions of"), "{}", page.body);
+    assert!(
+        !page.body.contains("End all sessions"),
+        "support gets no end buttons"
+    );
+    let found = server
+        .get("/admin/users?email=user@example.com")
+        .bearer(&support)
+        .send()
+        .await;
+    let user_id = found.json()["id"].as_str().expect("an id").to_owned();
+    let refused = server
+        .post(&format!("/admin/form/users/{user_id}/sessions/end"))
+        .cookie("__Host-admin_sid", &support)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await;
+    refused.assert_status(403);
+    assert!(
+        refused.body.contains("may not end sessions"),
+        "{}",
+        refused.body
+    );
+    server
+        .get("/web/me")
+        .bearer(&mine)
+        .send()
+        .await
+        .assert_status(200);
+}

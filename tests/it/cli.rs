@@ -250,6 +250,17 @@ async fn purge_sessions_revoke_and_the_schema_on_postgres() {
                 .unwrap();
         }
     }
+    // And one revoked 40 days ago whose session has not expired yet: its row is what keeps
+    // a Redis copy of it from being served, so no retention bound removes it.
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, expires_at, revoked, revoked_at, application_context) \
+         VALUES ($1, $2, now() + interval '1 day', true, now() - interval '40 days', 'web')",
+    )
+    .bind(SessionId::generate().unwrap().as_str())
+    .bind(user.id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let status = cli(&env, &["status", "--json"]);
     assert_eq!(status.status, 0, "{}{}", status.stdout, status.stderr);
     let web = &status.json()["contexts"]["web"]["postgres_sessions"];
@@ -259,7 +270,7 @@ async fn purge_sessions_revoke_and_the_schema_on_postgres() {
             web["revoked"].as_u64(),
             web["expired"].as_u64()
         ),
-        (Some(3), Some(6), Some(6))
+        (Some(3), Some(7), Some(6))
     );
 
     let purged = cli(
@@ -287,7 +298,16 @@ async fn purge_sessions_revoke_and_the_schema_on_postgres() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(left, 6);
+    assert_eq!(left, 7);
+    let tombstone: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE revoked AND expires_at > now()")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        tombstone, 1,
+        "a revoked row of an unexpired session was purged"
+    );
     let bad = cli(
         &env,
         &[

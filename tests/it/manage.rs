@@ -98,3 +98,103 @@ async fn ending_a_session_by_handle_reaches_another_instances_cache() {
     );
     assert_eq!(send(&b, get("/me").bearer(&mine).empty()).await.status, 200);
 }
+
+/// A tiered store lists (and so ends) the sessions of a custom context, which only Redis
+/// holds, beside the durable store's.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test]
+async fn the_tiered_store_lists_and_ends_custom_context_sessions() {
+    use std::sync::Arc;
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+    use tower_app_sessions::store::{PgSessionStore, TieredStore};
+    use tower_app_sessions::users::PgUsers;
+    use tower_app_sessions::{Scope, UserRepository};
+
+    let db = crate::common::pg::TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let email = format!("custom-{}@example.com", uuid::Uuid::new_v4().simple());
+    let user = users.create(User::new(email, Role::User)).await.unwrap().id;
+    let redis = RedisStore::connect(RedisConfig::new(crate::common::redis_server::shared_url()))
+        .await
+        .unwrap();
+    let tiered = TieredStore::new(
+        Arc::new(redis),
+        Arc::new(PgSessionStore::new(db.pool.clone())),
+    );
+    let sessions = Sessions::new(tiered, users);
+    let bot = AppContext::custom("telegram-bot").unwrap();
+    let web = manage_routes().layer(sessions.layer(AppContext::Web));
+    let bots = manage_routes().layer(sessions.layer(bot.clone()));
+    let (mine, theirs) = (login(&web, user).await, login(&bots, user).await);
+    let listed = sessions.list_user(&user, Scope::AllContexts).await.unwrap();
+    let contexts: Vec<&str> = listed.iter().map(|s| s.context.as_str()).collect();
+    assert_eq!(listed.len(), 2, "{contexts:?}");
+    assert!(contexts.contains(&"telegram-bot"), "{contexts:?}");
+    let reply = send(
+        &web,
+        crate::common::post("/revoke-others").bearer(&mine).empty(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.starts_with("1 "), "{}", reply.body);
+    assert_eq!(
+        send(&bots, get("/me").bearer(&theirs).empty()).await.status,
+        401
+    );
+}
+
+/// With the legacy fallback on, a migrated session lives under both keys: an admin's
+/// revoke-all ends the legacy copy too, so the fallback cannot bring it back.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_user_ends_legacy_copies_where_the_fallback_reads_them() {
+    use redis::AsyncCommands;
+    use tower_app_sessions::record::now_ms;
+    use tower_app_sessions::store::redis::{keys, MigrationMode, RedisConfig, RedisStore};
+    use tower_app_sessions::{Scope, SessionId, SessionMetadata, SessionRecord};
+
+    let server = tokio::task::block_in_place(crate::common::redis_server::RedisServer::start_plain);
+    let store = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let users = MemoryUsers::new();
+    let (user, _) = two_users(&users);
+    let id = SessionId::generate().unwrap();
+    let record = SessionRecord::new(
+        user,
+        SessionMetadata::new(),
+        now_ms(),
+        Duration::from_secs(3600),
+    );
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let json = serde_json::to_string(&record).unwrap();
+    let () = conn.set_ex(keys::legacy(&id), json, 3600).await.unwrap();
+    store
+        .migrate_legacy(MigrationMode::Copy, 100)
+        .await
+        .unwrap();
+    let sessions = Sessions::new(store, users).legacy_fallback_contexts([AppContext::Web]);
+    let app = manage_routes().layer(sessions.layer(AppContext::Web));
+    assert_eq!(
+        send(&app, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        sessions
+            .revoke_user(&user, Scope::AllContexts)
+            .await
+            .unwrap(),
+        1
+    );
+    let legacy_left: bool = conn.exists(keys::legacy(&id)).await.unwrap();
+    assert!(!legacy_left, "the legacy copy outlived the revocation");
+    assert_eq!(
+        send(&app, get("/me").bearer(id.as_str()).empty())
+            .await
+            .status,
+        401
+    );
+}

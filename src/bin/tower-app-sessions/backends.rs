@@ -88,7 +88,12 @@ impl Connected {
             // still found by the user's UUID.
             None => Sessions::new(store, MemoryUsers::new()),
         };
+        // Copies under the legacy keys, where the apps still read them, end too.
+        let sessions = sessions.legacy_fallback_contexts(self.plan.legacy_contexts.clone());
         let Some(url) = &self.redis_url else {
+            eprintln!(
+                "warning: --cluster: no invalidation channel; the apps' session caches keep                  ended sessions until their entries expire (SESSION_REVALIDATE_SECS)"
+            );
             return Ok(sessions);
         };
         let bus = tower_app_sessions::cache::InvalidationBus::redis(url)

@@ -280,8 +280,8 @@ pub async fn revoke(out: &Output, cluster: bool, args: RevokeArgs) -> Result<Out
     Ok(Outcome::Clean)
 }
 
-pub async fn purge(out: &Output, args: PurgeArgs) -> Result<Outcome> {
-    let c = connect(false).await?;
+pub async fn purge(out: &Output, cluster: bool, args: PurgeArgs) -> Result<Outcome> {
+    let c = connect(cluster).await?;
     let Some((_, pg, _)) = &c.postgres else {
         return Err("purge works on PostgreSQL: set DATABASE_URL".into());
     };

@@ -126,7 +126,7 @@ async fn main() -> ExitCode {
         Command::MigrateLegacy(args) => commands::migrate(&out, cli.cluster, args).await,
         Command::Sessions(args) => commands::sessions(&out, cli.cluster, args).await,
         Command::Revoke(args) => commands::revoke(&out, cli.cluster, args).await,
-        Command::Purge(args) => commands::purge(&out, args).await,
+        Command::Purge(args) => commands::purge(&out, cli.cluster, args).await,
         Command::Doctor(args) => commands::doctor(&out, cli.cluster, args).await,
     };
     match result {

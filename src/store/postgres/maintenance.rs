@@ -33,8 +33,9 @@ const SESSION_COLUMNS: [(&str, &str); 11] = [
 ];
 
 impl PgSessionStore {
-    /// Deletes revoked rows revoked before `revoked_before` and unrevoked rows that expired
-    /// before `expired_before` (milliseconds since the epoch), `batch` rows per statement,
+    /// Deletes revoked rows revoked before `revoked_before` whose session has expired too
+    /// (until then the row is what keeps the ended session ended), and unrevoked rows that
+    /// expired before `expired_before` (milliseconds since the epoch), `batch` rows per statement,
     /// calling `progress` after each: never one giant `DELETE`, and safe beside traffic
     /// (rows another transaction holds are skipped until the next run). The audit trail a
     /// revoked row is kept for ends with the bound.
@@ -50,12 +51,19 @@ impl PgSessionStore {
     ) -> Result<PurgeReport, StoreError> {
         let mut report = PurgeReport::default();
         let batch = i64::from(batch.max(1));
+        // A revoked row is the tombstone that keeps a Redis copy of the ended session from
+        // being served (the tiered store treats a Redis copy without a row as Redis-only):
+        // it goes only once the session would have expired anyway. And nothing that has not
+        // expired yet is "expired before" a bound in the future.
         let statements = [
             (
-                "revoked AND coalesce(revoked_at, expires_at) < $1",
+                "revoked AND coalesce(revoked_at, expires_at) < $1 AND expires_at < now()",
                 revoked_before,
             ),
-            ("NOT revoked AND expires_at < $1", expired_before),
+            (
+                "NOT revoked AND expires_at < least($1, now())",
+                expired_before,
+            ),
         ];
         for (i, (condition, bound)) in statements.into_iter().enumerate() {
             let sql = format!(

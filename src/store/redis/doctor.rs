@@ -54,8 +54,8 @@ pub struct KeySample {
 }
 
 impl RedisStore {
-    /// Checks up to `sample` session keys (`session:<context>:<id>` and legacy
-    /// `session:<id>`): each parses as the TypeScript apps' JSON, has a TTL that agrees with
+    /// Checks the first `sample` session keys a SCAN returns (`session:<context>:<id>` and
+    /// legacy `session:<id>`; on a cluster, from the first primaries): each parses as the TypeScript apps' JSON, has a TTL that agrees with
     /// its `expires_at`, and (context keys) is in its user's index. A key that vanished
     /// while it was checked is skipped.
     ///
@@ -124,7 +124,7 @@ impl RedisStore {
         let expires_in_ms = record.expires_at.saturating_sub(now);
         if pttl == -1 {
             problems.push(KeyProblem::NoTtl);
-        } else if pttl >= 0 && (pttl - expires_in_ms).abs() > TTL_SLACK_MS {
+        } else if pttl >= 0 && pttl.abs_diff(expires_in_ms) > TTL_SLACK_MS.unsigned_abs() {
             problems.push(KeyProblem::TtlMismatch {
                 ttl_ms: pttl,
                 expires_in_ms,

@@ -499,7 +499,18 @@ impl SessionStore for TieredStore {
             Scope::Context(context) if self.durable_for(context).is_none() => {
                 self.fast.list_user_sessions(user_id, scope, now)
             }
-            _ => self.durable.list_user_sessions(user_id, scope, now),
+            Scope::Context(_) => self.durable.list_user_sessions(user_id, scope, now),
+            // The durable store's record of every context it holds, plus the fast store's
+            // sessions of contexts it cannot hold (they live there alone).
+            Scope::AllContexts => StoreFuture::new(async move {
+                let mut listed = self.durable.list_user_sessions(user_id, scope, now).await?;
+                let fast = self.fast.list_user_sessions(user_id, scope, now).await?;
+                listed.extend(
+                    fast.into_iter()
+                        .filter(|s| self.durable_for(&s.context).is_none()),
+                );
+                Ok(listed)
+            }),
         }
     }
 
