@@ -171,6 +171,11 @@ impl Redis {
         })
     }
 
+    /// Whether this is a Redis Cluster (a pipeline may then not span slots).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(_))
+    }
+
     /// Runs `f` on (a clone of) the connection, within the response timeout.
     pub(super) async fn run<T, F>(&self, f: impl FnOnce(Connection) -> F) -> Result<T, StoreError>
     where

@@ -1,11 +1,14 @@
 //! The Lua scripts of [`RedisStore`](super::RedisStore), each in its own `.lua` file beside
-//! this one and each touching a single key (so they run unchanged on a cluster).
+//! this one and each touching a single key (so they run unchanged on a cluster), but for
+//! the single-server migration. `index.lua` defines the per-user index update once; the
+//! scripts that use it are compiled after it.
 //!
 //! | script | key | what |
 //! |---|---|---|
 //! | `extend.lua` | the session key | the sliding expiry: `expires_at` in the JSON and the TTL together, never recreating a deleted key |
 //! | `index_add.lua` | the user's index | add or move one member, drop dead ones, expire with the last session |
 //! | `data_patch.lua` | the session key | set and remove keys of the record's `data`, copying every other byte, keeping the TTL |
+//! | `migrate_legacy.lua` | a legacy key, its web key, the user's index (one server only) | copy (and, moving, delete) one legacy session atomically, with its TTL, into the index |
 
 use redis::Script;
 
@@ -16,13 +19,21 @@ pub(super) struct Scripts {
     pub(super) extend: Script,
     pub(super) index_add: Script,
     pub(super) data_patch: Script,
+    pub(super) migrate_legacy: Script,
 }
 
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
             extend: Script::new(include_str!("scripts/extend.lua")),
-            index_add: Script::new(include_str!("scripts/index_add.lua")),
+            index_add: Script::new(concat!(
+                include_str!("scripts/index.lua"),
+                include_str!("scripts/index_add.lua")
+            )),
+            migrate_legacy: Script::new(concat!(
+                include_str!("scripts/index.lua"),
+                include_str!("scripts/migrate_legacy.lua")
+            )),
             data_patch: Script::new(include_str!("scripts/data_patch.lua")),
         }
     }
