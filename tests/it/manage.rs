@@ -198,3 +198,83 @@ async fn revoking_a_user_ends_legacy_copies_where_the_fallback_reads_them() {
         401
     );
 }
+
+/// A web session Redis alone holds (written by the TypeScript apps, or migrated from a
+/// legacy key, so PostgreSQL has no row) is served by the tiered store, so it is listed and
+/// ended like the others; one whose row PostgreSQL holds revoked is not listed.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tiered_store_lists_and_ends_redis_only_sessions() {
+    use std::sync::Arc;
+    use tower_app_sessions::record::now_ms;
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+    use tower_app_sessions::store::{PgSessionStore, TieredStore};
+    use tower_app_sessions::users::PgUsers;
+    use tower_app_sessions::{
+        Scope, SessionId, SessionMetadata, SessionRecord, SessionStore, UserRepository,
+    };
+
+    let db = crate::common::pg::TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let email = format!("redis-only-{}@example.com", uuid::Uuid::new_v4().simple());
+    let user = users.create(User::new(email, Role::User)).await.unwrap().id;
+    let server = tokio::task::block_in_place(crate::common::redis_server::RedisServer::start_plain);
+    let redis = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let pg = PgSessionStore::new(db.pool.clone());
+    let tiered = TieredStore::new(Arc::new(redis.clone()), Arc::new(pg.clone()));
+    let sessions = Sessions::new(tiered, users);
+    let web = manage_routes().layer(sessions.layer(AppContext::Web));
+    let mine = login(&web, user).await;
+    // Redis alone: a session PostgreSQL never saw, and one it holds revoked.
+    let now = now_ms();
+    let record = SessionRecord::new(user, SessionMetadata::new(), now, Duration::from_secs(3600));
+    let (alone, ended) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    redis
+        .save(&AppContext::Web, &alone, &record, now)
+        .await
+        .unwrap();
+    pg.save(&AppContext::Web, &ended, &record, now)
+        .await
+        .unwrap();
+    pg.delete(&AppContext::Web, &ended, now).await.unwrap();
+    redis
+        .save(&AppContext::Web, &ended, &record, now)
+        .await
+        .unwrap();
+    // Listed before any request reads it (a read through the tiered store may give it a
+    // row).
+    let listed = sessions.list_user(&user, Scope::AllContexts).await.unwrap();
+    let handles: Vec<String> = listed
+        .iter()
+        .map(|s| s.handle.as_str().to_owned())
+        .collect();
+    assert_eq!(listed.len(), 2, "{handles:?}");
+    assert!(handles.contains(&alone.handle().as_str().to_owned()));
+    assert!(
+        !handles.contains(&ended.handle().as_str().to_owned()),
+        "an ended session listed"
+    );
+    let mine_listed = send(&web, get("/sessions").bearer(&mine).empty()).await;
+    assert!(
+        mine_listed.body.contains(alone.handle().as_str()),
+        "{}",
+        mine_listed.body
+    );
+    let reply = send(
+        &web,
+        crate::common::post("/revoke-others").bearer(&mine).empty(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        send(&web, get("/me").bearer(alone.as_str()).empty())
+            .await
+            .status,
+        401
+    );
+}

@@ -154,8 +154,9 @@ impl RedisStore {
     /// [`migrate_one`](Self::migrate_one) for a page of ids on one server: one pipelined
     /// read of the values (each checked to be a session record), then `migrate_legacy.lua`
     /// (copy with the TTL, index, and in move mode delete, atomically) for
-    /// [`SCRIPT_BATCH`] sessions per call, the calls pipelined: two round trips per page
-    /// instead of four per id.
+    /// [`SCRIPT_BATCH`] sessions per call, the calls pipelined (after a `SCRIPT LOAD`): three
+    /// round trips per page instead of four per id. A value rewritten between the read and
+    /// the script is left to the script's check and migrated again on its own.
     async fn migrate_page(
         &self,
         ids: &[SessionId],
@@ -173,8 +174,9 @@ impl RedisStore {
         let values: Vec<Value> = self.pipeline(read).await?;
         let now = now_ms();
         let mut outcome: Vec<Option<Migrated>> = Vec::with_capacity(ids.len());
-        // (index in `ids`, user index key) of the records to migrate.
-        let mut pending: Vec<(usize, String, i64)> = Vec::new();
+        // (index in `ids`, user index key, expires_at, the value read) of the records to
+        // migrate.
+        let mut pending: Vec<(usize, String, i64, Vec<u8>)> = Vec::new();
         for (i, value) in values.into_iter().enumerate() {
             let Ok(Some(bytes)) = Option::<Vec<u8>>::from_redis_value(value) else {
                 outcome.push(Some(Migrated::Expired));
@@ -188,7 +190,12 @@ impl RedisStore {
                 outcome.push(Some(Migrated::Expired));
                 continue;
             }
-            pending.push((i, keys::user_index(&record.user_id), record.expires_at));
+            pending.push((
+                i,
+                keys::user_index(&record.user_id),
+                record.expires_at,
+                bytes,
+            ));
             outcome.push(None);
         }
         if pending.is_empty() {
@@ -199,15 +206,17 @@ impl RedisStore {
         let mut calls = redis::pipe();
         for chunk in pending.chunks(SCRIPT_BATCH) {
             let call = calls.cmd("EVALSHA").arg(&hash).arg(chunk.len() * 3);
-            for (i, index, _) in chunk {
+            for (i, index, _, _) in chunk {
                 call.arg(&legacy[*i])
                     .arg(keys::session(&AppContext::Web, &ids[*i]))
                     .arg(index);
             }
-            for (i, _, expires_at) in chunk {
+            for (i, _, expires_at, bytes) in chunk {
+                // The value read and checked: the script copies it only if it is unchanged.
                 call.arg(keys::index_member(&AppContext::Web, &ids[*i]))
                     .arg(*expires_at)
-                    .arg(now);
+                    .arg(now)
+                    .arg(bytes.as_slice());
             }
             call.arg(if mode == MigrationMode::Move {
                 "1"
@@ -224,11 +233,24 @@ impl RedisStore {
             .redis
             .run(|mut c| async move { calls.query_async(&mut c).await })
             .await?;
-        for ((i, _, _), code) in pending.iter().zip(replies.into_iter().flatten()) {
+        let codes: Vec<i64> = replies.into_iter().flatten().collect();
+        if codes.len() != pending.len() {
+            return Err(StoreError::backend(
+                super::conn::BACKEND,
+                format!(
+                    "migration script answered {} of {} sessions",
+                    codes.len(),
+                    pending.len()
+                ),
+            ));
+        }
+        for ((i, _, _, _), code) in pending.iter().zip(codes) {
             let deleted = code >= 10;
             outcome[*i] = Some(match code % 10 {
                 1 => Migrated::Copied { deleted },
                 2 => Migrated::Present { deleted },
+                // Rewritten since it was read: checked and migrated again, on its own.
+                3 => self.migrate_one(&ids[*i], mode).await?,
                 _ => Migrated::Expired,
             });
         }
@@ -270,10 +292,11 @@ impl RedisStore {
         // An operator's job, outside any request: the system clock.
         let now = now_ms();
         // PTTL -1: no TTL on the legacy key; the record's own expiry then bounds the copy.
-        let ttl_ms = if pttl > 0 {
-            pttl
-        } else {
+        // (0 is a key about to expire.)
+        let ttl_ms = if pttl == -1 {
             record.expires_at.saturating_sub(now)
+        } else {
+            pttl
         };
         if pttl == -2 || ttl_ms <= 0 || record.is_expired(now) {
             return Ok(Migrated::Expired);
@@ -289,11 +312,13 @@ impl RedisStore {
             return Ok(Migrated::Expired);
         }
         if created.is_some() {
+            // The member lives as long as the copy (a bare EXPIRE may have moved the TTL past
+            // the record's expires_at).
             self.index_add(
                 &record.user_id,
                 keys::index_member(&AppContext::Web, id),
                 None,
-                record.expires_at,
+                record.expires_at.max(now.saturating_add(ttl_ms)),
                 now,
             )
             .await?;

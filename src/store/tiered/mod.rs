@@ -499,16 +499,32 @@ impl SessionStore for TieredStore {
             Scope::Context(context) if self.durable_for(context).is_none() => {
                 self.fast.list_user_sessions(user_id, scope, now)
             }
-            Scope::Context(_) => self.durable.list_user_sessions(user_id, scope, now),
-            // The durable store's record of every context it holds, plus the fast store's
-            // sessions of contexts it cannot hold (they live there alone).
-            Scope::AllContexts => StoreFuture::new(async move {
+            // The durable store's live sessions, plus the fast store's that it has no record
+            // of at all: sessions of contexts it cannot hold, and Redis-only sessions (the
+            // TypeScript apps' own, or migrated from legacy keys), which `load` serves too.
+            // A fast copy the durable store holds ended is not listed: it is ended.
+            _ => StoreFuture::new(async move {
                 let mut listed = self.durable.list_user_sessions(user_id, scope, now).await?;
                 let fast = self.fast.list_user_sessions(user_id, scope, now).await?;
-                listed.extend(
-                    fast.into_iter()
-                        .filter(|s| self.durable_for(&s.context).is_none()),
-                );
+                for session in fast {
+                    let known = listed
+                        .iter()
+                        .any(|l| l.context == session.context && l.id == session.id);
+                    if known {
+                        continue;
+                    }
+                    let alone = match self.durable_for(&session.context) {
+                        None => true,
+                        Some(_) => {
+                            !self
+                                .durable_holds(&session.context, &session.id, now)
+                                .await?
+                        }
+                    };
+                    if alone {
+                        listed.push(session);
+                    }
+                }
                 Ok(listed)
             }),
         }
