@@ -518,6 +518,10 @@ fn print_instructions(addr: SocketAddr, demo_users: bool) -> std::io::Result<()>
     writeln!(out, "listening on {base}")?;
     out.flush()?;
     writeln!(out)?;
+    writeln!(
+        out,
+        "in a browser: {base}/web/ (sign in, your sessions) and {base}/admin/ (users' sessions)"
+    )?;
     if demo_users {
         writeln!(out, "demo users:")?;
         for (email, password, role) in DEMO_USERS {
@@ -565,6 +569,8 @@ try it (bash or zsh):
   curl -i -b /tmp/web.jar -X PATCH {json} -d '{{"theme":"dark","language":"ru"}}' {base}/web/preferences
   curl -i -b /tmp/web.jar -X PATCH {json} -d '{{"language":null}}' {base}/web/preferences
   curl -i -b /tmp/web.jar {base}/web/preferences
+  # your sessions in this app (by handle, never the id; DELETE {base}/web/sessions/<handle> ends one)
+  curl -s -b /tmp/web.jar {base}/web/sessions; echo
   # what the layers counted (Prometheus text format; keep it on an internal port in production)
   curl -s {base}/metrics | grep tower_app_sessions_requests_total
   # the stores' figures, for the admin role (sessions per context, legacy keys, memory, index use)
