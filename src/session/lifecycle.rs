@@ -213,8 +213,9 @@ impl Session {
     }
 
     /// Ends every session of the current user in `scope` (this one included), server-side
-    /// at once, and removes the cookie. Returns how many sessions were ended; `0` when the
-    /// request has no session.
+    /// at once, and removes the cookie; copies under the legacy key go too where the
+    /// fallback reads them. Returns how many sessions were ended; `0` when the request has
+    /// no session.
     ///
     /// # Errors
     /// [`SessionError::Store`] if the store failed.
@@ -224,6 +225,26 @@ impl Session {
         };
         let shared = &self.inner.shared;
         let now = self.now();
+        // Copies of the user's other sessions under the legacy key (the fallback on for
+        // their context) must not outlive the revocation: they go first, as in a logout.
+        if let Some(legacy) = shared.store.capabilities().legacy {
+            if shared
+                .settings
+                .legacy_contexts
+                .iter()
+                .any(|c| scope.includes(c))
+            {
+                let listed = shared
+                    .store
+                    .list_user_sessions(&user_id, scope, now)
+                    .await?;
+                for session in listed {
+                    if shared.settings.reads_legacy(&session.context) {
+                        legacy.delete_legacy(&session.id).await?;
+                    }
+                }
+            }
+        }
         let ended = shared
             .store
             .delete_user_sessions(&user_id, scope, now)

@@ -278,3 +278,56 @@ async fn the_tiered_store_lists_and_ends_redis_only_sessions() {
         401
     );
 }
+
+/// The same for a user's own revoke-all from another device: the migrated session's legacy
+/// copy ends with it.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_all_ends_legacy_copies_of_the_other_sessions() {
+    use redis::AsyncCommands;
+    use tower_app_sessions::record::now_ms;
+    use tower_app_sessions::store::redis::{keys, MigrationMode, RedisConfig, RedisStore};
+    use tower_app_sessions::{SessionId, SessionMetadata, SessionRecord};
+
+    let server = tokio::task::block_in_place(crate::common::redis_server::RedisServer::start_plain);
+    let store = RedisStore::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let users = MemoryUsers::new();
+    let (user, _) = two_users(&users);
+    let migrated = SessionId::generate().unwrap();
+    let record = SessionRecord::new(
+        user,
+        SessionMetadata::new(),
+        now_ms(),
+        Duration::from_secs(3600),
+    );
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let json = serde_json::to_string(&record).unwrap();
+    let () = conn
+        .set_ex(keys::legacy(&migrated), json, 3600)
+        .await
+        .unwrap();
+    store
+        .migrate_legacy(MigrationMode::Copy, 100)
+        .await
+        .unwrap();
+    let sessions = Sessions::new(store, users).legacy_fallback_contexts([AppContext::Web]);
+    let app = manage_routes().layer(sessions.layer(AppContext::Web));
+    let other = login(&app, user).await;
+    let reply = send(
+        &app,
+        crate::common::post("/revoke-all").bearer(&other).empty(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let legacy_left: bool = conn.exists(keys::legacy(&migrated)).await.unwrap();
+    assert!(!legacy_left, "the legacy copy outlived revoke-all");
+    for token in [migrated.as_str(), other.as_str()] {
+        assert_eq!(
+            send(&app, get("/me").bearer(token).empty()).await.status,
+            401
+        );
+    }
+}
