@@ -41,7 +41,7 @@
 use serde::Serialize;
 
 use crate::policy::Settings;
-use crate::store::ListedSession;
+use crate::store::{ListedSession, SessionStore, StoreError};
 use crate::{AppContext, SessionHandle, SessionId};
 
 /// One session of a user, as a person sees it: never the id.
@@ -104,6 +104,43 @@ pub(crate) fn infos(
         .collect();
     infos.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.handle)));
     infos
+}
+
+/// Ends `id` in `context`: its copy under the legacy key first, where the fallback reads
+/// that context (a copy must not keep it alive, and a migration that copies it meanwhile
+/// checks the legacy key after its copy), then its record. `true` if either was live. The
+/// one way every revocation by handle or of the others ends a session.
+pub(crate) async fn end_session(
+    store: &dyn SessionStore,
+    settings: &Settings,
+    context: &AppContext,
+    id: &SessionId,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let legacy = match store.capabilities().legacy {
+        Some(legacy) if settings.reads_legacy(context) => legacy.delete_legacy(id).await?,
+        _ => false,
+    };
+    Ok(store.delete(context, id, now).await? || legacy)
+}
+
+/// Deletes the legacy copies of `sessions` where the fallback reads their context: what a
+/// revocation of all of a user's sessions does before `delete_user_sessions`, which knows
+/// nothing of legacy keys.
+pub(crate) async fn end_legacy_copies(
+    store: &dyn SessionStore,
+    settings: &Settings,
+    sessions: &[ListedSession],
+) -> Result<(), StoreError> {
+    let Some(legacy) = store.capabilities().legacy else {
+        return Ok(());
+    };
+    for session in sessions {
+        if settings.reads_legacy(&session.context) {
+            legacy.delete_legacy(&session.id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The listed session named `handle`, if any.

@@ -276,14 +276,10 @@ impl Sessions {
         let Some(found) = crate::manage::find(listed, handle) else {
             return Ok(false);
         };
-        // A copy under the legacy key (fallback on for that context) must not keep it alive.
-        let mut ended = false;
-        if let Some(legacy) = self.store.capabilities().legacy {
-            if self.settings.reads_legacy(&found.context) {
-                ended = legacy.delete_legacy(&found.id).await?;
-            }
-        }
-        ended |= self.store.delete(&found.context, &found.id, now).await?;
+        let store = self.store.as_ref();
+        let ended =
+            crate::manage::end_session(store, &self.settings, &found.context, &found.id, now)
+                .await?;
         if ended {
             let kind = SessionEventKind::Revoked {
                 scope: RevokedScope::Session,
@@ -309,15 +305,8 @@ impl Sessions {
     pub async fn revoke_user(&self, user_id: &Uuid, scope: Scope<'_>) -> Result<u64, StoreError> {
         let now = self.now();
         let listed = self.store.list_user_sessions(user_id, scope, now).await?;
-        // Copies under the legacy key (fallback on for their context) must not keep them
-        // alive: they go first, as in a logout.
-        if let Some(legacy) = self.store.capabilities().legacy {
-            for session in &listed {
-                if self.settings.reads_legacy(&session.context) {
-                    legacy.delete_legacy(&session.id).await?;
-                }
-            }
-        }
+        // Legacy copies first, as in a logout.
+        crate::manage::end_legacy_copies(self.store.as_ref(), &self.settings, &listed).await?;
         let ended = self.store.delete_user_sessions(user_id, scope, now).await?;
         let mut per_context: Vec<(AppContext, u64)> = Vec::new();
         for session in listed {

@@ -259,7 +259,7 @@ mod handles {
     /// Counts an event reported outside any layer ([`Sessions`](crate::Sessions)' admin
     /// operations: rare), resolving its counter now.
     pub(crate) fn count_event(context: &AppContext, kind: &SessionEventKind) {
-        let (ctx, event) = (context.as_str().to_owned(), EVENTS[event_index(kind)]);
+        let (ctx, event) = (context.as_str().to_owned(), kind.as_str());
         metrics::counter!(EVENTS_TOTAL, "context" => ctx, "event" => event).increment(1);
     }
 

@@ -227,23 +227,14 @@ impl Session {
         let now = self.now();
         // Copies of the user's other sessions under the legacy key (the fallback on for
         // their context) must not outlive the revocation: they go first, as in a logout.
-        if let Some(legacy) = shared.store.capabilities().legacy {
-            if shared
-                .settings
-                .legacy_contexts
-                .iter()
-                .any(|c| scope.includes(c))
-            {
-                let listed = shared
-                    .store
-                    .list_user_sessions(&user_id, scope, now)
-                    .await?;
-                for session in listed {
-                    if shared.settings.reads_legacy(&session.context) {
-                        legacy.delete_legacy(&session.id).await?;
-                    }
-                }
-            }
+        // Listed only when some context in scope reads them.
+        let settings = &shared.settings;
+        if settings.legacy_contexts.iter().any(|c| scope.includes(c)) {
+            let listed = shared
+                .store
+                .list_user_sessions(&user_id, scope, now)
+                .await?;
+            crate::manage::end_legacy_copies(shared.store.as_ref(), settings, &listed).await?;
         }
         let ended = shared
             .store

@@ -54,13 +54,8 @@ impl Session {
         let Some(found) = manage::find(listed, handle) else {
             return Ok(false);
         };
-        // A copy under the legacy key (fallback on) must not keep it alive.
-        let legacy = if shared.reads_legacy() {
-            shared.delete_legacy(&found.id).await?
-        } else {
-            false
-        };
-        let ended = shared.store.delete(&shared.context, &found.id, now).await? || legacy;
+        let (store, settings) = (shared.store.as_ref(), &shared.settings);
+        let ended = manage::end_session(store, settings, &shared.context, &found.id, now).await?;
         if ended {
             let kind = SessionEventKind::Revoked {
                 scope: RevokedScope::Session,
@@ -99,10 +94,11 @@ impl Session {
             .store
             .list_user_sessions(&record.user_id, scope, now)
             .await?;
+        let (store, settings) = (shared.store.as_ref(), &shared.settings);
         let mut ended = 0;
         let mut failed = None;
         for other in listed.iter().filter(|s| s.id != kept) {
-            match self.end_other(&other.context, &other.id, now).await {
+            match manage::end_session(store, settings, &other.context, &other.id, now).await {
                 Ok(true) => ended += 1,
                 Ok(false) => {}
                 Err(error) => {
@@ -121,24 +117,6 @@ impl Session {
             Some(error) => Err(error.into()),
             None => Ok(Some(OthersRevoked { ended, id: kept })),
         }
-    }
-
-    /// Deletes another session of the user (its legacy copy first, when its context reads
-    /// legacy sessions); `true` if it was live.
-    async fn end_other(
-        &self,
-        context: &crate::AppContext,
-        id: &crate::SessionId,
-        now: i64,
-    ) -> Result<bool, crate::StoreError> {
-        let shared = &self.inner.shared;
-        let legacy = match shared.store.capabilities().legacy {
-            Some(legacy) if shared.settings.reads_legacy(context) => {
-                legacy.delete_legacy(id).await?
-            }
-            _ => false,
-        };
-        Ok(shared.store.delete(context, id, now).await? || legacy)
     }
 
     /// When the user last proved a credential for this session (milliseconds since the

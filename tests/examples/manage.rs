@@ -4,6 +4,17 @@
 
 use super::{login, Server};
 
+/// The status of `GET /web/me` with `token` as a bearer: 200 while the session lives.
+async fn web_me(server: &Server, token: &str) -> u16 {
+    server
+        .get("/web/me")
+        .bearer(token)
+        .send()
+        .await
+        .status
+        .as_u16()
+}
+
 /// The handle of the session with `token`, from its own listing (the one marked current).
 async fn own_handle(server: &Server, token: &str) -> String {
     let listed = server.get("/web/sessions").bearer(token).send().await;
@@ -64,24 +75,14 @@ async fn users_list_and_end_their_sessions_and_admins_end_anyones() {
         .send()
         .await
         .assert_status(204);
-    server
-        .get("/web/me")
-        .bearer(&b)
-        .send()
-        .await
-        .assert_status(401);
+    assert_eq!(web_me(&server, &b).await, 401);
     server
         .delete(&path)
         .bearer(&a)
         .send()
         .await
         .assert_status(404);
-    server
-        .get("/web/me")
-        .bearer(&c)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &c).await, 200);
 
     // Another user's handle is a 404, the same as a wrong one, and ends nothing.
     let other = login(&server, "web", "admin@example.com", "admin-password")
@@ -95,12 +96,7 @@ async fn users_list_and_end_their_sessions_and_admins_end_anyones() {
         .send()
         .await
         .assert_status(404);
-    server
-        .get("/web/me")
-        .bearer(&other)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &other).await, 200);
 
     // The others, behind the password: wrong or missing is 401 reauthentication_required and
     // ends nothing; right, c ends and a moves to the returned token.
@@ -115,12 +111,7 @@ async fn users_list_and_end_their_sessions_and_admins_end_anyones() {
         reply.assert_status(401);
         assert_eq!(reply.json()["error"], "reauthentication_required", "{body}");
     }
-    server
-        .get("/web/me")
-        .bearer(&c)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &c).await, 200);
     let done = revoke()
         .json(r#"{"password":"user-password"}"#)
         .send()
@@ -131,24 +122,9 @@ async fn users_list_and_end_their_sessions_and_admins_end_anyones() {
         .as_str()
         .expect("the new token")
         .to_owned();
-    server
-        .get("/web/me")
-        .bearer(&c)
-        .send()
-        .await
-        .assert_status(401);
-    server
-        .get("/web/me")
-        .bearer(&a)
-        .send()
-        .await
-        .assert_status(401);
-    server
-        .get("/web/me")
-        .bearer(&moved)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &c).await, 401);
+    assert_eq!(web_me(&server, &a).await, 401);
+    assert_eq!(web_me(&server, &moved).await, 200);
 
     // The admin panel: support lists but may not end; the admin ends one, then all.
     let support = login(&server, "admin", "support@example.com", "support-password")
@@ -190,24 +166,14 @@ async fn users_list_and_end_their_sessions_and_admins_end_anyones() {
         .send()
         .await
         .assert_status(403);
-    server
-        .get("/web/me")
-        .bearer(&moved)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &moved).await, 200);
     server
         .delete(&one)
         .bearer(&admin)
         .send()
         .await
         .assert_status(204);
-    server
-        .get("/web/me")
-        .bearer(&moved)
-        .send()
-        .await
-        .assert_status(401);
+    assert_eq!(web_me(&server, &moved).await, 401);
     let again = login(&server, "web", user.0, user.1).await.token();
     server
         .delete(&sessions_path)
@@ -215,12 +181,7 @@ async fn users_list_and_end_their_sessions_and_admins_end_anyones() {
         .send()
         .await
         .assert_status(204);
-    server
-        .get("/web/me")
-        .bearer(&again)
-        .send()
-        .await
-        .assert_status(401);
+    assert_eq!(web_me(&server, &again).await, 401);
     // The web panel's routes are not the admin's: a web session cannot list anyone.
     server
         .get(&sessions_path)
@@ -322,12 +283,7 @@ async fn hostile_input_on_the_session_routes() {
         assert!(reply.status.is_client_error(), "{}", reply.status);
     }
     // Nothing was ended by any of it.
-    server
-        .get("/web/me")
-        .bearer(&token)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &token).await, 200);
     server
         .get("/admin/me")
         .bearer(&admin)
@@ -355,12 +311,7 @@ async fn the_forms_refuse_other_sites_and_roles_that_may_not_end_sessions() {
             .send()
             .await;
         reply.assert_status(403);
-        server
-            .get("/web/me")
-            .bearer(&other)
-            .send()
-            .await
-            .assert_status(200);
+        assert_eq!(web_me(&server, &other).await, 200);
     }
     let evil = server
         .post(&end)
@@ -369,12 +320,7 @@ async fn the_forms_refuse_other_sites_and_roles_that_may_not_end_sessions() {
         .send()
         .await;
     evil.assert_status(403);
-    server
-        .get("/web/me")
-        .bearer(&other)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &other).await, 200);
     let same = server
         .post(&end)
         .cookie("__Host-web_sid", &mine)
@@ -383,12 +329,7 @@ async fn the_forms_refuse_other_sites_and_roles_that_may_not_end_sessions() {
         .await;
     same.assert_status(303);
     assert_eq!(same.headers["location"], "/web/?notice=session-ended");
-    server
-        .get("/web/me")
-        .bearer(&other)
-        .send()
-        .await
-        .assert_status(401);
+    assert_eq!(web_me(&server, &other).await, 401);
 
     // Support sees the user's sessions on the admin page but may not end them.
     let support = login(&server, "admin", "support@example.com", "support-password")
@@ -423,10 +364,5 @@ async fn the_forms_refuse_other_sites_and_roles_that_may_not_end_sessions() {
         "{}",
         refused.body
     );
-    server
-        .get("/web/me")
-        .bearer(&mine)
-        .send()
-        .await
-        .assert_status(200);
+    assert_eq!(web_me(&server, &mine).await, 200);
 }

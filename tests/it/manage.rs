@@ -143,62 +143,6 @@ async fn the_tiered_store_lists_and_ends_custom_context_sessions() {
     );
 }
 
-/// With the legacy fallback on, a migrated session lives under both keys: an admin's
-/// revoke-all ends the legacy copy too, so the fallback cannot bring it back.
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoking_a_user_ends_legacy_copies_where_the_fallback_reads_them() {
-    use redis::AsyncCommands;
-    use tower_app_sessions::record::now_ms;
-    use tower_app_sessions::store::redis::{keys, MigrationMode, RedisConfig, RedisStore};
-    use tower_app_sessions::{Scope, SessionId, SessionMetadata, SessionRecord};
-
-    let server = tokio::task::block_in_place(crate::common::redis_server::RedisServer::start_plain);
-    let store = RedisStore::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
-    let users = MemoryUsers::new();
-    let (user, _) = two_users(&users);
-    let id = SessionId::generate().unwrap();
-    let record = SessionRecord::new(
-        user,
-        SessionMetadata::new(),
-        now_ms(),
-        Duration::from_secs(3600),
-    );
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let json = serde_json::to_string(&record).unwrap();
-    let () = conn.set_ex(keys::legacy(&id), json, 3600).await.unwrap();
-    store
-        .migrate_legacy(MigrationMode::Copy, 100)
-        .await
-        .unwrap();
-    let sessions = Sessions::new(store, users).legacy_fallback_contexts([AppContext::Web]);
-    let app = manage_routes().layer(sessions.layer(AppContext::Web));
-    assert_eq!(
-        send(&app, get("/me").bearer(id.as_str()).empty())
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        sessions
-            .revoke_user(&user, Scope::AllContexts)
-            .await
-            .unwrap(),
-        1
-    );
-    let legacy_left: bool = conn.exists(keys::legacy(&id)).await.unwrap();
-    assert!(!legacy_left, "the legacy copy outlived the revocation");
-    assert_eq!(
-        send(&app, get("/me").bearer(id.as_str()).empty())
-            .await
-            .status,
-        401
-    );
-}
-
 /// A web session Redis alone holds (written by the TypeScript apps, or migrated from a
 /// legacy key, so PostgreSQL has no row) is served by the tiered store, so it is listed and
 /// ended like the others; one whose row PostgreSQL holds revoked is not listed.
@@ -279,55 +223,113 @@ async fn the_tiered_store_lists_and_ends_redis_only_sessions() {
     );
 }
 
+/// A session migrated in copy mode: under `session:web:<id>` and its legacy copy, on a
+/// Redis of its own; `Sessions` of one user (`MemoryUsers`) that read the copy (fallback on
+/// for web), the app on them, and a connection to look at the keys.
+#[cfg(feature = "redis")]
+struct Migrated {
+    _server: crate::common::redis_server::RedisServer,
+    conn: redis::aio::MultiplexedConnection,
+    sessions: Sessions,
+    app: axum::Router,
+    user: uuid::Uuid,
+    id: tower_app_sessions::SessionId,
+}
+
+#[cfg(feature = "redis")]
+impl Migrated {
+    async fn new() -> Self {
+        use redis::AsyncCommands;
+        use tower_app_sessions::record::now_ms;
+        use tower_app_sessions::store::redis::{keys, MigrationMode, RedisConfig, RedisStore};
+        use tower_app_sessions::{SessionId, SessionMetadata, SessionRecord};
+
+        let server =
+            tokio::task::block_in_place(crate::common::redis_server::RedisServer::start_plain);
+        let store = RedisStore::connect(RedisConfig::new(server.url()))
+            .await
+            .unwrap();
+        let users = MemoryUsers::new();
+        let (user, _) = two_users(&users);
+        let id = SessionId::generate().unwrap();
+        let record = SessionRecord::new(
+            user,
+            SessionMetadata::new(),
+            now_ms(),
+            Duration::from_secs(3600),
+        );
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let json = serde_json::to_string(&record).unwrap();
+        let () = conn.set_ex(keys::legacy(&id), json, 3600).await.unwrap();
+        store
+            .migrate_legacy(MigrationMode::Copy, 100)
+            .await
+            .unwrap();
+        let sessions = Sessions::new(store, users).legacy_fallback_contexts([AppContext::Web]);
+        let app = manage_routes().layer(sessions.layer(AppContext::Web));
+        Self {
+            _server: server,
+            conn,
+            sessions,
+            app,
+            user,
+            id,
+        }
+    }
+
+    async fn legacy_copy_left(&mut self) -> bool {
+        use redis::AsyncCommands;
+        let key = tower_app_sessions::store::redis::keys::legacy(&self.id);
+        self.conn.exists(key).await.unwrap()
+    }
+
+    async fn status(&self, token: &str) -> u16 {
+        send(&self.app, get("/me").bearer(token).empty())
+            .await
+            .status
+            .as_u16()
+    }
+}
+
+/// With the legacy fallback on, a migrated session lives under both keys: an admin's
+/// revoke-all ends the legacy copy too, so the fallback cannot bring it back.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_user_ends_legacy_copies_where_the_fallback_reads_them() {
+    let mut m = Migrated::new().await;
+    assert!(m.legacy_copy_left().await);
+    assert_eq!(m.status(m.id.as_str()).await, 200);
+    let ended = m
+        .sessions
+        .revoke_user(&m.user, tower_app_sessions::Scope::AllContexts)
+        .await;
+    assert_eq!(ended.unwrap(), 1);
+    assert!(
+        !m.legacy_copy_left().await,
+        "the legacy copy outlived the revocation"
+    );
+    assert_eq!(m.status(m.id.as_str()).await, 401);
+}
+
 /// The same for a user's own revoke-all from another device: the migrated session's legacy
 /// copy ends with it.
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_all_ends_legacy_copies_of_the_other_sessions() {
-    use redis::AsyncCommands;
-    use tower_app_sessions::record::now_ms;
-    use tower_app_sessions::store::redis::{keys, MigrationMode, RedisConfig, RedisStore};
-    use tower_app_sessions::{SessionId, SessionMetadata, SessionRecord};
-
-    let server = tokio::task::block_in_place(crate::common::redis_server::RedisServer::start_plain);
-    let store = RedisStore::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
-    let users = MemoryUsers::new();
-    let (user, _) = two_users(&users);
-    let migrated = SessionId::generate().unwrap();
-    let record = SessionRecord::new(
-        user,
-        SessionMetadata::new(),
-        now_ms(),
-        Duration::from_secs(3600),
-    );
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let json = serde_json::to_string(&record).unwrap();
-    let () = conn
-        .set_ex(keys::legacy(&migrated), json, 3600)
-        .await
-        .unwrap();
-    store
-        .migrate_legacy(MigrationMode::Copy, 100)
-        .await
-        .unwrap();
-    let sessions = Sessions::new(store, users).legacy_fallback_contexts([AppContext::Web]);
-    let app = manage_routes().layer(sessions.layer(AppContext::Web));
-    let other = login(&app, user).await;
+    let mut m = Migrated::new().await;
+    let other = login(&m.app, m.user).await;
     let reply = send(
-        &app,
+        &m.app,
         crate::common::post("/revoke-all").bearer(&other).empty(),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let legacy_left: bool = conn.exists(keys::legacy(&migrated)).await.unwrap();
-    assert!(!legacy_left, "the legacy copy outlived revoke-all");
-    for token in [migrated.as_str(), other.as_str()] {
-        assert_eq!(
-            send(&app, get("/me").bearer(token).empty()).await.status,
-            401
-        );
+    assert!(
+        !m.legacy_copy_left().await,
+        "the legacy copy outlived revoke-all"
+    );
+    for token in [m.id.as_str(), other.as_str()] {
+        assert_eq!(m.status(token).await, 401);
     }
 }
