@@ -108,11 +108,10 @@ async fn postgres(
     url: &str,
 ) -> Result<(Arc<dyn SessionStore>, Arc<dyn UserRepository>, Pool), ConfigError> {
     let pool = pool(var, url).await?;
-    Ok((
-        Arc::new(crate::store::PgSessionStore::new(pool.clone())),
-        Arc::new(crate::users::PgUsers::new(pool.clone())),
-        pool,
-    ))
+    let users = crate::users::PgUsers::new(pool.clone());
+    // Paired: a session read from PostgreSQL brings its user in the same query.
+    let store = crate::store::PgSessionStore::new(pool.clone()).with_users(&users);
+    Ok((Arc::new(store), Arc::new(users), pool))
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -225,6 +225,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let now = self.shared.settings.clock.now_ms();
         let started = self.shared.metrics.start();
         let epoch = self.cache_epoch();
+        // A session read from PostgreSQL brings its user along (one query, not two).
+        #[cfg(feature = "postgres")]
+        let outcome = crate::users::handoff::scope(self.decide(&credential.id, now)).await;
+        #[cfg(not(feature = "postgres"))]
         let outcome = self.decide(&credential.id, now).await;
         self.remember(&credential.id, &outcome, now, epoch);
         self.shared.metrics.authenticated(started, Source::Store);

@@ -19,7 +19,9 @@ mod memory;
 #[cfg(feature = "memory")]
 pub use memory::MemoryUsers;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod handoff;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUsers;
 

@@ -1,6 +1,6 @@
 //! [`PgUsers`]: the `users` and `user_permissions` tables (feature `postgres`).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,12 +29,21 @@ use crate::AppContext;
 ///
 /// Resolving a user also loads their unexpired permissions in the context, a subquery that
 /// costs PostgreSQL about a quarter of the lookup. Most contexts (the public `web` app) hold
-/// no permission rows at all, so each context is probed at most once per
-/// [`permissions_probe_interval`](Self::permissions_probe_interval) (default 1 s) and, while
-/// it holds none, users are loaded without the subquery. Revocations are always seen at once
-/// (a context with any row gets the full query); a first grant in an empty context, made by
-/// another process or by SQL, shows up within the interval, and one made through this value
-/// (or a clone) at once.
+/// no permission rows at all, so the query that loads permissions also tells whether the
+/// context holds any, and while a context is known to hold none (for at most
+/// [`permissions_probe_interval`](Self::permissions_probe_interval), default 1 s) users are
+/// loaded without the subquery. That knowledge costs no query of its own. Revocations are
+/// always seen at once (a context with any row gets the full query); a first grant in an
+/// empty context, made by another process or by SQL, shows up within the interval, and one
+/// made through this value (or a clone) at once.
+///
+/// # One query per request
+///
+/// Paired with the session store ([`PgSessionStore::with_users`]), a request whose session
+/// is read from PostgreSQL gets its user from that same query, so it makes one round trip to
+/// PostgreSQL, not two. `Sessions::from_env` pairs them.
+///
+/// [`PgSessionStore::with_users`]: crate::store::postgres::PgSessionStore::with_users
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,13 +65,11 @@ pub struct PgUsers {
 /// What is known about the permission rows of one `"ApplicationType"` label (web, admin).
 #[derive(Debug, Default)]
 struct GrantProbe {
-    /// Start (ms) of the last probe that found no row at all, or 0.
+    /// Start (ms) of the last query that found no row at all in the context, or 0.
     empty_since: AtomicI64,
-    /// When (ms) a grant through this value last committed: a probe that started no later
+    /// When (ms) a grant through this value last committed: a query that started no later
     /// saw a table without it.
     granted_at: AtomicI64,
-    /// One probe at a time; other requests take the full query meanwhile.
-    probing: AtomicBool,
 }
 
 impl GrantProbe {
@@ -72,21 +79,11 @@ impl GrantProbe {
             && now < since.saturating_add(interval)
             && self.granted_at.load(Ordering::Acquire) < since
     }
-}
 
-/// The one probe in flight for a label; dropping it (done, or the request was cancelled
-/// mid-probe) lets the next request probe.
-struct Probing<'a>(&'a GrantProbe);
-
-impl<'a> Probing<'a> {
-    fn start(probe: &'a GrantProbe) -> Option<Self> {
-        (!probe.probing.swap(true, Ordering::AcqRel)).then_some(Self(probe))
-    }
-}
-
-impl Drop for Probing<'_> {
-    fn drop(&mut self) {
-        self.0.probing.store(false, Ordering::Release);
+    /// What a query that started at `started` found: whether the context holds any row.
+    fn found(&self, started: i64, any: bool) {
+        self.empty_since
+            .store(if any { 0 } else { started }, Ordering::Release);
     }
 }
 
@@ -112,16 +109,44 @@ macro_rules! user_columns {
     };
 }
 
+/// The unexpired permissions of user `$user` in the context label `$label`, as an array.
+macro_rules! context_permissions {
+    ($user:literal, $label:literal) => {
+        concat!(
+            "ARRAY(SELECT p.permission::text FROM user_permissions p WHERE p.user_id = ",
+            $user,
+            " AND p.application_context = ",
+            $label,
+            "::text::\"ApplicationType\" AND (p.expires_at IS NULL OR p.expires_at > now()))"
+        )
+    };
+}
+pub(crate) use context_permissions;
+
+/// Whether the context label `$label` holds any permission row, expired ones included.
+macro_rules! context_has_grants {
+    ($label:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM user_permissions WHERE application_context = ",
+            $label,
+            "::text::\"ApplicationType\")"
+        )
+    };
+}
+pub(crate) use context_has_grants;
+
 /// A user without permissions: contexts with no permission rows, and custom contexts.
 const BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
-/// A user with their unexpired permissions in the context `$2`.
+/// A user with their unexpired permissions in the context `$2`, and whether that context
+/// holds any permission row at all (an index probe that keeps [`GrantProbe`] current).
 const BY_ID_WITH_PERMISSIONS: &str = concat!(
     "SELECT ",
     user_columns!(),
-    ", ARRAY(SELECT p.permission::text FROM user_permissions p \
-       WHERE p.user_id = $1 AND p.application_context = $2::text::\"ApplicationType\" \
-       AND (p.expires_at IS NULL OR p.expires_at > now())) \
-     FROM users WHERE id = $1"
+    ", ",
+    context_permissions!("$1", "$2"),
+    ", ",
+    context_has_grants!("$2"),
+    " FROM users WHERE id = $1"
 );
 /// A user by exact email, and by email in any letter case (at most two, to spot ambiguity).
 const BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
@@ -132,11 +157,7 @@ const BY_FOLDED_EMAIL: &str = concat!(
     ascii_folded_email!(),
     " = $1 LIMIT 2"
 );
-/// Whether the context `$1` holds any permission row, expired ones included.
-const ANY_GRANT: &str = "SELECT EXISTS (SELECT 1 FROM user_permissions \
-     WHERE application_context = $1::text::\"ApplicationType\")";
-
-type UserRow = (
+pub(crate) type UserRow = (
     Uuid,
     String,
     Option<String>,
@@ -146,7 +167,7 @@ type UserRow = (
     Option<DateTime<Utc>>,
 );
 
-/// [`UserRow`] and the context's permissions.
+/// [`UserRow`], the context's permissions, and whether the context holds any.
 type UserRowWithPermissions = (
     Uuid,
     String,
@@ -156,11 +177,13 @@ type UserRowWithPermissions = (
     DateTime<Utc>,
     Option<DateTime<Utc>>,
     Vec<String>,
+    bool,
 );
 
 const USER_COLUMNS: &str = user_columns!();
 
-fn user(row: UserRow, permissions: Vec<String>) -> Result<User, StoreError> {
+pub(crate) fn user(row: UserRow, mut permissions: Vec<String>) -> Result<User, StoreError> {
+    permissions.sort_unstable();
     let (id, email, hashed_password, is_verified, role, created_at, last_login_at) = row;
     let role: Role = role.parse().map_err(|e| StoreError::backend(BACKEND, e))?;
     Ok(User {
@@ -219,11 +242,7 @@ impl PgUsers {
     ) -> Result<Option<Arc<User>>, StoreError> {
         // Contexts that are not labels of "ApplicationType" have no permission rows.
         let label = pg_context(context).ok();
-        let with_permissions = match label {
-            Some(label) => !self.holds_no_grants(label).await?,
-            None => false,
-        };
-        if !with_permissions {
+        let Some(label) = label.filter(|label| !self.grants_absent(label)) else {
             let row: Option<UserRow> = timed(
                 self.timeout,
                 sqlx::query_as(BY_ID).bind(id).fetch_optional(&self.pool),
@@ -232,7 +251,8 @@ impl PgUsers {
             return row
                 .map(|row| user(row, Vec::new()).map(Arc::new))
                 .transpose();
-        }
+        };
+        let started = self.clock.now_ms();
         let row: Option<UserRowWithPermissions> = timed(
             self.timeout,
             sqlx::query_as(BY_ID_WITH_PERMISSIONS)
@@ -241,47 +261,29 @@ impl PgUsers {
                 .fetch_optional(&self.pool),
         )
         .await?;
-        row.map(|(a, b, c, d, e, f, g, mut permissions)| {
-            permissions.sort_unstable();
+        row.map(|(a, b, c, d, e, f, g, permissions, any)| {
+            self.grants_found(label, started, any);
             user((a, b, c, d, e, f, g), permissions).map(Arc::new)
         })
         .transpose()
     }
 
-    /// Whether the context `label` is known to hold no permission rows, probing it when what
-    /// is known is older than the probe interval. Unknown counts as "may hold some".
-    async fn holds_no_grants(&self, label: &str) -> Result<bool, StoreError> {
+    /// Whether the context `label` is known to hold no permission rows now (no I/O): then
+    /// its users are loaded without the permissions subquery.
+    pub(crate) fn grants_absent(&self, label: &str) -> bool {
         let interval = duration_ms(self.probe_interval);
-        if interval == 0 {
-            return Ok(false);
-        }
-        let probe = &self.grants[grant_slot(label)];
-        let now = self.clock.now_ms();
-        if probe.known_empty(now, interval) {
-            return Ok(true);
-        }
-        let Some(_probing) = Probing::start(probe) else {
-            return Ok(false);
-        };
-        let found = timed(
-            self.timeout,
-            sqlx::query_scalar::<_, bool>(ANY_GRANT)
-                .bind(label)
-                .fetch_one(&self.pool),
-        )
-        .await;
-        // A failed probe knows nothing: the full query decides (and reports the outage).
-        let empty = match found {
-            Ok(any) => !any,
-            Err(error) => {
-                tracing::debug!(%error, "permission probe failed");
-                false
-            }
-        };
-        probe
-            .empty_since
-            .store(if empty { now } else { 0 }, Ordering::Release);
-        Ok(empty && probe.granted_at.load(Ordering::Acquire) < now)
+        interval > 0 && self.grants[grant_slot(label)].known_empty(self.clock.now_ms(), interval)
+    }
+
+    /// What a query that loaded permissions, started at `started` (this value's clock), found
+    /// of the context `label`: whether it holds any permission row.
+    pub(crate) fn grants_found(&self, label: &str, started: i64, any: bool) {
+        self.grants[grant_slot(label)].found(started, any);
+    }
+
+    /// This value's clock reading, for [`grants_found`](Self::grants_found).
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Records a committed grant in `label`, so this value stops trusting an empty probe.
@@ -440,6 +442,10 @@ impl UserResolver for PgUsers {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
+        // Read with the session's row by this request's own query (see `handoff`).
+        if let Some(handed) = super::handoff::take(context, user_id) {
+            return StoreFuture::ready(Ok(handed));
+        }
         self.metrics
             .pending(StoreOp::ResolveUser, self.by_id(context, user_id))
     }
@@ -529,24 +535,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_probe_at_a_time_and_a_cancelled_one_frees_the_slot() {
-        let probe = GrantProbe::default();
-        let first = Probing::start(&probe).expect("nobody is probing");
-        assert!(Probing::start(&probe).is_none(), "two probes at once");
-        // A request dropped mid-probe drops its guard with it.
-        drop(first);
-        assert!(Probing::start(&probe).is_some(), "the slot stayed taken");
-    }
-
-    #[test]
     fn an_empty_probe_is_trusted_for_the_interval_and_not_after_a_grant() {
         let probe = GrantProbe::default();
         assert!(!probe.known_empty(1_000, 500), "nothing probed yet");
-        probe.empty_since.store(1_000, Ordering::Release);
+        probe.found(1_000, false);
         assert!(probe.known_empty(1_499, 500));
         assert!(!probe.known_empty(1_500, 500), "trusted past the interval");
         // A grant committed in the same millisecond as the probe started may be unseen.
         probe.granted_at.store(1_000, Ordering::Release);
         assert!(!probe.known_empty(1_200, 500), "trusted after a grant");
+        // A query that found a row forgets the empty probe at once.
+        probe.found(2_000, false);
+        probe.found(2_100, true);
+        assert!(
+            !probe.known_empty(2_200, 500),
+            "trusted after rows were found"
+        );
     }
 }

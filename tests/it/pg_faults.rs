@@ -7,18 +7,17 @@
 
 use crate::common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
-use common::pg::{admin_options, TestDb};
+use common::pg::TestDb;
+use common::pg_proxy::Proxy;
 use common::{get, login, post, routes, send, Finish, Reply};
 use http::{Request, StatusCode};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
 use tower_app_sessions::require::UNAVAILABLE_BODY;
 use tower_app_sessions::store::postgres::PgSessionStore;
 use tower_app_sessions::users::PgUsers;
@@ -35,127 +34,14 @@ const OUTAGE: Duration = Duration::from_secs(2);
 /// for two noisy cores).
 const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 
-// ---- the proxy ---------------------------------------------------------------------------
-
-/// A TCP proxy on a loopback port in front of the real PostgreSQL.
-struct Proxy {
-    port: u16,
-    target: (String, u16),
-    accept: Option<JoinHandle<()>>,
-    connections: Arc<Mutex<JoinSet<()>>>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let options = admin_options();
-        let target = (options.get_host().to_owned(), options.get_port());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut proxy = Proxy {
-            port,
-            target,
-            accept: None,
-            connections: Arc::new(Mutex::new(JoinSet::new())),
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let (target, connections) = (self.target.clone(), Arc::clone(&self.connections));
-        self.accept = Some(tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let target = target.clone();
-                let mut set = connections.lock().unwrap();
-                while set.try_join_next().is_some() {}
-                set.spawn(async move {
-                    let Ok(mut server) = TcpStream::connect((target.0.as_str(), target.1)).await
-                    else {
-                        return;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                });
-            }
-        }));
-    }
-
-    /// The outage: the port is closed (new connections refused) and every proxied connection
-    /// is dropped.
-    async fn cut(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-            let _ = accept.await; // the listener is dropped once this returns
-        }
-        let mut set = std::mem::take(&mut *self.connections.lock().unwrap());
-        set.abort_all();
-        while set.join_next().await.is_some() {}
-    }
-
-    /// Accepts again, on the same port.
-    async fn restore(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(listener) => break listener,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot rebind proxy port {}: {e}",
-                        self.port
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
-        self.serve(listener);
-    }
-
-    /// Proxied connections currently open.
-    fn open_connections(&self) -> usize {
-        self.connections.lock().unwrap().len()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
-        self.connections.lock().unwrap().abort_all();
-    }
-}
-
 // ---- the app -------------------------------------------------------------------------------
-
-/// `url` with its host and port replaced by the proxy's (credentials, database and
-/// parameters kept).
-fn through(url: &str, proxy: &Proxy) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let userinfo = rest[..authority_end]
-        .rsplit_once('@')
-        .map(|(user, _)| format!("{user}@"))
-        .unwrap_or_default();
-    format!(
-        "{}{userinfo}127.0.0.1:{}{}",
-        &url[..scheme_end],
-        proxy.port,
-        &rest[authority_end..]
-    )
-}
 
 /// The app's pool, through the proxy.
 async fn proxied_pool(db: &TestDb, proxy: &Proxy) -> PgPool {
     PgPoolOptions::new()
         .max_connections(5)
         .acquire_timeout(BACKEND_TIMEOUT)
-        .connect(&through(&db.url(), proxy))
+        .connect(&proxy.url(&db.url()))
         .await
         .expect("connect through the proxy")
 }
@@ -312,7 +198,7 @@ async fn a_postgres_outage_with_the_crates_pool_recovers_by_itself() {
         .await
         .unwrap();
     let mut proxy = Proxy::start().await;
-    let pool = tower_app_sessions::store::postgres::connect(&through(&db.url(), &proxy))
+    let pool = tower_app_sessions::store::postgres::connect(&proxy.url(&db.url()))
         .await
         .expect("connect through the proxy");
     let sessions = Sessions::new(

@@ -25,6 +25,7 @@ use crate::data::DataPatch;
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
+mod joined;
 mod legacy;
 mod maintenance;
 mod row;
@@ -101,10 +102,27 @@ pub struct PgSessionStore {
     pool: PgPool,
     timeout: Duration,
     metrics: StoreMetrics,
+    /// Whose users a request's session query also selects ([`with_users`](Self::with_users)).
+    users: Option<crate::users::PgUsers>,
 }
 
-const COLUMNS: &str =
-    "user_id, created_at, expires_at, host(ip_address) AS ip, user_agent, data::text AS data";
+/// The columns of [`Row`], once, as a literal (statements are static strings: sqlx finds
+/// its prepared statement by them, and none is formatted per request).
+macro_rules! columns {
+    () => {
+        "user_id, created_at, expires_at, host(ip_address) AS ip, user_agent, data::text AS data"
+    };
+}
+
+const COLUMNS: &str = columns!();
+
+/// A live session by id and context.
+const LOAD: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
+     AND NOT revoked AND expires_at > $3"
+);
 
 impl PgSessionStore {
     /// A store on `pool` (shared with the user repository and every context).
@@ -113,7 +131,31 @@ impl PgSessionStore {
             pool,
             timeout: Duration::from_secs(2),
             metrics: StoreMetrics::new(BACKEND),
+            users: None,
         }
+    }
+
+    /// Pairs the store with the resolver of the same database: when a request reads its
+    /// session here (a cold session, or a [`TieredStore`](crate::store::TieredStore)
+    /// revalidating its Redis copy), the same query selects the session's user and the
+    /// context's permissions, and `users` answers the request's lookup of that user without
+    /// a second query. Outside the layer's request path (listings, admin calls) loads stay
+    /// plain. `Sessions::from_env` pairs them.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_app_sessions::store::postgres::{connect, PgSessionStore};
+    /// use tower_app_sessions::users::PgUsers;
+    ///
+    /// let pool = connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// let users = PgUsers::new(pool.clone());
+    /// let store = PgSessionStore::new(pool).with_users(&users);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_users(mut self, users: &crate::users::PgUsers) -> Self {
+        self.users = Some(users.clone());
+        self
     }
 
     /// How long one query may take before it fails with [`StoreError::Timeout`] (default 2 s).
@@ -135,14 +177,16 @@ impl PgSessionStore {
         now: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let label = pg_context(context)?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM sessions \
-             WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
-             AND NOT revoked AND expires_at > $3"
-        );
+        if let Some(users) = self
+            .users
+            .as_ref()
+            .filter(|_| crate::users::handoff::wanted())
+        {
+            return self.load_with_user(users, context, label, id, now).await;
+        }
         let row: Option<Row> = timed(
             self.timeout,
-            sqlx::query_as(&sql)
+            sqlx::query_as(LOAD)
                 .bind(id.as_str())
                 .bind(label)
                 .bind(to_time(now)?)

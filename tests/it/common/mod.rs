@@ -10,6 +10,7 @@ pub mod limits;
 pub mod manage;
 pub mod node;
 pub mod pg;
+pub mod pg_proxy;
 pub mod races;
 pub mod redis_server;
 
