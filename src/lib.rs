@@ -56,6 +56,7 @@ mod labels;
 
 #[cfg(feature = "cache")]
 pub mod cache;
+mod change;
 pub mod clock;
 pub mod config;
 mod context;

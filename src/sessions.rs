@@ -50,6 +50,9 @@ pub struct Sessions {
     /// a second `cache` call wraps these again, for its own bus.
     #[cfg(feature = "cache")]
     unpublished: Option<(Arc<dyn SessionStore>, Arc<dyn UserRepository>)>,
+    /// Shared by every layer: keyed by context and user.
+    #[cfg(feature = "cache")]
+    user_cache: Option<Arc<crate::cache::UserCache<User>>>,
 }
 
 impl fmt::Debug for Sessions {
@@ -116,6 +119,8 @@ impl Sessions {
             cache: None,
             #[cfg(feature = "cache")]
             unpublished: None,
+            #[cfg(feature = "cache")]
+            user_cache: None,
         }
     }
 
@@ -211,6 +216,38 @@ impl Sessions {
             max_entries,
             ttl,
         });
+        self
+    }
+
+    /// Gives every layer built from here on the one user cache of this handle (see
+    /// [`SessionLayer::user_cache`]): at most `max_entries` users (all contexts together),
+    /// each for at most `ttl`. User changes through [`users`](Self::users) are published on
+    /// the bus of [`cache`](Self::cache) when there is one; give both the same bus.
+    #[cfg(feature = "cache")]
+    #[must_use]
+    pub fn user_cache(
+        mut self,
+        bus: &crate::cache::InvalidationBus,
+        max_entries: u64,
+        ttl: std::time::Duration,
+    ) -> Self {
+        let settings = crate::cache::UserCacheSettings {
+            bus: bus.clone(),
+            max_entries,
+            ttl,
+        };
+        if self.cache.is_none() {
+            // User changes through `users` must reach the cache all the same.
+            let (_, users) = self
+                .unpublished
+                .get_or_insert_with(|| (Arc::clone(&self.store), Arc::clone(&self.users)))
+                .clone();
+            self.users = Arc::new(crate::cache::PublishingUsers {
+                inner: users,
+                bus: bus.clone(),
+            });
+        }
+        self.user_cache = Some(crate::cache::UserCache::new(&settings));
         self
     }
 
@@ -405,6 +442,11 @@ impl Sessions {
             users,
             self.settings.clone(),
         );
+        #[cfg(feature = "cache")]
+        let layer = match &self.user_cache {
+            Some(users) => layer.with_user_cache_instance(Arc::clone(users)),
+            None => layer,
+        };
         #[cfg(feature = "cache")]
         if let Some(cache) = cache {
             return layer.with_cache_instance(cache);

@@ -10,6 +10,7 @@
 //! | [`AUTH_DURATION_SECONDS`] | histogram | `context`, `source`: `cache`, `store` (answers made without waiting are sampled, one in 8 by default: [`SessionLayer::timing_sample`](crate::SessionLayer::timing_sample)) |
 //! | [`EVENTS_TOTAL`] | counter | `context`, `event`: the [`SessionEventKind`] in snake case |
 //! | [`CACHE_TOTAL`] | counter | `context`, `result`: `hit` (an entry served), `miss`, `closed` (invalidation channel down), `invalidated` (once per invalidation that reached a layer's cache: a session's entry dropped, or everything dropped by a user-wide change or a reconnect, counted under that layer's context) |
+//! | [`USER_CACHE_TOTAL`] | counter | `result`: `hit`, `miss`, `invalidated` (once per user-wide change or reconnect that dropped users) |
 //! | [`STORE_DURATION_SECONDS`] | histogram | `backend`: `memory`, `redis`, `postgres`; `op`: the store operation (`load`, `save`, `delete`, `rotate`, `update_data`, `extend`, `delete_user_sessions`, `list_user_sessions`, `load_legacy`, `delete_legacy`) or `resolve_user` (loading a user from PostgreSQL) |
 //!
 //! Label values are bounded sets: contexts are the configured ones, never taken from a
@@ -59,6 +60,8 @@ pub const AUTH_DURATION_SECONDS: &str = "tower_app_sessions_auth_duration_second
 pub const EVENTS_TOTAL: &str = "tower_app_sessions_events_total";
 /// Session cache lookups and invalidations.
 pub const CACHE_TOTAL: &str = "tower_app_sessions_cache_total";
+/// User cache lookups and invalidations ([`SessionLayer::user_cache`](crate::SessionLayer::user_cache)).
+pub const USER_CACHE_TOTAL: &str = "tower_app_sessions_user_cache_total";
 /// How long one backend operation took, by backend and operation.
 pub const STORE_DURATION_SECONDS: &str = "tower_app_sessions_store_duration_seconds";
 
@@ -333,6 +336,28 @@ mod handles {
             self.0.increment(1);
         }
     }
+
+    /// The user cache's lookups and invalidations.
+    #[cfg(feature = "cache")]
+    pub(crate) struct UserCacheMetrics([Counter; 3]);
+
+    #[cfg(feature = "cache")]
+    impl UserCacheMetrics {
+        pub(crate) fn new() -> Self {
+            Self(
+                ["hit", "miss", "invalidated"]
+                    .map(|result| metrics::counter!(USER_CACHE_TOTAL, "result" => result)),
+            )
+        }
+
+        pub(crate) fn lookup(&self, hit: bool) {
+            self.0[usize::from(!hit)].increment(1);
+        }
+
+        pub(crate) fn invalidated(&self) {
+            self.0[2].increment(1);
+        }
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -394,11 +419,23 @@ mod handles {
         }
         pub(crate) fn count(&self) {}
     }
+
+    #[cfg(feature = "cache")]
+    pub(crate) struct UserCacheMetrics;
+
+    #[cfg(feature = "cache")]
+    impl UserCacheMetrics {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+        pub(crate) fn lookup(&self, _: bool) {}
+        pub(crate) fn invalidated(&self) {}
+    }
 }
 
-#[cfg(feature = "cache")]
-pub(crate) use handles::Invalidations;
 pub(crate) use handles::{count_event, LayerMetrics, StoreMetrics};
+#[cfg(feature = "cache")]
+pub(crate) use handles::{Invalidations, UserCacheMetrics};
 
 impl std::fmt::Debug for LayerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

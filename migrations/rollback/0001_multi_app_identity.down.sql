@@ -21,6 +21,9 @@
 
 BEGIN;
 
+-- The opt-in notification triggers (migrations/notifications/install.sql), if installed.
+DROP FUNCTION IF EXISTS "tower_app_sessions_notify"() CASCADE;
+
 DROP TABLE IF EXISTS "user_permissions";
 
 DROP INDEX IF EXISTS "sessions_application_context_user_id_idx";

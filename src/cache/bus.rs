@@ -5,60 +5,35 @@ use std::sync::{Arc, Mutex, Weak};
 
 use uuid::Uuid;
 
+pub(crate) use crate::change::Change;
 use crate::{AppContext, SessionId};
 
 /// The Redis channel invalidations travel on.
 pub const CHANNEL: &str = "tower-app-sessions:invalidate";
 
-/// What a cache must drop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Event {
-    Session(AppContext, SessionId),
-    Everything,
-}
-
-impl Event {
-    #[cfg(any(feature = "redis", test))]
-    fn encode(&self) -> String {
-        match self {
-            Event::Session(context, id) => format!("s:{}:{}", context.as_str(), id.as_str()),
-            Event::Everything => "all".to_owned(),
-        }
-    }
-
-    /// Anything unreadable drops everything: an unknown message must not leave stale entries.
-    #[cfg(any(feature = "redis", test))]
-    fn decode(message: &[u8]) -> Event {
-        std::str::from_utf8(message)
-            .ok()
-            .and_then(|m| m.strip_prefix("s:"))
-            .and_then(|rest| rest.rsplit_once(':'))
-            .and_then(|(ctx, id)| Some(Event::Session(ctx.parse().ok()?, SessionId::parse(id)?)))
-            .unwrap_or(Event::Everything)
-    }
-}
-
 /// A cache the bus delivers to.
 pub(crate) trait LocalCache: Send + Sync {
-    fn apply(&self, event: &Event);
+    fn apply(&self, change: &Change);
 }
 
 struct BusInner {
     caches: Mutex<Vec<Weak<dyn LocalCache>>>,
     /// Whether caches may serve: always for a local bus; while subscribed for Redis.
     healthy: AtomicBool,
+    /// False while PostgreSQL notifications this bus follows are not heard.
+    notified: AtomicBool,
     #[cfg(feature = "redis")]
     publisher: std::sync::OnceLock<crate::store::redis::bus::Publisher>,
 }
 
 impl BusInner {
-    fn deliver(&self, event: &Event) {
+    fn deliver(&self, change: &Change) {
         let caches: Vec<Arc<dyn LocalCache>> = crate::sync::lock(&self.caches)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
         for cache in caches {
-            cache.apply(event);
+            cache.apply(change);
         }
     }
 }
@@ -66,18 +41,36 @@ impl BusInner {
 #[cfg(feature = "redis")]
 impl crate::store::redis::bus::Subscriber for BusInner {
     fn message(&self, payload: &[u8]) {
-        self.deliver(&Event::decode(payload));
+        self.deliver(&Change::decode(payload));
     }
 
     fn lost(&self) {
         self.healthy.store(false, Ordering::Release);
-        self.deliver(&Event::Everything);
+        self.deliver(&Change::Everything);
     }
 
     fn restored(&self) {
         // Messages may have been missed while unsubscribed.
-        self.deliver(&Event::Everything);
+        self.deliver(&Change::Everything);
         self.healthy.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl crate::store::postgres::Follower for BusInner {
+    fn changed(&self, change: &Change) {
+        self.deliver(change);
+    }
+
+    fn health(&self, healthy: bool) {
+        if healthy {
+            // Messages may have been missed while not listening.
+            self.deliver(&Change::Everything);
+            self.notified.store(true, Ordering::Release);
+        } else {
+            self.notified.store(false, Ordering::Release);
+            self.deliver(&Change::Everything);
+        }
     }
 }
 
@@ -102,6 +95,7 @@ impl InvalidationBus {
             inner: Arc::new(BusInner {
                 caches: Mutex::new(Vec::new()),
                 healthy: AtomicBool::new(healthy),
+                notified: AtomicBool::new(true),
                 #[cfg(feature = "redis")]
                 publisher: std::sync::OnceLock::new(),
             }),
@@ -129,9 +123,25 @@ impl InvalidationBus {
         Ok(bus)
     }
 
-    /// Whether caches may serve now.
+    /// Whether caches may serve now: the Redis subscription (if any) is up, and so are the
+    /// PostgreSQL notifications it [follows](Self::follow) (if any).
     pub fn is_healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Acquire)
+        self.inner.healthy.load(Ordering::Acquire) && self.inner.notified.load(Ordering::Acquire)
+    }
+
+    /// Delivers what PostgreSQL notifies ([`Notifications`]) to this process's caches: a
+    /// session or user changed by any process, the TypeScript admin panel's SQL included, is
+    /// dropped at once, so caches can keep entries for a long TTL. While the notifications
+    /// are not heard the caches do not serve (and are emptied): fail towards freshness.
+    ///
+    /// [`Notifications`]: crate::store::postgres::Notifications
+    #[cfg(feature = "postgres")]
+    pub fn follow(&self, notifications: &crate::store::postgres::Notifications) {
+        let follower: Arc<dyn crate::store::postgres::Follower> = self.inner.clone();
+        notifications.follow(Arc::downgrade(&follower));
+        if !notifications.is_healthy() {
+            crate::store::postgres::Follower::health(self.inner.as_ref(), false);
+        }
     }
 
     pub(crate) fn register(&self, cache: Weak<dyn LocalCache>) {
@@ -140,11 +150,17 @@ impl InvalidationBus {
         caches.push(cache);
     }
 
-    async fn publish(&self, event: Event) {
-        self.inner.deliver(&event);
+    /// Delivers `change` to this process's caches only.
+    #[cfg(test)]
+    pub(crate) fn deliver_local(&self, change: &Change) {
+        self.inner.deliver(change);
+    }
+
+    async fn publish(&self, change: Change) {
+        self.inner.deliver(&change);
         #[cfg(feature = "redis")]
         if let Some(publisher) = self.inner.publisher.get() {
-            if let Err(error) = publisher.publish(event.encode()).await {
+            if let Err(error) = publisher.publish(change.encode()).await {
                 // Other processes then see the change when their entries expire (the TTL).
                 tracing::warn!(%error, "could not publish a session invalidation");
             }
@@ -153,36 +169,14 @@ impl InvalidationBus {
 
     /// Drops one session from every cache (and publishes it).
     pub async fn session_changed(&self, context: &AppContext, id: &SessionId) {
-        self.publish(Event::Session(context.clone(), id.clone()))
+        self.publish(Change::Session(context.clone(), id.clone()))
             .await;
     }
 
-    /// Drops every entry of every cache (a user-wide change: revoke-all, role, permissions).
+    /// Drops the user from every user cache, and every entry of every session cache (a
+    /// user-wide change: revoke-all, role, permissions; session caches keep no per-user
+    /// index, and such changes are rare).
     pub async fn user_changed(&self, user_id: &Uuid) {
-        let _ = user_id;
-        self.publish(Event::Everything).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_round_trip_and_garbage_drops_everything() {
-        let id = SessionId::generate().unwrap();
-        let event = Event::Session(AppContext::Admin, id.clone());
-        assert_eq!(Event::decode(event.encode().as_bytes()), event);
-        let bot = Event::Session(AppContext::custom("telegram-bot").unwrap(), id);
-        assert_eq!(Event::decode(bot.encode().as_bytes()), bot);
-        for garbage in [
-            &b"s:web:short"[..],
-            b"",
-            b"\xff",
-            b"s:Web:AAAAAAAAAAAAAAAAAAAA",
-            b"all",
-        ] {
-            assert_eq!(Event::decode(garbage), Event::Everything);
-        }
+        self.publish(Change::User(*user_id)).await;
     }
 }

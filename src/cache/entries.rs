@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::bus::{Event, InvalidationBus, LocalCache};
+use super::bus::{Change, InvalidationBus, LocalCache};
 use crate::telemetry::{CacheResult, Invalidations};
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -149,18 +149,22 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
 }
 
 impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
-    fn apply(&self, event: &Event) {
+    fn apply(&self, change: &Change) {
+        if *change == Change::Nothing {
+            return;
+        }
         // Epoch first: an insert that checks after this sees the change.
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        match event {
-            Event::Session(context, id) => {
+        match change {
+            Change::Session(context, id) => {
                 let key = (context.clone(), id.clone());
                 if self.entries.contains_key(&key) {
                     self.entries.invalidate(&key);
                     self.invalidated.count();
                 }
             }
-            Event::Everything => {
+            // No per-user index: a user's change drops everything (rare).
+            Change::User(_) | Change::Everything | Change::Nothing => {
                 self.entries.invalidate_all();
                 self.invalidated.count();
             }

@@ -30,7 +30,9 @@
 mod bus;
 mod entries;
 mod publishing;
+mod users;
 
 pub use bus::{InvalidationBus, CHANNEL};
 pub(crate) use entries::{CacheSettings, Entry, SessionCache};
 pub(crate) use publishing::{PublishingStore, PublishingUsers};
+pub(crate) use users::{UserCache, UserCacheSettings};

@@ -6,11 +6,13 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use super::SessionLayer;
 use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::Credential;
 use crate::session::Shared;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreFuture};
 #[cfg(feature = "cache")]
 use crate::telemetry::CacheResult;
 use crate::telemetry::{RequestOutcome, Source};
@@ -169,19 +171,16 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             // Expired (to delete), due to slide, or legacy: a write or another lookup.
             Ok(_) => return None,
         };
-        if self.hints.users_wait.load(Ordering::Relaxed) {
-            return None;
-        }
-        let resolved = match self
-            .users
-            .resolve(&shared.context, &record.user_id)
-            .into_ready()
-        {
-            Ok(resolved) => resolved,
-            Err(_) => {
-                self.hints.users_wait.store(true, Ordering::Relaxed);
-                return None;
-            }
+        let resolved = match self.cached_user(&record.user_id, now) {
+            Some(user) => Ok(Some(user)),
+            None if self.hints.users_wait.load(Ordering::Relaxed) => return None,
+            None => match self.resolve_user(&record.user_id, now).into_ready() {
+                Ok(resolved) => resolved,
+                Err(_) => {
+                    self.hints.users_wait.store(true, Ordering::Relaxed);
+                    return None;
+                }
+            },
         };
         let outcome = self.with_user(resolved, record, false, id, now);
         self.remember(id, &outcome, now, epoch);
@@ -245,10 +244,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             // Deleted between the load and the slide: logged out or revoked elsewhere.
             return unknown(&self.shared, id, now);
         };
-        let resolved = self
-            .users
-            .resolve(&self.shared.context, &record.user_id)
-            .await;
+        let resolved = match self.cached_user(&record.user_id, now) {
+            Some(user) => Ok(Some(user)),
+            None => self.resolve_user(&record.user_id, now).await,
+        };
         self.with_user(resolved, record, legacy, id, now)
     }
 
@@ -330,6 +329,50 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             }
         }
         Some(record)
+    }
+
+    /// The user from the [user cache](SessionLayer::user_cache), if it holds them.
+    #[cfg(feature = "cache")]
+    fn cached_user(&self, user_id: &Uuid, now: i64) -> Option<Arc<U>> {
+        self.user_cache
+            .as_ref()?
+            .get(&self.shared.context, user_id, now)
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn cached_user(&self, _: &Uuid, _: i64) -> Option<Arc<U>> {
+        None
+    }
+
+    /// Resolves the user, keeping them in the user cache (if any) unless an invalidation
+    /// overtook the lookup.
+    fn resolve_user<'a>(
+        &'a self,
+        user_id: &'a Uuid,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Arc<U>>, StoreError>> {
+        let context = &self.shared.context;
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.user_cache {
+            let epoch = cache.epoch();
+            let keep = move |resolved: &Result<Option<Arc<U>>, StoreError>| {
+                if let Ok(Some(user)) = resolved {
+                    cache.insert(context, user_id, user, now, epoch);
+                }
+            };
+            return match self.users.resolve(context, user_id).into_ready() {
+                Ok(resolved) => {
+                    keep(&resolved);
+                    StoreFuture::ready(resolved)
+                }
+                Err(pending) => StoreFuture::new(async move {
+                    let resolved = pending.await;
+                    keep(&resolved);
+                    resolved
+                }),
+            };
+        }
+        self.users.resolve(context, user_id)
     }
 
     /// The cache's invalidation epoch, read before the store: an entry loaded before an

@@ -79,6 +79,8 @@ pub struct SessionLayer<U = User> {
     admit: Option<Admit<U>>,
     #[cfg(feature = "cache")]
     cache: Option<Arc<crate::cache::SessionCache<U>>>,
+    #[cfg(feature = "cache")]
+    user_cache: Option<Arc<crate::cache::UserCache<U>>>,
     hints: Arc<Hints>,
 }
 
@@ -101,6 +103,8 @@ impl<U> Clone for SessionLayer<U> {
             admit: self.admit.clone(),
             #[cfg(feature = "cache")]
             cache: self.cache.clone(),
+            #[cfg(feature = "cache")]
+            user_cache: self.user_cache.clone(),
             hints: Arc::clone(&self.hints),
         }
     }
@@ -193,6 +197,8 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             admit: None,
             #[cfg(feature = "cache")]
             cache: None,
+            #[cfg(feature = "cache")]
+            user_cache: None,
             hints: Arc::default(),
         }
     }
@@ -242,6 +248,39 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             &self.shared.context,
         ));
         self.rebuild_store();
+        self
+    }
+
+    /// Caches resolved users by id for this layer's context, for at most `ttl` (use the
+    /// revalidation bound, `SESSION_REVALIDATE_SECS`, or the notified trust of
+    /// [`TieredStore::notifications`](crate::store::TieredStore::notifications)), at most
+    /// `max_entries` users: users are far fewer than sessions, so a session the session cache
+    /// does not hold still finds its user in memory. A user's change through this crate
+    /// (role, permissions, revoke-all) is published on `bus` and drops them everywhere, as
+    /// does one PostgreSQL notifies when the bus [follows](crate::cache::InvalidationBus::follow)
+    /// its notifications; while `bus` is down nothing is served. A cached user keeps the
+    /// `last_login_at` they were loaded with.
+    #[cfg(feature = "cache")]
+    pub fn user_cache(
+        self,
+        bus: &crate::cache::InvalidationBus,
+        max_entries: u64,
+        ttl: Duration,
+    ) -> Self {
+        let settings = crate::cache::UserCacheSettings {
+            bus: bus.clone(),
+            max_entries,
+            ttl,
+        };
+        self.with_user_cache_instance(crate::cache::UserCache::new(&settings))
+    }
+
+    #[cfg(feature = "cache")]
+    pub(crate) fn with_user_cache_instance(
+        mut self,
+        cache: Arc<crate::cache::UserCache<U>>,
+    ) -> Self {
+        self.user_cache = Some(cache);
         self
     }
 

@@ -21,6 +21,7 @@ mod manage;
 mod pg;
 mod pg_faults;
 mod pg_migrations;
+mod pg_notify;
 mod pg_round_trips;
 mod pg_tiered;
 mod redis;

@@ -28,10 +28,15 @@ use crate::{AppContext, SessionId, SessionRecord};
 mod joined;
 mod legacy;
 mod maintenance;
+mod notify;
 mod row;
 mod stats;
 
 pub use maintenance::PurgeReport;
+pub(crate) use notify::Follower;
+pub use notify::{
+    install_notifications, uninstall_notifications, Notifications, HEARTBEAT, NOTIFY_CHANNEL,
+};
 pub(crate) use row::pg_context;
 use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
 

@@ -1,8 +1,7 @@
 //! [`TieredStore`]: a fast store in front of a durable one (the TypeScript apps' migration
 //! strategy `production-only`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -15,8 +14,12 @@ use crate::data::DataPatch;
 use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
-/// Past this many remembered validations, entries older than the interval are dropped.
-const VALIDATED_SOFT_LIMIT: usize = 100_000;
+mod validations;
+
+use validations::Validations;
+
+/// Validations remembered by default (see [`TieredStore::max_validations`]).
+const DEFAULT_MAX_VALIDATIONS: usize = 200_000;
 
 /// Redis (or any fast store) as the fast path, PostgreSQL (or any durable store) as the record
 /// of truth.
@@ -32,8 +35,11 @@ const VALIDATED_SOFT_LIMIT: usize = 100_000;
 ///   revalidation interval (`SESSION_REVALIDATE_SECS`, default 5 s) per session, then the
 ///   durable record is checked again, so a session revoked there by any app (say,
 ///   `UPDATE sessions SET revoked = true` from the TypeScript admin panel) stops
-///   authenticating within that bound even while a stale fast copy exists. That costs about
-///   one durable query per active session per interval, not one per request;
+///   authenticating within that bound even while a stale fast copy exists. That costs one
+///   durable query per session per interval: per request for sessions seen less often than
+///   that (with 100,000 active sessions, most of them). Paired with PostgreSQL's
+///   notifications ([`notifications`](Self::notifications)) a copy is trusted for a long
+///   bound instead, and a revocation by any process ends it at once;
 /// - **revocation** reaches both stores; listing reads the durable store;
 /// - a fast copy the durable store has **no record of at all** was written by an app that
 ///   writes only to Redis (the TypeScript apps' `createSession` does): it is served, and
@@ -58,14 +64,32 @@ pub struct TieredStore {
     fast: Arc<dyn SessionStore>,
     durable: Arc<dyn SessionStore>,
     revalidate_ms: i64,
-    validated: Mutex<HashMap<(AppContext, SessionId), i64>>,
+    validations: Arc<Validations>,
+    /// The notifications followed, and the bound while they are heard.
+    #[cfg(feature = "postgres")]
+    notified: Option<(crate::store::postgres::Notifications, i64)>,
 }
 
 impl std::fmt::Debug for TieredStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TieredStore")
             .field("revalidate_ms", &self.revalidate_ms)
+            .field("bound_ms", &self.bound_ms())
             .finish_non_exhaustive()
+    }
+}
+
+/// Hears the notifications: a revocation by any process drops the copy's validation.
+#[cfg(feature = "postgres")]
+impl crate::store::postgres::Follower for Validations {
+    fn changed(&self, change: &crate::change::Change) {
+        self.apply(change);
+    }
+
+    fn health(&self, _healthy: bool) {
+        // Lost: checks trusted for the long bound must not outlive it. Back: messages may
+        // have been missed meanwhile.
+        self.forget_all();
     }
 }
 
@@ -76,44 +100,74 @@ impl TieredStore {
             fast,
             durable,
             revalidate_ms: 5_000,
-            validated: Mutex::new(HashMap::new()),
+            validations: Arc::new(Validations::new(DEFAULT_MAX_VALIDATIONS)),
+            #[cfg(feature = "postgres")]
+            notified: None,
         }
     }
 
     /// How long a fast copy is trusted before the durable record is checked again
-    /// (`Duration::ZERO`: every request).
+    /// (`Duration::ZERO`: every request). With [`notifications`](Self::notifications), this
+    /// is the bound while they are not heard.
     #[must_use]
     pub fn revalidate_after(mut self, interval: Duration) -> Self {
         self.revalidate_ms = duration_ms(interval);
         self
     }
 
-    fn validated(&self) -> MutexGuard<'_, HashMap<(AppContext, SessionId), i64>> {
-        crate::sync::lock(&self.validated)
+    /// Follows PostgreSQL's notifications ([`Notifications`]): while they are heard, a fast
+    /// copy checked once is trusted for `trust_for` (a safety net, say 5 minutes), since a
+    /// revocation, deletion or data change of the row by any process drops the check at
+    /// once; while they are not (the listening connection dropped), the
+    /// [`revalidate_after`](Self::revalidate_after) bound applies, and every check trusted
+    /// for longer is dropped. How stale a copy can then be: the notification's delivery (a
+    /// few milliseconds), or, on a connection that died without closing, up to two
+    /// [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s.
+    ///
+    /// [`Notifications`]: crate::store::postgres::Notifications
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn notifications(
+        mut self,
+        notifications: &crate::store::postgres::Notifications,
+        trust_for: Duration,
+    ) -> Self {
+        let follower: Arc<dyn crate::store::postgres::Follower> = self.validations.clone();
+        notifications.follow(Arc::downgrade(&follower));
+        self.notified = Some((notifications.clone(), duration_ms(trust_for)));
+        self
+    }
+
+    /// At most this many checked copies are remembered (default 200,000, about 150 bytes
+    /// each); past it, sessions not remembered are checked on every request.
+    #[must_use]
+    pub fn max_validations(mut self, max: usize) -> Self {
+        self.validations = Arc::new(Validations::new(max));
+        self
+    }
+
+    /// How long a checked copy is trusted now.
+    fn bound_ms(&self) -> i64 {
+        #[cfg(feature = "postgres")]
+        if let Some((notifications, trust_ms)) = &self.notified {
+            if notifications.is_healthy() {
+                return *trust_ms;
+            }
+        }
+        self.revalidate_ms
     }
 
     fn is_fresh(&self, context: &AppContext, id: &SessionId, now: i64) -> bool {
-        self.revalidate_ms > 0
-            && self
-                .validated()
-                .get(&(context.clone(), id.clone()))
-                .is_some_and(|at| now - at < self.revalidate_ms)
+        self.validations.is_fresh(context, id, now, self.bound_ms())
     }
 
-    fn mark(&self, context: &AppContext, id: &SessionId, now: i64) {
-        if self.revalidate_ms == 0 {
-            return;
-        }
-        let mut validated = self.validated();
-        if validated.len() >= VALIDATED_SOFT_LIMIT {
-            let horizon = now - self.revalidate_ms;
-            validated.retain(|_, at| *at > horizon);
-        }
-        validated.insert((context.clone(), id.clone()), now);
+    fn mark(&self, context: &AppContext, id: &SessionId, now: i64, epoch: u64) {
+        self.validations
+            .mark(context, id, now, self.bound_ms(), epoch);
     }
 
     fn forget(&self, context: &AppContext, id: &SessionId) {
-        self.validated().remove(&(context.clone(), id.clone()));
+        self.validations.forget(context, id);
     }
 
     /// The store that holds `context`'s sessions durably: contexts the durable store cannot
@@ -181,6 +235,7 @@ impl TieredStore {
         if cached.is_some() && self.is_fresh(context, id, now) {
             return Ok(cached);
         }
+        let epoch = self.validations.epoch();
         match self.durable.load(context, id, now).await? {
             Some(record) => {
                 if cached.is_none() {
@@ -205,7 +260,7 @@ impl TieredStore {
                         tracing::warn!(context = %context, %error, "could not refresh the fast session store");
                     }
                 }
-                self.mark(context, id, now);
+                self.mark(context, id, now, epoch);
                 Ok(Some(record))
             }
             None => {
@@ -218,7 +273,7 @@ impl TieredStore {
                 // is its authority. A durable record that exists but is not live was revoked
                 // or expired there: drop the stale copy.
                 if !self.durable_holds(context, id, now).await? {
-                    self.mark(context, id, now);
+                    self.mark(context, id, now, epoch);
                     return Ok(Some(cached));
                 }
                 self.forget(context, id);
@@ -244,9 +299,10 @@ impl TieredStore {
         let Some(durable) = self.durable_for(context) else {
             return self.fast.save(context, id, record, now).await;
         };
+        let epoch = self.validations.epoch();
         durable.save(context, id, record, now).await?;
         self.fast_best_effort(self.fast.save(context, id, record, now).await);
-        self.mark(context, id, now);
+        self.mark(context, id, now, epoch);
         Ok(())
     }
 
@@ -285,6 +341,7 @@ impl TieredStore {
             return self.fast.rotate(context, old, new, user_id, now).await;
         };
         self.forget(context, old);
+        let epoch = self.validations.epoch();
         // The durable store decides, atomically; the fast copy follows.
         if let Some(record) = durable.rotate(context, old, new, user_id, now).await? {
             let moved = self.fast.rotate(context, old, new, user_id, now).await;
@@ -297,7 +354,7 @@ impl TieredStore {
                     self.fast_best_effort(self.fast.save(context, new, &record, now).await);
                 }
             }
-            self.mark(context, new, now);
+            self.mark(context, new, now, epoch);
             return Ok(Some(record));
         }
         if self.durable_holds(context, old, now).await? {

@@ -1,0 +1,274 @@
+//! [`Notifications`]: PostgreSQL `LISTEN/NOTIFY` for revocations and user changes made by any
+//! process, so that copies can be trusted for long and still end at once (opt-in).
+//!
+//! [`install_notifications`] creates a trigger function and triggers on `sessions`, `users`
+//! and `user_permissions` (`migrations/notifications/install.sql`). They are the only objects
+//! this crate adds beside the Prisma schema, so they are created only when asked for, and
+//! removed by `migrations/notifications/uninstall.sql` ([`uninstall_notifications`]) and by the
+//! rollback script. They send, on the channel [`NOTIFY_CHANNEL`], one message per change
+//! that must end a trusted copy: a session revoked, deleted, moved, its data changed or its
+//! expiry shortened (`UPDATE sessions SET revoked = true` from the TypeScript admin panel
+//! included), a user's role, email, password hash or verification changed or the user
+//! deleted, any change of `user_permissions`. A slide that only extends a session sends
+//! nothing, so the per-request path does not generate traffic.
+//!
+//! [`Notifications::listen`] keeps one connection listening. What it hears goes to every
+//! [`TieredStore`](crate::store::TieredStore) that follows it
+//! ([`TieredStore::notifications`](crate::store::TieredStore::notifications)) and to every
+//! cache whose bus follows it
+//! ([`InvalidationBus::follow`](crate::cache::InvalidationBus::follow)). The connection is
+//! checked every [`HEARTBEAT`]; when it drops or stops answering, everything trusted is
+//! dropped and the followers fall back to their short bounds (fail towards freshness) until it
+//! listens again, when everything trusted is dropped once more (messages may have been missed).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::{sync::Arc, time::Duration};
+//! use tower_app_sessions::store::postgres::{connect, install_notifications, Notifications, PgSessionStore};
+//! use tower_app_sessions::store::{redis::{RedisConfig, RedisStore}, TieredStore};
+//!
+//! let pool = connect("postgres://postgres@127.0.0.1:5432/app").await?;
+//! install_notifications(&pool).await?; // once, from a deploy step
+//! let notifications = Notifications::listen(&pool).await?;
+//! let redis = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+//! let store = TieredStore::new(Arc::new(redis), Arc::new(PgSessionStore::new(pool)))
+//!     .revalidate_after(Duration::from_secs(5)) // while notifications are down
+//!     .notifications(&notifications, Duration::from_secs(300)); // while they are up
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+
+use super::row::pg_error;
+use crate::change::Change;
+use crate::store::StoreError;
+
+/// The channel the triggers notify on.
+pub const NOTIFY_CHANNEL: &str = "tower_app_sessions";
+
+/// How often the listening connection is checked (a query on it, answered within the same
+/// time): a connection that died without closing is noticed within twice this.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The longest wait between attempts to listen again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+const INSTALL: &str = include_str!("../../../migrations/notifications/install.sql");
+const UNINSTALL: &str = include_str!("../../../migrations/notifications/uninstall.sql");
+
+/// Creates (or replaces) the notification triggers of `migrations/notifications/install.sql`
+/// on the migrated identity database. Idempotent; run it from a deploy step, like
+/// [`migrate`](super::migrate).
+///
+/// # Errors
+/// [`StoreError::Backend`] if the SQL fails (say, the tables are not migrated yet).
+pub async fn install_notifications(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::raw_sql(INSTALL)
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(pg_error)
+}
+
+/// Removes the notification triggers and their function (`migrations/notifications/
+/// uninstall.sql`); rows are not touched. Idempotent.
+///
+/// # Errors
+/// [`StoreError::Backend`] if the SQL fails.
+pub async fn uninstall_notifications(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::raw_sql(UNINSTALL)
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(pg_error)
+}
+
+/// Who hears what the listening connection hears.
+pub(crate) trait Follower: Send + Sync {
+    /// Something changed: drop what it names.
+    fn changed(&self, change: &Change);
+    /// Listening stopped, or started again: messages may have been missed, so drop
+    /// everything trusted; `healthy` says which.
+    fn health(&self, healthy: bool);
+}
+
+struct Shared {
+    healthy: AtomicBool,
+    followers: Mutex<Vec<Weak<dyn Follower>>>,
+    listening: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn followers(&self) -> Vec<Arc<dyn Follower>> {
+        let mut followers = crate::sync::lock(&self.followers);
+        followers.retain(|f| f.strong_count() > 0);
+        followers.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn deliver(&self, change: &Change) {
+        for follower in self.followers() {
+            follower.changed(change);
+        }
+    }
+
+    fn set_health(&self, healthy: bool) {
+        if !healthy {
+            // Unhealthy first: nothing may trust a copy while it is being dropped.
+            self.healthy.store(false, Ordering::Release);
+        }
+        for follower in self.followers() {
+            follower.health(healthy);
+        }
+        if healthy {
+            self.healthy.store(true, Ordering::Release);
+        }
+        tracing::info!(
+            healthy,
+            "PostgreSQL notifications {}",
+            if healthy {
+                "listening"
+            } else {
+                "lost; short bounds apply"
+            }
+        );
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(task) = crate::sync::lock(&self.listening).take() {
+            task.abort();
+        }
+    }
+}
+
+/// One listening connection for the notification triggers, shared by its followers. Clones
+/// share it; it stops listening when the last clone is dropped.
+#[derive(Clone)]
+pub struct Notifications {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications")
+            .field("healthy", &self.is_healthy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifications {
+    /// Listens on [`NOTIFY_CHANNEL`] over a connection of its own, opened with `pool`'s
+    /// options (not taken from `pool`). Needs a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] if it cannot listen now.
+    pub async fn listen(pool: &PgPool) -> Result<Self, StoreError> {
+        let options = (*pool.connect_options()).clone();
+        let listener = connect(&options).await.map_err(pg_error)?;
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(true),
+            followers: Mutex::new(Vec::new()),
+            listening: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(Arc::downgrade(&shared), options, listener));
+        *crate::sync::lock(&shared.listening) = Some(task);
+        Ok(Self { shared })
+    }
+
+    /// Whether it is listening now: while it is not, followers use their short bounds.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn follow(&self, follower: Weak<dyn Follower>) {
+        crate::sync::lock(&self.shared.followers).push(follower);
+    }
+}
+
+/// A listening connection: a pool of one, so a dead connection goes with its pool.
+async fn connect(options: &sqlx::postgres::PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let options = options
+        .clone()
+        .application_name("tower-app-sessions notifications");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(MAX_BACKOFF)
+        .connect_with(options)
+        .await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(NOTIFY_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Listens until the last handle is gone, listening again after every loss.
+async fn run(
+    shared: Weak<Shared>,
+    options: sqlx::postgres::PgConnectOptions,
+    mut listener: PgListener,
+) {
+    loop {
+        let lost = hear(&shared, &mut listener).await;
+        drop(listener);
+        let Some(alive) = shared.upgrade() else {
+            return;
+        };
+        tracing::warn!(error = %lost, "PostgreSQL notification connection lost");
+        alive.set_health(false);
+        drop(alive);
+        let mut backoff = Duration::from_millis(100);
+        listener = loop {
+            tokio::time::sleep(backoff).await;
+            if shared.strong_count() == 0 {
+                return;
+            }
+            match tokio::time::timeout(MAX_BACKOFF, connect(&options)).await {
+                Ok(Ok(listener)) => break listener,
+                Ok(Err(error)) => tracing::debug!(%error, "cannot listen for notifications yet"),
+                Err(_) => tracing::debug!("listening for notifications timed out"),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+        let Some(alive) = shared.upgrade() else {
+            return;
+        };
+        alive.set_health(true);
+    }
+}
+
+/// Delivers what `listener` hears until its connection is lost (the reason).
+async fn hear(shared: &Weak<Shared>, listener: &mut PgListener) -> String {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            heard = listener.try_recv() => match heard {
+                Ok(Some(notification)) => {
+                    let Some(shared) = shared.upgrade() else {
+                        return "stopped".into();
+                    };
+                    shared.deliver(&Change::decode(notification.payload().as_bytes()));
+                }
+                Ok(None) => return "connection closed".into(),
+                Err(error) => return error.to_string(),
+            },
+            _ = beat.tick() => {
+                if shared.strong_count() == 0 {
+                    return "stopped".into();
+                }
+                let check = sqlx::query("SELECT 1").execute(&mut *listener);
+                match tokio::time::timeout(HEARTBEAT, check).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return error.to_string(),
+                    Err(_) => return format!("no answer within {HEARTBEAT:?}"),
+                }
+            }
+        }
+    }
+}

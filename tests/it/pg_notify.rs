@@ -1,0 +1,358 @@
+//! PostgreSQL notifications (opt-in): the triggers, what they send and what they do not, the
+//! Prisma shape left as it is, and revocations by SQL reaching another instance at once with
+//! notifications on — and within the short revalidation bound while their connection is cut
+//! (the listening connection goes through a proxy; the app's own pool does not).
+#![cfg(all(
+    feature = "postgres",
+    feature = "redis",
+    feature = "axum",
+    feature = "cache"
+))]
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use common::pg::{assert_same_shape, snapshot, target_snapshot, TestDb};
+use common::pg_proxy::Proxy;
+use common::redis_server::shared_url;
+use common::{login, me_cookie, post, routes, send, Finish};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::PgPool;
+use tower_app_sessions::cache::InvalidationBus;
+use tower_app_sessions::clock::ManualClock;
+use tower_app_sessions::store::postgres::{
+    install_notifications, uninstall_notifications, Notifications, PgSessionStore, NOTIFY_CHANNEL,
+};
+use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+use tower_app_sessions::store::TieredStore;
+use tower_app_sessions::users::{PermissionGrant, PgUsers};
+use tower_app_sessions::{AppContext, Role, Sessions, User, UserRepository};
+
+/// What the issue asks of a revocation with notifications on.
+const NOTIFIED_BOUND: Duration = Duration::from_millis(50);
+/// The short bound (revalidation interval) and the long one (trusted while notified).
+const SHORT: Duration = Duration::from_secs(5);
+const LONG: Duration = Duration::from_secs(300);
+
+const ROLLBACK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/migrations/rollback/0001_multi_app_identity.down.sql"
+);
+
+/// One app instance: its own Redis and PostgreSQL stores, caches and (if `listen`) its own
+/// notification connection, opened with `listen`'s options.
+struct Instance {
+    router: Router,
+    notifications: Option<Notifications>,
+}
+
+async fn instance(
+    pool: &PgPool,
+    listen: Option<&PgPool>,
+    context: AppContext,
+    clock: &ManualClock,
+) -> Instance {
+    let users = PgUsers::new(pool.clone());
+    let redis = RedisStore::connect(RedisConfig::new(shared_url()))
+        .await
+        .expect("Redis answers (scripts/test starts one)");
+    let pg = PgSessionStore::new(pool.clone()).with_users(&users);
+    let mut store = TieredStore::new(Arc::new(redis), Arc::new(pg)).revalidate_after(SHORT);
+    let bus = InvalidationBus::local();
+    let mut notifications = None;
+    if let Some(listen) = listen {
+        let heard = Notifications::listen(listen).await.expect("listen");
+        store = store.notifications(&heard, LONG);
+        bus.follow(&heard);
+        notifications = Some(heard);
+    }
+    // Caches as long as the trusted bound: only the notifications keep them honest.
+    let layer = Sessions::new(store, users)
+        .cache(&bus, 1_000, LONG)
+        .user_cache(&bus, 1_000, LONG)
+        .clock(clock.clone())
+        .layer(context)
+        .idle_timeout(Duration::from_secs(600));
+    Instance {
+        router: routes().layer(layer),
+        notifications,
+    }
+}
+
+async fn new_user(pool: &PgPool, role: Role) -> Arc<User> {
+    let email = format!("n-{}@example.com", uuid::Uuid::new_v4().simple());
+    PgUsers::new(pool.clone())
+        .create(User::new(email, role))
+        .await
+        .unwrap()
+}
+
+/// Sends `request` until it answers `status`; how long that took after `since`. Fails past
+/// `bound`.
+async fn until_status(
+    app: &Router,
+    request: impl Fn() -> http::Request<axum::body::Body>,
+    status: u16,
+    since: Instant,
+    bound: Duration,
+) -> Duration {
+    loop {
+        let reply = send(app, request()).await;
+        let elapsed = since.elapsed();
+        if reply.status.as_u16() == status {
+            return elapsed;
+        }
+        assert!(
+            elapsed < bound,
+            "still {} after {elapsed:?} (bound {bound:?})",
+            reply.status
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits (bounded) until `notifications` report `healthy`.
+async fn until_health(notifications: &Notifications, healthy: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while notifications.is_healthy() != healthy {
+        assert!(
+            Instant::now() < deadline,
+            "notifications never became healthy={healthy}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_by_sql_reaches_another_instance_within_50_ms() {
+    let db = TestDb::migrated().await;
+    install_notifications(&db.pool).await.unwrap();
+    let clock = ManualClock::starting_now();
+    let writer = instance(&db.pool, Some(&db.pool), AppContext::Web, &clock).await;
+    let reader = instance(&db.pool, Some(&db.pool), AppContext::Web, &clock).await;
+    // The contrast: the same long bounds without notifications keep serving.
+    let deaf = instance(&db.pool, None, AppContext::Web, &clock).await;
+    let user = new_user(&db.pool, Role::User).await;
+    let token = login(&writer.router, user.id).await;
+    for app in [&reader.router, &deaf.router] {
+        assert_eq!(me_cookie(app, "sessionId", &token).await.0, 200);
+        // Now served from the cache.
+        assert_eq!(me_cookie(app, "sessionId", &token).await.0, 200);
+    }
+    // The TypeScript admin panel revokes it by SQL.
+    sqlx::query("UPDATE sessions SET revoked = true, revoked_at = now() WHERE id = $1")
+        .bind(&token)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    let me = || common::get("/me").cookie("sessionId", &token).empty();
+    let seen = until_status(&reader.router, me, 401, revoked, NOTIFIED_BOUND).await;
+    eprintln!("revocation by SQL seen by another instance after {seen:?}");
+    assert_eq!(
+        me_cookie(&deaf.router, "sessionId", &token).await.0,
+        200,
+        "without notifications the long bounds serve the revoked session: the test measures nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_permission_revoked_by_sql_reaches_another_instances_user_cache_within_50_ms() {
+    let db = TestDb::migrated().await;
+    install_notifications(&db.pool).await.unwrap();
+    let clock = ManualClock::starting_now();
+    let writer = instance(&db.pool, Some(&db.pool), AppContext::Admin, &clock).await;
+    let reader = instance(&db.pool, Some(&db.pool), AppContext::Admin, &clock).await;
+    let admin = new_user(&db.pool, Role::Admin).await;
+    PgUsers::new(db.pool.clone())
+        .grant(PermissionGrant {
+            user_id: &admin.id,
+            context: &AppContext::Admin,
+            permission: "orders:refund",
+            granted_by: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    // Two sessions of one user: the second finds the user in the user cache.
+    let first = login(&writer.router, admin.id).await;
+    let second = login(&writer.router, admin.id).await;
+    let refund = |token: &str| post("/refund").cookie("sessionId", token).empty();
+    for token in [&first, &second] {
+        assert_eq!(send(&reader.router, refund(token)).await.status, 200);
+    }
+    sqlx::query("DELETE FROM user_permissions WHERE user_id = $1")
+        .bind(admin.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    until_status(
+        &reader.router,
+        || refund(&second),
+        403,
+        revoked,
+        NOTIFIED_BOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_notification_connection_cut_the_short_revalidation_bound_applies() {
+    let db = TestDb::migrated().await;
+    install_notifications(&db.pool).await.unwrap();
+    let mut proxy = Proxy::start().await;
+    let listen_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy(&proxy.url(&db.url()))
+        .unwrap();
+    let clock = ManualClock::starting_now();
+    let writer = instance(&db.pool, None, AppContext::Web, &clock).await;
+    let reader = instance(&db.pool, Some(&listen_pool), AppContext::Web, &clock).await;
+    let notifications = reader.notifications.clone().unwrap();
+    let user = new_user(&db.pool, Role::User).await;
+    let token = login(&writer.router, user.id).await;
+    assert_eq!(me_cookie(&reader.router, "sessionId", &token).await.0, 200);
+
+    proxy.cut().await;
+    until_health(&notifications, false).await;
+    // Checked again now, and trusted for the short bound only.
+    assert_eq!(me_cookie(&reader.router, "sessionId", &token).await.0, 200);
+    sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
+        .bind(&token)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    clock.advance(SHORT - Duration::from_millis(10));
+    assert_eq!(
+        me_cookie(&reader.router, "sessionId", &token).await.0,
+        200,
+        "within the short bound the checked copy may still be served"
+    );
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(
+        me_cookie(&reader.router, "sessionId", &token).await.0,
+        401,
+        "past the short bound the revocation is seen without any notification"
+    );
+
+    // Listening again: revocations are notified at once again.
+    proxy.restore().await;
+    until_health(&notifications, true).await;
+    let token = login(&writer.router, user.id).await;
+    assert_eq!(me_cookie(&reader.router, "sessionId", &token).await.0, 200);
+    sqlx::query("UPDATE sessions SET revoked = true WHERE id = $1")
+        .bind(&token)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    let me = || common::get("/me").cookie("sessionId", &token).empty();
+    until_status(&reader.router, me, 401, revoked, NOTIFIED_BOUND).await;
+}
+
+/// What the triggers send for `sql`, run after `LISTEN`: the payloads up to (not including)
+/// the marker that a final `NOTIFY` sends, so "sends nothing" is seen, not waited for.
+async fn payloads(db: &TestDb, sql: &str) -> Vec<String> {
+    let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
+    listener.listen(NOTIFY_CHANNEL).await.unwrap();
+    sqlx::raw_sql(sql).execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT pg_notify($1, 'marker')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("the marker arrives")
+            .unwrap();
+        if n.payload() == "marker" {
+            return heard;
+        }
+        heard.push(n.payload().to_owned());
+    }
+}
+
+#[tokio::test]
+async fn the_triggers_send_what_ends_a_trusted_copy_and_nothing_for_a_slide() {
+    let db = TestDb::migrated().await;
+    install_notifications(&db.pool).await.unwrap();
+    // Twice: idempotent.
+    install_notifications(&db.pool).await.unwrap();
+    let user = new_user(&db.pool, Role::User).await;
+    let u = user.id;
+    let id = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let insert = format!(
+        "INSERT INTO sessions (id, user_id, expires_at, application_context) \
+         VALUES ('{id}', '{u}', now() + interval '1 hour', 'web')"
+    );
+    let s = format!("s:web:{id}");
+    let who = format!("u:{u}");
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (insert.clone(), vec![]),
+        // A slide, and the last activity: nothing.
+        (
+            format!("UPDATE sessions SET expires_at = expires_at + interval '1 hour', last_activity = now() WHERE id = '{id}'"),
+            vec![],
+        ),
+        (format!("UPDATE sessions SET data = '{{\"a\":1}}' WHERE id = '{id}'"), vec![s.clone()]),
+        (format!("UPDATE sessions SET expires_at = now() + interval '1 minute' WHERE id = '{id}'"), vec![s.clone()]),
+        (format!("UPDATE sessions SET revoked = true WHERE id = '{id}'"), vec![s.clone()]),
+        (format!("DELETE FROM sessions WHERE id = '{id}'"), vec![s.clone()]),
+        (format!("UPDATE users SET last_login_at = now() WHERE id = '{u}'"), vec![]),
+        (format!("UPDATE users SET role = 'support' WHERE id = '{u}'"), vec![who.clone()]),
+        (
+            format!("INSERT INTO user_permissions (user_id, permission, application_context) VALUES ('{u}', 'x', 'admin')"),
+            vec![who.clone()],
+        ),
+        (format!("DELETE FROM user_permissions WHERE user_id = '{u}'"), vec![who.clone()]),
+        (insert, vec![]),
+        ("TRUNCATE sessions".to_owned(), vec!["all".to_owned()]),
+        (format!("DELETE FROM users WHERE id = '{u}'"), vec![who]),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(payloads(&db, &sql).await, expected, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn the_triggers_leave_the_prisma_shape_alone_and_the_rollback_removes_them() {
+    let db = TestDb::migrated().await;
+    install_notifications(&db.pool).await.unwrap();
+    assert_same_shape(
+        &snapshot(&db.pool).await,
+        &target_snapshot().await,
+        "migrate + notifications",
+    );
+    let count = |db: &TestDb| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tower_app_sessions_%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count(&db).await, 8);
+    uninstall_notifications(&db.pool).await.unwrap();
+    assert_eq!(count(&db).await, 0);
+    uninstall_notifications(&db.pool).await.unwrap();
+    // The rollback script removes them too (with the function).
+    install_notifications(&db.pool).await.unwrap();
+    db.run_script(&std::fs::read_to_string(ROLLBACK).unwrap())
+        .await;
+    let function: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc WHERE proname = 'tower_app_sessions_notify'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((count(&db).await, function), (0, 0));
+}
