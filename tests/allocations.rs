@@ -119,12 +119,19 @@ fn allocations_per_request() {
     data_record.data = SessionData::from_json(r#"{"theme":"dark","language":"ru","cart":[1,2]}"#);
     rt.block_on(store.save(&AppContext::Web, &with_data, &data_record, now_ms()))
         .unwrap();
+    let layer = SessionLayer::for_context(AppContext::Web)
+        .store(store)
+        .users(users);
+    #[cfg(feature = "cache")]
+    let cached_service = tower::ServiceBuilder::new()
+        .layer(layer.clone().cache(
+            &tower_app_sessions::cache::InvalidationBus::local(),
+            100,
+            Duration::from_secs(600),
+        ))
+        .service(service_fn(inner));
     let service = tower::ServiceBuilder::new()
-        .layer(
-            SessionLayer::for_context(AppContext::Web)
-                .store(store)
-                .users(users),
-        )
+        .layer(layer)
         .service(service_fn(inner));
     let bare = service_fn(inner);
     let cookie = format!("sessionId={}", id.as_str());
@@ -211,6 +218,30 @@ fn allocations_per_request() {
         "anonymous requests allocate {} more",
         anonymous - baseline
     );
+    // A session cache hit: the Session handle, the extension map and the CurrentUser entry;
+    // the cached record is shared with the request, its strings are not copied.
+    #[cfg(feature = "cache")]
+    {
+        let hit = || {
+            let svc = cached_service.clone();
+            let req = request(Some(&cookie));
+            let (res, n) = counted(|| rt.block_on(svc.oneshot(req)));
+            assert_eq!(res.unwrap().into_body(), "me");
+            n
+        };
+        hit(); // fills the cache
+        hit();
+        let cached = hit();
+        eprintln!(
+            "allocations per request: authenticated from the session cache {cached} (+{})",
+            cached - baseline
+        );
+        assert!(
+            cached - baseline <= 5,
+            "cache hits allocate {} more",
+            cached - baseline
+        );
+    }
     // Authenticated on memory: the above, the CurrentUser entry and the record's copy (ip
     // and user agent strings). The in-process store and resolver answer in `call`, so no
     // future is boxed; no per-request key strings, no user copy.

@@ -10,7 +10,8 @@ use crate::{AppContext, SessionId, SessionRecord};
 
 /// One cached authentication: the record and the resolved, admitted user.
 pub(crate) struct Entry<U> {
-    pub(crate) record: SessionRecord,
+    /// Shared with the requests it serves: a hit copies none of its strings.
+    pub(crate) record: Arc<SessionRecord>,
     pub(crate) user: Arc<U>,
     /// The layer's clock reading when the entry was loaded: its TTL counts from here.
     pub(crate) loaded_ms: i64,
@@ -19,7 +20,7 @@ pub(crate) struct Entry<U> {
 impl<U> Clone for Entry<U> {
     fn clone(&self) -> Self {
         Self {
-            record: self.record.clone(),
+            record: Arc::clone(&self.record),
             user: Arc::clone(&self.user),
             loaded_ms: self.loaded_ms,
         }
@@ -44,9 +45,11 @@ impl CacheSettings {
     }
 }
 
-/// A bounded cache of session → user for one layer.
+/// A bounded cache of session → user for one layer (so for one context: entries are keyed
+/// by id alone, and a hit builds no key).
 pub(crate) struct SessionCache<U> {
-    entries: moka::sync::Cache<(AppContext, SessionId), Entry<U>>,
+    entries: moka::sync::Cache<SessionId, Entry<U>>,
+    context: AppContext,
     /// The TTL as the layer's [`Clock`](crate::clock::Clock) counts it. moka also drops
     /// entries after the same TTL by its own clock, which bounds memory.
     ttl_ms: i64,
@@ -82,6 +85,7 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
                 .time_to_live(ttl)
                 .build(),
             ttl_ms: crate::record::duration_ms(ttl),
+            context: context.clone(),
             bus: bus.clone(),
             epoch: AtomicU64::new(0),
             invalidated: Invalidations::new(context),
@@ -93,24 +97,17 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
 
     #[cfg(test)]
     pub(crate) fn get(&self, context: &AppContext, id: &SessionId, now: i64) -> Option<Entry<U>> {
-        self.lookup(context, id, now).ok()
+        assert_eq!(*context, self.context);
+        self.lookup(id, now).ok()
     }
 
     /// The entry of `id`, or why there is none to serve (a miss, or the cache is closed
     /// while its invalidation channel is down).
-    pub(crate) fn lookup(
-        &self,
-        context: &AppContext,
-        id: &SessionId,
-        now: i64,
-    ) -> Result<Entry<U>, CacheResult> {
+    pub(crate) fn lookup(&self, id: &SessionId, now: i64) -> Result<Entry<U>, CacheResult> {
         if !self.bus.is_healthy() {
             return Err(CacheResult::Closed);
         }
-        let entry = self
-            .entries
-            .get(&(context.clone(), id.clone()))
-            .ok_or(CacheResult::Miss)?;
+        let entry = self.entries.get(id).ok_or(CacheResult::Miss)?;
         let fresh = now.saturating_sub(entry.loaded_ms) < self.ttl_ms;
         if fresh && !entry.record.is_expired(now) {
             Ok(entry)
@@ -137,13 +134,12 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
         entry: Entry<U>,
         loaded_at: u64,
     ) {
-        if !self.bus.is_healthy() || self.epoch() != loaded_at {
+        if !self.bus.is_healthy() || self.epoch() != loaded_at || *context != self.context {
             return;
         }
-        let key = (context.clone(), id.clone());
-        self.entries.insert(key.clone(), entry);
+        self.entries.insert(id.clone(), entry);
         if self.epoch() != loaded_at || !self.bus.is_healthy() {
-            self.entries.invalidate(&key);
+            self.entries.invalidate(id);
         }
     }
 }
@@ -157,9 +153,8 @@ impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match change {
             Change::Session(context, id) => {
-                let key = (context.clone(), id.clone());
-                if self.entries.contains_key(&key) {
-                    self.entries.invalidate(&key);
+                if *context == self.context && self.entries.contains_key(id) {
+                    self.entries.invalidate(id);
                     self.invalidated.count();
                 }
             }
@@ -188,7 +183,7 @@ mod tests {
             Duration::from_secs(3600),
         );
         Entry {
-            record,
+            record: Arc::new(record),
             user: Arc::new(user),
             loaded_ms: now_ms(),
         }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::SessionLayer;
 use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::Credential;
-use crate::session::Shared;
+use crate::session::{HeldRecord, Shared};
 use crate::store::{StoreError, StoreFuture};
 #[cfg(feature = "cache")]
 use crate::telemetry::CacheResult;
@@ -24,7 +24,8 @@ pub(super) enum Outcome<U> {
     Anonymous(RequestOutcome),
     Unavailable,
     Authenticated {
-        record: SessionRecord,
+        /// Shared with the cache when it came from there (or went there).
+        record: HeldRecord,
         legacy: bool,
         user: Arc<U>,
     },
@@ -159,7 +160,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             }
         };
         let record = match loaded {
-            Ok(Some(record)) if settings.serves_as_is(&record, now) => record,
+            Ok(Some(record)) if settings.serves_as_is(&record, now) => HeldRecord::from(record),
             // A miss is final, unless the legacy key may hold it.
             Ok(None) if !shared.reads_legacy() => {
                 return Some((unknown(shared, id, now), Source::Store))
@@ -183,7 +184,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             },
         };
         let outcome = self.with_user(resolved, record, false, id, now);
-        self.remember(id, &outcome, now, epoch);
+        let outcome = self.remember(id, outcome, now, epoch);
         Some((outcome, Source::Store))
     }
 
@@ -191,7 +192,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     fn with_user(
         &self,
         resolved: Result<Option<Arc<U>>, StoreError>,
-        record: SessionRecord,
+        record: HeldRecord,
         legacy: bool,
         id: &SessionId,
         now: i64,
@@ -229,7 +230,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let outcome = crate::users::handoff::scope(self.decide(&credential.id, now)).await;
         #[cfg(not(feature = "postgres"))]
         let outcome = self.decide(&credential.id, now).await;
-        self.remember(&credential.id, &outcome, now, epoch);
+        let outcome = self.remember(&credential.id, outcome, now, epoch);
         self.shared.metrics.authenticated(started, Source::Store);
         outcome.into_session(&self.shared, credential, span)
     }
@@ -248,7 +249,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             Some(user) => Ok(Some(user)),
             None => self.resolve_user(&record.user_id, now).await,
         };
-        self.with_user(resolved, record, legacy, id, now)
+        self.with_user(resolved, record.into(), legacy, id, now)
     }
 
     /// Step 1: the live record of `id` and whether it was read through the legacy key. An
@@ -388,35 +389,52 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 
     /// Keeps an authenticated outcome from the store in the cache, on either path, so that
-    /// what the cache serves does not depend on whether the store answered at once.
+    /// what the cache serves does not depend on whether the store answered at once. The
+    /// record moves into the cache's `Arc` and the request shares it.
     #[cfg(feature = "cache")]
-    fn remember(&self, id: &SessionId, outcome: &Outcome<U>, now: i64, epoch: Option<u64>) {
+    fn remember(
+        &self,
+        id: &SessionId,
+        outcome: Outcome<U>,
+        now: i64,
+        epoch: Option<u64>,
+    ) -> Outcome<U> {
         let (Some(cache), Some(epoch)) = (&self.cache, epoch) else {
-            return;
+            return outcome;
         };
-        if let Outcome::Authenticated {
-            record,
-            legacy: false,
-            user,
-        } = outcome
-        {
-            let entry = crate::cache::Entry {
-                record: record.clone(),
-                user: Arc::clone(user),
-                loaded_ms: now,
-            };
-            cache.insert(&self.shared.context, id, entry, epoch);
+        match outcome {
+            Outcome::Authenticated {
+                record,
+                legacy: false,
+                user,
+            } => {
+                let record = record.into_shared();
+                let entry = crate::cache::Entry {
+                    record: Arc::clone(&record),
+                    user: Arc::clone(&user),
+                    loaded_ms: now,
+                };
+                cache.insert(&self.shared.context, id, entry, epoch);
+                Outcome::Authenticated {
+                    record: HeldRecord::Shared(record),
+                    legacy: false,
+                    user,
+                }
+            }
+            other => other,
         }
     }
 
     #[cfg(not(feature = "cache"))]
-    fn remember(&self, _: &SessionId, _: &Outcome<U>, _: i64, _: Option<u64>) {}
+    fn remember(&self, _: &SessionId, outcome: Outcome<U>, _: i64, _: Option<u64>) -> Outcome<U> {
+        outcome
+    }
 
     #[cfg(feature = "cache")]
-    fn cached(&self, id: &SessionId, now: i64) -> Option<(SessionRecord, Arc<U>)> {
+    fn cached(&self, id: &SessionId, now: i64) -> Option<(HeldRecord, Arc<U>)> {
         let cache = self.cache.as_ref()?;
-        match cache.lookup(&self.shared.context, id, now) {
-            Ok(entry) => Some((entry.record, entry.user)),
+        match cache.lookup(id, now) {
+            Ok(entry) => Some((HeldRecord::Shared(entry.record), entry.user)),
             Err(result) => {
                 self.shared.metrics.cache(result);
                 None
@@ -438,7 +456,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     fn count_cache(&self, _: bool) {}
 
     #[cfg(not(feature = "cache"))]
-    fn cached(&self, _: &SessionId, _: i64) -> Option<(SessionRecord, Arc<U>)> {
+    fn cached(&self, _: &SessionId, _: i64) -> Option<(HeldRecord, Arc<U>)> {
         None
     }
 }

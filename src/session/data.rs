@@ -171,7 +171,7 @@ impl Session {
         let same = state.current.as_ref().is_some_and(|c| c.id == id);
         if saved {
             if let Some(current) = state.current.as_mut().filter(|_| same) {
-                current.record.data.apply(&patch);
+                current.record.to_mut().data.apply(&patch);
             }
             return Ok(());
         }

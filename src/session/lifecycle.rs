@@ -143,7 +143,7 @@ impl Session {
             .state()
             .current
             .as_ref()
-            .map(|c| (c.id.clone(), c.record.clone(), c.legacy))
+            .map(|c| (c.id.clone(), c.record.to_record(), c.legacy))
         else {
             return Ok(None);
         };
@@ -202,7 +202,7 @@ impl Session {
             .state()
             .current
             .as_ref()
-            .map(|c| (c.id.clone(), listening.then(|| c.record.clone())));
+            .map(|c| (c.id.clone(), listening.then(|| c.record.to_record())));
         let removed = self.remove_current(now).await?;
         self.set_change(Change::Removed);
         // Reported only when this logout ended it (not one a revocation had ended already).

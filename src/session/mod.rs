@@ -1,9 +1,11 @@
 //! The [`Session`] handle (login, logout, rotate) and [`CurrentUser`].
 
 mod data;
+mod held;
 mod lifecycle;
 mod manage;
 
+pub(crate) use held::HeldRecord;
 pub use lifecycle::OverLimit;
 pub(crate) use lifecycle::SessionLimit;
 
@@ -167,7 +169,7 @@ struct State {
 
 struct Current {
     id: SessionId,
-    record: SessionRecord,
+    record: HeldRecord,
     /// Loaded through the pre-migration, context-less key.
     legacy: bool,
 }
@@ -262,7 +264,7 @@ impl Session {
         shared: Arc<Shared>,
         source: CredentialSource,
         id: SessionId,
-        record: SessionRecord,
+        record: HeldRecord,
         legacy: bool,
     ) -> Self {
         let current = Current { id, record, legacy };
@@ -322,14 +324,14 @@ impl Session {
 
     /// A copy of the current session's record.
     pub fn record(&self) -> Option<SessionRecord> {
-        self.state().current.as_ref().map(|c| c.record.clone())
+        self.state().current.as_ref().map(|c| c.record.to_record())
     }
 
     /// The current session's id and record. Not public: the id is the credential.
     pub(crate) fn current(&self) -> Option<(SessionId, SessionRecord)> {
         let state = self.state();
         let current = state.current.as_ref()?;
-        Some((current.id.clone(), current.record.clone()))
+        Some((current.id.clone(), current.record.to_record()))
     }
 
     /// Makes `id` the request's session and has the response hand it to the browser.
@@ -341,7 +343,7 @@ impl Session {
         };
         state.current = Some(Current {
             id,
-            record,
+            record: record.into(),
             legacy: false,
         });
         self.inner.changed.store(true, Ordering::Release);
