@@ -13,6 +13,8 @@ use crate::{AppContext, SessionId};
 
 /// What a cache or a trusted copy must drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Built without a channel (no Redis bus, no notifications), nothing decodes one.
+#[cfg_attr(not(any(feature = "cache", feature = "postgres")), allow(dead_code))]
 pub(crate) enum Change {
     Session(AppContext, SessionId),
     User(Uuid),
@@ -23,7 +25,7 @@ pub(crate) enum Change {
 }
 
 impl Change {
-    #[cfg(any(feature = "redis", test))]
+    #[cfg(any(all(feature = "redis", feature = "cache"), test))]
     pub(crate) fn encode(&self) -> String {
         match self {
             Change::Session(context, id) => format!("s:{}:{}", context.as_str(), id.as_str()),
@@ -36,6 +38,10 @@ impl Change {
     /// entries. A well-formed session message naming an id or context this crate never
     /// accepts from a request is [`Change::Nothing`] (the TypeScript apps may keep sessions of
     /// other shapes in the same table).
+    #[cfg_attr(
+        not(any(all(feature = "redis", feature = "cache"), feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn decode(message: &[u8]) -> Change {
         let Ok(message) = std::str::from_utf8(message) else {
             return Change::Everything;

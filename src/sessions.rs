@@ -53,6 +53,9 @@ pub struct Sessions {
     /// Shared by every layer: keyed by context and user.
     #[cfg(feature = "cache")]
     user_cache: Option<Arc<crate::cache::UserCache<User>>>,
+    /// What `SESSION_NOTIFIED_REVALIDATE_SECS` listens to.
+    #[cfg(feature = "postgres")]
+    pub(crate) notifications: Option<crate::store::postgres::Notifications>,
 }
 
 impl fmt::Debug for Sessions {
@@ -71,6 +74,8 @@ impl fmt::Debug for Sessions {
 pub(crate) struct Databases {
     #[cfg(feature = "postgres")]
     pub(crate) identity: Option<sqlx::PgPool>,
+    /// Whether migrating the identity database installs the notification triggers.
+    pub(crate) notifications: bool,
     #[cfg(feature = "postgres")]
     pub(crate) web: Option<crate::webdb::WebDatabase>,
 }
@@ -86,6 +91,14 @@ impl Databases {
                         database: "identity",
                         reason: e.to_string(),
                     })?;
+                if self.notifications {
+                    crate::store::postgres::install_notifications(pool)
+                        .await
+                        .map_err(|e| MigrateError {
+                            database: "identity",
+                            reason: e.to_string(),
+                        })?;
+                }
             }
             if let Some(web) = &self.web {
                 web.migrate().await.map_err(|e| MigrateError {
@@ -121,6 +134,8 @@ impl Sessions {
             unpublished: None,
             #[cfg(feature = "cache")]
             user_cache: None,
+            #[cfg(feature = "postgres")]
+            notifications: None,
         }
     }
 
@@ -400,8 +415,9 @@ impl Sessions {
     }
 
     /// Runs the crate's PostgreSQL migrations on the identity database (and creates the web
-    /// app's tables in `DATABASE_WEB_URL`, when set). Never called implicitly; a no-op without
-    /// PostgreSQL. Safe to rerun.
+    /// app's tables in `DATABASE_WEB_URL`, when set), and installs the notification
+    /// triggers when `SESSION_NOTIFIED_REVALIDATE_SECS` asked for them. Never called
+    /// implicitly; a no-op without PostgreSQL. Safe to rerun.
     ///
     /// # Errors
     /// [`MigrateError`] naming the database that failed.
@@ -452,6 +468,14 @@ impl Sessions {
             return layer.with_cache_instance(cache);
         }
         layer
+    }
+
+    /// The PostgreSQL notifications `SESSION_NOTIFIED_REVALIDATE_SECS` listens to: have a
+    /// cache's bus [follow](crate::cache::InvalidationBus::follow) them to give the caches
+    /// the same long bound.
+    #[cfg(feature = "postgres")]
+    pub fn notifications(&self) -> Option<&crate::store::postgres::Notifications> {
+        self.notifications.as_ref()
     }
 
     /// The shared session store (for revoke-all, listing, maintenance).

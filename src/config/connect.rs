@@ -34,10 +34,11 @@ impl Sessions {
             } => {
                 let redis = redis(redis_url, *max_retries).await?;
                 let (pg_store, users, pool) = postgres(database_var, database_url).await?;
-                let tiered: Arc<dyn SessionStore> = Arc::new(
-                    crate::store::TieredStore::new(redis, pg_store)
-                        .revalidate_after(plan.revalidate),
-                );
+                let tiered = crate::store::TieredStore::new(redis, pg_store)
+                    .revalidate_after(plan.revalidate);
+                let (tiered, notifications) =
+                    notified(tiered, &pool, plan.notified_revalidate).await?;
+                let tiered: Arc<dyn SessionStore> = Arc::new(tiered);
                 let store: Arc<dyn SessionStore> = if *write_through {
                     Arc::new(crate::store::WriteThroughStore::new(
                         Arc::new(crate::MemoryStore::new()),
@@ -46,7 +47,12 @@ impl Sessions {
                 } else {
                     tiered
                 };
-                let sessions = Sessions::from_shared(store, users);
+                let mut sessions = Sessions::from_shared(store, users);
+                sessions.databases.notifications = notifications.is_some();
+                #[cfg(feature = "postgres")]
+                {
+                    sessions.notifications = notifications;
+                }
                 identity_database(sessions, pool)
             }
         };
@@ -130,6 +136,40 @@ fn no_postgres(var: &'static str) -> ConfigError {
         feature: "postgres",
         fix: "enable the `postgres` cargo feature of tower-app-sessions, or unset it",
     }
+}
+
+/// The tiered store following PostgreSQL's notifications, when `trust` asks for them.
+#[cfg(feature = "postgres")]
+async fn notified(
+    tiered: crate::store::TieredStore,
+    pool: &Pool,
+    trust: Option<std::time::Duration>,
+) -> Result<
+    (
+        crate::store::TieredStore,
+        Option<crate::store::postgres::Notifications>,
+    ),
+    ConfigError,
+> {
+    let Some(trust) = trust else {
+        return Ok((tiered, None));
+    };
+    let notifications = crate::store::postgres::Notifications::listen(pool)
+        .await
+        .map_err(unreachable("SESSION_NOTIFIED_REVALIDATE_SECS"))?;
+    Ok((
+        tiered.notifications(&notifications, trust),
+        Some(notifications),
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn notified(
+    tiered: crate::store::TieredStore,
+    _pool: &Pool,
+    _trust: Option<std::time::Duration>,
+) -> Result<(crate::store::TieredStore, Option<()>), ConfigError> {
+    Ok((tiered, None))
 }
 
 #[cfg(feature = "postgres")]

@@ -88,6 +88,9 @@ pub struct Plan {
     pub web_database: Option<WebDatabaseUrl>,
     /// `SESSION_REVALIDATE_SECS`.
     pub revalidate: Duration,
+    /// `SESSION_NOTIFIED_REVALIDATE_SECS`: with PostgreSQL, listen for its notifications and
+    /// trust a checked Redis copy this long while they are heard (`None`: not listening).
+    pub notified_revalidate: Option<Duration>,
     /// Contexts that read legacy sessions (`web` with `gradual`).
     pub legacy_contexts: Vec<AppContext>,
     /// `SESSION_MAX_PER_USER` (`0`: none).
@@ -154,6 +157,9 @@ impl Plan {
             backends,
             web_database: get("DATABASE_WEB_URL").map(WebDatabaseUrl),
             revalidate: Duration::from_secs(number(&get, "SESSION_REVALIDATE_SECS", 5)?),
+            notified_revalidate: Some(number(&get, "SESSION_NOTIFIED_REVALIDATE_SECS", 0)?)
+                .filter(|secs| *secs > 0)
+                .map(Duration::from_secs),
             legacy_contexts: if strategy == MigrationStrategy::Gradual {
                 vec![AppContext::Web]
             } else {

@@ -373,6 +373,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
                 }),
             };
         }
+        let _ = now;
         self.users.resolve(context, user_id)
     }
 

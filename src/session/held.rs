@@ -9,6 +9,8 @@ use crate::SessionRecord;
 /// A session record owned by the request, or shared with the session cache (copied on the
 /// first change, which most requests never make).
 #[derive(Debug, Clone)]
+// Only the session cache shares records.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
 pub(crate) enum HeldRecord {
     Owned(SessionRecord),
     Shared(Arc<SessionRecord>),
@@ -27,6 +29,7 @@ impl HeldRecord {
     }
 
     /// The record as the cache keeps it: moved into an `Arc` if owned, not copied.
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub(crate) fn into_shared(self) -> Arc<SessionRecord> {
         match self {
             HeldRecord::Owned(record) => Arc::new(record),

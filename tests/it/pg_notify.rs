@@ -356,3 +356,54 @@ async fn the_triggers_leave_the_prisma_shape_alone_and_the_rollback_removes_them
     .unwrap();
     assert_eq!((count(&db).await, function), (0, 0));
 }
+
+#[tokio::test]
+async fn listening_without_the_triggers_is_not_healthy_until_they_are_installed() {
+    let db = TestDb::migrated().await;
+    // Without the triggers nothing would ever be notified: long bounds must not apply.
+    let notifications = Notifications::listen(&db.pool).await.unwrap();
+    assert!(!notifications.is_healthy());
+    install_notifications(&db.pool).await.unwrap();
+    until_health(&notifications, true).await;
+    uninstall_notifications(&db.pool).await.unwrap();
+    until_health(&notifications, false).await;
+}
+
+#[tokio::test]
+async fn session_notified_revalidate_secs_listens_and_migrate_installs_the_triggers() {
+    let db = TestDb::create().await;
+    let vars = [
+        ("SESSION_ENV", "production".to_owned()),
+        ("REDIS_URL", shared_url()),
+        ("DATABASE_URL", db.url()),
+        ("SESSION_NOTIFIED_REVALIDATE_SECS", "300".to_owned()),
+    ];
+    let sessions =
+        Sessions::from_lookup(|var| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()))
+            .await
+            .unwrap();
+    let notifications = sessions.notifications().expect("listening").clone();
+    assert!(!notifications.is_healthy(), "no triggers before migrate");
+    sessions.migrate().await.unwrap();
+    until_health(&notifications, true).await;
+    // Without the variable nothing listens, and migrate leaves the Prisma objects alone.
+    let plain = TestDb::create().await;
+    let vars = [
+        ("SESSION_ENV", "production".to_owned()),
+        ("REDIS_URL", shared_url()),
+        ("DATABASE_URL", plain.url()),
+    ];
+    let sessions =
+        Sessions::from_lookup(|var| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()))
+            .await
+            .unwrap();
+    assert!(sessions.notifications().is_none());
+    sessions.migrate().await.unwrap();
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tower_app_sessions_%'",
+    )
+    .fetch_one(&plain.pool)
+    .await
+    .unwrap();
+    assert_eq!(triggers, 0);
+}

@@ -165,13 +165,22 @@ impl Notifications {
     /// Listens on [`NOTIFY_CHANNEL`] over a connection of its own, opened with `pool`'s
     /// options (not taken from `pool`). Needs a Tokio runtime.
     ///
+    /// The triggers must be installed ([`install_notifications`]) for anything to be heard:
+    /// while they are not (checked with every [`HEARTBEAT`]), the notifications count as not
+    /// healthy, so followers keep their short bounds and nothing is trusted for long on the
+    /// strength of messages that would never come.
+    ///
     /// # Errors
     /// [`StoreError::Backend`] if it cannot listen now.
     pub async fn listen(pool: &PgPool) -> Result<Self, StoreError> {
         let options = (*pool.connect_options()).clone();
-        let listener = connect(&options).await.map_err(pg_error)?;
+        let mut listener = connect(&options).await.map_err(pg_error)?;
+        let installed = installed(&mut listener).await.map_err(pg_error)?;
+        if !installed {
+            tracing::warn!("PostgreSQL notification triggers are not installed (install_notifications); short bounds apply");
+        }
         let shared = Arc::new(Shared {
-            healthy: AtomicBool::new(true),
+            healthy: AtomicBool::new(installed),
             followers: Mutex::new(Vec::new()),
             listening: Mutex::new(None),
         });
@@ -180,7 +189,8 @@ impl Notifications {
         Ok(Self { shared })
     }
 
-    /// Whether it is listening now: while it is not, followers use their short bounds.
+    /// Whether it is listening now and the triggers are installed: while not, followers use
+    /// their short bounds.
     pub fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)
     }
@@ -188,6 +198,14 @@ impl Notifications {
     pub(crate) fn follow(&self, follower: Weak<dyn Follower>) {
         crate::sync::lock(&self.shared.followers).push(follower);
     }
+}
+
+/// Whether the trigger function exists (the heartbeat's query: it also proves the
+/// connection answers).
+async fn installed(listener: &mut PgListener) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regprocedure('\"tower_app_sessions_notify\"()') IS NOT NULL")
+        .fetch_one(&mut *listener)
+        .await
 }
 
 /// A listening connection: a pool of one, so a dead connection goes with its pool.
@@ -219,7 +237,9 @@ async fn run(
             return;
         };
         tracing::warn!(error = %lost, "PostgreSQL notification connection lost");
-        alive.set_health(false);
+        if alive.healthy.load(Ordering::Acquire) {
+            alive.set_health(false);
+        }
         drop(alive);
         let mut backoff = Duration::from_millis(100);
         listener = loop {
@@ -234,18 +254,14 @@ async fn run(
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         };
-        let Some(alive) = shared.upgrade() else {
-            return;
-        };
-        alive.set_health(true);
     }
 }
 
-/// Delivers what `listener` hears until its connection is lost (the reason).
+/// Delivers what `listener` hears, and keeps the health current (listening, and the
+/// triggers installed), until its connection is lost (the reason).
 async fn hear(shared: &Weak<Shared>, listener: &mut PgListener) -> String {
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.tick().await;
     loop {
         tokio::select! {
             heard = listener.try_recv() => match heard {
@@ -258,15 +274,21 @@ async fn hear(shared: &Weak<Shared>, listener: &mut PgListener) -> String {
                 Ok(None) => return "connection closed".into(),
                 Err(error) => return error.to_string(),
             },
+            // The first tick is at once: a reconnect checks the triggers before trusting.
             _ = beat.tick() => {
-                if shared.strong_count() == 0 {
-                    return "stopped".into();
-                }
-                let check = sqlx::query("SELECT 1").execute(&mut *listener);
-                match tokio::time::timeout(HEARTBEAT, check).await {
-                    Ok(Ok(_)) => {}
+                let installed = match tokio::time::timeout(HEARTBEAT, installed(listener)).await {
+                    Ok(Ok(installed)) => installed,
                     Ok(Err(error)) => return error.to_string(),
                     Err(_) => return format!("no answer within {HEARTBEAT:?}"),
+                };
+                let Some(shared) = shared.upgrade() else {
+                    return "stopped".into();
+                };
+                if shared.healthy.load(Ordering::Acquire) != installed {
+                    if !installed {
+                        tracing::warn!("PostgreSQL notification triggers are not installed; short bounds apply");
+                    }
+                    shared.set_health(installed);
                 }
             }
         }

@@ -99,6 +99,7 @@ impl Validations {
         checked.at.remove(&(context.clone(), id.clone()));
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(super) fn forget_all(&self) {
         let mut checked = self.checked();
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -107,6 +108,7 @@ impl Validations {
 
     /// What a notification or an invalidation says: a session's change drops its check,
     /// "everything" drops all; users are not this store's concern.
+    #[cfg_attr(not(any(feature = "postgres", test)), allow(dead_code))]
     pub(super) fn apply(&self, change: &Change) {
         match change {
             Change::Session(context, id) => self.forget(context, id),
