@@ -21,6 +21,11 @@
 //! | `ideal-moka` | by hand: cookie, a `moka` cache of users by session id (10,000 entries, 5 s); a miss does what `tiered-raw` does |
 //! | `ts-memory` | tower-sessions 0.15, its `MemoryStore`, the user id from the session, a `HashMap` of users |
 //! | `ts-redis` | the same on tower-sessions' Redis store (fred) |
+//! | `scale-tiered` | `tiered`: our production configuration, cache off ([`tiered`]) |
+//! | `scale-tiered-cached` | our production configuration with its caches ([`cache::production_cached`]) |
+//! | `scale-raw` | `tiered-raw` |
+//!
+//! (The `scale-*` scenarios are the same servers; the script runs them with many sessions.)
 //!
 //! `BENCH_SESSIONS` (default 1) is how many distinct valid sessions the server seeds. With 1
 //! it prints exactly two lines on stdout, `listening on http://<addr>` and
@@ -176,9 +181,10 @@ async fn run() -> Result<(), BoxError> {
         "redis" => ours(redis().await?, false, n).await?,
         "redis-cached" => ours(redis().await?, true, n).await?,
         "redis-raw" => redis_raw(n).await?,
-        "tiered" => ours(tiered().await?, false, n).await?,
+        "tiered" | "scale-tiered" => ours(tiered().await?, false, n).await?,
         "tiered-cached" => ours(tiered().await?, true, n).await?,
-        "tiered-raw" => tiered_raw(n).await?,
+        "scale-tiered-cached" => ours(cache::production_cached().await?, false, n).await?,
+        "tiered-raw" | "scale-raw" => tiered_raw(n).await?,
         "ideal-moka" => ideal_moka(n).await?,
         "ts-memory" => peer::serve(tower_sessions::MemoryStore::default(), n).await?,
         "ts-redis" => peer::serve(peer::redis().await?, n).await?,
@@ -186,7 +192,7 @@ async fn run() -> Result<(), BoxError> {
             return Err(format!(
                 "BENCH_SCENARIO={other:?}: expected one of noauth, memory, memory-cached, redis, \
                  redis-cached, redis-raw, tiered, tiered-cached, tiered-raw, ideal-moka, \
-                 ts-memory, ts-redis"
+                 ts-memory, ts-redis, scale-tiered, scale-tiered-cached, scale-raw"
             )
             .into())
         }
@@ -411,6 +417,51 @@ mod cache {
         bus: CacheBus,
     ) -> Result<SessionLayer<User>, BoxError> {
         let _ = (layer, bus, CACHE_ENTRIES, CACHE_TTL);
+        Err(Unavailable("built without the `cache` feature".into()).into())
+    }
+
+    /// Our production configuration with its caches (`scale-tiered-cached`): what [`tiered`]
+    /// builds, with the session cache on a Redis invalidation bus for every layer built
+    /// from it ([`Sessions::cache`]: 10,000 sessions, each for at most 5 s).
+    #[cfg(feature = "cache")]
+    pub(super) async fn production_cached() -> Result<Backend, BoxError> {
+        use tower_app_sessions::cache::InvalidationBus;
+        let pool = database().await?;
+        let redis = Arc::new(RedisStore::connect(RedisConfig::new(redis_url())).await?);
+        let bus = InvalidationBus::redis(&redis_url()).await?;
+        let users = PgUsers::new(pool.clone());
+        let store = TieredStore::new(redis, Arc::new(PgSessionStore::new(pool.clone())))
+            .revalidate_after(Duration::from_secs(5));
+        let sessions = Sessions::new(store, users).cache(&bus, CACHE_ENTRIES, CACHE_TTL);
+
+        // ISSUE-15 WIRING: a user cache and PostgreSQL LISTEN/NOTIFY revocation. Enable this
+        // block once these APIs land, in place of the `store` and `sessions` above (the
+        // caches then keep entries up to 300 s: revocations and user changes are pushed by
+        // PostgreSQL instead of waited out):
+        //
+        // tower_app_sessions::store::postgres::install_notifications(&pool).await?;
+        // let notifications = tower_app_sessions::store::postgres::Notifications::listen(&pool).await?;
+        // bus.follow(&notifications);
+        // let store = TieredStore::new(redis, Arc::new(PgSessionStore::new(pool.clone()).with_users(&users)))
+        //     .revalidate_after(Duration::from_secs(5))
+        //     .notifications(&notifications, Duration::from_secs(300));
+        // let sessions = Sessions::new(store, users)
+        //     .cache(&bus, 10_000, Duration::from_secs(300))
+        //     .user_cache(&bus, 10_000, Duration::from_secs(300));
+        //
+        // END ISSUE-15 WIRING
+
+        Ok(Backend {
+            sessions,
+            // Unused: the cache is already in `sessions`.
+            bus: CacheBus::Redis(redis_url()),
+            backing: Backing::RedisPg,
+        })
+    }
+
+    /// Without the `cache` feature the production configuration with caches is unavailable.
+    #[cfg(not(feature = "cache"))]
+    pub(super) async fn production_cached() -> Result<Backend, BoxError> {
         Err(Unavailable("built without the `cache` feature".into()).into())
     }
 }
