@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Every scenario serves `GET /web/me` and answers `200` with `{"id","email","role"}` for the
-//! session it prints (`noauth`: a static body of the same shape, no lookup at all):
+//! sessions it seeds (`noauth`: a static body of the same shape, no lookup at all):
 //!
 //! | `BENCH_SCENARIO` | what `/web/me` does |
 //! |---|---|
@@ -18,20 +18,38 @@
 //! | `redis-raw` | by hand: cookie, `GET session:web:<id>`, `serde_json`, a `HashMap` of users |
 //! | `tiered`, `tiered-cached` | our layer on Redis in front of PostgreSQL, users from PostgreSQL |
 //! | `tiered-raw` | by hand: cookie, `GET`, `serde_json`, prepared `SELECT … FROM users WHERE id = $1` |
+//! | `ideal-moka` | by hand: cookie, a `moka` cache of users by session id (10,000 entries, 5 s); a miss does what `tiered-raw` does |
 //! | `ts-memory` | tower-sessions 0.15, its `MemoryStore`, the user id from the session, a `HashMap` of users |
 //! | `ts-redis` | the same on tower-sessions' Redis store (fred) |
+//! | `scale-tiered` | `tiered`: our production configuration, cache off ([`tiered`]) |
+//! | `scale-tiered-cached` | our production configuration with its caches ([`cache::production_cached`]) |
+//! | `scale-raw` | `tiered-raw` |
+//!
+//! (The `scale-*` scenarios are the same servers; the script runs them with many sessions.)
+//!
+//! `BENCH_SESSIONS` (default 1) is how many distinct valid sessions the server seeds. With 1
+//! it prints exactly two lines on stdout, `listening on http://<addr>` and
+//! `token <session id>` (for `Cookie: sessionId=<id>`). With N > 1 it seeds N sessions of
+//! N/10 users (at least 1; session i belongs to user i % users), writes their ids to the file
+//! `BENCH_TOKENS` names (one a line), and prints `seeded <N> sessions of <users> users in
+//! <seconds> s`, `listening on http://<addr>` and `tokens <N>`. Seeding writes what the stores
+//! would, in bulk: on PostgreSQL one `INSERT … SELECT … FROM UNNEST(…)` each into `users` and
+//! `sessions` (on a connection of its own, closed afterwards), on Redis the exact value and
+//! expiry `RedisStore::save` writes under `session:web:<id>` (`SET … EX 86400`, pipelined,
+//! without the per-user index, which loads do not read); memory stores and tower-sessions
+//! through their own API. Scenarios with a `HashMap` of users hold all of them.
 //!
 //! Scenarios on PostgreSQL recreate the database `tas_bench_http` on the `DATABASE_URL`
-//! server and migrate it. On start the server prints exactly two lines on stdout,
-//! `listening on http://<addr>` and `token <session id>` (for `Cookie: sessionId=<id>`);
-//! `BIND_ADDR` (default `127.0.0.1:0`) chooses the address and `BENCH_WORKERS` (default 2)
-//! the runtime's worker threads. On SIGTERM or Ctrl-C it deletes its session and exits.
-//! A scenario this build cannot serve prints `unavailable: <why>` and exits with status 3.
+//! server and migrate it. `BIND_ADDR` (default `127.0.0.1:0`) chooses the address and
+//! `BENCH_WORKERS` (default 2) the runtime's worker threads. On SIGTERM or Ctrl-C it deletes
+//! the sessions it wrote to Redis or a memory store and exits (the database stays until the
+//! next start recreates it). A scenario this build cannot serve prints
+//! `unavailable: <why>` and exits with status 3.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -61,6 +79,8 @@ const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// bound, `SESSION_REVALIDATE_SECS`).
 const CACHE_ENTRIES: u64 = 10_000;
 const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Redis commands per pipelined round trip while seeding and cleaning up.
+const BATCH: usize = 1_000;
 
 /// What every authenticated scenario answers.
 #[derive(Serialize)]
@@ -86,7 +106,18 @@ fn redis_url() -> String {
 enum Cleanup {
     None,
     Ours(Arc<dyn SessionStore>, SessionId),
+    /// Seeded Redis keys, unlinked in pipelined batches.
+    RedisKeys(redis::aio::ConnectionManager, Vec<String>),
     TowerSessions(Box<dyn Fn() -> tokio::task::JoinHandle<()> + Send>),
+}
+
+/// A scenario ready to serve: its routes, the session ids to send, what to delete on exit.
+struct Served {
+    app: Router,
+    tokens: Vec<String>,
+    /// With more than one session: how many users they belong to, and how long seeding took.
+    seeded: Option<(usize, Duration)>,
+    cleanup: Cleanup,
 }
 
 /// A scenario the current build cannot serve: printed as `unavailable: …`, exit status 3.
@@ -122,6 +153,18 @@ fn main() {
     }
 }
 
+/// `BENCH_SESSIONS`: how many sessions to seed (default 1).
+fn session_count() -> Result<usize, BoxError> {
+    match std::env::var("BENCH_SESSIONS") {
+        Err(_) => Ok(1),
+        Ok(raw) if raw.trim().is_empty() => Ok(1),
+        Ok(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("BENCH_SESSIONS={raw:?}: expected a whole number >= 1").into()),
+        },
+    }
+}
+
 async fn run() -> Result<(), BoxError> {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -130,33 +173,62 @@ async fn run() -> Result<(), BoxError> {
             .init();
     }
     let scenario = std::env::var("BENCH_SCENARIO").unwrap_or_default();
-    let (app, token, cleanup) = match scenario.as_str() {
-        "noauth" => noauth(),
-        "memory" => ours(memory().await?, false).await?,
-        "memory-cached" => ours(memory().await?, true).await?,
-        "redis" => ours(redis().await?, false).await?,
-        "redis-cached" => ours(redis().await?, true).await?,
-        "redis-raw" => redis_raw().await?,
-        "tiered" => ours(tiered().await?, false).await?,
-        "tiered-cached" => ours(tiered().await?, true).await?,
-        "tiered-raw" => tiered_raw().await?,
-        "ts-memory" => peer::serve(tower_sessions::MemoryStore::default()).await?,
-        "ts-redis" => peer::serve(peer::redis().await?).await?,
+    let n = session_count()?;
+    let served = match scenario.as_str() {
+        "noauth" => noauth(n)?,
+        "memory" => ours(memory().await?, false, n).await?,
+        "memory-cached" => ours(memory().await?, true, n).await?,
+        "redis" => ours(redis().await?, false, n).await?,
+        "redis-cached" => ours(redis().await?, true, n).await?,
+        "redis-raw" => redis_raw(n).await?,
+        "tiered" | "scale-tiered" => ours(tiered().await?, false, n).await?,
+        "tiered-cached" => ours(tiered().await?, true, n).await?,
+        "scale-tiered-cached" => ours(cache::production_cached().await?, false, n).await?,
+        "tiered-raw" | "scale-raw" => tiered_raw(n).await?,
+        "ideal-moka" => ideal_moka(n).await?,
+        "ts-memory" => peer::serve(tower_sessions::MemoryStore::default(), n).await?,
+        "ts-redis" => peer::serve(peer::redis().await?, n).await?,
         other => {
             return Err(format!(
                 "BENCH_SCENARIO={other:?}: expected one of noauth, memory, memory-cached, redis, \
-                 redis-cached, redis-raw, tiered, tiered-cached, tiered-raw, ts-memory, ts-redis"
+                 redis-cached, redis-raw, tiered, tiered-cached, tiered-raw, ideal-moka, \
+                 ts-memory, ts-redis, scale-tiered, scale-tiered-cached, scale-raw"
             )
             .into())
         }
     };
+    let Served {
+        app,
+        tokens,
+        seeded,
+        cleanup,
+    } = served;
 
     let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{}", listener.local_addr()?)?;
-        writeln!(out, "token {token}")?;
+        if n == 1 {
+            writeln!(out, "listening on http://{}", listener.local_addr()?)?;
+            writeln!(out, "token {}", tokens[0])?;
+        } else {
+            let path = std::env::var("BENCH_TOKENS")
+                .map_err(|_| "BENCH_SESSIONS > 1 needs BENCH_TOKENS, the file to write to")?;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            for token in &tokens {
+                writeln!(file, "{token}")?;
+            }
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            let (users, took) = seeded.unwrap_or_default();
+            writeln!(
+                out,
+                "seeded {} sessions of {users} users in {:.2} s",
+                tokens.len(),
+                took.as_secs_f64()
+            )?;
+            writeln!(out, "listening on http://{}", listener.local_addr()?)?;
+            writeln!(out, "tokens {}", tokens.len())?;
+        }
         out.flush()?;
     }
     axum::serve(listener, app)
@@ -172,8 +244,21 @@ async fn run() -> Result<(), BoxError> {
             )
             .await;
         }
+        Cleanup::RedisKeys(mut conn, keys) => {
+            // The script waits 5 s for the exit: 100,000 keys take well under a second.
+            let _ = tokio::time::timeout(Duration::from_secs(4), async {
+                for batch in keys.chunks(BATCH) {
+                    let mut unlink = redis::cmd("UNLINK");
+                    unlink.arg(batch);
+                    if unlink.query_async::<()>(&mut conn).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         Cleanup::TowerSessions(delete) => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), delete()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(4), delete()).await;
         }
     }
     Ok(())
@@ -194,7 +279,7 @@ async fn shutdown() {
     }
 }
 
-fn noauth() -> (Router, String, Cleanup) {
+fn noauth(n: usize) -> Result<Served, BoxError> {
     const BODY: &str = r#"{"id":"00000000-0000-0000-0000-000000000000","email":"bench@example.com","role":"user"}"#;
     let app = Router::new().route(
         "/web/me",
@@ -205,9 +290,19 @@ fn noauth() -> (Router, String, Cleanup) {
             )
         }),
     );
-    // wrk sends the cookie anyway: the route ignores it.
-    let token = SessionId::generate().expect("OS randomness");
-    (app, token.as_str().to_owned(), Cleanup::None)
+    // wrk sends the cookies anyway (cycling through them like everywhere else): the route
+    // ignores them.
+    let started = Instant::now();
+    let tokens = seed::ids(n)?
+        .iter()
+        .map(|id| id.as_str().to_owned())
+        .collect();
+    Ok(Served {
+        app,
+        tokens,
+        seeded: (n > 1).then(|| (0, started.elapsed())),
+        cleanup: Cleanup::None,
+    })
 }
 
 /// A fresh session of a fresh user, saved in the scenario's store.
@@ -225,12 +320,55 @@ async fn session(sessions: &Sessions) -> Result<(SessionId, Arc<User>), BoxError
     Ok((id, user))
 }
 
-/// Our layer on `sessions`, with or without the session cache.
-async fn ours(
-    (sessions, bus): (Sessions, CacheBus),
-    cached: bool,
-) -> Result<(Router, String, Cleanup), BoxError> {
-    let (id, _) = session(&sessions).await?;
+/// Where a scenario's sessions and users live, so many of them can be seeded in bulk.
+enum Backing {
+    /// In memory: seeded through the API.
+    Memory,
+    /// Sessions in Redis, users in the scenario's `MemoryUsers`.
+    Redis,
+    /// Sessions in Redis and PostgreSQL, users in PostgreSQL.
+    RedisPg,
+}
+
+/// A scenario's stores, the bus its cache (if any) would use, and where its data lives.
+struct Backend {
+    sessions: Sessions,
+    bus: CacheBus,
+    backing: Backing,
+}
+
+/// Our layer on `sessions`, with or without the session cache, on `n` seeded sessions.
+async fn ours(backend: Backend, cached: bool, n: usize) -> Result<Served, BoxError> {
+    let Backend {
+        sessions,
+        bus,
+        backing,
+    } = backend;
+    let started = Instant::now();
+    let (tokens, seeded, cleanup) = if n == 1 {
+        let (id, _) = session(&sessions).await?;
+        let token = id.as_str().to_owned();
+        (
+            vec![token],
+            None,
+            Cleanup::Ours(Arc::clone(sessions.store()), id),
+        )
+    } else {
+        let (seeded, cleanup) = match backing {
+            Backing::Memory => (seed::api(&sessions, n).await?, Cleanup::None),
+            Backing::Redis => {
+                let users = seed::users_via(sessions.users().as_ref(), n).await?;
+                let seeded = seed::Seeded::new(seed::ids(n)?, users);
+                let conn = raw_connection().await?;
+                seed::redis(conn.clone(), &seeded).await?;
+                let keys = seeded.keys();
+                (seeded, Cleanup::RedisKeys(conn, keys))
+            }
+            Backing::RedisPg => seed::postgres_and_redis(n).await?,
+        };
+        let users = seeded.users.len();
+        (seeded.tokens(), Some((users, started.elapsed())), cleanup)
+    };
     let mut layer = sessions.layer(AppContext::Web);
     if cached {
         layer = cache::apply(layer, bus).await?;
@@ -239,8 +377,12 @@ async fn ours(
         "/web/me",
         get(|user: CurrentUser<User>| async move { me(&user).into_response() }).layer(layer),
     );
-    let token = id.as_str().to_owned();
-    Ok((app, token, Cleanup::Ours(Arc::clone(sessions.store()), id)))
+    Ok(Served {
+        app,
+        tokens,
+        seeded,
+        cleanup,
+    })
 }
 
 /// Where a cached scenario's invalidations travel.
@@ -277,38 +419,86 @@ mod cache {
         let _ = (layer, bus, CACHE_ENTRIES, CACHE_TTL);
         Err(Unavailable("built without the `cache` feature".into()).into())
     }
+
+    /// Our production configuration with its caches (`scale-tiered-cached`): what [`tiered`]
+    /// builds, with the session cache on a Redis invalidation bus for every layer built
+    /// from it ([`Sessions::cache`]: 10,000 sessions, each for at most 5 s).
+    #[cfg(feature = "cache")]
+    pub(super) async fn production_cached() -> Result<Backend, BoxError> {
+        use tower_app_sessions::cache::InvalidationBus;
+        let pool = database().await?;
+        let redis = Arc::new(RedisStore::connect(RedisConfig::new(redis_url())).await?);
+        let bus = InvalidationBus::redis(&redis_url()).await?;
+        let users = PgUsers::new(pool.clone());
+        let store = TieredStore::new(redis, Arc::new(PgSessionStore::new(pool.clone())))
+            .revalidate_after(Duration::from_secs(5));
+        let sessions = Sessions::new(store, users).cache(&bus, CACHE_ENTRIES, CACHE_TTL);
+
+        // ISSUE-15 WIRING: a user cache and PostgreSQL LISTEN/NOTIFY revocation. Enable this
+        // block once these APIs land, in place of the `store` and `sessions` above (the
+        // caches then keep entries up to 300 s: revocations and user changes are pushed by
+        // PostgreSQL instead of waited out):
+        //
+        // tower_app_sessions::store::postgres::install_notifications(&pool).await?;
+        // let notifications = tower_app_sessions::store::postgres::Notifications::listen(&pool).await?;
+        // bus.follow(&notifications);
+        // let store = TieredStore::new(redis, Arc::new(PgSessionStore::new(pool.clone()).with_users(&users)))
+        //     .revalidate_after(Duration::from_secs(5))
+        //     .notifications(&notifications, Duration::from_secs(300));
+        // let sessions = Sessions::new(store, users)
+        //     .cache(&bus, 10_000, Duration::from_secs(300))
+        //     .user_cache(&bus, 10_000, Duration::from_secs(300));
+        //
+        // END ISSUE-15 WIRING
+
+        Ok(Backend {
+            sessions,
+            // Unused: the cache is already in `sessions`.
+            bus: CacheBus::Redis(redis_url()),
+            backing: Backing::RedisPg,
+        })
+    }
+
+    /// Without the `cache` feature the production configuration with caches is unavailable.
+    #[cfg(not(feature = "cache"))]
+    pub(super) async fn production_cached() -> Result<Backend, BoxError> {
+        Err(Unavailable("built without the `cache` feature".into()).into())
+    }
 }
 
-async fn memory() -> Result<(Sessions, CacheBus), BoxError> {
-    Ok((
-        Sessions::new(MemoryStore::new(), MemoryUsers::new()),
-        CacheBus::Local,
-    ))
+async fn memory() -> Result<Backend, BoxError> {
+    Ok(Backend {
+        sessions: Sessions::new(MemoryStore::new(), MemoryUsers::new()),
+        bus: CacheBus::Local,
+        backing: Backing::Memory,
+    })
 }
 
-async fn redis() -> Result<(Sessions, CacheBus), BoxError> {
+async fn redis() -> Result<Backend, BoxError> {
     let store = RedisStore::connect(RedisConfig::new(redis_url())).await?;
-    Ok((
-        Sessions::new(store, MemoryUsers::new()),
-        CacheBus::Redis(redis_url()),
-    ))
+    Ok(Backend {
+        sessions: Sessions::new(store, MemoryUsers::new()),
+        bus: CacheBus::Redis(redis_url()),
+        backing: Backing::Redis,
+    })
 }
 
 /// What `Sessions::from_env` builds in production: Redis in front of PostgreSQL (revalidated
 /// every 5 s, the default `SESSION_REVALIDATE_SECS`), users from PostgreSQL.
-async fn tiered() -> Result<(Sessions, CacheBus), BoxError> {
+async fn tiered() -> Result<Backend, BoxError> {
     let pool = database().await?;
     let redis = RedisStore::connect(RedisConfig::new(redis_url())).await?;
     let store = TieredStore::new(Arc::new(redis), Arc::new(PgSessionStore::new(pool.clone())))
         .revalidate_after(Duration::from_secs(5));
-    Ok((
-        Sessions::new(store, PgUsers::new(pool)),
-        CacheBus::Redis(redis_url()),
-    ))
+    Ok(Backend {
+        sessions: Sessions::new(store, PgUsers::new(pool)),
+        bus: CacheBus::Redis(redis_url()),
+        backing: Backing::RedisPg,
+    })
 }
 
-/// Recreates `tas_bench_http` on the `DATABASE_URL` server and migrates it.
-async fn database() -> Result<PgPool, BoxError> {
+/// The `DATABASE_URL` server's URLs: of `DATABASE_URL` itself, and of `tas_bench_http`.
+fn database_urls() -> Result<(String, String), BoxError> {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let (server, query) = match url.split_once('?') {
@@ -318,6 +508,13 @@ async fn database() -> Result<PgPool, BoxError> {
     let Some((server, _)) = server.rsplit_once('/') else {
         return Err(format!("DATABASE_URL has no database name: {server}").into());
     };
+    let bench = format!("{server}/{DATABASE}{query}");
+    Ok((url, bench))
+}
+
+/// Recreates `tas_bench_http` on the `DATABASE_URL` server and migrates it.
+async fn database() -> Result<PgPool, BoxError> {
+    let (url, bench) = database_urls()?;
     {
         let admin = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
@@ -332,13 +529,176 @@ async fn database() -> Result<PgPool, BoxError> {
             .await?;
         admin.close().await;
     }
-    let pool = postgres::connect(&format!("{server}/{DATABASE}{query}")).await?;
+    let pool = postgres::connect(&bench).await?;
     postgres::migrate(&pool).await?;
     Ok(pool)
 }
 
+/// Many sessions at once, written the way the stores write them.
+mod seed {
+    use super::*;
+    use sqlx::Connection as _;
+
+    /// Seeded sessions: session `i` belongs to `users[i % users.len()]`.
+    pub(super) struct Seeded {
+        pub(super) ids: Vec<SessionId>,
+        pub(super) users: Vec<Arc<User>>,
+    }
+
+    impl Seeded {
+        pub(super) fn new(ids: Vec<SessionId>, users: Vec<Arc<User>>) -> Self {
+            assert!(!users.is_empty(), "sessions need at least one user");
+            Self { ids, users }
+        }
+
+        pub(super) fn user_of(&self, i: usize) -> &Arc<User> {
+            &self.users[i % self.users.len()]
+        }
+
+        pub(super) fn tokens(&self) -> Vec<String> {
+            self.ids.iter().map(|id| id.as_str().to_owned()).collect()
+        }
+
+        /// Their Redis keys, `session:web:<id>` (as `RedisStore` names them).
+        pub(super) fn keys(&self) -> Vec<String> {
+            self.ids.iter().map(|id| key(id.as_str())).collect()
+        }
+
+        /// The users, by id (for the scenarios that resolve users from a `HashMap`).
+        pub(super) fn directory(&self) -> Directory {
+            Arc::new(
+                self.users
+                    .iter()
+                    .map(|user| (user.id, Arc::clone(user)))
+                    .collect(),
+            )
+        }
+    }
+
+    /// How many users `n` sessions belong to: one for every ten sessions, at least one.
+    pub(super) fn user_count(n: usize) -> usize {
+        (n / 10).max(1)
+    }
+
+    /// Fresh users `bench-<i>@example.com`, not stored anywhere yet.
+    pub(super) fn new_users(n: usize) -> Vec<User> {
+        (0..user_count(n))
+            .map(|i| User::new(format!("bench-{i}@example.com"), Role::User))
+            .collect()
+    }
+
+    pub(super) fn ids(n: usize) -> Result<Vec<SessionId>, BoxError> {
+        (0..n)
+            .map(|_| SessionId::generate().map_err(Into::into))
+            .collect()
+    }
+
+    /// The users of `n` sessions, created through `repository` (a `MemoryUsers`).
+    pub(super) async fn users_via(
+        repository: &dyn UserRepository,
+        n: usize,
+    ) -> Result<Vec<Arc<User>>, BoxError> {
+        let mut users = Vec::with_capacity(user_count(n));
+        for user in new_users(n) {
+            users.push(repository.create(user).await?);
+        }
+        Ok(users)
+    }
+
+    /// Users and sessions through the scenario's own API (memory stores).
+    pub(super) async fn api(sessions: &Sessions, n: usize) -> Result<Seeded, BoxError> {
+        let seeded = Seeded::new(ids(n)?, users_via(sessions.users().as_ref(), n).await?);
+        let now = now_ms();
+        for (i, id) in seeded.ids.iter().enumerate() {
+            let record = SessionRecord::new(seeded.user_of(i).id, SessionMetadata::new(), now, TTL);
+            sessions
+                .store()
+                .save(&AppContext::Web, id, &record, now)
+                .await?;
+        }
+        Ok(seeded)
+    }
+
+    /// Exactly what `RedisStore::save` writes for each session (`SET session:web:<id> <json>
+    /// EX 86400`), pipelined; not the per-user index, which loads do not read.
+    pub(super) async fn redis(
+        mut conn: redis::aio::ConnectionManager,
+        seeded: &Seeded,
+    ) -> Result<(), BoxError> {
+        let now = now_ms();
+        let indices: Vec<usize> = (0..seeded.ids.len()).collect();
+        for batch in indices.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for &i in batch {
+                let record =
+                    SessionRecord::new(seeded.user_of(i).id, SessionMetadata::new(), now, TTL);
+                pipe.cmd("SET")
+                    .arg(key(seeded.ids[i].as_str()))
+                    .arg(serde_json::to_vec(&record)?)
+                    .arg("EX")
+                    .arg(TTL.as_secs())
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The users and sessions in `tas_bench_http`, one bulk statement each, on a connection
+    /// of its own that is closed afterwards (so the server's PostgreSQL statistics, which a
+    /// backend reports when it ends, hold the seeding before the load starts).
+    pub(super) async fn postgres(seeded: &Seeded) -> Result<(), BoxError> {
+        let (_, url) = database_urls()?;
+        let mut conn = sqlx::postgres::PgConnection::connect(&url).await?;
+        let user_ids: Vec<Uuid> = seeded.users.iter().map(|u| u.id).collect();
+        let emails: Vec<&str> = seeded.users.iter().map(|u| u.email.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO users (id, email, role, is_verified, created_at) \
+             SELECT u.id, u.email, 'user'::\"UserRole\", false, now() \
+             FROM UNNEST($1::uuid[], $2::text[]) AS u(id, email)",
+        )
+        .bind(&user_ids)
+        .bind(&emails)
+        .execute(&mut conn)
+        .await?;
+        let ids: Vec<&str> = seeded.ids.iter().map(SessionId::as_str).collect();
+        let owners: Vec<Uuid> = (0..seeded.ids.len())
+            .map(|i| seeded.user_of(i).id)
+            .collect();
+        // The columns `PgSessionStore::save` writes, for a record without client details.
+        sqlx::query(
+            "INSERT INTO sessions \
+               (id, user_id, data, expires_at, created_at, last_activity, application_context) \
+             SELECT s.id, s.user_id, '{}'::jsonb, now() + interval '24 hours', now(), now(), \
+               'web'::\"ApplicationType\" \
+             FROM UNNEST($1::text[], $2::uuid[]) AS s(id, user_id)",
+        )
+        .bind(&ids)
+        .bind(&owners)
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// `n` sessions of fresh users in PostgreSQL and Redis at once (the tiered scenarios and
+    /// the raw ones on the same data), and their cleanup.
+    pub(super) async fn postgres_and_redis(n: usize) -> Result<(Seeded, Cleanup), BoxError> {
+        let seeded = Seeded::new(ids(n)?, new_users(n).into_iter().map(Arc::new).collect());
+        let conn = raw_connection().await?;
+        tokio::try_join!(postgres(&seeded), redis(conn.clone(), &seeded))?;
+        let keys = seeded.keys();
+        Ok((seeded, Cleanup::RedisKeys(conn, keys)))
+    }
+}
+
 /// The users of the scenarios that do not resolve them from PostgreSQL.
 type Directory = Arc<HashMap<Uuid, Arc<User>>>;
+
+/// A session's Redis key, `session:web:<id>`.
+fn key(id: &str) -> String {
+    format!("session:web:{id}")
+}
 
 /// The session cookie, found by hand.
 fn cookie_value(headers: &HeaderMap) -> Option<String> {
@@ -352,13 +712,10 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
 /// `GET session:web:<id>` and parse, by hand.
 async fn raw_record(
     conn: &mut redis::aio::ConnectionManager,
-    headers: &HeaderMap,
+    id: &str,
 ) -> Result<Option<SessionRecord>, StatusCode> {
-    let Some(id) = cookie_value(headers) else {
-        return Ok(None);
-    };
     let value: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(format!("session:web:{id}"))
+        .arg(key(id))
         .query_async(conn)
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
@@ -374,16 +731,35 @@ async fn raw_connection() -> Result<redis::aio::ConnectionManager, BoxError> {
 }
 
 /// Raw Redis: the session from Redis by hand, the user from a `HashMap`.
-async fn redis_raw() -> Result<(Router, String, Cleanup), BoxError> {
-    let (sessions, _) = redis().await?;
-    let (id, user) = session(&sessions).await?;
-    let directory: Directory = Arc::new(HashMap::from([(user.id, user)]));
+async fn redis_raw(n: usize) -> Result<Served, BoxError> {
+    let started = Instant::now();
+    let (directory, tokens, seeded, cleanup) = if n == 1 {
+        let Backend { sessions, .. } = redis().await?;
+        let (id, user) = session(&sessions).await?;
+        let directory: Directory = Arc::new(HashMap::from([(user.id, user)]));
+        let token = id.as_str().to_owned();
+        let cleanup = Cleanup::Ours(Arc::clone(sessions.store()), id);
+        (directory, vec![token], None, cleanup)
+    } else {
+        let seeded = seed::Seeded::new(
+            seed::ids(n)?,
+            seed::new_users(n).into_iter().map(Arc::new).collect(),
+        );
+        let conn = raw_connection().await?;
+        seed::redis(conn.clone(), &seeded).await?;
+        let took = Some((seeded.users.len(), started.elapsed()));
+        let cleanup = Cleanup::RedisKeys(conn, seeded.keys());
+        (seeded.directory(), seeded.tokens(), took, cleanup)
+    };
     let state = (raw_connection().await?, directory);
     async fn handler(
         State((mut conn, directory)): State<(redis::aio::ConnectionManager, Directory)>,
         headers: HeaderMap,
     ) -> Response {
-        match raw_record(&mut conn, &headers).await {
+        let Some(id) = cookie_value(&headers) else {
+            return StatusCode::UNAUTHORIZED.into_response();
+        };
+        match raw_record(&mut conn, &id).await {
             Ok(Some(record)) => match directory.get(&record.user_id) {
                 Some(user) => me(user).into_response(),
                 None => StatusCode::UNAUTHORIZED.into_response(),
@@ -395,14 +771,26 @@ async fn redis_raw() -> Result<(Router, String, Cleanup), BoxError> {
     let app = Router::new()
         .route("/web/me", get(handler))
         .with_state(state);
-    let token = id.as_str().to_owned();
-    Ok((app, token, Cleanup::Ours(Arc::clone(sessions.store()), id)))
+    Ok(Served {
+        app,
+        tokens,
+        seeded,
+        cleanup,
+    })
 }
 
-/// Raw Redis + PostgreSQL: the session from Redis by hand, the user by a prepared select on a
-/// pool configured like the crate's (`store::postgres::connect`).
-async fn tiered_raw() -> Result<(Router, String, Cleanup), BoxError> {
-    let pool = database().await?;
+/// The sessions of the raw Redis + PostgreSQL scenarios: `n == 1` as it always was (a user
+/// through `PgUsers`, its session in Redis only), otherwise the seeding of the tiered ones.
+async fn raw_sessions(
+    pool: &PgPool,
+    n: usize,
+) -> Result<(Vec<String>, Option<(usize, Duration)>, Cleanup), BoxError> {
+    let started = Instant::now();
+    if n > 1 {
+        let (seeded, cleanup) = seed::postgres_and_redis(n).await?;
+        let took = Some((seeded.users.len(), started.elapsed()));
+        return Ok((seeded.tokens(), took, cleanup));
+    }
     let user = PgUsers::new(pool.clone())
         .create(User::new(EMAIL, Role::User))
         .await?;
@@ -411,12 +799,24 @@ async fn tiered_raw() -> Result<(Router, String, Cleanup), BoxError> {
     let id = SessionId::generate()?;
     let record = SessionRecord::new(user.id, SessionMetadata::new(), now_ms(), TTL);
     redis.save(&AppContext::Web, &id, &record, now_ms()).await?;
+    let token = id.as_str().to_owned();
+    Ok((vec![token], None, Cleanup::Ours(redis, id)))
+}
+
+/// Raw Redis + PostgreSQL: the session from Redis by hand, the user by a prepared select on a
+/// pool configured like the crate's (`store::postgres::connect`).
+async fn tiered_raw(n: usize) -> Result<Served, BoxError> {
+    let pool = database().await?;
+    let (tokens, seeded, cleanup) = raw_sessions(&pool, n).await?;
     let state = (raw_connection().await?, pool);
     async fn handler(
         State((mut conn, pool)): State<(redis::aio::ConnectionManager, PgPool)>,
         headers: HeaderMap,
     ) -> Response {
-        let record = match raw_record(&mut conn, &headers).await {
+        let Some(id) = cookie_value(&headers) else {
+            return StatusCode::UNAUTHORIZED.into_response();
+        };
+        let record = match raw_record(&mut conn, &id).await {
             Ok(Some(record)) => record,
             Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
             Err(status) => return status.into_response(),
@@ -441,8 +841,88 @@ async fn tiered_raw() -> Result<(Router, String, Cleanup), BoxError> {
     let app = Router::new()
         .route("/web/me", get(handler))
         .with_state(state);
-    let token = id.as_str().to_owned();
-    Ok((app, token, Cleanup::Ours(redis, id)))
+    Ok(Served {
+        app,
+        tokens,
+        seeded,
+        cleanup,
+    })
+}
+
+/// The best a hand-written cache does, no layer: the user by session id from a
+/// `moka::sync::Cache` (10,000 entries, 5 s, like our session cache); a miss does what
+/// `tiered-raw` does (Redis `GET`, `serde_json`, a prepared select of the user) and fills it.
+async fn ideal_moka(n: usize) -> Result<Served, BoxError> {
+    type Cache = moka::sync::Cache<String, Arc<User>>;
+    type Row = (
+        Uuid,
+        String,
+        Option<String>,
+        bool,
+        String,
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    );
+    let pool = database().await?;
+    let (tokens, seeded, cleanup) = raw_sessions(&pool, n).await?;
+    let cache: Cache = moka::sync::Cache::builder()
+        .max_capacity(CACHE_ENTRIES)
+        .time_to_live(CACHE_TTL)
+        .build();
+    let state = (raw_connection().await?, pool, cache);
+    async fn handler(
+        State((mut conn, pool, cache)): State<(redis::aio::ConnectionManager, PgPool, Cache)>,
+        headers: HeaderMap,
+    ) -> Response {
+        let Some(id) = cookie_value(&headers) else {
+            return StatusCode::UNAUTHORIZED.into_response();
+        };
+        if let Some(user) = cache.get(&id) {
+            return me(&user).into_response();
+        }
+        let record = match raw_record(&mut conn, &id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+            Err(status) => return status.into_response(),
+        };
+        let row: Result<Option<Row>, _> = sqlx::query_as(
+            "SELECT id, email, hashed_password, is_verified, role::text, created_at, \
+             last_login_at FROM users WHERE id = $1",
+        )
+        .bind(record.user_id)
+        .fetch_optional(&pool)
+        .await;
+        let (id_, email, hashed_password, is_verified, role, created_at, last_login_at) = match row
+        {
+            Ok(Some(row)) => row,
+            Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        };
+        let Ok(role) = role.parse::<Role>() else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        let user = Arc::new(User {
+            id: id_,
+            email,
+            hashed_password,
+            role,
+            is_verified,
+            created_at,
+            last_login_at,
+            permissions: Vec::new(),
+        });
+        cache.insert(id, Arc::clone(&user));
+        me(&user).into_response()
+    }
+    let app = Router::new()
+        .route("/web/me", get(handler))
+        .with_state(state);
+    Ok(Served {
+        app,
+        tokens,
+        seeded,
+        cleanup,
+    })
 }
 
 #[path = "../benches/support/ts_redis.rs"]
@@ -475,31 +955,75 @@ mod peer {
         }
     }
 
-    pub(super) async fn serve<S>(store: S) -> Result<(Router, String, Cleanup), BoxError>
+    /// A session of `user_id` written through tower-sessions' own API, as a login handler
+    /// would.
+    async fn login<S>(store: Arc<S>, user_id: Uuid) -> Result<tower_sessions::session::Id, BoxError>
+    where
+        S: tower_sessions::SessionStore,
+    {
+        let session = Session::new(None, store, None);
+        session.insert("user_id", user_id).await?;
+        session.save().await?;
+        Ok(session
+            .id()
+            .ok_or("tower-sessions gave the session no id")?)
+    }
+
+    pub(super) async fn serve<S>(store: S, n: usize) -> Result<Served, BoxError>
     where
         S: tower_sessions::SessionStore + Clone,
     {
         let store = Arc::new(store);
-        let user = Arc::new(User::new(EMAIL, Role::User));
-        // A session written through tower-sessions' own API, as a login handler would.
-        let session = Session::new(None, Arc::clone(&store), None);
-        session.insert("user_id", user.id).await?;
-        session.save().await?;
-        let id = session
-            .id()
-            .ok_or("tower-sessions gave the session no id")?;
-        let directory: Directory = Arc::new(HashMap::from([(user.id, user)]));
+        let started = Instant::now();
+        let users: Vec<Arc<User>> = if n == 1 {
+            vec![Arc::new(User::new(EMAIL, Role::User))]
+        } else {
+            seed::new_users(n).into_iter().map(Arc::new).collect()
+        };
+        let mut ids = Vec::with_capacity(n);
+        // A thousand logins at a time (tower-sessions has no bulk write).
+        let owners: Vec<Uuid> = (0..n).map(|i| users[i % users.len()].id).collect();
+        for batch in owners.chunks(BATCH) {
+            let mut logins = tokio::task::JoinSet::new();
+            for (j, &user_id) in batch.iter().enumerate() {
+                let store = Arc::clone(&store);
+                logins.spawn(async move { (j, login(store, user_id).await) });
+            }
+            let mut done = vec![None; batch.len()];
+            while let Some(joined) = logins.join_next().await {
+                let (j, id) = joined?;
+                done[j] = Some(id?);
+            }
+            ids.extend(done.into_iter().flatten());
+        }
+        let seeded = (n > 1).then(|| (users.len(), started.elapsed()));
+        let tokens = ids.iter().map(ToString::to_string).collect();
+        let directory: Directory = Arc::new(users.iter().map(|u| (u.id, Arc::clone(u))).collect());
         let layer = SessionManagerLayer::new((*store).clone()).with_name("sessionId");
         let app = Router::new()
             .route("/web/me", get(handler))
             .with_state(directory)
             .layer(layer);
+        let ids = Arc::new(ids);
         let cleanup = Cleanup::TowerSessions(Box::new(move || {
             let store = Arc::clone(&store);
+            let ids = Arc::clone(&ids);
             tokio::spawn(async move {
-                let _ = store.delete(&id).await;
+                let mut deletes = tokio::task::JoinSet::new();
+                for &id in ids.iter() {
+                    let store = Arc::clone(&store);
+                    deletes.spawn(async move {
+                        let _ = store.delete(&id).await;
+                    });
+                }
+                while deletes.join_next().await.is_some() {}
             })
         }));
-        Ok((app, id.to_string(), cleanup))
+        Ok(Served {
+            app,
+            tokens,
+            seeded,
+            cleanup,
+        })
     }
 }
