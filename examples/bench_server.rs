@@ -22,6 +22,7 @@
 //! | `ts-memory` | tower-sessions 0.15, its `MemoryStore`, the user id from the session, a `HashMap` of users |
 //! | `ts-redis` | the same on tower-sessions' Redis store (fred) |
 //! | `scale-tiered` | `tiered`: our production configuration, cache off ([`tiered`]) |
+//! | `scale-tiered-notified` | the same following PostgreSQL's notifications (a checked copy trusted 300 s), no caches ([`notified`]) |
 //! | `scale-tiered-cached` | our production configuration with its caches ([`cache::production_cached`]) |
 //! | `scale-raw` | `tiered-raw` |
 //!
@@ -183,6 +184,7 @@ async fn run() -> Result<(), BoxError> {
         "redis-raw" => redis_raw(n).await?,
         "tiered" | "scale-tiered" => ours(tiered().await?, false, n).await?,
         "tiered-cached" => ours(tiered().await?, true, n).await?,
+        "scale-tiered-notified" => ours(notified().await?, false, n).await?,
         "scale-tiered-cached" => ours(cache::production_cached().await?, false, n).await?,
         "tiered-raw" | "scale-raw" => tiered_raw(n).await?,
         "ideal-moka" => ideal_moka(n).await?,
@@ -192,7 +194,7 @@ async fn run() -> Result<(), BoxError> {
             return Err(format!(
                 "BENCH_SCENARIO={other:?}: expected one of noauth, memory, memory-cached, redis, \
                  redis-cached, redis-raw, tiered, tiered-cached, tiered-raw, ideal-moka, \
-                 ts-memory, ts-redis, scale-tiered, scale-tiered-cached, scale-raw"
+                 ts-memory, ts-redis, scale-tiered, scale-tiered-notified, scale-tiered-cached, scale-raw"
             )
             .into())
         }
@@ -421,36 +423,29 @@ mod cache {
     }
 
     /// Our production configuration with its caches (`scale-tiered-cached`): what [`tiered`]
-    /// builds, with the session cache on a Redis invalidation bus for every layer built
-    /// from it ([`Sessions::cache`]: 10,000 sessions, each for at most 5 s).
+    /// builds, following PostgreSQL's notifications (triggers installed, one listening
+    /// connection), so a checked Redis copy is trusted for 300 s while they are heard (5 s
+    /// while not), with the session cache and the user cache on the Redis invalidation bus,
+    /// which follows the notifications too: 10,000 entries each, for up to 300 s.
     #[cfg(feature = "cache")]
     pub(super) async fn production_cached() -> Result<Backend, BoxError> {
         use tower_app_sessions::cache::InvalidationBus;
+        use tower_app_sessions::store::postgres::{install_notifications, Notifications};
+        const TRUST: Duration = Duration::from_secs(300);
         let pool = database().await?;
+        install_notifications(&pool).await?;
+        let notifications = Notifications::listen(&pool).await?;
         let redis = Arc::new(RedisStore::connect(RedisConfig::new(redis_url())).await?);
         let bus = InvalidationBus::redis(&redis_url()).await?;
+        bus.follow(&notifications);
         let users = PgUsers::new(pool.clone());
-        let store = TieredStore::new(redis, Arc::new(PgSessionStore::new(pool.clone())))
-            .revalidate_after(Duration::from_secs(5));
-        let sessions = Sessions::new(store, users).cache(&bus, CACHE_ENTRIES, CACHE_TTL);
-
-        // ISSUE-15 WIRING: a user cache and PostgreSQL LISTEN/NOTIFY revocation. Enable this
-        // block once these APIs land, in place of the `store` and `sessions` above (the
-        // caches then keep entries up to 300 s: revocations and user changes are pushed by
-        // PostgreSQL instead of waited out):
-        //
-        // tower_app_sessions::store::postgres::install_notifications(&pool).await?;
-        // let notifications = tower_app_sessions::store::postgres::Notifications::listen(&pool).await?;
-        // bus.follow(&notifications);
-        // let store = TieredStore::new(redis, Arc::new(PgSessionStore::new(pool.clone()).with_users(&users)))
-        //     .revalidate_after(Duration::from_secs(5))
-        //     .notifications(&notifications, Duration::from_secs(300));
-        // let sessions = Sessions::new(store, users)
-        //     .cache(&bus, 10_000, Duration::from_secs(300))
-        //     .user_cache(&bus, 10_000, Duration::from_secs(300));
-        //
-        // END ISSUE-15 WIRING
-
+        let durable = PgSessionStore::new(pool.clone()).with_users(&users);
+        let store = TieredStore::new(redis, Arc::new(durable))
+            .revalidate_after(Duration::from_secs(5))
+            .notifications(&notifications, TRUST);
+        let sessions = Sessions::new(store, users)
+            .cache(&bus, CACHE_ENTRIES, TRUST)
+            .user_cache(&bus, CACHE_ENTRIES, TRUST);
         Ok(Backend {
             sessions,
             // Unused: the cache is already in `sessions`.
@@ -483,15 +478,39 @@ async fn redis() -> Result<Backend, BoxError> {
     })
 }
 
+/// [`tiered`] following PostgreSQL's notifications (`SESSION_NOTIFIED_REVALIDATE_SECS=300`):
+/// triggers installed, one listening connection, a checked Redis copy trusted for 300 s while
+/// they are heard; no in-process cache.
+async fn notified() -> Result<Backend, BoxError> {
+    use tower_app_sessions::store::postgres::{install_notifications, Notifications};
+    let pool = database().await?;
+    install_notifications(&pool).await?;
+    let notifications = Notifications::listen(&pool).await?;
+    let redis = RedisStore::connect(RedisConfig::new(redis_url())).await?;
+    let users = PgUsers::new(pool.clone());
+    let durable = PgSessionStore::new(pool.clone()).with_users(&users);
+    let store = TieredStore::new(Arc::new(redis), Arc::new(durable))
+        .revalidate_after(Duration::from_secs(5))
+        .notifications(&notifications, Duration::from_secs(300));
+    Ok(Backend {
+        sessions: Sessions::new(store, users),
+        bus: CacheBus::Redis(redis_url()),
+        backing: Backing::RedisPg,
+    })
+}
+
 /// What `Sessions::from_env` builds in production: Redis in front of PostgreSQL (revalidated
 /// every 5 s, the default `SESSION_REVALIDATE_SECS`), users from PostgreSQL.
 async fn tiered() -> Result<Backend, BoxError> {
     let pool = database().await?;
     let redis = RedisStore::connect(RedisConfig::new(redis_url())).await?;
-    let store = TieredStore::new(Arc::new(redis), Arc::new(PgSessionStore::new(pool.clone())))
+    let users = PgUsers::new(pool.clone());
+    // Paired, as `from_env` pairs them: a revalidation brings the user in the same query.
+    let durable = PgSessionStore::new(pool.clone()).with_users(&users);
+    let store = TieredStore::new(Arc::new(redis), Arc::new(durable))
         .revalidate_after(Duration::from_secs(5));
     Ok(Backend {
-        sessions: Sessions::new(store, PgUsers::new(pool)),
+        sessions: Sessions::new(store, users),
         bus: CacheBus::Redis(redis_url()),
         backing: Backing::RedisPg,
     })
