@@ -425,8 +425,8 @@ mod cache {
     /// Our production configuration with its caches (`scale-tiered-cached`): what [`tiered`]
     /// builds, following PostgreSQL's notifications (triggers installed, one listening
     /// connection), so a checked Redis copy is trusted for 300 s while they are heard (5 s
-    /// while not), with the session cache and the user cache on the Redis invalidation bus,
-    /// which follows the notifications too: 10,000 entries each, for up to 300 s.
+    /// while not), with the session cache (10,000 entries, 5 s) and the user cache (10,000
+    /// users, 300 s) on the Redis invalidation bus, which follows the notifications too.
     #[cfg(feature = "cache")]
     pub(super) async fn production_cached() -> Result<Backend, BoxError> {
         use tower_app_sessions::cache::InvalidationBus;
@@ -443,8 +443,10 @@ mod cache {
         let store = TieredStore::new(redis, Arc::new(durable))
             .revalidate_after(Duration::from_secs(5))
             .notifications(&notifications, TRUST);
+        // The session cache keeps the short bound: a bare Redis DEL (the TypeScript apps'
+        // logout) publishes nothing and PostgreSQL cannot notify it.
         let sessions = Sessions::new(store, users)
-            .cache(&bus, CACHE_ENTRIES, TRUST)
+            .cache(&bus, CACHE_ENTRIES, CACHE_TTL)
             .user_cache(&bus, CACHE_ENTRIES, TRUST);
         Ok(Backend {
             sessions,

@@ -75,6 +75,7 @@ pub(crate) struct Databases {
     #[cfg(feature = "postgres")]
     pub(crate) identity: Option<sqlx::PgPool>,
     /// Whether migrating the identity database installs the notification triggers.
+    #[cfg(feature = "postgres")]
     pub(crate) notifications: bool,
     #[cfg(feature = "postgres")]
     pub(crate) web: Option<crate::webdb::WebDatabase>,

@@ -45,8 +45,10 @@ CREATE TRIGGER "tower_app_sessions_sessions_update" AFTER UPDATE ON "sessions"
     )
     EXECUTE FUNCTION "tower_app_sessions_notify"();
 DROP TRIGGER IF EXISTS "tower_app_sessions_sessions_delete" ON "sessions";
+-- A purge of rows already revoked (notified then) or expired sends nothing.
 CREATE TRIGGER "tower_app_sessions_sessions_delete" AFTER DELETE ON "sessions"
-    FOR EACH ROW EXECUTE FUNCTION "tower_app_sessions_notify"();
+    FOR EACH ROW WHEN (NOT OLD.revoked AND OLD.expires_at > now())
+    EXECUTE FUNCTION "tower_app_sessions_notify"();
 DROP TRIGGER IF EXISTS "tower_app_sessions_sessions_truncate" ON "sessions";
 CREATE TRIGGER "tower_app_sessions_sessions_truncate" AFTER TRUNCATE ON "sessions"
     FOR EACH STATEMENT EXECUTE FUNCTION "tower_app_sessions_notify"();

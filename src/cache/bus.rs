@@ -131,17 +131,16 @@ impl InvalidationBus {
 
     /// Delivers what PostgreSQL notifies ([`Notifications`]) to this process's caches: a
     /// session or user changed by any process, the TypeScript admin panel's SQL included, is
-    /// dropped at once, so caches can keep entries for a long TTL. While the notifications
-    /// are not heard the caches do not serve (and are emptied): fail towards freshness.
+    /// dropped at once. While the notifications are not heard the caches do not serve (and
+    /// are emptied): fail towards freshness. PostgreSQL cannot notify changes made in Redis
+    /// alone (the TypeScript apps' logout is a bare `DEL`): keep session caches on the short
+    /// bound; user caches can take a long one.
     ///
     /// [`Notifications`]: crate::store::postgres::Notifications
     #[cfg(feature = "postgres")]
     pub fn follow(&self, notifications: &crate::store::postgres::Notifications) {
         let follower: Arc<dyn crate::store::postgres::Follower> = self.inner.clone();
-        notifications.follow(Arc::downgrade(&follower));
-        if !notifications.is_healthy() {
-            crate::store::postgres::Follower::health(self.inner.as_ref(), false);
-        }
+        notifications.follow(&follower);
     }
 
     pub(crate) fn register(&self, cache: Weak<dyn LocalCache>) {

@@ -155,9 +155,10 @@ impl UserRepository for PublishingUsers {
     fn update(&self, user: User) -> StoreFuture<'_, Result<Option<Arc<User>>, UserError>> {
         StoreFuture::new(async move {
             let id = user.id;
-            let updated = self.inner.update(user).await?;
+            // Whatever happened: a write that timed out may still have committed.
+            let updated = self.inner.update(user).await;
             self.bus.user_changed(&id).await;
-            Ok(updated)
+            updated
         })
     }
 
@@ -167,9 +168,9 @@ impl UserRepository for PublishingUsers {
 
     fn grant<'a>(&'a self, grant: PermissionGrant<'a>) -> StoreFuture<'a, Result<(), StoreError>> {
         StoreFuture::new(async move {
-            self.inner.grant(grant).await?;
+            let granted = self.inner.grant(grant).await;
             self.bus.user_changed(grant.user_id).await;
-            Ok(())
+            granted
         })
     }
 
@@ -183,9 +184,9 @@ impl UserRepository for PublishingUsers {
             let revoked = self
                 .inner
                 .revoke_permission(user_id, context, permission)
-                .await?;
+                .await;
             self.bus.user_changed(user_id).await;
-            Ok(revoked)
+            revoked
         })
     }
 }

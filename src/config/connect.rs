@@ -48,11 +48,13 @@ impl Sessions {
                     tiered
                 };
                 let mut sessions = Sessions::from_shared(store, users);
-                sessions.databases.notifications = notifications.is_some();
                 #[cfg(feature = "postgres")]
                 {
+                    sessions.databases.notifications = notifications.is_some();
                     sessions.notifications = notifications;
                 }
+                #[cfg(not(feature = "postgres"))]
+                let _ = (&mut sessions, notifications);
                 identity_database(sessions, pool)
             }
         };

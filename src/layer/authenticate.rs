@@ -152,6 +152,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             return None;
         }
         let epoch = self.cache_epoch();
+        let user_epoch = self.user_cache_epoch();
         let loaded = match shared.store.load(&shared.context, id, now).into_ready() {
             Ok(loaded) => loaded,
             Err(_) => {
@@ -175,7 +176,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let resolved = match self.cached_user(&record.user_id, now) {
             Some(user) => Ok(Some(user)),
             None if self.hints.users_wait.load(Ordering::Relaxed) => return None,
-            None => match self.resolve_user(&record.user_id, now).into_ready() {
+            None => match self
+                .resolve_user(&record.user_id, now, user_epoch)
+                .into_ready()
+            {
                 Ok(resolved) => resolved,
                 Err(_) => {
                     self.hints.users_wait.store(true, Ordering::Relaxed);
@@ -236,6 +240,9 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 
     async fn decide(&self, id: &SessionId, now: i64) -> Outcome<U> {
+        // Before the store: its query may bring the user (the handoff), and a user change
+        // that overtakes it must keep that user out of the user cache.
+        let user_epoch = self.user_cache_epoch();
         let (record, legacy) = match self.load_live_record(id, now).await {
             Ok(Ok(found)) => found,
             Ok(Err(why)) => return Outcome::Anonymous(why),
@@ -247,7 +254,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         };
         let resolved = match self.cached_user(&record.user_id, now) {
             Some(user) => Ok(Some(user)),
-            None => self.resolve_user(&record.user_id, now).await,
+            None => self.resolve_user(&record.user_id, now, user_epoch).await,
         };
         self.with_user(resolved, record.into(), legacy, id, now)
     }
@@ -345,17 +352,28 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         None
     }
 
+    /// The user cache's invalidation epoch, read before anything that may read the user.
+    #[cfg(feature = "cache")]
+    fn user_cache_epoch(&self) -> Option<u64> {
+        self.user_cache.as_ref().map(|cache| cache.epoch())
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn user_cache_epoch(&self) -> Option<u64> {
+        None
+    }
+
     /// Resolves the user, keeping them in the user cache (if any) unless an invalidation
-    /// overtook the lookup.
+    /// overtook the lookup since `epoch` (read before the request's first backend call).
     fn resolve_user<'a>(
         &'a self,
         user_id: &'a Uuid,
         now: i64,
+        epoch: Option<u64>,
     ) -> StoreFuture<'a, Result<Option<Arc<U>>, StoreError>> {
         let context = &self.shared.context;
         #[cfg(feature = "cache")]
-        if let Some(cache) = &self.user_cache {
-            let epoch = cache.epoch();
+        if let (Some(cache), Some(epoch)) = (&self.user_cache, epoch) {
             let keep = move |resolved: &Result<Option<Arc<U>>, StoreError>| {
                 if let Ok(Some(user)) = resolved {
                     cache.insert(context, user_id, user, now, epoch);
@@ -373,7 +391,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
                 }),
             };
         }
-        let _ = now;
+        let _ = (now, epoch);
         self.users.resolve(context, user_id)
     }
 

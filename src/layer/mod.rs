@@ -259,7 +259,12 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// (role, permissions, revoke-all) is published on `bus` and drops them everywhere, as
     /// does one PostgreSQL notifies when the bus [follows](crate::cache::InvalidationBus::follow)
     /// its notifications; while `bus` is down nothing is served. A cached user keeps the
-    /// `last_login_at` they were loaded with.
+    /// `last_login_at` they were loaded with, and a permission that lapses by its
+    /// `expires_at` (no row changes, so nothing is notified) stays with a cached user for up
+    /// to `ttl`: pick the TTL with the shortest-lived grants in mind. Role and permission
+    /// changes are rows, and rows are notified, so with notifications followed the user
+    /// cache can keep a longer bound than the session cache, whose TTL should stay short
+    /// (a bare Redis `DEL`, the TypeScript apps' logout, publishes nothing).
     #[cfg(feature = "cache")]
     pub fn user_cache(
         self,

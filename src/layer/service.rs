@@ -33,12 +33,17 @@ fn unsaved<B: From<&'static str>>(error: &SessionError) -> Response<B> {
 /// The service [`SessionLayer`] wraps around yours.
 pub struct SessionService<S, U = User> {
     inner: S,
-    layer: SessionLayer<U>,
+    // One reference count per clone (routers clone the service for every request), not one
+    // per field of the layer.
+    layer: Arc<SessionLayer<U>>,
 }
 
 impl<S, U> SessionService<S, U> {
     pub(super) fn new(inner: S, layer: SessionLayer<U>) -> Self {
-        Self { inner, layer }
+        Self {
+            inner,
+            layer: Arc::new(layer),
+        }
     }
 
     /// The wrapped service.
@@ -61,7 +66,7 @@ impl<S: Clone, U> Clone for SessionService<S, U> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            layer: self.layer.clone(),
+            layer: Arc::clone(&self.layer),
         }
     }
 }
@@ -140,7 +145,7 @@ where
         // The inner service was made ready by `poll_ready`; take that one and leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+        let layer = Arc::clone(&self.layer);
         let recorded = span.clone();
         let loading = Box::pin(async move {
             let (session, user) = layer.authenticate(credential, &recorded).await;

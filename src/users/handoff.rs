@@ -23,6 +23,9 @@ use crate::AppContext;
 
 /// What a session's query found of its user: `None` if the row has no user any more.
 struct Handed {
+    /// Which resolver it is for (its shared state's address): another resolver of the same
+    /// request, on another database, must not take it.
+    owner: usize,
     context: AppContext,
     user_id: Uuid,
     user: Option<Arc<User>>,
@@ -42,10 +45,11 @@ pub(crate) fn wanted() -> bool {
     SLOT.try_with(|_| ()).is_ok()
 }
 
-/// Hands the user of `user_id` in `context` over to this request's resolver.
-pub(crate) fn hand(context: &AppContext, user_id: Uuid, user: Option<Arc<User>>) {
+/// Hands the user of `user_id` in `context` over to this request's resolver `owner`.
+pub(crate) fn hand(owner: usize, context: &AppContext, user_id: Uuid, user: Option<Arc<User>>) {
     let _ = SLOT.try_with(|slot| {
         *slot.borrow_mut() = Some(Handed {
+            owner,
             context: context.clone(),
             user_id,
             user,
@@ -55,11 +59,19 @@ pub(crate) fn hand(context: &AppContext, user_id: Uuid, user: Option<Arc<User>>)
 
 /// The user handed over for `user_id` in `context`, if any (`Some(None)`: the query found the
 /// user gone). Taken once.
-pub(crate) fn take(context: &AppContext, user_id: &Uuid) -> Option<Option<Arc<User>>> {
+pub(crate) fn take(
+    owner: usize,
+    context: &AppContext,
+    user_id: &Uuid,
+) -> Option<Option<Arc<User>>> {
     SLOT.try_with(|slot| {
         let mut slot = slot.borrow_mut();
         match slot.take() {
-            Some(handed) if handed.user_id == *user_id && handed.context == *context => {
+            Some(handed)
+                if handed.owner == owner
+                    && handed.user_id == *user_id
+                    && handed.context == *context =>
+            {
                 Some(handed.user)
             }
             other => {
@@ -83,22 +95,26 @@ mod tests {
         let id = user.id;
         // Outside a scope nothing is wanted, and nothing handed is kept.
         assert!(!wanted());
-        hand(&AppContext::Web, id, Some(Arc::clone(&user)));
-        assert!(take(&AppContext::Web, &id).is_none());
+        hand(1, &AppContext::Web, id, Some(Arc::clone(&user)));
+        assert!(take(1, &AppContext::Web, &id).is_none());
         scope(async {
             assert!(wanted());
-            hand(&AppContext::Web, id, Some(Arc::clone(&user)));
-            assert!(take(&AppContext::Admin, &id).is_none(), "another context");
+            hand(1, &AppContext::Web, id, Some(Arc::clone(&user)));
             assert!(
-                take(&AppContext::Web, &Uuid::new_v4()).is_none(),
+                take(1, &AppContext::Admin, &id).is_none(),
+                "another context"
+            );
+            assert!(
+                take(1, &AppContext::Web, &Uuid::new_v4()).is_none(),
                 "another user"
             );
-            let taken = take(&AppContext::Web, &id).expect("handed");
+            assert!(take(2, &AppContext::Web, &id).is_none(), "another resolver");
+            let taken = take(1, &AppContext::Web, &id).expect("handed");
             assert_eq!(taken.map(|u| u.id), Some(id));
-            assert!(take(&AppContext::Web, &id).is_none(), "taken twice");
-            hand(&AppContext::Web, id, None);
+            assert!(take(1, &AppContext::Web, &id).is_none(), "taken twice");
+            hand(1, &AppContext::Web, id, None);
             assert!(
-                matches!(take(&AppContext::Web, &id), Some(None)),
+                matches!(take(1, &AppContext::Web, &id), Some(None)),
                 "a gone user"
             );
         })

@@ -281,6 +281,11 @@ impl PgUsers {
         self.grants[grant_slot(label)].found(started, any);
     }
 
+    /// Who this value (and its clones) is, for the handoff.
+    pub(crate) fn owner(&self) -> usize {
+        Arc::as_ptr(&self.grants).cast::<()>() as usize
+    }
+
     /// This value's clock reading, for [`grants_found`](Self::grants_found).
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -443,7 +448,7 @@ impl UserResolver for PgUsers {
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
         // Read with the session's row by this request's own query (see `handoff`).
-        if let Some(handed) = super::handoff::take(context, user_id) {
+        if let Some(handed) = super::handoff::take(self.owner(), context, user_id) {
             return StoreFuture::ready(Ok(handed));
         }
         self.metrics

@@ -65,13 +65,17 @@ async fn instance(
     let mut notifications = None;
     if let Some(listen) = listen {
         let heard = Notifications::listen(listen).await.expect("listen");
-        store = store.notifications(&heard, LONG);
+        // The bound after the notifications: a builder that replaced what they follow
+        // would leave the long trust with nobody to end it.
+        store = store.notifications(&heard, LONG).max_validations(10_000);
         bus.follow(&heard);
         notifications = Some(heard);
     }
-    // Caches as long as the trusted bound: only the notifications keep them honest.
+    // As the README advises: the session cache on the short bound (a bare Redis DEL
+    // publishes nothing), the user cache on the long one (only the notifications keep it
+    // honest).
     let layer = Sessions::new(store, users)
-        .cache(&bus, 1_000, LONG)
+        .cache(&bus, 1_000, SHORT)
         .user_cache(&bus, 1_000, LONG)
         .clock(clock.clone())
         .layer(context)
@@ -303,6 +307,10 @@ async fn the_triggers_send_what_ends_a_trusted_copy_and_nothing_for_a_slide() {
         (format!("UPDATE sessions SET data = '{{\"a\":1}}' WHERE id = '{id}'"), vec![s.clone()]),
         (format!("UPDATE sessions SET expires_at = now() + interval '1 minute' WHERE id = '{id}'"), vec![s.clone()]),
         (format!("UPDATE sessions SET revoked = true WHERE id = '{id}'"), vec![s.clone()]),
+        // A purge of a revoked row: notified when it was revoked, nothing now.
+        (format!("DELETE FROM sessions WHERE id = '{id}'"), vec![]),
+        (insert.clone(), vec![]),
+        // A live row deleted outright.
         (format!("DELETE FROM sessions WHERE id = '{id}'"), vec![s.clone()]),
         (format!("UPDATE users SET last_login_at = now() WHERE id = '{u}'"), vec![]),
         (format!("UPDATE users SET role = 'support' WHERE id = '{u}'"), vec![who.clone()]),
@@ -365,6 +373,32 @@ async fn listening_without_the_triggers_is_not_healthy_until_they_are_installed(
     assert!(!notifications.is_healthy());
     install_notifications(&db.pool).await.unwrap();
     until_health(&notifications, true).await;
+    // One trigger disabled: that table's changes would go unheard.
+    let toggle = |state: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::raw_sql(&format!(
+                "ALTER TABLE sessions {state} TRIGGER tower_app_sessions_sessions_update"
+            ))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    toggle("DISABLE").await;
+    until_health(&notifications, false).await;
+    toggle("ENABLE").await;
+    until_health(&notifications, true).await;
+    // A bus that follows them closes when the last handle goes.
+    let bus = InvalidationBus::local();
+    bus.follow(&notifications);
+    assert!(bus.is_healthy());
+    drop(notifications);
+    assert!(
+        !bus.is_healthy(),
+        "nobody listens, yet the caches would trust"
+    );
+    let notifications = Notifications::listen(&db.pool).await.unwrap();
     uninstall_notifications(&db.pool).await.unwrap();
     until_health(&notifications, false).await;
 }

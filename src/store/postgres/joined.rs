@@ -128,7 +128,7 @@ impl PgSessionStore {
         }
         let user = row.user()?.map(Arc::new);
         let record = SessionRecord::from(row.session);
-        handoff::hand(context, record.user_id, user);
+        handoff::hand(users.owner(), context, record.user_id, user);
         Ok(Some(record))
     }
 }

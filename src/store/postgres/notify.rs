@@ -10,7 +10,13 @@
 //! expiry shortened (`UPDATE sessions SET revoked = true` from the TypeScript admin panel
 //! included), a user's role, email, password hash or verification changed or the user
 //! deleted, any change of `user_permissions`. A slide that only extends a session sends
-//! nothing, so the per-request path does not generate traffic.
+//! nothing, so the per-request path does not generate traffic; nor does deleting a row
+//! already revoked or expired (a purge). What is not a row change is not notified: a
+//! permission lapsing by its `expires_at`, and anything done in Redis alone (the TypeScript
+//! apps' logout, a bare `DEL`). A row deleted outright ends the trust in its Redis copy, but
+//! the tiered store then serves that copy as a Redis-only session's: revoke rows instead.
+//! Behind a pooler in transaction mode (PgBouncer) `LISTEN` hears nothing: listen on a direct
+//! connection.
 //!
 //! [`Notifications::listen`] keeps one connection listening. What it hears goes to every
 //! [`TieredStore`](crate::store::TieredStore) that follows it
@@ -50,8 +56,8 @@ use crate::store::StoreError;
 /// The channel the triggers notify on.
 pub const NOTIFY_CHANNEL: &str = "tower_app_sessions";
 
-/// How often the listening connection is checked (a query on it, answered within the same
-/// time): a connection that died without closing is noticed within twice this.
+/// How often the listening connection is checked (a query on it, answered within twice
+/// this): a connection that died without closing is noticed within three times this.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The longest wait between attempts to listen again.
@@ -99,6 +105,9 @@ pub(crate) trait Follower: Send + Sync {
 struct Shared {
     healthy: AtomicBool,
     followers: Mutex<Vec<Weak<dyn Follower>>>,
+    /// Held through a health change and through a new follower's start, so a follower
+    /// never misses a change nor starts from a stale one.
+    transition: Mutex<()>,
     listening: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -116,6 +125,7 @@ impl Shared {
     }
 
     fn set_health(&self, healthy: bool) {
+        let _transition = crate::sync::lock(&self.transition);
         if !healthy {
             // Unhealthy first: nothing may trust a copy while it is being dropped.
             self.healthy.store(false, Ordering::Release);
@@ -142,6 +152,10 @@ impl Drop for Shared {
     fn drop(&mut self) {
         if let Some(task) = crate::sync::lock(&self.listening).take() {
             task.abort();
+        }
+        // Nobody listens any more: followers that outlive the handle (a bus) must not trust.
+        if self.healthy.load(Ordering::Acquire) {
+            self.set_health(false);
         }
     }
 }
@@ -182,6 +196,7 @@ impl Notifications {
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(installed),
             followers: Mutex::new(Vec::new()),
+            transition: Mutex::new(()),
             listening: Mutex::new(None),
         });
         let task = tokio::spawn(run(Arc::downgrade(&shared), options, listener));
@@ -195,17 +210,30 @@ impl Notifications {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
-    pub(crate) fn follow(&self, follower: Weak<dyn Follower>) {
-        crate::sync::lock(&self.shared.followers).push(follower);
+    /// Adds a follower and starts it from the current health: everything it trusts is
+    /// dropped (nothing covered it before), and it is told whether to trust from now on.
+    pub(crate) fn follow(&self, follower: &Arc<dyn Follower>) {
+        let _transition = crate::sync::lock(&self.shared.transition);
+        crate::sync::lock(&self.shared.followers).push(Arc::downgrade(follower));
+        follower.health(self.is_healthy());
     }
 }
 
-/// Whether the trigger function exists (the heartbeat's query: it also proves the
-/// connection answers).
+/// The triggers `install.sql` creates.
+const TRIGGERS: i64 = 8;
+
+/// Whether all the triggers are there and enabled (the heartbeat's query: it also proves the
+/// connection answers). A table recreated without them, or `DISABLE TRIGGER`, counts as
+/// not installed.
 async fn installed(listener: &mut PgListener) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT to_regprocedure('\"tower_app_sessions_notify\"()') IS NOT NULL")
-        .fetch_one(&mut *listener)
-        .await
+    let enabled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+         WHERE p.proname = 'tower_app_sessions_notify' AND t.tgenabled <> 'D' \
+         AND NOT t.tgisinternal",
+    )
+    .fetch_one(&mut *listener)
+    .await?;
+    Ok(enabled == TRIGGERS)
 }
 
 /// A listening connection: a pool of one, so a dead connection goes with its pool.
@@ -276,10 +304,12 @@ async fn hear(shared: &Weak<Shared>, listener: &mut PgListener) -> String {
             },
             // The first tick is at once: a reconnect checks the triggers before trusting.
             _ = beat.tick() => {
-                let installed = match tokio::time::timeout(HEARTBEAT, installed(listener)).await {
+                // Twice the period: a briefly slow server does not flush every follower.
+                let answer = tokio::time::timeout(HEARTBEAT * 2, installed(listener)).await;
+                let installed = match answer {
                     Ok(Ok(installed)) => installed,
                     Ok(Err(error)) => return error.to_string(),
-                    Err(_) => return format!("no answer within {HEARTBEAT:?}"),
+                    Err(_) => return format!("no answer within {:?}", HEARTBEAT * 2),
                 };
                 let Some(shared) = shared.upgrade() else {
                     return "stopped".into();

@@ -119,11 +119,14 @@ impl TieredStore {
     /// Follows PostgreSQL's notifications ([`Notifications`]): while they are heard, a fast
     /// copy checked once is trusted for `trust_for` (a safety net, say 5 minutes), since a
     /// revocation, deletion or data change of the row by any process drops the check at
-    /// once; while they are not (the listening connection dropped), the
+    /// once; while they are not (the listening connection dropped, the triggers missing), the
     /// [`revalidate_after`](Self::revalidate_after) bound applies, and every check trusted
     /// for longer is dropped. How stale a copy can then be: the notification's delivery (a
-    /// few milliseconds), or, on a connection that died without closing, up to two
-    /// [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s.
+    /// few milliseconds), or, on a connection that died without closing, up to three
+    /// [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s. A row *deleted* outright (not
+    /// revoked) drops the check too, but then the durable store has no record of the session
+    /// at all, and its Redis copy is served as a Redis-only session's (see the crate's known
+    /// limitations): revoke rows, as this crate does, rather than delete them.
     ///
     /// [`Notifications`]: crate::store::postgres::Notifications
     #[cfg(feature = "postgres")]
@@ -134,7 +137,7 @@ impl TieredStore {
         trust_for: Duration,
     ) -> Self {
         let follower: Arc<dyn crate::store::postgres::Follower> = self.validations.clone();
-        notifications.follow(Arc::downgrade(&follower));
+        notifications.follow(&follower);
         self.notified = Some((notifications.clone(), duration_ms(trust_for)));
         self
     }
@@ -142,8 +145,9 @@ impl TieredStore {
     /// At most this many checked copies are remembered (default 200,000, about 150 bytes
     /// each); past it, sessions not remembered are checked on every request.
     #[must_use]
-    pub fn max_validations(mut self, max: usize) -> Self {
-        self.validations = Arc::new(Validations::new(max));
+    pub fn max_validations(self, max: usize) -> Self {
+        // In place: the notifications (if followed already) hold this very value.
+        self.validations.set_limit(max);
         self
     }
 

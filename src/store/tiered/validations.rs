@@ -2,7 +2,7 @@
 //! store, and when: a copy checked within the bound is served without asking again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::change::Change;
@@ -18,7 +18,7 @@ pub(super) struct Validations {
     /// Bumped by every change that drops a check: a check that started before one is not
     /// remembered (it may have read the row just before the change).
     epoch: AtomicU64,
-    limit: usize,
+    limit: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -32,8 +32,13 @@ impl Validations {
         Self {
             checked: Mutex::new(Checked::default()),
             epoch: AtomicU64::new(0),
-            limit,
+            limit: AtomicUsize::new(limit),
         }
+    }
+
+    /// Changes the limit in place (the notifications follow this very value).
+    pub(super) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     fn checked(&self) -> std::sync::MutexGuard<'_, Checked> {
@@ -79,14 +84,16 @@ impl Validations {
         if self.epoch() != epoch {
             return;
         }
-        if checked.at.len() >= self.limit {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if checked.at.len() >= limit {
             if now - checked.swept_at < bound_ms.min(1_000) {
                 return;
             }
             let horizon = now - bound_ms;
             checked.at.retain(|_, at| *at > horizon);
             checked.swept_at = now;
-            if checked.at.len() >= self.limit {
+            let limit = self.limit.load(Ordering::Relaxed);
+            if checked.at.len() >= limit {
                 return;
             }
         }
