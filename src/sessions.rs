@@ -215,18 +215,12 @@ impl Sessions {
         max_entries: u64,
         ttl: std::time::Duration,
     ) -> Self {
-        let (store, users) = self
-            .unpublished
-            .get_or_insert_with(|| (Arc::clone(&self.store), Arc::clone(&self.users)))
-            .clone();
+        let (store, users) = self.unpublished();
         self.store = Arc::new(crate::cache::PublishingStore {
             inner: store,
             bus: bus.clone(),
         });
-        self.users = Arc::new(crate::cache::PublishingUsers {
-            inner: users,
-            bus: bus.clone(),
-        });
+        self.publish_users(users, bus);
         self.cache = Some(crate::cache::CacheSettings {
             bus: bus.clone(),
             max_entries,
@@ -247,24 +241,39 @@ impl Sessions {
         max_entries: u64,
         ttl: std::time::Duration,
     ) -> Self {
-        let settings = crate::cache::UserCacheSettings {
+        let settings = crate::cache::CacheSettings {
             bus: bus.clone(),
             max_entries,
             ttl,
         };
         if self.cache.is_none() {
             // User changes through `users` must reach the cache all the same.
-            let (_, users) = self
-                .unpublished
-                .get_or_insert_with(|| (Arc::clone(&self.store), Arc::clone(&self.users)))
-                .clone();
-            self.users = Arc::new(crate::cache::PublishingUsers {
-                inner: users,
-                bus: bus.clone(),
-            });
+            let (_, users) = self.unpublished();
+            self.publish_users(users, bus);
         }
         self.user_cache = Some(crate::cache::UserCache::new(&settings));
         self
+    }
+
+    /// The store and users as given, before any bus wrapped them.
+    #[cfg(feature = "cache")]
+    fn unpublished(&mut self) -> (Arc<dyn SessionStore>, Arc<dyn UserRepository>) {
+        self.unpublished
+            .get_or_insert_with(|| (Arc::clone(&self.store), Arc::clone(&self.users)))
+            .clone()
+    }
+
+    /// Makes `users` (unwrapped) publish its changes on `bus`.
+    #[cfg(feature = "cache")]
+    fn publish_users(
+        &mut self,
+        users: Arc<dyn UserRepository>,
+        bus: &crate::cache::InvalidationBus,
+    ) {
+        self.users = Arc::new(crate::cache::PublishingUsers {
+            inner: users,
+            bus: bus.clone(),
+        });
     }
 
     /// Reads the time from `clock` in every layer built from here on (default: the system

@@ -27,6 +27,21 @@ struct BusInner {
 }
 
 impl BusInner {
+    /// One invalidation channel (`flag`: the Redis subscription, or PostgreSQL's
+    /// notifications) went down or came back. Either way everything is dropped: entries may
+    /// go stale while it is down, and messages may have been missed by the time it is back.
+    /// Down: closed before emptying; back: emptied before opening.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    fn channel_health(&self, flag: &AtomicBool, healthy: bool) {
+        if !healthy {
+            flag.store(false, Ordering::Release);
+        }
+        self.deliver(&Change::Everything);
+        if healthy {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
     fn deliver(&self, change: &Change) {
         let caches: Vec<Arc<dyn LocalCache>> = crate::sync::lock(&self.caches)
             .iter()
@@ -45,14 +60,11 @@ impl crate::store::redis::bus::Subscriber for BusInner {
     }
 
     fn lost(&self) {
-        self.healthy.store(false, Ordering::Release);
-        self.deliver(&Change::Everything);
+        self.channel_health(&self.healthy, false);
     }
 
     fn restored(&self) {
-        // Messages may have been missed while unsubscribed.
-        self.deliver(&Change::Everything);
-        self.healthy.store(true, Ordering::Release);
+        self.channel_health(&self.healthy, true);
     }
 }
 
@@ -63,14 +75,7 @@ impl crate::store::postgres::Follower for BusInner {
     }
 
     fn health(&self, healthy: bool) {
-        if healthy {
-            // Messages may have been missed while not listening.
-            self.deliver(&Change::Everything);
-            self.notified.store(true, Ordering::Release);
-        } else {
-            self.notified.store(false, Ordering::Release);
-            self.deliver(&Change::Everything);
-        }
+        self.channel_health(&self.notified, healthy);
     }
 }
 

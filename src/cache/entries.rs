@@ -27,7 +27,8 @@ impl<U> Clone for Entry<U> {
     }
 }
 
-/// How every layer of a [`Sessions`](crate::Sessions) handle caches.
+/// How a cache is bounded and kept correct: the session cache of every layer of a
+/// [`Sessions`](crate::Sessions) handle, or a user cache.
 #[derive(Clone, Debug)]
 pub(crate) struct CacheSettings {
     pub(crate) bus: InvalidationBus,

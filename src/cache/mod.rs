@@ -35,4 +35,4 @@ mod users;
 pub use bus::{InvalidationBus, CHANNEL};
 pub(crate) use entries::{CacheSettings, Entry, SessionCache};
 pub(crate) use publishing::{PublishingStore, PublishingUsers};
-pub(crate) use users::{UserCache, UserCacheSettings};
+pub(crate) use users::UserCache;

@@ -5,11 +5,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::bus::{Change, InvalidationBus, LocalCache};
+use super::CacheSettings;
 use crate::telemetry::UserCacheMetrics;
 use crate::AppContext;
 
@@ -26,14 +26,6 @@ impl<U> Clone for Cached<U> {
             loaded_ms: self.loaded_ms,
         }
     }
-}
-
-/// How the layers of a [`Sessions`](crate::Sessions) handle cache users.
-#[derive(Clone, Debug)]
-pub(crate) struct UserCacheSettings {
-    pub(crate) bus: InvalidationBus,
-    pub(crate) max_entries: u64,
-    pub(crate) ttl: Duration,
 }
 
 /// A bounded cache of (context, user id) → resolved user, kept correct by the bus: a user's
@@ -63,7 +55,7 @@ impl<U> std::fmt::Debug for UserCache<U> {
 impl<U: Send + Sync + 'static> UserCache<U> {
     /// At most `max_entries` users, each for at most `ttl` by the layer's clock (moka also
     /// drops them after `ttl` by its own, which bounds memory).
-    pub(crate) fn new(settings: &UserCacheSettings) -> Arc<Self> {
+    pub(crate) fn new(settings: &CacheSettings) -> Arc<Self> {
         let cache = Arc::new(Self {
             entries: moka::sync::Cache::builder()
                 .max_capacity(settings.max_entries)
@@ -160,10 +152,11 @@ impl<U: Send + Sync + 'static> LocalCache for UserCache<U> {
 mod tests {
     use super::*;
     use crate::{Role, User};
+    use std::time::Duration;
 
     fn cache(ttl: Duration) -> (InvalidationBus, Arc<UserCache<User>>) {
         let bus = InvalidationBus::local();
-        let settings = UserCacheSettings {
+        let settings = CacheSettings {
             bus: bus.clone(),
             max_entries: 10,
             ttl,

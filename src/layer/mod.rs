@@ -272,7 +272,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         max_entries: u64,
         ttl: Duration,
     ) -> Self {
-        let settings = crate::cache::UserCacheSettings {
+        let settings = crate::cache::CacheSettings {
             bus: bus.clone(),
             max_entries,
             ttl,

@@ -7,19 +7,22 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::row::{to_time, Row};
-use super::{timed, PgSessionStore, BACKEND};
+use super::{columns, timed, PgSessionStore, BACKEND};
 use crate::store::StoreError;
 use crate::users::postgres::{context_has_grants, context_permissions, user, UserRow};
 use crate::users::{handoff, PgUsers, User};
 use crate::{AppContext, SessionId, SessionRecord};
 
-/// The session's columns, its user's (null when the user is gone), as one select list.
+/// The session's columns, its user's (null when the user is gone), as one select list. The
+/// user's carry `u_` names: `Joined` reads the session's by theirs.
 macro_rules! joined_columns {
     () => {
-        "s.user_id, s.created_at, s.expires_at, host(s.ip_address) AS ip, s.user_agent, \
-         s.data::text AS data, u.id AS u_id, u.email AS u_email, \
+        concat!(
+            columns!("s."),
+            ", u.id AS u_id, u.email AS u_email, \
          u.hashed_password AS u_hashed_password, u.is_verified AS u_is_verified, \
          u.role::text AS u_role, u.created_at AS u_created_at, u.last_login_at AS u_last_login_at"
+        )
     };
 }
 

@@ -115,9 +115,26 @@ pub struct PgSessionStore {
 /// its prepared statement by them, and none is formatted per request).
 macro_rules! columns {
     () => {
-        "user_id, created_at, expires_at, host(ip_address) AS ip, user_agent, data::text AS data"
+        columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "user_id, ",
+            $t,
+            "created_at, ",
+            $t,
+            "expires_at, host(",
+            $t,
+            "ip_address) AS ip, ",
+            $t,
+            "user_agent, ",
+            $t,
+            "data::text AS data"
+        )
     };
 }
+pub(super) use columns;
 
 const COLUMNS: &str = columns!();
 
