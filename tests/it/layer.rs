@@ -965,7 +965,7 @@ async fn every_response_that_sets_the_cookie_is_not_stored_by_caches() {
                 ([("cache-control", "private, max-age=0")], "ok")
             }),
         )
-        .layer(SessionLayer::for_context(AppContext::Web));
+        .layer(SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()));
     let res = own.oneshot(post("/login").empty()).await.unwrap();
     assert!(res.headers().get("set-cookie").is_some());
     assert_eq!(cache_control(&res), ["private, max-age=0"]);
