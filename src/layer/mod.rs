@@ -133,9 +133,15 @@ impl<U, State> fmt::Debug for SessionLayer<U, State> {
             .field("context", &self.shared.context)
             .field("settings", &self.shared.settings)
             .field("admission_policy", &self.admit.is_some())
-            .field("state", &std::any::type_name::<State>().rsplit("::").next())
+            .field("state", &short_type_name::<State>())
             .finish_non_exhaustive()
     }
+}
+
+/// `Ready` for `tower_app_sessions::layer::Ready`: the build state as `Debug` shows it.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
 }
 
 /// A layer whose store cannot hold its context's sessions (a custom context on a bare
