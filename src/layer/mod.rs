@@ -15,9 +15,13 @@
 //! (the in-process ones) when no slide is due: steps 3–5 then run in `call` itself and no
 //! future is boxed. A miss on such a store is answered there too, after one lookup.
 //!
+//! A layer's build state ([`Ready`], [`NeedsUsers`]) says whether it can authenticate
+//! anyone: only a ready one is a [`Layer`].
+//!
 //! [`cross_origin`]: crate::cross_origin
 //! [`StoreFuture`]: crate::store::StoreFuture
 //! [`CurrentUser`]: crate::CurrentUser
+//! [`Session`]: crate::Session
 
 mod authenticate;
 mod service;
