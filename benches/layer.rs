@@ -90,7 +90,7 @@ fn anonymous(c: &mut Criterion) {
         b.to_async(&rt).iter(|| bare.oneshot(request(None)))
     });
     let layered = tower::ServiceBuilder::new()
-        .layer(SessionLayer::for_context(AppContext::Web))
+        .layer(SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()))
         .service(service_fn(inner));
     group.bench_function("layer", |b| {
         b.to_async(&rt)

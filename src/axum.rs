@@ -11,14 +11,14 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use axum::{routing::get, Router};
 //! use tower::ServiceExt;
-//! use tower_app_sessions::{AppContext, CurrentUser, SessionLayer, User};
+//! use tower_app_sessions::{AppContext, CurrentUser, MemoryUsers, SessionLayer, User};
 //!
 //! let app = Router::new()
 //!     .route("/me", get(|user: CurrentUser<User>| async move { user.email.clone() }))
 //!     .route("/hello", get(|user: Option<CurrentUser<User>>| async move {
 //!         if user.is_some() { "welcome back" } else { "hello, stranger" }
 //!     }))
-//!     .layer(SessionLayer::for_context(AppContext::Web));
+//!     .layer(SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()));
 //!
 //! let get = |path| http::Request::get(path).body(axum::body::Body::empty()).unwrap();
 //! assert_eq!(app.clone().oneshot(get("/me")).await.unwrap().status(), 401);

@@ -13,20 +13,22 @@
 //! use std::time::Duration;
 //! use axum::{routing::{get, post}, Router};
 //! use tower::ServiceExt;
-//! use tower_app_sessions::{clock::ManualClock, AppContext, CurrentUser, Session, SessionLayer, SessionMetadata, User};
+//! use tower_app_sessions::{clock::ManualClock, AppContext, CurrentUser, MemoryUsers, Session, SessionLayer, SessionMetadata, User};
 //!
 //! let clock = ManualClock::starting_now();
-//! let user = uuid::Uuid::new_v4();
+//! let users = MemoryUsers::new();
+//! let user = users.insert(User::new("ada@example.com", tower_app_sessions::Role::User)).unwrap().id;
 //! let app = Router::new()
 //!     .route("/login", post(move |s: Session| async move { s.login(user, SessionMetadata::new()).await.map(|_| "ok") }))
 //!     .route("/me", get(|_: CurrentUser<User>| async { "me" }))
-//!     .layer(SessionLayer::for_context(AppContext::Web).idle_timeout(Duration::from_secs(60)).clock(clock.clock()));
+//!     .layer(SessionLayer::for_context(AppContext::Web).users(users).idle_timeout(Duration::from_secs(60)).clock(clock.clock()));
 //! let res = app.clone().oneshot(http::Request::post("/login").body(axum::body::Body::empty()).unwrap()).await.unwrap();
 //! let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+//! let me = || http::Request::get("/me").header("cookie", &cookie).body(axum::body::Body::empty()).unwrap();
+//! assert_eq!(app.clone().oneshot(me()).await.unwrap().status(), 200);
 //!
 //! clock.advance(Duration::from_secs(61)); // idle for longer than the timeout
-//! let me = http::Request::get("/me").header("cookie", cookie).body(axum::body::Body::empty()).unwrap();
-//! assert_eq!(app.oneshot(me).await.unwrap().status(), 401);
+//! assert_eq!(app.oneshot(me()).await.unwrap().status(), 401);
 //! # });
 //! ```
 //!

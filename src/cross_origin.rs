@@ -30,9 +30,10 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use axum::{routing::post, Router};
 //! use tower::ServiceExt;
-//! use tower_app_sessions::{cross_origin::CrossOriginPolicy, AppContext, SessionLayer};
+//! use tower_app_sessions::{cross_origin::CrossOriginPolicy, AppContext, MemoryUsers, SessionLayer};
 //!
 //! let layer = SessionLayer::for_context(AppContext::Web)
+//!     .users(MemoryUsers::new())
 //!     .cross_origin(CrossOriginPolicy::default().trust_origin("https://admin.example.com").unwrap());
 //! let app = Router::new().route("/logout", post(|| async { "bye" })).layer(layer);
 //! let forged = http::Request::post("/logout")

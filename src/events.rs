@@ -14,11 +14,11 @@
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use tower_app_sessions::events::{SessionEvent, SessionEventKind};
-//! use tower_app_sessions::{AppContext, SessionLayer};
+//! use tower_app_sessions::{AppContext, MemoryUsers, SessionLayer};
 //!
 //! let seen = Arc::new(Mutex::new(Vec::new()));
 //! let sink = Arc::clone(&seen);
-//! let layer = SessionLayer::for_context(AppContext::Web).on_event(move |event: &SessionEvent| {
+//! let layer = SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()).on_event(move |event: &SessionEvent| {
 //!     if matches!(event.kind, SessionEventKind::Created) {
 //!         sink.lock().unwrap().push(event.session);
 //!     }
@@ -156,10 +156,10 @@ pub enum CredentialProblem {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use tower_app_sessions::events::EventChannel;
-/// use tower_app_sessions::{AppContext, SessionLayer};
+/// use tower_app_sessions::{AppContext, MemoryUsers, SessionLayer};
 ///
 /// let (channel, mut events) = EventChannel::bounded(1024);
-/// let layer = SessionLayer::for_context(AppContext::Web).on_event(channel.hook());
+/// let layer = SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()).on_event(channel.hook());
 /// tokio::spawn(async move {
 ///     while let Some(event) = events.recv().await {
 ///         // write it to the audit store…

@@ -43,9 +43,14 @@
 //! - `axum` (default): extractors in [`mod@axum`];
 //! - `cache` (default): the opt-in in-process session cache, [`cache`];
 //! - `throttle` (default): the login throttle, [`throttle`];
+//! - `metrics` (default): counters and histograms through the `metrics` facade, see
+//!   [`telemetry`];
 //! - `redis`: [`store::RedisStore`], Redis Cluster, legacy-key migration;
 //! - `postgres`: [`store::PgSessionStore`], [`users::PgUsers`], migrations,
-//!   [`webdb`].
+//!   [`webdb`];
+//! - `cli`: the operator's command-line tool, binary `tower-app-sessions` (`cargo install
+//!   tower-app-sessions --features cli`, then `tower-app-sessions --help`); it turns on
+//!   `redis` and `postgres`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
@@ -66,7 +71,7 @@ pub mod data;
 pub mod events;
 pub mod extract;
 mod id;
-mod layer;
+pub mod layer;
 pub mod manage;
 mod policy;
 pub mod record;

@@ -285,10 +285,10 @@ impl Sessions {
     }
 
     /// Figures for operating the stores ([`stats`](crate::stats)): sessions per context in
-    /// Redis and PostgreSQL, legacy keys left, Redis memory per session key, the use of the
-    /// `sessions` indexes. SCAN-based (never `KEYS`) and never on the request path: call it
-    /// from an operator's endpoint or a job, not per request. Stores without figures (the
-    /// memory store) contribute none.
+    /// memory, Redis and PostgreSQL, legacy keys left, Redis memory per session key, the use
+    /// of the `sessions` indexes. SCAN-based (never `KEYS`) and never on the request path:
+    /// call it from an operator's endpoint or a job, not per request. A store of your own
+    /// without figures contributes none.
     ///
     /// # Errors
     /// [`StoreError`](crate::StoreError) if a backend fails.

@@ -1,15 +1,26 @@
-//! On-demand figures for operating a migration ([`Sessions::stats`](crate::Sessions::stats)):
-//! sessions per context in Redis and PostgreSQL, legacy keys left, Redis memory per session
-//! key, and how much the `sessions` indexes are used. Computed when asked (SCAN-based,
-//! never `KEYS`), never on the request path; serializable, so an endpoint can return it.
+//! On-demand figures for operating the stores ([`Sessions::stats`](crate::Sessions::stats)):
+//! sessions per context in memory, Redis and PostgreSQL, legacy keys left, Redis memory per
+//! session key, and how much the `sessions` indexes are used. Computed when asked
+//! (SCAN-based, never `KEYS`), never on the request path; serializable, so an endpoint can
+//! return it.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! use tower_app_sessions::Sessions;
+//! use std::time::Duration;
+//! use tower_app_sessions::{AppContext, SessionId, SessionMetadata, SessionRecord, Sessions};
 //!
-//! let stats = Sessions::memory().stats().await.unwrap();
-//! assert!(stats.redis.is_none() && stats.postgres.is_none()); // the memory store has none
-//! assert_eq!(serde_json::to_value(&stats).unwrap()["contexts"], serde_json::json!({}));
+//! let sessions = Sessions::memory();
+//! let record = SessionRecord::new(uuid::Uuid::new_v4(), SessionMetadata::new(), sessions.now(), Duration::from_secs(60));
+//! let id = SessionId::generate().unwrap();
+//! sessions.store().save(&AppContext::Admin, &id, &record, sessions.now()).await.unwrap();
+//!
+//! let stats = sessions.stats().await.unwrap();
+//! assert_eq!(stats.contexts["admin"].memory_sessions, Some(1));
+//! assert!(stats.redis.is_none() && stats.postgres.is_none()); // no Redis, no PostgreSQL
+//! assert_eq!(
+//!     serde_json::to_value(&stats).unwrap(),
+//!     serde_json::json!({"contexts": {"admin": {"memory_sessions": 1}}})
+//! );
 //! # });
 //! ```
 
@@ -37,6 +48,10 @@ pub struct SessionStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ContextStats {
+    /// Live sessions of the context in a [`MemoryStore`](crate::store::MemoryStore)
+    /// (expired ones not yet swept are not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_sessions: Option<u64>,
     /// Keys `session:<context>:<id>` in Redis.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_sessions: Option<u64>,
@@ -97,6 +112,7 @@ impl SessionStats {
     pub fn merge(mut self, other: SessionStats) -> Self {
         for (context, theirs) in other.contexts {
             let ours = self.contexts.entry(context).or_default();
+            ours.memory_sessions = ours.memory_sessions.or(theirs.memory_sessions);
             ours.redis_sessions = ours.redis_sessions.or(theirs.redis_sessions);
             ours.postgres_sessions = ours.postgres_sessions.or(theirs.postgres_sessions);
         }
@@ -106,7 +122,10 @@ impl SessionStats {
     }
 
     /// The entry of `context`.
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "memory", feature = "redis", feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn context(&mut self, context: &str) -> &mut ContextStats {
         self.contexts.entry(context.to_owned()).or_default()
     }

@@ -41,10 +41,10 @@
 //! # Example
 //!
 //! ```
-//! use tower_app_sessions::{telemetry, AppContext, SessionLayer};
+//! use tower_app_sessions::{telemetry, AppContext, MemoryUsers, SessionLayer};
 //!
 //! // let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-//! let layer = SessionLayer::for_context(AppContext::Web);
+//! let layer = SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new());
 //! assert_eq!(telemetry::REQUESTS_TOTAL, "tower_app_sessions_requests_total");
 //! # drop(layer);
 //! ```

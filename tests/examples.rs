@@ -22,6 +22,8 @@ use serde_json::Value;
 mod browser;
 #[path = "examples/manage.rs"]
 mod manage;
+#[path = "examples/pages.rs"]
+mod pages;
 
 const EXAMPLES: [&str; 2] = ["multi_app", "hyper_service"];
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -294,8 +296,14 @@ impl Call {
         let mut req = Request::builder()
             .method(self.method)
             .uri(&self.path)
-            .header("host", self.addr.to_string())
-            .header("user-agent", "tower-app-sessions-tests");
+            .header("host", self.addr.to_string());
+        if !self
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+        {
+            req = req.header("user-agent", "tower-app-sessions-tests");
+        }
         for (name, value) in &self.headers {
             req = req.header(name, value);
         }
@@ -1230,8 +1238,28 @@ async fn admin_stats_are_for_the_admin_role_only() {
         .await;
     stats.assert_status(200);
     assert_eq!(stats.headers["cache-control"], "no-store");
-    // The embedded memory store has no figures of its own.
-    assert_eq!(stats.json(), serde_json::json!({"contexts": {}}));
+    // The embedded memory store counts its live sessions per app.
+    assert_eq!(
+        stats.json(),
+        serde_json::json!({"contexts": {"admin": {"memory_sessions": 1}}})
+    );
+    for _ in 0..2 {
+        login(&server, "web", "user@example.com", "user-password")
+            .await
+            .assert_status(200);
+    }
+    let stats = server
+        .get("/admin/stats")
+        .bearer(&admin.token())
+        .send()
+        .await;
+    assert_eq!(
+        stats.json(),
+        serde_json::json!({"contexts": {
+            "admin": {"memory_sessions": 1},
+            "web": {"memory_sessions": 2},
+        }})
+    );
 }
 
 #[tokio::test]

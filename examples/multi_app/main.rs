@@ -21,6 +21,7 @@
 //! | `GET /stats` (admin, role `admin` only) | `200` `Sessions::stats()` as JSON; `403` for other roles |
 //! | `PATCH /preferences` (web) `{"theme":"dark","language":"ru"}` | each key set, `null` removes it; `200` the merged preferences; `413` past 16 KiB, `422` for a bad key |
 //! | `GET /` | the app as a page (see `pages.rs`): sign in, your sessions, end them; on admin, users' sessions |
+//! | `GET /assets/style.css` (no prefix) | the pages' stylesheet |
 //! | `GET /sessions`, `DELETE /sessions/<handle>`, `POST /sessions/revoke-others`, admin `GET /users?email=`, `GET`/`DELETE /users/<id>/sessions`, `DELETE /users/<id>/sessions/<handle>` | session management as JSON (see `manage.rs`) |
 //!
 //! Each preference is its own key of the session data, so concurrent changes of different
@@ -53,6 +54,7 @@ mod accounts;
 mod manage;
 mod pages;
 mod passwords;
+mod render;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,6 +76,7 @@ use tower_app_sessions::{
     AppContext, CurrentUser, Role, Session, SessionError, Sessions, User, UserRepository,
 };
 use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tracing_subscriber::EnvFilter;
 
 /// Roles the admin panel admits.
@@ -86,6 +89,11 @@ const MAX_BODY: usize = 16 * 1024;
 /// The admin panel's session lifetimes: short, as befits more privileges.
 const ADMIN_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 const ADMIN_ABSOLUTE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// Every answer's `Content-Security-Policy`: never framed, nothing loaded but the app's own
+/// stylesheet, forms posted to this origin only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const DEMO_USERS: [(&str, &str, Role); 3] = [
     ("admin@example.com", "admin-password", Role::Admin),
@@ -155,6 +163,7 @@ async fn main() -> Result<(), BoxError> {
         ..web.clone()
     };
     let app = Router::new()
+        .route("/assets/style.css", get(render::stylesheet))
         // Prometheus text format. On the app's own address for the demo; a real deployment
         // serves it on an internal port only (it shows traffic per context and outcome).
         .route(
@@ -185,7 +194,18 @@ async fn main() -> Result<(), BoxError> {
                     .absolute_timeout(ADMIN_ABSOLUTE)
                     .admit_roles(ADMIN_ROLES),
             ),
-        );
+        )
+        // No page may be framed by another site (clickjacking "End all sessions"): both the
+        // old header and CSP's `frame-ancestors`, on every answer. The pages load nothing
+        // but their stylesheet, so the policy also refuses scripts and foreign resources.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ));
 
     let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -449,9 +469,26 @@ async fn me(user: CurrentUser<User>, session: Session) -> Result<Response, Sessi
     let view = MeView {
         user: UserView::from(&*user),
         context: session.context().as_str(),
-        notice: session.take_flash("notice")?,
+        notice: flash_notice(&session)?,
     };
     Ok(no_store(Json(view).into_response()))
+}
+
+/// The login's flash notice, taken (shown once). One that is not a string (written by
+/// another app, or an older version) is dropped and logged: a bad stored value must never
+/// keep a user from their own pages.
+fn flash_notice(session: &Session) -> Result<Option<String>, SessionError> {
+    Ok(match session.take_flash::<serde_json::Value>("notice")? {
+        None => None,
+        Some(serde_json::Value::String(notice)) => Some(notice),
+        Some(other) => {
+            tracing::warn!(
+                kind = pages::value_kind(&other),
+                "ignoring a stored flash notice that is not a string"
+            );
+            None
+        }
+    })
 }
 
 /// The session's preferences: its data, flash messages left out.

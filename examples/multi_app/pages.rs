@@ -1,16 +1,23 @@
 //! The apps as pages a person uses: plain server-rendered HTML (maud escapes every value),
-//! forms that post back and redirect (`303`), no JavaScript.
+//! forms that post back and redirect (`303`), one stylesheet (`/assets/style.css`,
+//! `style.css` beside this file), no JavaScript.
 //!
-//! - `/web/`: sign in or register; signed in: "Your sessions" (device, address, created,
-//!   last active, this device marked) with a button per session to end it, "Sign out all
-//!   other devices" (asks for the password again), the theme preference, sign out.
-//! - `/admin/`: sign in; signed in: find a user by email, their sessions in every app, "End
-//!   this session" and "End all sessions of this user" (role `admin`, see
-//!   `manage::may_revoke`; support and operators see the list, and get `403` on ending).
+//! - `/web/`: sign in or register; signed in: "Your sessions" (this device first and marked,
+//!   then the others by last activity; device and browser from the user agent, address,
+//!   sign-in time to the second, last activity as a duration, the session's handle) with a
+//!   button per session to end it, "Sign out all other devices" (asks for the password
+//!   again), the theme preference (applied to the page), sign out.
+//! - `/admin/`: sign in (an account whose role the panel does not admit is told so); signed
+//!   in: find a user by email, their sessions in every app, "End this session" and "End all
+//!   sessions of this user" (role `admin`, see `manage::may_revoke`; support and operators
+//!   see the list, a sentence saying their role can only view, and get `403` on ending).
 //!
-//! Notices after a redirect are fixed texts chosen by a code in the query (`?notice=…`): no
-//! notice repeats what a client sent (the search field keeps the email typed, escaped). The forms are protected by the layer's cross-origin
-//! rule (a cookie-authenticated write from another site is refused with `403`).
+//! Every page links to the other app. Notices after a redirect are fixed texts chosen by a
+//! code in the query (`?notice=…`, with a count for "sessions ended"): no notice repeats
+//! what a client sent (the search field keeps the email typed, escaped). A stored
+//! preference of the wrong type is ignored and logged, never an error page. The forms are
+//! protected by the layer's cross-origin rule (a cookie-authenticated write from another
+//! site is refused with `403`); the pages cannot be framed (see `main.rs`).
 
 use std::net::SocketAddr;
 
@@ -19,48 +26,22 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use maud::{html, Markup, DOCTYPE};
+use maud::html;
 use serde::Deserialize;
 use tower_app_sessions::manage::SessionInfo;
 use tower_app_sessions::{AppContext, CurrentUser, Scope, Session, User, UserResolver};
 
 use super::manage::{may_revoke, parse_handle, parse_user_id};
+use super::render::{
+    in_display_order, login_form, notice, notice_text, page, sessions_table, Actions, Site,
+};
 use super::{ApiError, App};
-
-/// What a page says after a redirect: a code in the query, a fixed text here.
-const NOTICES: [(&str, &str); 10] = [
-    ("wrong-password", "Wrong email or password."),
-    ("registered", "Account created; you are signed in."),
-    (
-        "not-registered",
-        "That account could not be created (taken, or an invalid email or password).",
-    ),
-    ("session-ended", "The session was ended."),
-    ("not-found", "No such session."),
-    (
-        "others-ended",
-        "Every other session was ended; this one continues.",
-    ),
-    (
-        "reauthentication-required",
-        "Wrong password: nothing was ended.",
-    ),
-    ("saved", "Preferences saved."),
-    ("forbidden", "Your role may not end sessions."),
-    ("no-user", "No user with that email."),
-];
-
-fn notice_text(code: Option<&str>) -> Option<&'static str> {
-    let code = code?;
-    NOTICES
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, text)| *text)
-}
 
 #[derive(Deserialize, Default)]
 pub struct PageQuery {
     notice: Option<String>,
+    /// How many sessions "End all sessions of this user" ended (with its notice).
+    ended: Option<String>,
     email: Option<String>,
     user: Option<String>,
 }
@@ -81,94 +62,6 @@ pub struct PreferencesForm {
     theme: String,
 }
 
-fn page(title: &str, body: Markup) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) }
-                style { (STYLE) }
-            }
-            body { main { (body) } }
-        }
-    };
-    super::no_store(markup.into_response())
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}\
-main{max-width:60rem}table{border-collapse:collapse;margin:1rem 0}\
-td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}\
-.notice{background:#eef;padding:.5rem}.current{font-weight:bold}\
-form.inline{display:inline}input,select,button{margin:.2rem}";
-
-fn notice(query: &PageQuery) -> Markup {
-    html! {
-        @if let Some(text) = notice_text(query.notice.as_deref()) {
-            p.notice role="status" { (text) }
-        }
-    }
-}
-
-fn login_form(action: &str, title: &str) -> Markup {
-    html! {
-        form method="post" action=(action) id="login" {
-            h2 { (title) }
-            label { "Email " input type="email" name="email" required; }
-            label { "Password " input type="password" name="password" required; }
-            button type="submit" { "Sign in" }
-        }
-    }
-}
-
-/// "Chrome on Linux", from the user agent.
-fn device(user_agent: Option<&str>) -> String {
-    let Some(parsed) = user_agent.and_then(|ua| woothee::parser::Parser::new().parse(ua)) else {
-        return "Unknown device".to_owned();
-    };
-    if parsed.os == "UNKNOWN" {
-        parsed.name.to_owned()
-    } else {
-        format!("{} on {}", parsed.name, parsed.os)
-    }
-}
-
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
-/// The sessions table; `end` gives each row's "End" form action (none: no buttons).
-fn sessions_table(
-    sessions: &[SessionInfo],
-    end: Option<&dyn Fn(&SessionInfo) -> String>,
-) -> Markup {
-    html! {
-        table id="sessions" {
-            tr { th { "App" } th { "Device" } th { "Address" } th { "Created" } th { "Last active" } th {} }
-            @for s in sessions {
-                tr.current[s.current] data-handle=(s.handle) {
-                    td { (s.context) }
-                    td { (device(s.user_agent.as_deref())) }
-                    td { (s.ip.as_deref().unwrap_or("")) }
-                    td { (time(s.created_at)) }
-                    td { (time(s.last_seen)) }
-                    td {
-                        @if s.current {
-                            "This device"
-                        } @else if let Some(end) = end {
-                            form.inline method="post" action=(end(s)) {
-                                button type="submit" { "End this session" }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Where a form's post-redirect-get lands.
 fn back(app: &str, notice: &str) -> Response {
     Redirect::to(&format!("/{app}/?notice={notice}")).into_response()
@@ -176,7 +69,41 @@ fn back(app: &str, notice: &str) -> Response {
 
 // ---- web -----------------------------------------------------------------------------
 
+/// The theme stored in the session, if it is one the pages know. A value of another type
+/// (written by another app, or an older version) is ignored and logged: a bad stored
+/// preference must never keep a user from their pages.
+fn stored_theme(session: &Session) -> Result<Option<&'static str>, ApiError> {
+    let stored: Option<serde_json::Value> = session.get("theme")?;
+    Ok(match stored {
+        None => None,
+        Some(value) => match value.as_str() {
+            Some("dark") => Some("dark"),
+            Some("light") => Some("light"),
+            _ => {
+                tracing::warn!(
+                    kind = value_kind(&value),
+                    "ignoring a stored theme that is not light or dark"
+                );
+                None
+            }
+        },
+    })
+}
+
+/// A JSON value's kind, for a log line (never the value: it is the user's data).
+pub fn value_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
 pub async fn web_home(
+    State(app): State<App>,
     user: Option<CurrentUser<User>>,
     session: Session,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -184,48 +111,68 @@ pub async fn web_home(
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let Some(user) = user else {
         return Ok(page(
+            Site::Web,
             "Web app: sign in",
+            None,
             html! {
                 h1 { "Web app" }
-                (notice(&query))
+                (notice(query.notice.as_deref(), query.ended.as_deref()))
                 (login_form("/web/form/login", "Sign in"))
-                form method="post" action="/web/form/register" id="register" {
-                    h2 { "Create an account" }
-                    label { "Email " input type="email" name="email" required; }
-                    label { "Password " input type="password" name="password" minlength="8" required; }
-                    button type="submit" { "Register" }
+                section {
+                    form method="post" action="/web/form/register" id="register" {
+                        h2 { "Create an account" }
+                        label { "Email" input type="email" name="email" autocomplete="username" required; }
+                        label { "Password (8 characters or more)" input type="password" name="password" minlength="8" autocomplete="new-password" required; }
+                        button type="submit" { "Register" }
+                    }
                 }
+                p.muted { "Staff sign in to the " a href="/admin/" { "admin panel" } "." }
             },
         ));
     };
-    let sessions = session.list_mine().await?;
-    let theme: Option<String> = session.get("theme")?;
+    let sessions = in_display_order(session.list_mine().await?);
+    let theme = stored_theme(&session)?;
     let end = |s: &SessionInfo| format!("/web/form/sessions/{}/end", s.handle);
+    let actions = Actions::End {
+        action: &end,
+        sign_out: Some("/web/form/logout"),
+    };
     Ok(page(
+        Site::Web,
         "Web app: your sessions",
+        theme,
         html! {
             h1 { "Web app" }
-            (notice(&query))
-            p { "Signed in as " strong id="email" { (user.email) } }
-            form method="post" action="/web/form/logout" { button type="submit" { "Sign out" } }
-            h2 { "Your sessions" }
-            (sessions_table(&sessions, Some(&end)))
-            form method="post" action="/web/form/revoke-others" id="revoke-others" {
-                h2 { "Sign out all other devices" }
-                p { "Enter your password again to end every other session of your account." }
-                label { "Password " input type="password" name="password" required; }
-                button type="submit" { "Sign out all other devices" }
+            (notice(query.notice.as_deref(), query.ended.as_deref()))
+            div.signed-in {
+                span { "Signed in as " strong id="email" { (user.email) } }
+                form method="post" action="/web/form/logout" { button type="submit" { "Sign out" } }
             }
-            form method="post" action="/web/form/preferences" id="preferences" {
-                h2 { "Preferences" }
-                label { "Theme "
-                    select name="theme" {
-                        @for option in ["light", "dark"] {
-                            option value=(option) selected[theme.as_deref() == Some(option)] { (option) }
+            section {
+                h2 { "Your sessions" }
+                p.muted { "Every browser and app signed in to your account in this app. End any you do not recognise." }
+                (sessions_table(&sessions, app.sessions.now(), &actions, "No active sessions."))
+            }
+            section {
+                form method="post" action="/web/form/revoke-others" id="revoke-others" {
+                    h2 { "Sign out all other devices" }
+                    p { "Enter your password again to end every other session of your account, in every app." }
+                    label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                    button.danger type="submit" { "Sign out all other devices" }
+                }
+            }
+            section {
+                form method="post" action="/web/form/preferences" id="preferences" {
+                    h2 { "Preferences" }
+                    label { "Theme"
+                        select name="theme" {
+                            @for option in ["light", "dark"] {
+                                option value=(option) selected[theme == Some(option)] { (option) }
+                            }
                         }
                     }
+                    button type="submit" { "Save" }
                 }
-                button type="submit" { "Save" }
             }
         },
     ))
@@ -264,7 +211,11 @@ async fn form_login(
         .await
     {
         Ok(user) => user,
-        Err(error) if error.status() == StatusCode::FORBIDDEN => None,
+        // The right password of an account this app does not admit: say so (the JSON API
+        // answers `403`); only the right password gets here.
+        Err(error) if error.status() == StatusCode::FORBIDDEN => {
+            return Ok(back(name, "not-admitted"))
+        }
         Err(error) => return Err(error),
     };
     let Some(user) = user else {
@@ -298,14 +249,11 @@ pub async fn web_register(
     Ok(back("web", "registered"))
 }
 
-pub async fn logout(session: Session, uri: axum::http::Uri) -> Result<Response, ApiError> {
+/// Signs out and goes back to the app's page. The app is the layer's context: inside a
+/// nested router the request's path no longer starts with the app's prefix.
+pub async fn logout(session: Session) -> Result<Response, ApiError> {
     session.logout().await?;
-    let app = if uri.path().starts_with("/admin") {
-        "admin"
-    } else {
-        "web"
-    };
-    Ok(Redirect::to(&format!("/{app}/")).into_response())
+    Ok(Redirect::to(&format!("/{}/", session.context())).into_response())
 }
 
 pub async fn web_end_session(
@@ -361,11 +309,14 @@ pub async fn admin_home(
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let Some(admin) = admin else {
         return Ok(page(
+            Site::Admin,
             "Admin panel: sign in",
+            None,
             html! {
                 h1 { "Admin panel" }
-                (notice(&query))
+                (notice(query.notice.as_deref(), query.ended.as_deref()))
                 (login_form("/admin/form/login", "Sign in to the admin panel"))
+                p.muted { "For admin, operator and support accounts. Everyone else uses the " a href="/web/" { "web app" } "." }
             },
         ));
     };
@@ -384,38 +335,53 @@ pub async fn admin_home(
     };
     let searched = query.email.is_some() || query.user.is_some();
     let listed = match &shown {
-        Some(user) => app
-            .sessions
-            .list_user(&user.id, Scope::AllContexts)
-            .await
-            .map_err(ApiError::unavailable)?,
+        Some(user) => in_display_order(
+            app.sessions
+                .list_user(&user.id, Scope::AllContexts)
+                .await
+                .map_err(ApiError::unavailable)?,
+        ),
         None => Vec::new(),
     };
     let may_end = may_revoke(&admin);
     Ok(page(
+        Site::Admin,
         "Admin panel: users",
+        None,
         html! {
             h1 { "Admin panel" }
-            (notice(&query))
-            p { "Signed in as " strong { (admin.email) } " (" (admin.role) ")" }
-            form method="post" action="/admin/form/logout" { button type="submit" { "Sign out" } }
-            form method="get" action="/admin/" id="search" {
-                h2 { "Find a user" }
-                label { "Email " input type="email" name="email" value=[query.email.as_deref()] required; }
-                button type="submit" { "Search" }
+            (notice(query.notice.as_deref(), query.ended.as_deref()))
+            div.signed-in {
+                span { "Signed in as " strong { (admin.email) } " (" (admin.role) ")" }
+                form method="post" action="/admin/form/logout" { button type="submit" { "Sign out" } }
+            }
+            section {
+                form method="get" action="/admin/" id="search" {
+                    h2 { "Find a user" }
+                    label { "Email" input type="email" name="email" value=[query.email.as_deref()] required; }
+                    button type="submit" { "Search" }
+                }
             }
             @if let Some(user) = &shown {
-                h2 { "Sessions of " span id="user-email" { (user.email) } }
-                @let id = user.id;
-                @let end = move |s: &SessionInfo| format!("/admin/form/users/{id}/sessions/{}/end", s.handle);
-                (sessions_table(&listed, may_end.then_some(&end as &dyn Fn(&SessionInfo) -> String)))
-                @if may_end {
-                    form method="post" action=(format!("/admin/form/users/{id}/sessions/end")) id="end-all" {
-                        button type="submit" { "End all sessions of this user" }
+                section {
+                    h2 { "Sessions of " span id="user-email" { (user.email) } }
+                    @if !may_end {
+                        p.notice id="view-only" {
+                            "Your role (" (admin.role) ") can view sessions but not end them; an admin can."
+                        }
+                    }
+                    @let id = user.id;
+                    @let end = move |s: &SessionInfo| format!("/admin/form/users/{id}/sessions/{}/end", s.handle);
+                    @let actions = if may_end { Actions::End { action: &end, sign_out: None } } else { Actions::None };
+                    (sessions_table(&listed, app.sessions.now(), &actions, "This user has no active sessions."))
+                    @if may_end && !listed.is_empty() {
+                        form method="post" action=(format!("/admin/form/users/{id}/sessions/end")) id="end-all" {
+                            button.danger type="submit" { "End all sessions of this user" }
+                        }
                     }
                 }
             } @else if searched {
-                p.notice { (notice_text(Some("no-user")).unwrap_or_default()) }
+                p.notice { (notice_text(Some("no-user"), None).unwrap_or_default()) }
             }
         },
     ))
@@ -429,10 +395,12 @@ fn back_to_user(user: uuid::Uuid, notice: &str) -> Response {
 /// browser shows a `403`'s body, it does not follow its `Location`).
 fn forbidden_page(user: uuid::Uuid) -> Response {
     let body = page(
+        Site::Admin,
         "Admin panel: forbidden",
+        None,
         html! {
             h1 { "Admin panel" }
-            p.notice role="alert" { (notice_text(Some("forbidden")).unwrap_or_default()) }
+            p.notice role="alert" { (notice_text(Some("forbidden"), None).unwrap_or_default()) }
             a href=(format!("/admin/?user={user}")) { "Back to the user's sessions" }
         },
     );
@@ -468,9 +436,14 @@ pub async fn admin_end_all(
     if !may_revoke(&admin) {
         return Ok(forbidden_page(user_id));
     }
-    app.sessions
+    let ended = app
+        .sessions
         .revoke_user(&user_id, Scope::AllContexts)
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(back_to_user(user_id, "session-ended"))
+    tracing::info!(admin = %admin.id, user = %user_id, ended, "sessions of a user ended");
+    Ok(back_to_user(
+        user_id,
+        &format!("user-sessions-ended&ended={ended}"),
+    ))
 }

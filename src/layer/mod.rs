@@ -15,15 +15,21 @@
 //! (the in-process ones) when no slide is due: steps 3–5 then run in `call` itself and no
 //! future is boxed. A miss on such a store is answered there too, after one lookup.
 //!
+//! A layer's build state ([`Ready`], [`NeedsUsers`]) says whether it can authenticate
+//! anyone: only a ready one is a [`Layer`].
+//!
 //! [`cross_origin`]: crate::cross_origin
 //! [`StoreFuture`]: crate::store::StoreFuture
 //! [`CurrentUser`]: crate::CurrentUser
+//! [`Session`]: crate::Session
 
 mod authenticate;
 mod service;
 mod span;
+mod state;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +37,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 pub use service::{ResponseFuture, SessionService};
+pub use state::{LayerState, NeedsUsers, Ready};
 
 use crate::clock::Clock;
 use crate::cookie::{CookieConfig, SameSite};
@@ -66,9 +73,21 @@ type Admit<U> = Arc<dyn Fn(&U) -> bool + Send + Sync>;
 /// # let _ = (admin, web);
 /// ```
 ///
+/// # Build states
+/// `State` records whether the layer can authenticate anyone ([`LayerState`]).
+/// [`for_context`](Self::for_context) starts in [`NeedsUsers`]; only [`users`](Self::users)
+/// leads to [`Ready`], the one state that implements [`Layer`]: a layer that would issue
+/// tokens and then answer every request `401` does not compile. [`SessionLayer::new`] and
+/// [`Sessions::layer`](crate::Sessions::layer) are `Ready` from the start.
+///
+/// Without [`store`](Self::store), a `for_context` layer keeps its sessions in a
+/// [`MemoryStore`](crate::MemoryStore) of its own. That layer authenticates the sessions it
+/// issues, so it is allowed (a one-app, one-process service needs nothing more); give the
+/// same store to every layer, to [`Sessions`](crate::Sessions) and to other processes that
+/// must see those sessions.
+///
 /// For a user type of your own, start from [`SessionLayer::new`].
-#[must_use]
-pub struct SessionLayer<U = User> {
+pub struct SessionLayer<U = User, State = Ready> {
     shared: Arc<Shared>,
     /// The store as given; `shared.store` is it, or it wrapped to publish on the cache's bus.
     base_store: Arc<dyn SessionStore>,
@@ -82,6 +101,7 @@ pub struct SessionLayer<U = User> {
     #[cfg(feature = "cache")]
     user_cache: Option<Arc<crate::cache::UserCache<U>>>,
     hints: Arc<Hints>,
+    state: PhantomData<fn() -> State>,
 }
 
 /// What the layer learned about its backends: a store or resolver seen to answer with a
@@ -93,7 +113,7 @@ pub(crate) struct Hints {
     pub(crate) users_wait: AtomicBool,
 }
 
-impl<U> Clone for SessionLayer<U> {
+impl<U, State> Clone for SessionLayer<U, State> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -106,18 +126,26 @@ impl<U> Clone for SessionLayer<U> {
             #[cfg(feature = "cache")]
             user_cache: self.user_cache.clone(),
             hints: Arc::clone(&self.hints),
+            state: PhantomData,
         }
     }
 }
 
-impl<U> fmt::Debug for SessionLayer<U> {
+impl<U, State> fmt::Debug for SessionLayer<U, State> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("context", &self.shared.context)
             .field("settings", &self.shared.settings)
             .field("admission_policy", &self.admit.is_some())
+            .field("state", &short_type_name::<State>())
             .finish_non_exhaustive()
     }
+}
+
+/// `Ready` for `tower_app_sessions::layer::Ready`: the build state as `Debug` shows it.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
 }
 
 /// A layer whose store cannot hold its context's sessions (a custom context on a bare
@@ -135,20 +163,22 @@ fn assert_supported(store: &dyn SessionStore, context: &AppContext) {
 }
 
 #[cfg(feature = "memory")]
-impl SessionLayer<User> {
-    /// A layer for `context` on a fresh [`MemoryStore`](crate::MemoryStore) with an empty
-    /// [`MemoryUsers`](crate::MemoryUsers); give it yours with [`store`](Self::store) and
-    /// [`users`](Self::users).
+impl SessionLayer<User, NeedsUsers> {
+    /// Starts a layer for `context`, on a [`MemoryStore`](crate::MemoryStore) of its own
+    /// until [`store`](Self::store) gives it yours. It needs [`users`](Self::users) before
+    /// it can be applied (see [Build states](SessionLayer#build-states)).
     pub fn for_context(context: AppContext) -> Self {
         SessionLayer::new(
             context,
             crate::MemoryStore::new(),
+            // Never asked: a `NeedsUsers` layer serves no request, and `users` replaces it.
             crate::MemoryUsers::new(),
         )
+        .into_state()
     }
 }
 
-impl SessionLayer<User> {
+impl<State> SessionLayer<User, State> {
     /// Admits only users with one of `roles` (checked on every request, not only at login:
     /// a session written by another system for a disallowed role is refused).
     pub fn admit_roles(self, roles: impl IntoIterator<Item = Role>) -> Self {
@@ -200,9 +230,31 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             #[cfg(feature = "cache")]
             user_cache: None,
             hints: Arc::default(),
+            state: PhantomData,
         }
     }
+}
 
+impl<U, State> SessionLayer<U, State> {
+    /// The same layer in another build state.
+    fn into_state<To>(self) -> SessionLayer<U, To> {
+        SessionLayer {
+            shared: self.shared,
+            base_store: self.base_store,
+            base_publishes: self.base_publishes,
+            users: self.users,
+            admit: self.admit,
+            #[cfg(feature = "cache")]
+            cache: self.cache,
+            #[cfg(feature = "cache")]
+            user_cache: self.user_cache,
+            hints: self.hints,
+            state: PhantomData,
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static, State> SessionLayer<U, State> {
     fn shared_mut(&mut self) -> &mut Shared {
         Arc::make_mut(&mut self.shared)
     }
@@ -310,11 +362,12 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         self
     }
 
-    /// Resolves users with `users` (a shared `Arc` of a resolver is a resolver too).
-    pub fn users(mut self, users: impl UserResolver<User = U>) -> Self {
+    /// Resolves users with `users` (a shared `Arc` of a resolver is a resolver too). The
+    /// layer is then [`Ready`] to be applied.
+    pub fn users(mut self, users: impl UserResolver<User = U>) -> SessionLayer<U, Ready> {
         self.users = Arc::new(users);
         self.hints = Arc::default();
-        self
+        self.into_state()
     }
 
     /// Admits only users for which `policy` is true; others are anonymous on every request.
@@ -493,10 +546,12 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 }
 
-impl<S, U> Layer<S> for SessionLayer<U> {
+/// Only a [`Ready`] layer is a layer; the bound (rather than an impl for `Ready` alone) is
+/// what lets the compiler say what a [`NeedsUsers`] one lacks ([`LayerState`]'s message).
+impl<S, U, State: LayerState> Layer<S> for SessionLayer<U, State> {
     type Service = SessionService<S, U>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService::new(inner, self.clone())
+        SessionService::new(inner, self.clone().into_state())
     }
 }

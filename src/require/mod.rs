@@ -68,12 +68,12 @@ pub(crate) fn status_of(extensions: &http::Extensions) -> SessionStatus {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use axum::{routing::get, Router};
 /// use tower::ServiceExt;
-/// use tower_app_sessions::{require::RequireUserLayer, AppContext, SessionLayer};
+/// use tower_app_sessions::{require::RequireUserLayer, AppContext, MemoryUsers, SessionLayer};
 ///
 /// let admin = Router::new()
 ///     .route("/stats", get(|| async { "secret" }))
 ///     .layer(RequireUserLayer::new())
-///     .layer(SessionLayer::for_context(AppContext::Admin));
+///     .layer(SessionLayer::for_context(AppContext::Admin).users(MemoryUsers::new()));
 ///
 /// let res = admin.oneshot(http::Request::get("/stats").body(axum::body::Body::empty()).unwrap()).await.unwrap();
 /// assert_eq!(res.status(), 401);
@@ -194,12 +194,12 @@ impl HasPermission for crate::User {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use axum::{routing::post, Router};
 /// use tower::ServiceExt;
-/// use tower_app_sessions::{require::RequirePermissionLayer, AppContext, SessionLayer, User};
+/// use tower_app_sessions::{require::RequirePermissionLayer, AppContext, MemoryUsers, SessionLayer, User};
 ///
 /// let refunds: Router = Router::new()
 ///     .route("/refund", post(|| async { "refunded" }))
 ///     .layer(RequirePermissionLayer::<User>::new("orders:refund"))
-///     .layer(SessionLayer::for_context(AppContext::Admin));
+///     .layer(SessionLayer::for_context(AppContext::Admin).users(MemoryUsers::new()));
 /// let res = refunds.oneshot(http::Request::post("/refund").body(axum::body::Body::empty()).unwrap()).await.unwrap();
 /// assert_eq!(res.status(), 401);
 /// # });

@@ -41,12 +41,12 @@ pub fn reauthentication_required<B: From<&'static str>>() -> Response<B> {
 /// use std::time::Duration;
 /// use axum::{routing::post, Router};
 /// use tower::ServiceExt;
-/// use tower_app_sessions::{require::RequireRecentLoginLayer, AppContext, SessionLayer};
+/// use tower_app_sessions::{require::RequireRecentLoginLayer, AppContext, MemoryUsers, SessionLayer};
 ///
 /// let account: Router = Router::new()
 ///     .route("/email", post(|| async { "changed" }))
 ///     .layer(RequireRecentLoginLayer::within(Duration::from_secs(10 * 60)))
-///     .layer(SessionLayer::for_context(AppContext::Web));
+///     .layer(SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()));
 /// let res = account.oneshot(http::Request::post("/email").body(axum::body::Body::empty()).unwrap()).await.unwrap();
 /// assert_eq!(res.status(), 401);
 /// # });

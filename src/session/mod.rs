@@ -129,14 +129,14 @@ pub enum SessionError {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use axum::{routing::post, Extension, Router};
 /// use tower::ServiceExt;
-/// use tower_app_sessions::{AppContext, Session, SessionLayer, SessionMetadata};
+/// use tower_app_sessions::{AppContext, MemoryUsers, Session, SessionLayer, SessionMetadata};
 ///
 /// let user_id = uuid::Uuid::new_v4();
 /// let app = Router::new()
 ///     .route("/login", post(move |Extension(session): Extension<Session>| async move {
 ///         session.login(user_id, SessionMetadata::new()).await.map(|_| "welcome").map_err(|_| "try later")
 ///     }))
-///     .layer(SessionLayer::for_context(AppContext::Web));
+///     .layer(SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()));
 ///
 /// let req = http::Request::post("/login").body(axum::body::Body::empty()).unwrap();
 /// let res = app.oneshot(req).await.unwrap();

@@ -4,11 +4,15 @@
 //! `.ci/run` installs the packages so CI always runs it.
 //!
 //! Flow: two independent browser profiles sign in to web as the same user; the first sees
-//! two sessions and ends the other; the second profile's next page load is the sign-in form;
-//! the web cookie does not open `/admin/`; an admin in a third profile ends every session
-//! of the user and the first profile is signed out too. Cookies are checked as the browser
-//! stored them (`__Host-` prefix, `Secure` on `http://127.0.0.1`, `HttpOnly`, `SameSite`).
-//! Screenshots of the pages go to `docs/`.
+//! two sessions, its own first and marked, and ends the other; the second profile's next
+//! page load is the sign-in form; the first switches to the dark theme and the page turns
+//! dark; the web cookie does not open `/admin/`; the plain user's right password on the
+//! admin page is told the account cannot use the panel; support sees a user's sessions and
+//! that their role can only view; an admin in a third profile ends every session of the
+//! user (the notice counts them, the empty table is a sentence, the button is gone) and the
+//! first profile is signed out too. Cookies are checked as the browser stored them
+//! (`__Host-` prefix, `Secure` on `http://127.0.0.1`, `HttpOnly`, `SameSite`). Screenshots
+//! of the pages go to `docs/`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -170,6 +174,28 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(name), png).expect("write screenshot");
 }
 
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The page's computed background colour (the theme shows there).
+async fn background(client: &Client) -> String {
+    let value = client
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .expect("computed style");
+    value.as_str().unwrap_or_default().to_owned()
+}
+
 async fn reload(client: &Client, url: &str) {
     client.goto(url).await.expect("goto");
 }
@@ -223,6 +249,10 @@ async fn two_devices_an_admin_and_the_cookies_as_a_browser_keeps_them() {
     let listed = rows(&first).await;
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(listed.iter().filter(|(_, current)| *current).count(), 1);
+    assert!(listed[0].1, "this device is listed first: {listed:?}");
+    assert!(text(&first, "#sessions tr.current")
+        .await
+        .contains("This device"));
     screenshot(&first, "web-sessions.png").await;
     let (other, _) = listed
         .iter()
@@ -244,6 +274,50 @@ async fn two_devices_an_admin_and_the_cookies_as_a_browser_keeps_them() {
     reload(&second, &web).await;
     wait_for(&second, "#login").await;
     assert!(!has(&second, "#sessions").await);
+
+    // The theme preference changes the page.
+    let light = background(&first).await;
+    first
+        .find(Locator::Css(
+            "#preferences select[name=theme] option[value=dark]",
+        ))
+        .await
+        .expect("the dark option")
+        .click()
+        .await
+        .expect("choose dark");
+    click(&first, "#preferences button").await;
+    wait_for(&first, "html[data-theme=dark]").await;
+    let dark = background(&first).await;
+    assert_ne!(light, dark, "the dark theme changes the background");
+    screenshot(&first, "web-dark-theme.png").await;
+
+    // The plain user's right password on the admin page: this account cannot use it.
+    sign_in(&second, &base, "admin", user.0, user.1, ".notice").await;
+    let said = text(&second, ".notice").await;
+    assert!(said.contains("cannot use the admin panel"), "{said}");
+    screenshot(&second, "admin-not-admitted.png").await;
+
+    // Support sees the user's sessions, and that their role can only view.
+    sign_in(
+        &second,
+        &base,
+        "admin",
+        "support@example.com",
+        "support-password",
+        "#search",
+    )
+    .await;
+    fill(&second, "#search input[name=email]", user.0).await;
+    click(&second, "#search button").await;
+    wait_for(&second, "#user-email").await;
+    assert_eq!(rows(&second).await.len(), 1);
+    assert!(text(&second, "#view-only")
+        .await
+        .contains("can view sessions but not end them"));
+    assert!(!has(&second, "#sessions button").await);
+    assert!(!has(&second, "#end-all").await);
+    screenshot(&second, "admin-support-view.png").await;
 
     // The web cookie does not open the admin panel in the same profile.
     reload(&first, &format!("{base}/admin/")).await;
@@ -267,7 +341,13 @@ async fn two_devices_an_admin_and_the_cookies_as_a_browser_keeps_them() {
     screenshot(&admin, "admin-sessions.png").await;
     click(&admin, "#end-all button").await;
     wait_for(&admin, ".notice").await;
+    assert_eq!(text(&admin, ".notice").await, "1 session was ended.");
     assert!(rows(&admin).await.is_empty());
+    assert!(text(&admin, "#no-sessions")
+        .await
+        .contains("no active sessions"));
+    assert!(!has(&admin, "#end-all").await, "nothing left to end");
+    screenshot(&admin, "admin-ended-all.png").await;
 
     // The first profile is signed out too.
     reload(&first, &web).await;

@@ -778,6 +778,19 @@ async fn for_context_spelling_works_with_custom_contexts() {
         .is_none());
     let reply = send(&app, get("/whoami").bearer(id.as_str()).empty()).await;
     assert_eq!(reply.body, "alice@example.com in telegram-bot");
+
+    // The build state shows in `Debug`: a layer without users is not ready to be applied
+    // (applying it does not compile: `layer::NeedsUsers`'s doctest).
+    let started = SessionLayer::for_context(bot.clone()).cookie_name("bot_sid");
+    assert!(
+        format!("{started:?}").contains(r#"state: "NeedsUsers""#),
+        "{started:?}"
+    );
+    let ready = started.users(MemoryUsers::new());
+    assert!(
+        format!("{ready:?}").contains(r#"state: "Ready""#),
+        "{ready:?}"
+    );
 }
 
 #[tokio::test]
@@ -965,7 +978,7 @@ async fn every_response_that_sets_the_cookie_is_not_stored_by_caches() {
                 ([("cache-control", "private, max-age=0")], "ok")
             }),
         )
-        .layer(SessionLayer::for_context(AppContext::Web));
+        .layer(SessionLayer::for_context(AppContext::Web).users(MemoryUsers::new()));
     let res = own.oneshot(post("/login").empty()).await.unwrap();
     assert!(res.headers().get("set-cookie").is_some());
     assert_eq!(cache_control(&res), ["private, max-age=0"]);

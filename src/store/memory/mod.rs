@@ -395,7 +395,26 @@ impl SessionStore for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
-        Capabilities::none()
+        Capabilities::none().stats(self)
+    }
+}
+
+/// Live sessions per context, counted under the read lock: one pass over the records,
+/// asked for by an operator (never on the request path), so writers wait for that pass only.
+impl crate::stats::StoreStats for MemoryStore {
+    fn stats(&self, now: i64) -> StoreFuture<'_, Result<crate::stats::SessionStats, StoreError>> {
+        let mut stats = crate::stats::SessionStats::default();
+        self.read(|s| {
+            for (context, map) in &s.contexts {
+                let live = map.values().filter(|r| !r.is_expired(now)).count();
+                // A context whose sessions all ended keeps its slot: report only those with
+                // something in them, as Redis's SCAN does.
+                if live > 0 {
+                    stats.context(context.as_str()).memory_sessions = Some(live as u64);
+                }
+            }
+        });
+        StoreFuture::ready(Ok(stats))
     }
 }
 

@@ -16,11 +16,12 @@
 //! ```no_run
 //! # async fn run() -> Result<(), tower_app_sessions::StoreError> {
 //! use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
-//! use tower_app_sessions::{AppContext, SessionLayer};
+//! use tower_app_sessions::{AppContext, MemoryUsers, SessionLayer};
 //!
 //! let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
-//! let admin = SessionLayer::for_context(AppContext::Admin).store(store.clone());
-//! let web = SessionLayer::for_context(AppContext::Web).store(store).legacy_fallback(true);
+//! let users = MemoryUsers::new(); // or a `PgUsers`
+//! let admin = SessionLayer::for_context(AppContext::Admin).store(store.clone()).users(users.clone());
+//! let web = SessionLayer::for_context(AppContext::Web).store(store).users(users).legacy_fallback(true);
 //! # Ok(()) }
 //! ```
 
