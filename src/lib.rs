@@ -68,6 +68,7 @@ pub mod extract;
 mod id;
 mod layer;
 pub mod manage;
+mod operators;
 mod policy;
 pub mod record;
 mod redact;
