@@ -500,6 +500,69 @@ async fn a_closed_pipe_ends_the_output_quietly() {
     }
 }
 
+/// `revoke` publishes on `REDIS_URL`'s invalidation channel: an app that caches the session
+/// for ten minutes stops serving it as soon as the message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_reaches_the_apps_caches() {
+    use crate::common::{get, login, routes, send, Finish};
+    use tower_app_sessions::cache::InvalidationBus;
+    use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
+    use tower_app_sessions::{MemoryUsers, Role, Sessions, User};
+
+    let server = tokio::task::block_in_place(RedisServer::start_plain);
+    let url = server.url();
+    let env = [("SESSION_ENV", "development"), ("REDIS_URL", url.as_str())];
+    let users = MemoryUsers::new();
+    let user = users
+        .insert(User::new("cached@example.com", Role::User))
+        .unwrap()
+        .id;
+    let store = RedisStore::connect(RedisConfig::new(url.clone()))
+        .await
+        .unwrap();
+    let bus = InvalidationBus::redis(&url).await.unwrap();
+    let sessions = Sessions::new(store, users).cache(&bus, 100, Duration::from_secs(600));
+    let web = routes().layer(sessions.layer(AppContext::Web));
+    let token = login(&web, user).await;
+    let me = || send(&web, get("/me").cookie("sessionId", &token).empty());
+    assert_eq!(me().await.status, 200, "cached from here on");
+    let revoked = cli(&env, &["revoke", "--user", &user.to_string(), "--all"]);
+    assert_eq!(revoked.status, 0, "{}", revoked.all());
+    assert_eq!(
+        revoked.stdout,
+        format!("ended 1 session of {user} (every context)\n")
+    );
+    // The message crosses processes: wait for it, within a bound that fails the test.
+    let dropped = tokio::time::timeout(Duration::from_secs(5), async {
+        while me().await.status == 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "the cache kept serving a revoked session");
+    assert_eq!(me().await.status, 401);
+}
+
+/// `--help` defines each count of the legacy migration's report.
+#[test]
+fn the_report_counts_are_defined_in_help() {
+    let help = cli(&[], &["migrate-legacy", "--help"]);
+    assert_eq!(help.status, 0);
+    for definition in [
+        "scanned = copied + moved + skipped + failed",
+        "copied   copied to session:web:<id>",
+        "moved    in place under session:web:<id>",
+        "skipped  nothing to migrate",
+        "failed   not a session record",
+    ] {
+        assert!(
+            help.stdout.contains(definition),
+            "{definition}: {}",
+            help.stdout
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_migrate_on_a_redis_cluster() {
     let cluster = tokio::task::block_in_place(RedisCluster::start);

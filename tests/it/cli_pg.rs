@@ -311,7 +311,7 @@ async fn purge_sessions_revoke_and_the_schema_on_postgres() {
     assert!(
         status
             .stdout
-            .contains("[FAIL] the sessions table has the Prisma target's shape"),
+            .contains("[FAIL] the sessions table matches the Prisma target (every row has an application_context) (sessions.application_context accepts NULL, the target does not; sessions.last_activity is missing; `tower-app-sessions doctor` says how to fix it)"),
         "{}",
         status.stdout
     );

@@ -2,8 +2,8 @@
 //! layer: a session key stored as a hash (or a legacy key as a list) is "no session" (401,
 //! logged by handle, the same on every request: never a 500, never a 503 loop), a user's
 //! index stored as a string lists nothing and is replaced by the user's next sign-in, a
-//! revocation count that holds no count is replaced by the next revocation. Against the
-//! shared Redis, on keys of fresh ids and users only.
+//! revocation count that holds no count is replaced by the next revocation. Each test on a
+//! private `redis-server` (the keys it plants stay there by design).
 #![cfg(feature = "redis")]
 
 use std::sync::{Arc, Mutex};
@@ -17,10 +17,11 @@ use tower_app_sessions::{
 };
 use uuid::Uuid;
 
-use crate::common::redis_server::shared_url;
+use crate::common::redis_server::RedisServer;
 use crate::common::{get, login, post, routes, send, Finish};
 
 struct App {
+    _server: RedisServer,
     store: RedisStore,
     sessions: Sessions,
     web: Router,
@@ -29,9 +30,11 @@ struct App {
 }
 
 async fn app() -> App {
-    let store = RedisStore::connect(RedisConfig::new(shared_url()))
+    let server = tokio::task::block_in_place(RedisServer::start_plain);
+    let url = server.url();
+    let store = RedisStore::connect(RedisConfig::new(url.clone()))
         .await
-        .expect("REDIS_URL answers (scripts/test starts one)");
+        .unwrap();
     let users = MemoryUsers::new();
     let user = users
         .insert(User::new(
@@ -41,12 +44,13 @@ async fn app() -> App {
         .unwrap()
         .id;
     let sessions = Sessions::new(store.clone(), users).legacy_fallback_contexts([AppContext::Web]);
-    let conn = redis::Client::open(shared_url())
+    let conn = redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
     App {
+        _server: server,
         web: routes().layer(sessions.layer(AppContext::Web)),
         store,
         sessions,
@@ -86,7 +90,7 @@ fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
     (logs, tracing::subscriber::set_default(subscriber))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_key_of_another_type_is_no_session_and_is_logged_by_handle() {
     let mut app = app().await;
     let (hash, list) = (
@@ -176,7 +180,7 @@ async fn a_session_key_of_another_type_is_no_session_and_is_logged_by_handle() {
     assert_eq!(kind, "hash");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_index_of_another_type_lists_nothing_until_the_next_sign_in_replaces_it() {
     let mut app = app().await;
     let index = keys::user_index(&app.user);
@@ -223,7 +227,7 @@ async fn a_user_index_of_another_type_lists_nothing_until_the_next_sign_in_repla
     assert_eq!(reply.status, 401);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_count_that_holds_no_count_is_replaced() {
     let mut app = app().await;
     let count = keys::user_revocations(&app.user);
@@ -262,7 +266,7 @@ async fn a_revocation_count_that_holds_no_count_is_replaced() {
 /// clobbered by a string, is a Redis miss; PostgreSQL, the authority, still holds the
 /// session, so it is served and Redis refilled with a record and an index.
 #[cfg(feature = "postgres")]
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tiered_store_reads_past_a_clobbered_copy() {
     use tower_app_sessions::store::{PgSessionStore, TieredStore};
     use tower_app_sessions::users::PgUsers;
@@ -278,7 +282,8 @@ async fn the_tiered_store_reads_past_a_clobbered_copy() {
         .await
         .unwrap()
         .id;
-    let redis = RedisStore::connect(RedisConfig::new(shared_url()))
+    let server = tokio::task::block_in_place(RedisServer::start_plain);
+    let redis = RedisStore::connect(RedisConfig::new(server.url()))
         .await
         .unwrap();
     let tiered = TieredStore::new(
@@ -288,7 +293,7 @@ async fn the_tiered_store_reads_past_a_clobbered_copy() {
     let web = routes().layer(Sessions::new(tiered, users).layer(AppContext::Web));
     let token = login(&web, user).await;
     let id = SessionId::parse(&token).unwrap();
-    let mut conn = redis::Client::open(shared_url())
+    let mut conn = redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -50,30 +50,35 @@ fn kind(check: &KeyCheck) -> Kind {
 fn sentence(kind: Kind, n: usize, sessions: &str, users: &[Uuid]) -> String {
     // "1 session key (session X) holds …", "3 session keys (session X, Y, Z) hold …".
     let (keys, s) = if n == 1 { ("key", "s") } else { ("keys", "") };
+    let (they, them) = if n == 1 {
+        ("it", "it")
+    } else {
+        ("they", "them")
+    };
     let (what, fix) = match kind {
         Kind::LegacyNotARecord => (
             format!("{n} legacy session:<id> {keys} (session {sessions}) hold{s} no session record the apps can read, and the cleanup checklist counts {}", if n == 1 { "it" } else { "them" }),
-            "run `tower-app-sessions migrate-legacy --quarantine`, which renames them to session-quarantine:<handle> (TTL kept)".to_owned(),
+            format!("run `tower-app-sessions migrate-legacy --quarantine`, which renames {them} to session-quarantine:<handle> (TTL kept)"),
         ),
         Kind::WrongType => (
             format!("{n} session {keys} (session {sessions}) hold{s} another Redis type than a string (a list, a hash, …), so no session: the apps treat it as signed out"),
-            "find what writes them (neither this crate nor the TypeScript apps do); `redis-cli --scan --pattern 'session:*'` lists the keys and `TYPE <key>` tells which they are, then `DEL` them".to_owned(),
+            format!("find what writes {them} (neither this crate nor the TypeScript apps do); `redis-cli --scan --pattern 'session:*'` lists the keys and `TYPE <key>` tells which {they} {}, then `DEL` {them}", if n == 1 { "is" } else { "are" }),
         ),
         Kind::Unparseable => (
             format!("{n} session {keys} (session {sessions}) hold{s} a value that is not a session record: the apps treat it as signed out"),
-            "nothing breaks, and Redis drops each when its TTL ends; find what writes them if they keep coming".to_owned(),
+            format!("nothing breaks, and Redis drops {them} when {} TTL ends; find what writes {them} if more come", if n == 1 { "its" } else { "their" }),
         ),
         Kind::NoTtl => (
             format!("{n} session {keys} (session {sessions}) never expire{s} (no TTL): the session still ends at its expires_at, but Redis keeps the key"),
-            format!("legacy keys: `tower-app-sessions migrate-legacy --move` (the copy gets a TTL); others: `tower-app-sessions revoke --user <uuid> --all` (users: {}), or EXPIRE them by hand", users_list(users)),
+            format!("legacy keys: `tower-app-sessions migrate-legacy --move` (the copy gets a TTL); others: `tower-app-sessions revoke --user <uuid> --all` (users: {}), or EXPIRE {them} by hand", users_list(users)),
         ),
         Kind::TtlMismatch => (
             format!("{n} session {keys} (session {sessions}) ha{} a TTL more than 2 s away from the record's expires_at: Redis ends the session early, or keeps the key late", if n == 1 { "s" } else { "ve" }),
-            "check what writes them: the TypeScript apps and this crate set both together".to_owned(),
+            format!("check what writes {them}: the TypeScript apps and this crate set both together"),
         ),
         Kind::NotIndexed => (
             format!("{n} session {keys} (session {sessions}) {} not in the user's index user-sessions:{{<uuid>}}, so `sessions` and `revoke` miss {} (the TypeScript apps do not index what they write)", if n == 1 { "is" } else { "are" }, if n == 1 { "it" } else { "them" }),
-            format!("they join the index the next time this crate extends them; to end them now, end them where they were created (users: {})", users_list(users)),
+            format!("{they} join{s} the index the next time this crate extends {them}; to end {them} now, end {them} where {they} {} created (users: {})", if n == 1 { "was" } else { "were" }, users_list(users)),
         ),
         Kind::IndexWrongType => (
             format!("the session index of {} holds another Redis type than a sorted set: listing and revoke-all see none of the user's sessions", users_list(users)),

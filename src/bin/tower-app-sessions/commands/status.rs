@@ -47,10 +47,10 @@ pub async fn run(out: &Output, cluster: bool) -> Result<Outcome> {
                 .map_err(store_error("DATABASE_URL"))?;
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
             checks.push(Check {
-                name: "the sessions table has the Prisma target's shape (application_context on every row)",
+                name: "the sessions table matches the Prisma target (every row has an application_context)",
                 pass: list.is_empty(),
                 detail: if list.is_empty() {
-                    "it has".to_owned()
+                    "it does".to_owned()
                 } else {
                     format!("{}; `tower-app-sessions doctor` says how to fix it", list.join("; "))
                 },

@@ -6,7 +6,7 @@ use tower_app_sessions::users::canonical_email;
 use tower_app_sessions::{AppContext, Scope};
 use uuid::Uuid;
 
-use super::{context_of, quoted, store_error, time, Result};
+use super::{context_of, count, quoted, store_error, time, Result};
 use crate::connect::{connect, Connected};
 use crate::output::Output;
 use crate::{Outcome, RevokeArgs, UserArgs};
@@ -65,7 +65,10 @@ pub async fn sessions(out: &Output, cluster: bool, args: UserArgs) -> Result<Out
         .list_user(&user, scope(context.as_ref()))
         .await
         .map_err(store_error("sessions"))?;
-    let mut text = vec![format!("{} sessions of {user}", listed.len())];
+    let mut text = vec![format!(
+        "{} of {user}",
+        count(listed.len() as u64, "session", "sessions")
+    )];
     for s in &listed {
         text.push(format!(
             "  {} {} created {} last seen {} ip {} agent {}",
@@ -98,7 +101,10 @@ pub async fn revoke(out: &Output, cluster: bool, args: RevokeArgs) -> Result<Out
         .await
         .map_err(store_error("sessions"))?;
     let scope = context.as_ref().map_or("every context", AppContext::as_str);
-    let text = vec![format!("ended {ended} sessions of {user} ({scope})")];
+    let text = vec![format!(
+        "ended {} of {user} ({scope})",
+        count(ended, "session", "sessions")
+    )];
     out.emit(
         json!({ "user": user, "ended": ended, "scope": scope }),
         &text,

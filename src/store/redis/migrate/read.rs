@@ -1,4 +1,4 @@
-//! Reading legacy keys for the migration: one pipelined `TYPE`, `GET`, `PTTL` per key, and
+//! Reading legacy keys for the migration: one pipelined `GET` and `PTTL` per key, and
 //! the one check that decides what the key is. The real run and the dry run both act on
 //! this reading, so they agree on every key.
 
@@ -59,7 +59,9 @@ impl NotARecord {
 
 impl RedisStore {
     /// Reads the legacy keys of `ids` in one pipeline (on a cluster, call it with one id:
-    /// a pipeline may not span slots) and says what each holds at `now`.
+    /// a pipeline may not span slots) and says what each holds at `now`: `GET` and `PTTL`
+    /// per key, then `TYPE` for the keys of another type only (rare: one more round trip
+    /// when a page has any), to name what they hold.
     pub(super) async fn read_legacy(
         &self,
         ids: &[SessionId],
@@ -71,35 +73,56 @@ impl RedisStore {
         pipe.ignore_errors();
         for id in ids {
             let key = keys::legacy(id);
-            pipe.cmd("TYPE")
-                .arg(&key)
-                .cmd("GET")
-                .arg(&key)
-                .cmd("PTTL")
-                .arg(&key);
+            pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
         }
         let answers: Vec<Value> = self
             .redis
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
-        if answers.len() != ids.len() * 3 {
+        if answers.len() != ids.len() * 2 {
             return Err(StoreError::backend(
                 BACKEND,
-                format!("{} answers to {} reads", answers.len(), ids.len() * 3),
+                format!("{} answers to {} reads", answers.len(), ids.len() * 2),
             ));
         }
-        answers
-            .chunks(3)
+        let mut readings = answers
+            .chunks(2)
             .map(|answer| match answer {
-                [kind, value, pttl] => classify(kind, value, pttl, now),
+                [value, pttl] => classify(value, pttl, now),
                 _ => Ok(Reading::Dead(Dead::Gone)),
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let foreign: Vec<usize> = readings
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Reading::Dead(Dead::NotARecord(NotARecord::WrongType(_)))))
+            .map(|(i, _)| i)
+            .collect();
+        if foreign.is_empty() {
+            return Ok(readings);
+        }
+        let mut types = redis::pipe();
+        for i in &foreign {
+            types.cmd("TYPE").arg(keys::legacy(&ids[*i]));
+        }
+        let names: Vec<String> = self
+            .redis
+            .run(|mut c| async move { types.query_async(&mut c).await })
+            .await?;
+        for (i, name) in foreign.into_iter().zip(names) {
+            readings[i] = if name == "none" {
+                Reading::Dead(Dead::Gone) // deleted since it was read
+            } else {
+                Reading::Dead(Dead::NotARecord(NotARecord::WrongType(name)))
+            };
+        }
+        Ok(readings)
     }
 }
 
-/// The one check: what a key whose `TYPE`, `GET` and `PTTL` answered these holds at `now`.
-fn classify(kind: &Value, value: &Value, pttl: &Value, now: i64) -> Result<Reading, StoreError> {
+/// The one check: what a key whose `GET` and `PTTL` answered these holds at `now` (a key
+/// of another type is named by the caller, which asks its `TYPE`).
+fn classify(value: &Value, pttl: &Value, now: i64) -> Result<Reading, StoreError> {
     let bytes = match value {
         Value::Nil => return Ok(Reading::Dead(Dead::Gone)),
         Value::BulkString(bytes) => bytes.clone(),
@@ -108,12 +131,8 @@ fn classify(kind: &Value, value: &Value, pttl: &Value, now: i64) -> Result<Readi
             if !is_wrong_type(&error) {
                 return Err(StoreError::backend(BACKEND, error));
             }
-            let found = match kind {
-                Value::SimpleString(kind) => kind.clone(),
-                _ => "value of another type".to_owned(),
-            };
             return Ok(Reading::Dead(Dead::NotARecord(NotARecord::WrongType(
-                found,
+                String::new(),
             ))));
         }
         other => {
@@ -162,17 +181,13 @@ mod tests {
         )
     }
 
-    fn string() -> Value {
-        Value::SimpleString("string".into())
-    }
-
     #[test]
     fn every_kind_of_key_is_told_apart() {
         let now = 1_000_000;
-        let live = classify(&string(), &record(now + 60_000), &Value::Int(60_000), now).unwrap();
+        let live = classify(&record(now + 60_000), &Value::Int(60_000), now).unwrap();
         assert!(matches!(live, Reading::Live(Live { ttl_ms: 60_000, .. })));
         // No TTL: the record's expiry bounds the copy.
-        let untimed = classify(&string(), &record(now + 5_000), &Value::Int(-1), now).unwrap();
+        let untimed = classify(&record(now + 5_000), &Value::Int(-1), now).unwrap();
         assert!(matches!(untimed, Reading::Live(Live { ttl_ms: 5_000, .. })));
         for (value, pttl) in [
             (record(now - 1), Value::Int(60_000)),
@@ -180,18 +195,12 @@ mod tests {
             (record(now + 60_000), Value::Int(-2)),
             (record(now - 1), Value::Int(-1)),
         ] {
-            let dead = classify(&string(), &value, &pttl, now).unwrap();
+            let dead = classify(&value, &pttl, now).unwrap();
             assert!(matches!(dead, Reading::Dead(Dead::Expired(_))), "{pttl:?}");
         }
-        let gone = classify(
-            &Value::SimpleString("none".into()),
-            &Value::Nil,
-            &Value::Int(-2),
-            now,
-        );
+        let gone = classify(&Value::Nil, &Value::Int(-2), now);
         assert!(matches!(gone.unwrap(), Reading::Dead(Dead::Gone)));
         let junk = classify(
-            &string(),
             &Value::BulkString(b"{\"user\"".to_vec()),
             &Value::Int(9),
             now,
