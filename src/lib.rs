@@ -73,6 +73,7 @@ pub mod extract;
 mod id;
 pub mod layer;
 pub mod manage;
+mod operators;
 mod policy;
 pub mod record;
 mod redact;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Environment, MigrateError, MigrationStrategy};
+use crate::config::{ConfigError, Environment, MigrateError, MigrationStrategy, PendingMigration};
 use crate::policy::Settings;
 use uuid::Uuid;
 
@@ -56,6 +56,9 @@ pub struct Sessions {
     /// What `SESSION_NOTIFIED_REVALIDATE_SECS` listens to.
     #[cfg(feature = "postgres")]
     pub(crate) notifications: Option<crate::store::postgres::Notifications>,
+    /// The Redis store `from_env` connected, for operators' jobs (see `operators.rs`).
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::store::RedisStore>,
 }
 
 impl fmt::Debug for Sessions {
@@ -79,9 +82,45 @@ pub(crate) struct Databases {
     pub(crate) notifications: bool,
     #[cfg(feature = "postgres")]
     pub(crate) web: Option<crate::webdb::WebDatabase>,
+    /// The session store on `identity` that `from_env` connected, for operators' jobs.
+    #[cfg(feature = "postgres")]
+    pub(crate) sessions: Option<crate::store::PgSessionStore>,
 }
 
 impl Databases {
+    /// The schema migrations [`migrate`](Self::migrate) would apply, per database.
+    pub(crate) async fn pending(&self) -> Result<Vec<PendingMigration>, MigrateError> {
+        #[allow(unused_mut)]
+        let mut pending = Vec::new();
+        #[cfg(feature = "postgres")]
+        {
+            let schema = |database: &'static str| {
+                move |m: crate::store::postgres::SchemaMigration| PendingMigration::Schema {
+                    database,
+                    version: m.version,
+                    description: m.description,
+                }
+            };
+            let failed = |database: &'static str| {
+                move |e: StoreError| MigrateError {
+                    database,
+                    reason: e.to_string(),
+                }
+            };
+            if let Some(pool) = &self.identity {
+                let identity = crate::store::postgres::pending_migrations(pool)
+                    .await
+                    .map_err(failed("identity"))?;
+                pending.extend(identity.into_iter().map(schema("identity")));
+            }
+            if let Some(web) = &self.web {
+                let own = web.pending_migrations().await.map_err(failed("web"))?;
+                pending.extend(own.into_iter().map(schema("web")));
+            }
+        }
+        Ok(pending)
+    }
+
     async fn migrate(&self) -> Result<(), MigrateError> {
         #[cfg(feature = "postgres")]
         {
@@ -137,6 +176,8 @@ impl Sessions {
             user_cache: None,
             #[cfg(feature = "postgres")]
             notifications: None,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -226,6 +267,23 @@ impl Sessions {
             max_entries,
             ttl,
         });
+        self
+    }
+
+    /// Publishes deletions through [`store`](Self::store) and user changes through
+    /// [`users`](Self::users) on `bus`, without caching anything here: for a process that
+    /// ends sessions or changes users for the apps but serves no requests itself (an admin
+    /// job, the operator CLI), so that the apps' caches on `bus` drop what it ended before
+    /// the call returns. [`cache`](Self::cache) does this too, and caches.
+    #[cfg(feature = "cache")]
+    #[must_use]
+    pub fn publish(mut self, bus: &crate::cache::InvalidationBus) -> Self {
+        let (store, users) = self.unpublished();
+        self.store = Arc::new(crate::cache::PublishingStore {
+            inner: store,
+            bus: bus.clone(),
+        });
+        self.publish_users(users, bus);
         self
     }
 

@@ -74,6 +74,17 @@ impl WebDatabase {
         sqlx::migrate!("./migrations_web").run(&self.pool).await
     }
 
+    /// The migrations of [`migrate`](Self::migrate) this database has not applied: a dry
+    /// run, which creates nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] if PostgreSQL fails.
+    pub async fn pending_migrations(
+        &self,
+    ) -> Result<Vec<crate::store::postgres::SchemaMigration>, StoreError> {
+        crate::store::postgres::pending_of(&self.pool, &sqlx::migrate!("./migrations_web")).await
+    }
+
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool

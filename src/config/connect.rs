@@ -23,7 +23,8 @@ impl Sessions {
                     plan.environment
                 );
                 let users: Arc<dyn UserRepository> = Arc::new(crate::MemoryUsers::new());
-                Sessions::from_shared(redis(url, *max_retries).await?, users)
+                let (store, handle) = redis(url, *max_retries, plan.redis_cluster).await?;
+                redis_store(Sessions::from_shared(store, users), handle)
             }
             Backends::RedisAndPostgres {
                 redis_url,
@@ -32,8 +33,10 @@ impl Sessions {
                 database_url,
                 write_through,
             } => {
-                let redis = redis(redis_url, *max_retries).await?;
-                let (pg_store, users, pool) = postgres(database_var, database_url).await?;
+                let (redis, redis_handle) =
+                    redis(redis_url, *max_retries, plan.redis_cluster).await?;
+                let (pg_store, users, pool, pg_handle) =
+                    postgres(database_var, database_url).await?;
                 let tiered = crate::store::TieredStore::new(redis, pg_store)
                     .revalidate_after(plan.revalidate);
                 let (tiered, notifications) =
@@ -55,7 +58,7 @@ impl Sessions {
                 }
                 #[cfg(not(feature = "postgres"))]
                 let _ = (&mut sessions, notifications);
-                identity_database(sessions, pool)
+                redis_store(identity_database(sessions, pool, pg_handle), redis_handle)
             }
         };
         if let Some(url) = &plan.web_database {
@@ -78,17 +81,49 @@ fn unreachable(var: &'static str) -> impl FnOnce(crate::StoreError) -> ConfigErr
     }
 }
 
+/// The Redis store itself, kept for operators' jobs ([`Sessions::redis_store`]).
 #[cfg(feature = "redis")]
-async fn redis(url: &str, retries: usize) -> Result<Arc<dyn SessionStore>, ConfigError> {
+type RedisHandle = crate::store::RedisStore;
+#[cfg(not(feature = "redis"))]
+type RedisHandle = ();
+
+/// The Redis store `url` names: one server, or (`cluster`) the nodes of a Redis Cluster,
+/// comma-separated.
+#[cfg(feature = "redis")]
+async fn redis(
+    url: &str,
+    retries: usize,
+    cluster: bool,
+) -> Result<(Arc<dyn SessionStore>, RedisHandle), ConfigError> {
     use crate::store::redis::{RedisConfig, RedisStore};
-    let store = RedisStore::connect(RedisConfig::new(url).max_retries(retries))
+    let config = if cluster {
+        RedisConfig::cluster(url.split(',').map(str::trim).filter(|u| !u.is_empty()))
+    } else {
+        RedisConfig::new(url)
+    };
+    let store = RedisStore::connect(config.max_retries(retries))
         .await
         .map_err(unreachable("REDIS_URL"))?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store.clone()), store))
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(mut sessions: Sessions, store: RedisHandle) -> Sessions {
+    sessions.redis = Some(store);
+    sessions
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis(_url: &str, _retries: usize) -> Result<Arc<dyn SessionStore>, ConfigError> {
+fn redis_store(sessions: Sessions, _store: RedisHandle) -> Sessions {
+    sessions
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(
+    _url: &str,
+    _retries: usize,
+    _cluster: bool,
+) -> Result<(Arc<dyn SessionStore>, RedisHandle), ConfigError> {
     Err(ConfigError::BackendUnavailable {
         var: "REDIS_URL",
         value: "(set)".into(),
@@ -101,6 +136,11 @@ async fn redis(_url: &str, _retries: usize) -> Result<Arc<dyn SessionStore>, Con
 type Pool = sqlx::PgPool;
 #[cfg(not(feature = "postgres"))]
 type Pool = ();
+/// The PostgreSQL session store itself, kept for operators' jobs ([`Sessions::postgres_store`]).
+#[cfg(feature = "postgres")]
+type PgHandle = crate::store::PgSessionStore;
+#[cfg(not(feature = "postgres"))]
+type PgHandle = ();
 
 #[cfg(feature = "postgres")]
 async fn pool(var: &'static str, url: &str) -> Result<Pool, ConfigError> {
@@ -114,19 +154,35 @@ async fn pool(var: &'static str, url: &str) -> Result<Pool, ConfigError> {
 async fn postgres(
     var: &'static str,
     url: &str,
-) -> Result<(Arc<dyn SessionStore>, Arc<dyn UserRepository>, Pool), ConfigError> {
+) -> Result<
+    (
+        Arc<dyn SessionStore>,
+        Arc<dyn UserRepository>,
+        Pool,
+        PgHandle,
+    ),
+    ConfigError,
+> {
     let pool = pool(var, url).await?;
     let users = crate::users::PgUsers::new(pool.clone());
     // Paired: a session read from PostgreSQL brings its user in the same query.
     let store = crate::store::PgSessionStore::new(pool.clone()).with_users(&users);
-    Ok((Arc::new(store), Arc::new(users), pool))
+    Ok((Arc::new(store.clone()), Arc::new(users), pool, store))
 }
 
 #[cfg(not(feature = "postgres"))]
 async fn postgres(
     var: &'static str,
     _url: &str,
-) -> Result<(Arc<dyn SessionStore>, Arc<dyn UserRepository>, Pool), ConfigError> {
+) -> Result<
+    (
+        Arc<dyn SessionStore>,
+        Arc<dyn UserRepository>,
+        Pool,
+        PgHandle,
+    ),
+    ConfigError,
+> {
     Err(no_postgres(var))
 }
 
@@ -175,12 +231,14 @@ async fn notified(
 }
 
 #[cfg(feature = "postgres")]
-fn identity_database(sessions: Sessions, pool: Pool) -> Sessions {
-    sessions.identity_database(pool)
+fn identity_database(sessions: Sessions, pool: Pool, store: PgHandle) -> Sessions {
+    let mut sessions = sessions.identity_database(pool);
+    sessions.databases.sessions = Some(store);
+    sessions
 }
 
 #[cfg(not(feature = "postgres"))]
-fn identity_database(sessions: Sessions, _pool: Pool) -> Sessions {
+fn identity_database(sessions: Sessions, _pool: Pool, _store: PgHandle) -> Sessions {
     sessions
 }
 

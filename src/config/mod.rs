@@ -6,6 +6,7 @@
 //! | `SESSION_ENV` | `mock`, `development`, `production` | `mock` (in-memory stores) |
 //! | `SESSION_MIGRATION_STRATEGY` | `mock-only`, `production-only`, `gradual`, `mock-with-write-through` | `mock-only` in mock, else `production-only` |
 //! | `REDIS_URL`, `REDIS_MAX_RETRIES` | Redis connection | required outside mock |
+//! | `REDIS_CLUSTER` | `true`: `REDIS_URL` lists Redis Cluster nodes, comma-separated | `false` |
 //! | `DATABASE_URL` or `DATABASE_IDENTITY_URL` | the PostgreSQL user database | required in production |
 //! | `DATABASE_WEB_URL` | the web app's own database | optional |
 //! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
@@ -134,6 +135,43 @@ pub enum ConfigError {
         /// How to fix it.
         fix: &'static str,
     },
+}
+
+/// A change [`Sessions::migrate`](crate::Sessions::migrate) would make
+/// ([`Sessions::pending_migrations`](crate::Sessions::pending_migrations)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingMigration {
+    /// A schema migration not applied yet.
+    Schema {
+        /// `identity` or `web`.
+        database: &'static str,
+        /// Its version.
+        version: i64,
+        /// What it is.
+        description: String,
+    },
+    /// The notification triggers `SESSION_NOTIFIED_REVALIDATE_SECS` listens for are not
+    /// installed in the identity database.
+    NotificationTriggers,
+}
+
+impl std::fmt::Display for PendingMigration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PendingMigration::Schema {
+                database,
+                version,
+                description,
+            } => write!(
+                f,
+                "{database} database: apply migration {version} ({description})"
+            ),
+            PendingMigration::NotificationTriggers => {
+                f.write_str("identity database: install the notification triggers")
+            }
+        }
+    }
 }
 
 /// A migration of one of the databases failed.

@@ -97,6 +97,8 @@ pub struct Plan {
     pub max_sessions_per_user: usize,
     /// `SESSION_TRUSTED_ORIGINS`.
     pub cross_origin: CrossOriginPolicy,
+    /// `REDIS_CLUSTER=true`: `REDIS_URL` lists the nodes of a Redis Cluster, comma-separated.
+    pub redis_cluster: bool,
 }
 
 /// A database URL whose `Debug` hides the password.
@@ -168,6 +170,7 @@ impl Plan {
             max_sessions_per_user: usize::try_from(number(&get, "SESSION_MAX_PER_USER", 0)?)
                 .unwrap_or(usize::MAX),
             cross_origin,
+            redis_cluster: flag(&get, "REDIS_CLUSTER")?,
         })
     }
 }
@@ -219,6 +222,20 @@ fn real_backends(
             max_retries,
         },
     })
+}
+
+/// A yes/no variable: `true`/`1` or `false`/`0` (any case); unset is `false`.
+fn flag(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" || v == "1" => Ok(true),
+        Some(v) if v == "false" || v == "0" => Ok(false),
+        Some(v) => Err(ConfigError::Invalid {
+            var,
+            value: v.chars().take(64).collect(),
+            expected: "true or false",
+        }),
+    }
 }
 
 fn number(
@@ -316,6 +333,14 @@ mod tests {
             (p.revalidate, p.max_sessions_per_user),
             (Duration::from_secs(30), 4)
         );
+        assert!(!p.redis_cluster);
+        let p = plan(&[
+            ("SESSION_ENV", "development"),
+            ("REDIS_URL", "redis://a:7000,redis://b:7001"),
+            ("REDIS_CLUSTER", "TRUE"),
+        ])
+        .unwrap();
+        assert!(p.redis_cluster);
     }
 
     #[test]
@@ -384,6 +409,10 @@ mod tests {
             err.to_string().starts_with("SESSION_TRUSTED_ORIGINS="),
             "{err}"
         );
+        for bad in ["yes", "2", "on\0", "t rue"] {
+            let err = plan(&[("REDIS_CLUSTER", bad)]).unwrap_err();
+            assert!(err.to_string().starts_with("REDIS_CLUSTER="), "{err}");
+        }
         let err = plan(&[("SESSION_MAX_PER_USER", "-1")]).unwrap_err();
         assert!(
             err.to_string().starts_with("SESSION_MAX_PER_USER="),

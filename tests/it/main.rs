@@ -10,6 +10,8 @@ mod common;
 
 mod cache;
 mod cli;
+mod cli_input;
+mod cli_pg;
 mod contract;
 mod cross_origin;
 mod data;
@@ -28,6 +30,7 @@ mod redis;
 mod redis_cluster;
 mod redis_faults;
 mod redis_migration;
+mod redis_types;
 mod stats;
 mod telemetry;
 mod throttle;

@@ -1,40 +1,96 @@
-//! Text or JSON on stdout, progress on stderr (a bar on a terminal, plain lines otherwise).
+//! Text or JSON on stdout, progress and warnings on stderr (a bar on a terminal, one line
+//! per step otherwise). Nothing here panics on a closed pipe: `tower-app-sessions sessions
+//! … | head -1` stops printing when `head` has read its line, and the command's exit status
+//! is still the command's.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::capture::Warnings;
 
 pub struct Output {
     json: bool,
+    warnings: Warnings,
+    /// stdout was closed by its reader: print nothing more there.
+    closed: AtomicBool,
 }
 
 impl Output {
-    pub fn new(json: bool) -> Self {
-        Self { json }
+    pub fn new(json: bool, warnings: Warnings) -> Self {
+        Self {
+            json,
+            warnings,
+            closed: AtomicBool::new(false),
+        }
     }
 
-    /// Prints `value` as JSON (with `--json`), or the `text` lines.
-    pub fn emit(&self, value: &serde_json::Value, text: &[String]) {
+    /// How many warnings the library logged (each is shown by [`emit`](Self::emit)).
+    pub fn warned(&self) -> usize {
+        self.warnings.count()
+    }
+
+    /// Forgets what the library logged so far (see [`Warnings::discard`]).
+    pub fn discard_warnings(&self) {
+        self.warnings.discard();
+    }
+
+    /// Prints `value` as JSON (with `--json`; the library's warnings under `"warnings"`), or
+    /// the `text` lines, then each warning on stderr as `skipped: …`.
+    pub fn emit(&self, value: Value, text: &[String]) {
+        // Taken for showing; still counted, for the exit status.
+        let (warnings, count) = self.warnings.take();
         if self.json {
-            println!("{value}");
+            let mut value = value;
+            if let Value::Object(map) = &mut value {
+                if count > 0 {
+                    map.insert("warnings".into(), warnings.clone().into());
+                    map.insert("warning_count".into(), count.into());
+                }
+            }
+            self.stdout(&value.to_string());
         } else {
             for line in text {
-                println!("{line}");
+                self.stdout(line);
             }
+        }
+        for warning in &warnings {
+            stderr(&format!("skipped: {warning}"));
+        }
+        if count > warnings.len() {
+            stderr(&format!(
+                "skipped: and {} more (only the first {} are shown)",
+                count - warnings.len(),
+                warnings.len()
+            ));
         }
     }
 
     pub fn error(&self, error: &str) {
         if self.json {
-            println!("{}", serde_json::json!({ "error": error }));
+            self.stdout(&serde_json::json!({ "error": error }).to_string());
         }
-        eprintln!("error: {error}");
+        stderr(&format!("error: {error}"));
+    }
+
+    /// One line on stdout, unless its reader has gone.
+    fn stdout(&self, line: &str) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // EPIPE (the reader closed it) or any other write error: nobody reads this any
+            // more; the command finishes and exits with its own status.
+            self.closed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Progress of `what` towards `total` (`None`: unknown).
     pub fn progress(&self, what: &'static str, total: Option<u64>) -> Progress {
-        let terminal = std::io::stderr().is_terminal();
-        let bar = if terminal {
+        let bar = if std::io::stderr().is_terminal() {
             let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
             let template = if total.is_some() {
                 "{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})"
@@ -49,25 +105,42 @@ impl Output {
         } else {
             None
         };
-        Progress { bar, what, total }
+        Progress {
+            bar,
+            what,
+            total,
+            shown: AtomicU64::new(u64::MAX),
+        }
     }
 }
 
-/// A progress bar, or plain lines when stderr is not a terminal.
+/// One line on stderr; a closed stderr is ignored (there is nowhere left to say so).
+pub fn stderr(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// A progress bar, or one line per step when stderr is not a terminal.
 pub struct Progress {
     bar: Option<ProgressBar>,
     what: &'static str,
     total: Option<u64>,
+    /// The last position printed as a line (a step that changed nothing prints nothing).
+    shown: AtomicU64,
 }
 
 impl Progress {
     pub fn set(&self, done: u64) {
         match &self.bar {
             Some(bar) => bar.set_position(done),
-            None => match self.total {
-                Some(total) => eprintln!("{}: {done} of {total}", self.what),
-                None => eprintln!("{}: {done}", self.what),
-            },
+            None => {
+                if self.shown.swap(done, Ordering::Relaxed) == done {
+                    return;
+                }
+                match self.total {
+                    Some(total) => stderr(&format!("{}: {done} of {total}", self.what)),
+                    None => stderr(&format!("{}: {done}", self.what)),
+                }
+            }
         }
     }
 

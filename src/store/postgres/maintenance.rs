@@ -1,36 +1,29 @@
-//! Operators' jobs on the `sessions` table: retention in batches
-//! ([`PgSessionStore::purge`]) and a check of its shape against the Prisma target
-//! ([`PgSessionStore::check_schema`]). Never on the request path.
+//! Retention of the `sessions` table in batches ([`PgSessionStore::purge`]): an operator's
+//! job, never on the request path.
 
 use serde::Serialize;
 
 use super::{row::to_time, timed, PgSessionStore};
 use crate::store::StoreError;
 
-/// What [`PgSessionStore::purge`] removed.
+/// What [`PgSessionStore::purge`] removed, and what it kept that a retention bound might
+/// seem to cover.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PurgeReport {
-    /// Revoked rows, revoked before the bound.
+    /// Revoked rows removed: revoked before the bound, their session expired.
     pub revoked: u64,
-    /// Rows that expired (not revoked) before the bound.
+    /// Rows removed that expired (not revoked) before the bound.
     pub expired: u64,
+    /// Revoked rows kept because their session has not expired yet: until it does, the row
+    /// is what keeps the ended session ended (a Redis copy of it is not served while a
+    /// revoked row exists).
+    pub kept_revoked_unexpired: u64,
+    /// Revoked rows kept because they were revoked after the bound.
+    pub kept_revoked_recent: u64,
+    /// Expired (not revoked) rows kept because they expired after the bound.
+    pub kept_expired_recent: u64,
 }
-
-/// The columns of `sessions` in the Prisma target schema, with their types as
-/// `information_schema.columns` names them (`udt_name`).
-const SESSION_COLUMNS: [(&str, &str); 11] = [
-    ("application_context", "ApplicationType"),
-    ("created_at", "timestamptz"),
-    ("data", "jsonb"),
-    ("expires_at", "timestamptz"),
-    ("id", "varchar"),
-    ("ip_address", "inet"),
-    ("last_activity", "timestamptz"),
-    ("revoked", "bool"),
-    ("revoked_at", "timestamptz"),
-    ("user_agent", "text"),
-    ("user_id", "uuid"),
-];
 
 impl PgSessionStore {
     /// Deletes revoked rows revoked before `revoked_before` whose session has expired too
@@ -38,7 +31,8 @@ impl PgSessionStore {
     /// expired before `expired_before` (milliseconds since the epoch), `batch` rows per statement,
     /// calling `progress` after each: never one giant `DELETE`, and safe beside traffic
     /// (rows another transaction holds are skipped until the next run). The audit trail a
-    /// revoked row is kept for ends with the bound.
+    /// revoked row is kept for ends with the bound. The report also counts the rows kept
+    /// that a bound might seem to cover, by reason.
     ///
     /// # Errors
     /// [`StoreError`] if PostgreSQL fails; what was deleted until then stays deleted.
@@ -92,42 +86,26 @@ impl PgSessionStore {
                 }
             }
         }
-        Ok(report)
-    }
-
-    /// How the `sessions` table differs from the Prisma target: one line per missing,
-    /// extra or mistyped column (empty when it matches).
-    ///
-    /// # Errors
-    /// [`StoreError`] if PostgreSQL fails.
-    pub async fn check_schema(&self) -> Result<Vec<String>, StoreError> {
-        let columns: Vec<(String, String)> = timed(
+        let (unexpired, recent, expired_recent): (i64, i64, i64) = timed(
             self.timeout,
             sqlx::query_as(
-                "SELECT column_name::text, udt_name::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name = 'sessions' ORDER BY 1",
+                "SELECT \
+                   count(*) FILTER (WHERE revoked AND expires_at >= now()), \
+                   count(*) FILTER (WHERE revoked AND expires_at < now() \
+                                      AND coalesce(revoked_at, expires_at) >= $1), \
+                   count(*) FILTER (WHERE NOT revoked AND expires_at < now() \
+                                      AND expires_at >= least($2, now())) \
+                 FROM sessions",
             )
-            .fetch_all(&self.pool),
+            .bind(to_time(revoked_before)?)
+            .bind(to_time(expired_before)?)
+            .fetch_one(&self.pool),
         )
         .await?;
-        if columns.is_empty() {
-            return Ok(vec!["table sessions is missing".to_owned()]);
-        }
-        let mut problems = Vec::new();
-        for (name, wanted) in SESSION_COLUMNS {
-            match columns.iter().find(|(c, _)| c == name) {
-                None => problems.push(format!("sessions.{name} is missing")),
-                Some((_, found)) if found != wanted => {
-                    problems.push(format!("sessions.{name} is {found}, not {wanted}"));
-                }
-                Some(_) => {}
-            }
-        }
-        for (name, found) in &columns {
-            if !SESSION_COLUMNS.iter().any(|(c, _)| c == name) {
-                problems.push(format!("sessions.{name} ({found}) is not in the target"));
-            }
-        }
-        Ok(problems)
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        report.kept_revoked_unexpired = count(unexpired);
+        report.kept_revoked_recent = count(recent);
+        report.kept_expired_recent = count(expired_recent);
+        Ok(report)
     }
 }

@@ -30,6 +30,7 @@ mod legacy;
 mod maintenance;
 mod notify;
 mod row;
+mod schema;
 mod stats;
 
 pub use maintenance::PurgeReport;
@@ -39,6 +40,8 @@ pub use notify::{
 };
 pub(crate) use row::pg_context;
 use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
+pub(crate) use schema::pending_of;
+pub use schema::{pending_migrations, SchemaMigration, SchemaProblem};
 
 pub(crate) const BACKEND: &str = "postgres";
 
@@ -67,18 +70,25 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 }
 
 /// A pool with the TypeScript apps' settings: at most 10 connections, 5 s to connect
-/// (`SESSION_CONSTANTS.DATABASE`), connections checked lazily.
+/// (`SESSION_CONSTANTS.DATABASE`), connections checked lazily. Its connections ask the
+/// server for warnings and errors only (`client_min_messages=warning`): the idempotent
+/// statements of [`migrate`] and [`install_notifications`] would otherwise log a NOTICE
+/// such as `enum label "admin" already exists, skipping` for every step they skip.
 ///
 /// # Errors
 /// [`StoreError::Backend`] if the URL is invalid or the server cannot be reached in time.
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(pg_error)?
+        .options([("client_min_messages", "warning")]);
     PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(Duration::from_secs(5))
         // A round trip per checkout costs more than a rare dead connection: a broken
         // connection fails its query, the request answers 503, the pool replaces it.
         .test_before_acquire(false)
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(pg_error)
 }

@@ -17,6 +17,18 @@ pub(super) fn error(e: redis::RedisError) -> StoreError {
     StoreError::backend(BACKEND, e)
 }
 
+/// A key that holds another Redis type than the command works on (`WRONGTYPE`): a list or a
+/// hash where a session record (a string) or a per-user index (a sorted set) belongs. Such a
+/// key is not this crate's (or was damaged): callers treat it as absent and log it, never as
+/// a backend failure, so one stray key cannot make a user's requests fail with `503`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct WrongType;
+
+/// Whether the server answered `WRONGTYPE`.
+pub(super) fn is_wrong_type(e: &redis::RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
 /// Connection settings of a [`RedisStore`](super::RedisStore).
 ///
 /// `Debug` never shows a password: `redis://user:secret@host` prints as
@@ -190,8 +202,27 @@ impl Redis {
             .await
     }
 
-    pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.query(command("GET", key)).await
+    /// Sends one command on a key; the key holding another type answers `Ok(Err(WrongType))`.
+    pub(super) async fn query_key<T: redis::FromRedisValue>(
+        &self,
+        cmd: Cmd,
+    ) -> Result<Result<T, WrongType>, StoreError> {
+        self.run(|mut c| async move {
+            match cmd.query_async(&mut c).await {
+                Ok(value) => Ok(Ok(value)),
+                Err(e) if is_wrong_type(&e) => Ok(Err(WrongType)),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// `GET key`; a key that is not a string answers `Err(WrongType)`.
+    pub(super) async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Result<Option<Vec<u8>>, WrongType>, StoreError> {
+        self.query_key(command("GET", key)).await
     }
 
     /// `DEL key`: whether it existed.

@@ -6,14 +6,15 @@
 //! | `session:<id>` | string | a pre-migration (legacy) record, read only through the fallback |
 //! | `user-sessions:{<user_id>}` | sorted set | member `<context>:<id>`, score `expires_at`: revoke-all, listing and limits without scanning |
 //! | `user-revocations:{<user_id>}` | integer | revocations of the user's sessions, counted at start and end |
+//! | `session-quarantine:<handle>` | any | a legacy key that held no session record, set aside by the migration's quarantine (TTL kept) |
 //!
-//! The per-user keys deliberately do not match `session:*`, the pattern the TypeScript apps'
-//! cleanup check counts. Ids reach here validated ([`SessionId::parse`]), so no request can
+//! The per-user and quarantine keys deliberately do not match `session:*`, the pattern the
+//! TypeScript apps' cleanup check counts. Ids reach here validated ([`SessionId::parse`]), so no request can
 //! inject a key.
 
 use uuid::Uuid;
 
-use crate::{AppContext, SessionId};
+use crate::{AppContext, SessionHandle, SessionId};
 
 /// Prefix of every session key, context-scoped or legacy.
 pub const SESSION_PREFIX: &str = "session:";
@@ -38,6 +39,18 @@ pub fn user_index(user_id: &Uuid) -> String {
 /// twice per revocation (odd while one runs), so a rotation can tell that one overlapped it.
 pub fn user_revocations(user_id: &Uuid) -> String {
     format!("user-revocations:{{{user_id}}}")
+}
+
+/// Prefix of the keys the legacy migration's quarantine renames non-records to.
+pub const QUARANTINE_PREFIX: &str = "session-quarantine:";
+
+/// `session-quarantine:<handle>`: where the quarantine
+/// ([`LegacyMigration::quarantine`](super::LegacyMigration::quarantine)) puts a legacy key
+/// `session:<id>` that holds no session record. Named by the handle, so the id (possibly a
+/// live secret) is not in it; it does not match `session:*`, so the cleanup check stops
+/// counting it.
+pub fn quarantine(id: &SessionId) -> String {
+    format!("{QUARANTINE_PREFIX}{}", id.handle())
 }
 
 /// `<context>:<id>`: a member of the per-user index.
@@ -77,6 +90,15 @@ pub(super) fn loggable(key: &str) -> &str {
     key.rsplit_once(':').map_or("session", |(prefix, _)| prefix)
 }
 
+/// The handle of the session a key `session:<context>:<id>` or `session:<id>` names (what
+/// logs and reports show instead of the id).
+pub(super) fn handle_of(key: &str) -> Option<SessionHandle> {
+    parse_session(key)
+        .map(|(_, id)| id)
+        .or_else(|| parse_legacy(key))
+        .map(|id| id.handle())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,11 +124,24 @@ mod tests {
         );
         assert_eq!(parse_legacy("session:web:Q2xhc3NpY1Nlc3Npb25JZA"), None);
         let member = index_member(&AppContext::Admin, &id);
-        assert_eq!(parse_index_member(&member), Some((AppContext::Admin, id)));
+        assert_eq!(
+            parse_index_member(&member),
+            Some((AppContext::Admin, id.clone()))
+        );
         assert_eq!(parse_index_member("admin:short"), None);
         assert_eq!(
             loggable("session:web:Q2xhc3NpY1Nlc3Npb25JZA"),
             "session:web"
         );
+        let quarantined = quarantine(&id);
+        assert_eq!(quarantined, format!("session-quarantine:{}", id.handle()));
+        assert!(!quarantined.starts_with(SESSION_PREFIX));
+        assert!(!quarantined.contains(id.as_str()));
+        assert_eq!(handle_of(&legacy(&id)), Some(id.handle()));
+        assert_eq!(
+            handle_of(&session(&AppContext::Web, &id)),
+            Some(id.handle())
+        );
+        assert_eq!(handle_of("session:short"), None);
     }
 }

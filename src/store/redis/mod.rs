@@ -40,15 +40,18 @@ use crate::{AppContext, SessionId, SessionRecord};
 pub(crate) mod bus;
 mod conn;
 mod doctor;
+mod index;
 pub mod keys;
 mod migrate;
 mod scripts;
 mod stats;
 
 pub use conn::RedisConfig;
-use conn::{Redis, BACKEND};
+use conn::{Redis, WrongType, BACKEND};
 pub use doctor::{KeyCheck, KeyProblem, KeySample};
-pub use migrate::{MigrationMode, MigrationReport};
+pub use migrate::{
+    LegacyKeyFailure, LegacyMigration, MigrationMode, MigrationReport, MAX_LISTED_FAILURES,
+};
 
 /// How long a user's revocation count outlives the last revocation ([`keys::user_revocations`]).
 const REVOCATION_COUNT_TTL_MS: i64 = 60_000;
@@ -89,6 +92,11 @@ impl RedisStore {
         })
     }
 
+    /// Whether this store is on a Redis Cluster (`RedisConfig::cluster`).
+    pub fn is_cluster(&self) -> bool {
+        self.redis.is_cluster()
+    }
+
     /// Parses a stored value; one that is not a record is a miss, logged, never deleted.
     fn parse(key: &str, bytes: &[u8]) -> Option<SessionRecord> {
         match SessionRecord::from_json(bytes) {
@@ -101,8 +109,24 @@ impl RedisStore {
         }
     }
 
+    /// Logs a session key that holds another Redis type than a string: it is treated as
+    /// missing (the layer answers as for no session), and left where it is for an operator
+    /// (`tower-app-sessions doctor` names it; the legacy migration can quarantine it).
+    fn wrong_type(key: &str) {
+        let session = keys::handle_of(key).map(|h| h.to_string());
+        tracing::warn!(
+            key = keys::loggable(key),
+            session = session.as_deref().unwrap_or("-"),
+            "session key holds another Redis type than a string: treated as missing",
+        );
+    }
+
     async fn load_key(&self, key: String, now: i64) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(bytes) = self.redis.get(&key).await? else {
+        let Ok(value) = self.redis.get(&key).await? else {
+            Self::wrong_type(&key);
+            return Ok(None);
+        };
+        let Some(bytes) = value else {
             return Ok(None);
         };
         let Some(record) = Self::parse(&key, &bytes) else {
@@ -116,67 +140,6 @@ impl RedisStore {
             return Ok(None);
         }
         Ok(Some(record))
-    }
-
-    /// Adds (or moves) `member` in the user's index, removing `replaced` in the same script.
-    async fn index_add(
-        &self,
-        user_id: &Uuid,
-        member: String,
-        replaced: Option<String>,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let script = self.scripts.index_add.clone();
-        let key = keys::user_index(user_id);
-        self.redis
-            .run(|mut c| async move {
-                let mut invocation = script.key(key);
-                invocation.arg(member).arg(expires_at).arg(now);
-                if let Some(replaced) = replaced {
-                    invocation.arg(replaced);
-                }
-                invocation.invoke_async::<i64>(&mut c).await
-            })
-            .await
-            .map(drop)
-    }
-
-    /// Live members of a user's index in `scope` (by score: a record is expired from its
-    /// `expires_at` on; dead ones are left for pruning).
-    async fn index_members(
-        &self,
-        index: &str,
-        scope: Scope<'_>,
-        now: i64,
-    ) -> Result<Vec<(AppContext, SessionId)>, StoreError> {
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(index)
-            .arg(format!("({now}"))
-            .arg("+inf")
-            .arg("BYSCORE");
-        let members: Vec<String> = self.redis.query(cmd).await?;
-        Ok(members
-            .iter()
-            .filter_map(|m| keys::parse_index_member(m))
-            .filter(|(context, _)| scope.includes(context))
-            .collect())
-    }
-
-    async fn index_remove(
-        &self,
-        index: &str,
-        members: &[(AppContext, SessionId)],
-    ) -> Result<(), StoreError> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        let mut cmd = redis::cmd("ZREM");
-        cmd.arg(index);
-        for (context, id) in members {
-            cmd.arg(keys::index_member(context, id));
-        }
-        self.redis.query(cmd).await
     }
 
     async fn write(
@@ -277,37 +240,6 @@ impl RedisStore {
         Ok(applied == 1)
     }
 
-    /// The user's revocation count ([`keys::user_revocations`]); 0 when none is known.
-    async fn revocations(&self, user_id: &Uuid) -> Result<i64, StoreError> {
-        let count: Option<i64> = self
-            .redis
-            .query(conn::command("GET", &keys::user_revocations(user_id)))
-            .await?;
-        Ok(count.unwrap_or(0))
-    }
-
-    /// Counts one edge of a revocation (its start or its end). The count outlives any one
-    /// revocation by a minute: a revocation that dies half-way leaves it odd, and rotations of
-    /// the user's sessions fail (closed) until it expires.
-    async fn count_revocation(&self, user_id: &Uuid) -> Result<(), StoreError> {
-        let key = keys::user_revocations(user_id);
-        self.redis
-            .run(|mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(&key)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(REVOCATION_COUNT_TTL_MS)
-                    .ignore()
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await
-    }
-
     /// Moves `old` to `new`: see [`SessionStore::rotate`]. A key cannot be renamed across
     /// cluster slots, so the record is *taken* (`GETDEL`: from then on `old` is gone, whoever
     /// asks) and written under `new`; a revoke-all of the user that overlaps the move is seen
@@ -323,7 +255,15 @@ impl RedisStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let before = self.revocations(user_id).await?;
         let old_key = keys::session(context, old);
-        let taken: Option<Vec<u8>> = self.redis.query(conn::command("GETDEL", &old_key)).await?;
+        let Ok(taken) = self
+            .redis
+            .query_key::<Option<Vec<u8>>>(conn::command("GETDEL", &old_key))
+            .await?
+        else {
+            // Not a record: nothing to move (and left for an operator to look at).
+            Self::wrong_type(&old_key);
+            return Ok(None);
+        };
         let Some(bytes) = taken else {
             return Ok(None);
         };
@@ -401,8 +341,13 @@ impl RedisStore {
         let mut live = Vec::with_capacity(members.len());
         let mut dead = Vec::new();
         for ((context, id), value) in members.into_iter().zip(values) {
-            let record = value?
-                .and_then(|bytes| Self::parse(&keys::session(&context, &id), &bytes))
+            let key = keys::session(&context, &id);
+            let value = value?.unwrap_or_else(|WrongType| {
+                Self::wrong_type(&key);
+                None
+            });
+            let record = value
+                .and_then(|bytes| Self::parse(&key, &bytes))
                 .filter(|r| !r.is_expired(now) && r.user_id == *user_id);
             match record {
                 Some(record) => live.push(ListedSession {
@@ -556,7 +501,8 @@ impl KnownDeletions for RedisStore {
             let mut cmd = redis::cmd("ZSCORE");
             cmd.arg(keys::user_index(user_id))
                 .arg(keys::index_member(context, id));
-            let score: Option<i64> = self.redis.query(cmd).await?;
+            // An index of another type knows of no deletion: as if it were gone.
+            let score: Option<i64> = self.redis.query_key(cmd).await?.unwrap_or(None);
             Ok(score.is_some_and(|expires_at| expires_at > now))
         })
     }

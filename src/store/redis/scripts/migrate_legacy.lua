@@ -15,8 +15,12 @@ for i = 0, #KEYS / 3 - 1 do
   local legacy, web, index = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local member, expires_at, now, read = ARGV[4 * i + 1], ARGV[4 * i + 2], ARGV[4 * i + 3], ARGV[4 * i + 4]
   local result = 0
-  local value = redis.call('GET', legacy)
-  if value and value ~= read then
+  -- A key turned into another type since it was read is "changed" too (pcall: GET on it
+  -- is an error, which would abort the whole call).
+  local value = redis.pcall('GET', legacy)
+  if type(value) == 'table' then
+    result = 3
+  elseif value and value ~= read then
     result = 3
   elseif value then
     local pttl = redis.call('PTTL', legacy)
