@@ -5,8 +5,10 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::{Capabilities, ListedSession, Scope, SessionStore, StoreError, StoreFuture};
-use crate::data::DataPatch;
+use super::{
+    Capabilities, DataUpdate, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+};
+use crate::data::{DataLimits, DataPatch};
 use crate::record::now_ms;
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
@@ -354,14 +356,22 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        // Under the lock: a concurrent patch is applied before or after this one, key by key.
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
+        // Under the lock: a concurrent patch is applied before or after this one, key by key,
+        // and each is measured against the data the other left. The data keeps its size, so
+        // measuring costs the patch's keys only.
         self.metrics.ready(StoreOp::UpdateData, || {
             Ok(self.write(|s| {
-                s.live_mut(context, id, now)
-                    .map(|r| r.data.apply(patch))
-                    .is_some()
+                let Some(record) = s.live_mut(context, id, now) else {
+                    return DataUpdate::NotLive;
+                };
+                if !limits.admits(record.data.size(), record.data.size_with(patch)) {
+                    return DataUpdate::OverLimit;
+                }
+                record.data.apply(patch);
+                DataUpdate::Applied
             }))
         })
     }

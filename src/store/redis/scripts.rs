@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `extend.lua` | the session key | the sliding expiry: `expires_at` in the JSON and the TTL together, never recreating a deleted key |
 //! | `index_add.lua` | the user's index | add or move one member, drop dead ones, expire with the last session |
-//! | `data_patch.lua` | the session key | set and remove keys of the record's `data`, copying every other byte, keeping the TTL |
+//! | `data_patch.lua` | the session key | set and remove keys of the record's `data` (compared decoded), copying every other byte, keeping the TTL, within the data's limits |
 //! | `migrate_legacy.lua` | a legacy key, its web key, the user's index (one server only) | copy (and, moving, delete) one legacy session atomically, with its TTL, into the index |
 
 use redis::Script;
