@@ -2,7 +2,8 @@
 //! patches of the keys that changed, never by rewriting the whole record.
 //!
 //! - [`SessionData`]: a session's keys and their JSON values, kept as the JSON text they were
-//!   stored as (so a write of one key leaves every other key byte for byte as it was);
+//!   stored as, whitespace between tokens dropped (numbers keep their digits; a store's
+//!   write of one key leaves every other key as it was);
 //! - [`DataPatch`]: the keys one request set or removed, what a store applies atomically with
 //!   [`SessionStore::update_data`](crate::SessionStore::update_data);
 //! - the rules for keys ([`check_key`]) and the limits ([`DataLimits`]: 16 KiB of compact

@@ -28,8 +28,10 @@ const SWEEP_INTERVAL_MS: i64 = 30_000;
 /// of sessions (a new one then evicts those closest to expiry, that is the least recently
 /// used ones, since every use slides the expiry), and the layer's
 /// [`max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user) caps each user's.
-/// A session costs about 440 bytes of heap at most with a 100-byte user agent (ids are
-/// stored once, shared by the map and the per-user index; user agents are cut to 512 bytes).
+/// A session costs about 470 bytes of heap at most with a 100-byte user agent and no data
+/// (ids are stored once, shared by the map and the per-user index; user agents are cut to
+/// 512 bytes); its data adds what it holds, which the layer's limits bound (16 KiB of JSON
+/// and 256 keys by default), enforced here under the lock.
 ///
 /// ```
 /// use tower_app_sessions::MemoryStore;

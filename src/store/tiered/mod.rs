@@ -15,8 +15,10 @@ use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
 mod capabilities;
+mod live;
 mod validations;
 
+use live::LiveChange;
 use validations::Validations;
 
 /// Validations remembered by default (see [`TieredStore::max_validations`]).
@@ -577,33 +579,6 @@ impl SessionStore for TieredStore {
             capabilities = capabilities.legacy(self);
         }
         capabilities
-    }
-}
-
-/// What [`TieredStore::change_live`] reads in a store's answer to a change of a live record.
-trait LiveChange: Copy {
-    /// The change was made.
-    fn is_applied(self) -> bool;
-    /// The change was not made because the session is not live in that store.
-    fn is_not_live(self) -> bool;
-}
-
-/// `extend`: `true` when extended, `false` when not live.
-impl LiveChange for bool {
-    fn is_applied(self) -> bool {
-        self
-    }
-    fn is_not_live(self) -> bool {
-        !self
-    }
-}
-
-impl LiveChange for DataUpdate {
-    fn is_applied(self) -> bool {
-        self == DataUpdate::Applied
-    }
-    fn is_not_live(self) -> bool {
-        self == DataUpdate::NotLive
     }
 }
 
