@@ -148,8 +148,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// A session that ended while the request ran is `401`, like any request without a session;
-/// refused session data is `401` (no session), `413` (too large) or `422` (a bad key or
-/// value); any other failed login, logout or rotation is a backend failure: `503`, never
+/// refused session data is `401` (no session), `413` (past a limit of bytes or keys, when
+/// the handler made the change or when the store refused it) or `422` (a bad key or value,
+/// or a change after a refused one); any other failed login, logout or rotation is a backend failure: `503`, never
 /// `500`.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
@@ -168,12 +169,9 @@ impl IntoResponse for SessionError {
             SessionError::LimitReached => {
                 return json(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#)
             }
-            SessionError::Data(DataError::TooLarge { .. }) => {
-                return json(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    r#"{"error":"session_data_too_large"}"#,
-                )
-            }
+            SessionError::Data(
+                DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
+            ) => return json(StatusCode::PAYLOAD_TOO_LARGE, crate::data::TOO_LARGE_BODY),
             SessionError::Data(error) => {
                 tracing::debug!(%error, "session data refused");
                 return json(

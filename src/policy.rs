@@ -25,8 +25,8 @@ pub(crate) struct Settings {
     pub(crate) clock: Clock,
     pub(crate) session_limit: SessionLimit,
     pub(crate) cross_origin: CrossOriginPolicy,
-    /// The largest a session's data may be, in bytes of its JSON.
-    pub(crate) max_data_bytes: usize,
+    /// The limits of a session's data (bytes of its JSON, keys).
+    pub(crate) data_limits: crate::data::DataLimits,
     /// Who hears of lifecycle events.
     pub(crate) events: crate::events::EventHooks,
     /// One in this many requests answered without waiting is timed (see
@@ -45,7 +45,7 @@ impl Default for Settings {
             clock: Clock::system(),
             session_limit: SessionLimit::default(),
             cross_origin: CrossOriginPolicy::default(),
-            max_data_bytes: crate::data::DEFAULT_MAX_DATA_BYTES,
+            data_limits: crate::data::DataLimits::default(),
             events: crate::events::EventHooks::default(),
             timing_sample: 8,
         }

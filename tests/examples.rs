@@ -1119,16 +1119,23 @@ async fn web_preferences_are_session_data_set_key_by_key() {
     }
     assert_eq!(after["theme"], "dark");
 
-    // Bad input: a clear 4xx, and nothing of it is kept.
+    // Bad input: a clear 4xx, and nothing of the request is kept (all or nothing), not even
+    // the good keys before the bad one.
     let big = "x".repeat(9 * 1024);
     patch(&format!(r#"{{"big_one":"{big}"}}"#))
         .send()
         .await
         .assert_status(200);
-    let too_large = patch(&format!(r#"{{"big_two":"{big}"}}"#)).send().await;
+    // The session holds about 10 KB now: a good key, then one past the limit.
+    let too_large = patch(&format!(r#"{{"a_first":"kept?","big_two":"{big}"}}"#))
+        .send()
+        .await;
     too_large.assert_status(413);
     assert_eq!(too_large.json()["error"], "session_data_too_large");
     for (body, status) in [
+        (r#"{"a":"kept?","b b":1}"#, 422),
+        (r#"{"a":"ok","b":"x\u0000y"}"#, 422),
+        (r#"{"b":"x\u0000y","c":"after"}"#, 422),
         (r#"{"bad key":"x"}"#, 422),
         (r#"{"th\u0435me":"x"}"#, 422), // Cyrillic e: not a key
         (r#"{"a\u0000b":"x"}"#, 422),
@@ -1144,8 +1151,26 @@ async fn web_preferences_are_session_data_set_key_by_key() {
     let kept = get().send().await.json();
     assert_eq!(kept["theme"], "dark", "{kept}");
     assert!(kept.get("big_one").is_some());
-    assert!(kept.get("big_two").is_none(), "{kept}");
+    for refused in ["big_two", "a_first", "a", "c"] {
+        assert!(kept.get(refused).is_none(), "{refused} kept: {kept}");
+    }
     assert_eq!(kept.as_object().map(|o| o.len()), Some(13), "{kept}");
+    // The answer to a body of the wrong shape says what the route wants (preferences, not
+    // credentials), and never repeats the input.
+    for body in [r#"["theme","dark"]"#, r#""dark""#, "7"] {
+        let reply = patch(body).send().await;
+        reply.assert_status(422);
+        let message = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains("preferences"), "{body}: {message}");
+        assert!(
+            !message.contains("email") && !message.contains("password"),
+            "{message}"
+        );
+        assert!(!message.contains("dark"), "{message}");
+    }
 
     // Data belongs to a session: without one, 401; a web session has none on admin.
     server

@@ -19,7 +19,7 @@
 //! | `POST /logout` | `204`, the session deleted server-side, else `401` |
 //! | `GET /preferences` (web) | `200` the session's preferences, `{}` at first |
 //! | `GET /stats` (admin, role `admin` only) | `200` `Sessions::stats()` as JSON; `403` for other roles |
-//! | `PATCH /preferences` (web) `{"theme":"dark","language":"ru"}` | each key set, `null` removes it; `200` the merged preferences; `413` past 16 KiB, `422` for a bad key |
+//! | `PATCH /preferences` (web) `{"theme":"dark","language":"ru"}` | each key set, `null` removes it; `200` the merged preferences; all or nothing: `413` past 16 KiB or 256 keys, `422` for a bad key or value, and then no preference of the body is changed |
 //! | `GET /` | the app as a page (see `pages.rs`): sign in, your sessions, end them; on admin, users' sessions |
 //! | `GET /assets/style.css` (no prefix) | the pages' stylesheet |
 //! | `GET /sessions`, `DELETE /sessions/<handle>`, `POST /sessions/revoke-others`, admin `GET /users?email=`, `GET`/`DELETE /users/<id>/sessions`, `DELETE /users/<id>/sessions/<handle>` | session management as JSON (see `manage.rs`) |
@@ -70,6 +70,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower::Layer;
 use tower_app_sessions::config::Environment;
+use tower_app_sessions::data::DataPatch;
 use tower_app_sessions::throttle::LoginThrottle;
 use tower_app_sessions::users::UserError;
 use tower_app_sessions::{
@@ -372,23 +373,32 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A body that is not the JSON a route wants: axum's status (`400` syntax, `413` too large,
-/// `415` not JSON, `422` wrong shape) with a fixed message; the parser's own message quotes
-/// the input, and error bodies never repeat what a client sent.
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
+impl ApiError {
+    /// A body that is not the JSON a route wants: axum's status (`400` syntax, `413` too
+    /// large, `415` not JSON, `422` wrong shape) with a fixed message, `shape` saying what
+    /// the route expects; the parser's own message quotes the input, and error bodies never
+    /// repeat what a client sent.
+    fn bad_json(rejection: &JsonRejection, shape: &'static str) -> Self {
         let status = rejection.status();
         let message = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "request body too large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 "expected a JSON body (Content-Type: application/json)"
             }
-            StatusCode::UNPROCESSABLE_ENTITY => {
-                "expected a JSON object with string fields email and password"
-            }
+            StatusCode::UNPROCESSABLE_ENTITY => shape,
             _ => "the body is not valid JSON",
         };
         Self::new(status, message)
+    }
+}
+
+/// The credentials' routes' answer to a body that is not `{"email","password"}`.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::bad_json(
+            &rejection,
+            "expected a JSON object with string fields email and password",
+        )
     }
 }
 
@@ -507,13 +517,30 @@ async fn preferences(_user: CurrentUser<User>, session: Session) -> Result<Respo
 }
 
 /// Sets each preference in the body (`null` removes it), each its own key: a concurrent
-/// change of another preference is kept.
+/// change of another preference is kept. All or nothing: the whole body is checked (every
+/// key, every value) before the session is touched, so a bad preference anywhere in it
+/// changes none (`422`); one that would pass the session's limits refuses them all (`413`).
 async fn set_preferences(
     _user: CurrentUser<User>,
     session: Session,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(changes) = body?;
+    let Json(changes) = body.map_err(|rejection| {
+        ApiError::bad_json(
+            &rejection,
+            "expected a JSON object of preferences (a value each, null removes one)",
+        )
+    })?;
+    // The same checks the session makes, on a patch of our own first: nothing reaches the
+    // session unless every key and value of the body is one it takes.
+    let mut checked = DataPatch::new();
+    for (key, value) in &changes {
+        if value.is_null() {
+            checked.remove(key).map_err(SessionError::from)?;
+        } else {
+            checked.set(key, value).map_err(SessionError::from)?;
+        }
+    }
     for (key, value) in &changes {
         if value.is_null() {
             session.remove(key)?;

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::InvalidationBus;
-use crate::data::DataPatch;
-use crate::store::{Capabilities, ListedSession, Scope, SessionStore, StoreError, StoreFuture};
+use crate::data::{DataLimits, DataPatch};
+use crate::store::{
+    Capabilities, DataUpdate, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+};
 use crate::users::{PermissionGrant, User, UserError, UserRepository, UserResolver};
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -82,10 +84,14 @@ impl SessionStore for PublishingStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
         StoreFuture::new(async move {
-            let updated = self.inner.update_data(context, id, patch, now).await;
+            let updated = self
+                .inner
+                .update_data(context, id, patch, limits, now)
+                .await;
             // Cached copies carry the old data: none may be served again, whatever happened.
             self.bus.session_changed(context, id).await;
             updated

@@ -500,13 +500,25 @@ impl<U: Send + Sync + 'static, State> SessionLayer<U, State> {
         self
     }
 
-    /// The largest a session's [data](crate::data) may be, in bytes of its JSON object
-    /// (default 16 KiB). A change that would make it larger is refused when the handler makes
-    /// it ([`DataError::TooLarge`](crate::data::DataError::TooLarge): `413`), never cut.
-    /// It is checked against the data each request loaded, not by the stores: N concurrent
-    /// requests that each stay under it can together store up to N times it.
+    /// The largest a session's [data](crate::data) may be, in bytes of its compact JSON
+    /// object (default 16 KiB; [the measure](crate::data::size#the-measure)). A change that
+    /// would make it larger is refused, never cut: when the handler makes it
+    /// ([`DataError::TooLarge`](crate::data::DataError::TooLarge)), and again by the store,
+    /// atomically with the write, against what concurrent requests stored meanwhile
+    /// ([`DataError::NoRoom`](crate::data::DataError::NoRoom)); both `413`. No interleaving
+    /// of requests stores more.
     pub fn max_data_bytes(mut self, max: usize) -> Self {
-        self.settings_mut().max_data_bytes = max;
+        self.settings_mut().data_limits.max_bytes = max;
+        self
+    }
+
+    /// The most keys a session's [data](crate::data) may hold (default 256), enforced as
+    /// [`max_data_bytes`](Self::max_data_bytes) is
+    /// ([`DataError::TooManyKeys`](crate::data::DataError::TooManyKeys) or
+    /// [`DataError::NoRoom`](crate::data::DataError::NoRoom): `413`). A request also
+    /// removes at most this many keys.
+    pub fn max_data_keys(mut self, max: usize) -> Self {
+        self.settings_mut().data_limits.max_keys = max;
         self
     }
 

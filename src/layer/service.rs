@@ -6,13 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{Request, Response};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::Span;
 
 use super::{span, SessionLayer};
 use crate::cross_origin;
+use crate::data::DataError;
 use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::{self, CredentialSource};
 use crate::require::rejection;
@@ -21,13 +22,25 @@ use crate::telemetry::RequestOutcome;
 use crate::{CurrentUser, Session, SessionError, SessionStatus, User};
 
 /// The answer when the data a handler changed could not be saved: `401` if the session
-/// ended meanwhile (the change is gone with it), `503` if the store failed.
+/// ended meanwhile (the change is gone with it), `413` if the store refused it over the
+/// data's limits, `503` if the store failed.
 fn unsaved<B: From<&'static str>>(error: &SessionError) -> Response<B> {
-    if matches!(error, SessionError::Ended) {
-        return rejection(SessionStatus::Anonymous);
+    match error {
+        SessionError::Ended => rejection(SessionStatus::Anonymous),
+        SessionError::Data(DataError::NoRoom) => {
+            let mut response = Response::new(B::from(crate::data::TOO_LARGE_BODY));
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        _ => {
+            tracing::warn!(%error, "session data could not be saved");
+            rejection(SessionStatus::Unavailable)
+        }
     }
-    tracing::warn!(%error, "session data could not be saved");
-    rejection(SessionStatus::Unavailable)
 }
 
 /// The service [`SessionLayer`] wraps around yours.
@@ -169,7 +182,8 @@ type Saving = BoxFuture<'static, Result<(), SessionError>>;
 pin_project! {
     /// Response future of [`SessionService`]: authenticates (when that needs waiting), runs
     /// the inner service's future `F`, saves the session data the handler changed (if it
-    /// did), then writes the `Set-Cookie` the handler's changes call for.
+    /// did, and answered with a status below 400: an error answer stores nothing of the
+    /// request), then writes the `Set-Cookie` the handler's changes call for.
     pub struct ResponseFuture<F>
     where
         F: Future,
@@ -253,7 +267,11 @@ where
                     let Some(session) = this.session.take() else {
                         return Poll::Ready(Ok(response));
                     };
-                    if session.has_unsaved_data() {
+                    // All or nothing: an error answer (4xx, 5xx) keeps none of the request's
+                    // data changes, whatever the handler buffered before it failed.
+                    if session.has_unsaved_data() && response.status().as_u16() >= 400 {
+                        session.discard_data();
+                    } else if session.has_unsaved_data() {
                         let saving = session.clone();
                         *this.session = Some(session);
                         this.state.set(State::Saving {

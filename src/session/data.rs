@@ -1,14 +1,15 @@
 //! What a handler keeps in its session: typed reads of the data the layer loaded with the
 //! record, and writes buffered during the request and saved once, as a patch of the keys that
-//! changed (see [`data`](crate::data)).
+//! changed, all or nothing (see [`data`](crate::data)).
 
 use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Change, Session, SessionError};
+use super::{Session, SessionError};
 use crate::data::{check_key, decode, DataError, SessionData, FLASH_PREFIX};
+use crate::store::DataUpdate;
 
 impl Session {
     /// The value of `key` in the session's data, as a `T`; `None` if there is none. Reads
@@ -51,7 +52,7 @@ impl Session {
         check_key(key)?;
         let state = self.state();
         let current = state.current.as_ref().ok_or(DataError::NoSession)?;
-        Ok(match state.patch.change(key) {
+        Ok(match state.draft.patch().change(key) {
             Some(Some(raw)) => Some(decode(key, raw)?),
             Some(None) => None,
             None => current.record.data.get(key)?,
@@ -67,47 +68,58 @@ impl Session {
         let state = self.state();
         let current = state.current.as_ref().ok_or(DataError::NoSession)?;
         let mut data = current.record.data.clone();
-        data.apply(&state.patch);
+        data.apply(state.draft.patch());
         Ok(data)
     }
 
     /// Sets `key` to `value` in the session's data. Saved when the handler is done (or at
     /// [`save`](Self::save)), as a patch of the keys this request changed: a concurrent
     /// request that changes other keys keeps its change; of the same key, the later save
-    /// wins.
+    /// wins. Costs the key and the value, whatever the session or the request holds.
+    ///
+    /// **All or nothing**: the layer saves the request's changes only if the handler
+    /// answers with a status below 400, and a refused change (an error here or from
+    /// [`remove`](Self::remove)) drops every change of the request, those before it and
+    /// those after it ([`DataError::Abandoned`]): a handler that validates its input as it
+    /// goes never stores half of it.
     ///
     /// # Errors
-    /// [`DataError::NoSession`], [`DataError::InvalidKey`], [`DataError::Encode`], or
-    /// [`DataError::TooLarge`] if the data would pass
-    /// [`max_data_bytes`](crate::SessionLayer::max_data_bytes); nothing changes then.
+    /// [`DataError::NoSession`], [`DataError::InvalidKey`], [`DataError::Encode`],
+    /// [`DataError::NulCharacter`], [`DataError::TooLarge`] or [`DataError::TooManyKeys`]
+    /// if the data would pass [`max_data_bytes`](crate::SessionLayer::max_data_bytes) or
+    /// [`max_data_keys`](crate::SessionLayer::max_data_keys), and
+    /// [`DataError::Abandoned`] after an earlier refusal.
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
-        let limit = self.inner.shared.settings.max_data_bytes;
+        let limits = self.inner.shared.settings.data_limits;
         let mut guard = self.state();
         let state = &mut *guard;
         let current = state.current.as_ref().ok_or(DataError::NoSession)?;
-        let previous = state.patch.change(key).map(|c| c.map(ToOwned::to_owned));
-        state.patch.set(key, value)?;
-        let size = current.record.data.encoded_len_with(&state.patch);
-        if size > limit {
-            state.patch.restore(key, previous);
-            return Err(DataError::TooLarge { size, limit }.into());
-        }
-        self.inner.unsaved.store(true, Ordering::Release);
-        Ok(())
+        let changed = state.draft.set(&current.record.data, key, value, limits);
+        self.buffered(changed)
     }
 
-    /// Removes `key` from the session's data (saved as [`insert`](Self::insert) is).
+    /// Removes `key` from the session's data (saved, all or nothing, as
+    /// [`insert`](Self::insert) is).
     ///
     /// # Errors
-    /// [`DataError::NoSession`] or [`DataError::InvalidKey`].
+    /// [`DataError::NoSession`], [`DataError::InvalidKey`], [`DataError::TooManyKeys`] if
+    /// the request removes more keys than
+    /// [`max_data_keys`](crate::SessionLayer::max_data_keys), [`DataError::Abandoned`]
+    /// after an earlier refusal.
     pub fn remove(&self, key: &str) -> Result<(), SessionError> {
-        let mut state = self.state();
-        if state.current.is_none() {
-            return Err(DataError::NoSession.into());
-        }
-        state.patch.remove(key)?;
-        self.inner.unsaved.store(true, Ordering::Release);
-        Ok(())
+        let limits = self.inner.shared.settings.data_limits;
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let current = state.current.as_ref().ok_or(DataError::NoSession)?;
+        let changed = state.draft.remove(&current.record.data, key, limits);
+        self.buffered(changed)
+    }
+
+    /// Notes the outcome of a change: something to save, or nothing at all any more.
+    fn buffered(&self, changed: Result<(), DataError>) -> Result<(), SessionError> {
+        // The draft dropped every change if this one was refused: nothing left to save.
+        self.inner.unsaved.store(changed.is_ok(), Ordering::Release);
+        Ok(changed?)
     }
 
     /// Keeps a message for the next request that asks for it with
@@ -134,17 +146,28 @@ impl Session {
     }
 
     /// Saves this request's data changes now (the layer does it after the handler
-    /// otherwise). Nothing to save is `Ok`.
+    /// otherwise, when the handler's answer is a success). Nothing to save is `Ok`.
+    ///
+    /// The store checks the limits again, atomically with the write, against what
+    /// concurrent requests stored since this one loaded the session.
     ///
     /// A pre-migration (legacy) session holds no data: it is first moved to a session of the
     /// layer's context, under a new id ([`rotate`](Self::rotate)).
     ///
     /// # Errors
-    /// [`SessionError::Ended`] if the session was logged out, revoked or expired meanwhile:
-    /// nothing was written, the request is anonymous from here on and its cookie is removed;
-    /// [`SessionError::Store`] if the store failed (the changes may or may not be stored).
+    /// [`SessionError::Ended`] if the session was logged out, revoked, expired or rotated
+    /// by another request meanwhile: nothing was written and the request is anonymous from
+    /// here on. The cookie is left as it is: a concurrent rotation may have handed the
+    /// browser a new id already, which a removal would delete (see
+    /// [`rotate`](Self::rotate)). [`DataError::NoRoom`] if the store refused the changes
+    /// over a limit, [`DataError::Abandoned`] if a refused change abandoned them (nothing
+    /// written in either case); [`SessionError::Store`] if the store failed (the changes
+    /// may or may not be stored).
     pub async fn save(&self) -> Result<(), SessionError> {
         if !self.inner.unsaved.swap(false, Ordering::AcqRel) {
+            if self.state().draft.is_abandoned() {
+                return Err(DataError::Abandoned.into());
+            }
             return Ok(());
         }
         if self.state().current.as_ref().is_some_and(|c| c.legacy) {
@@ -156,32 +179,39 @@ impl Session {
                 return Ok(());
             };
             let id = current.id.clone();
-            (id, std::mem::take(&mut state.patch))
+            (id, state.draft.take())
         };
         if patch.is_empty() {
             return Ok(());
         }
         let shared = &self.inner.shared;
         let now = self.now();
-        let saved = shared
+        let limits = shared.settings.data_limits;
+        let outcome = shared
             .store
-            .update_data(&shared.context, &id, &patch, now)
+            .update_data(&shared.context, &id, &patch, limits, now)
             .await?;
         let mut state = self.state();
         let same = state.current.as_ref().is_some_and(|c| c.id == id);
-        if saved {
-            if let Some(current) = state.current.as_mut().filter(|_| same) {
-                current.record.to_mut().data.apply(&patch);
+        match outcome {
+            DataUpdate::Applied => {
+                if let Some(current) = state.current.as_mut().filter(|_| same) {
+                    current.record.to_mut().data.apply(&patch);
+                }
+                Ok(())
             }
-            return Ok(());
+            DataUpdate::OverLimit => {
+                tracing::info!(context = %shared.context, "session data over its limit in the store: the request's changes not saved");
+                Err(DataError::NoRoom.into())
+            }
+            DataUpdate::NotLive => {
+                tracing::info!(context = %shared.context, "data of a session that ended meanwhile not saved");
+                if same {
+                    state.current = None;
+                }
+                Err(SessionError::Ended)
+            }
         }
-        tracing::info!(context = %shared.context, "data of a session that ended meanwhile not saved");
-        if same {
-            state.current = None;
-            drop(state);
-            self.set_change(Change::Removed);
-        }
-        Err(SessionError::Ended)
     }
 
     /// Whether the request changed data that is not saved yet.
@@ -189,10 +219,11 @@ impl Session {
         self.inner.unsaved.load(Ordering::Acquire)
     }
 
-    /// Forgets this request's unsaved changes (the session they were for is gone).
-    pub(super) fn discard_data(&self) {
+    /// Forgets this request's unsaved changes: the session they were for is gone, or the
+    /// handler's answer was an error (all or nothing).
+    pub(crate) fn discard_data(&self) {
         self.inner.unsaved.store(false, Ordering::Release);
-        self.state().patch = Default::default();
+        self.state().draft.clear(false);
     }
 }
 

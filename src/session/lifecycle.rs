@@ -133,8 +133,14 @@ impl Session {
     ///
     /// The move is atomic in the store with respect to logout and revocation: if the
     /// session was ended while the request ran (a logout from another tab, an admin's
-    /// revoke-all), nothing is written, the request is anonymous from here on, its cookie is
-    /// removed, and the answer is [`SessionError::Ended`].
+    /// revoke-all, a rotation by another request), nothing is written, the request is
+    /// anonymous from here on, and the answer is [`SessionError::Ended`].
+    ///
+    /// Such a request never removes the cookie. It cannot tell a session that ended from one
+    /// that lives on under a new id: when another request of the same browser rotated it
+    /// (say "sign out other devices" in another tab), that response may already have
+    /// handed the browser the new id, and a removal arriving after it would sign the
+    /// browser out. A cookie left behind for a session that did end authenticates nobody.
     ///
     /// # Errors
     /// [`SessionError::Ended`] as above; otherwise as [`Session::login`].
@@ -173,8 +179,8 @@ impl Session {
         };
         let Some(record) = moved else {
             tracing::info!(context = %context, "rotation of a session that ended meanwhile refused");
+            // No cookie removal: see above.
             self.state().current = None;
-            self.set_change(Change::Removed);
             return Err(SessionError::Ended);
         };
         shared.emit(

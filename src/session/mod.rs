@@ -19,7 +19,7 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::HeaderValue;
 use uuid::Uuid;
 
-use crate::data::{DataError, DataPatch};
+use crate::data::{DataError, Draft};
 use crate::extract::CredentialSource;
 use crate::id::RandomError;
 use crate::policy::Settings;
@@ -103,8 +103,10 @@ pub enum SessionError {
     /// No id could be generated.
     #[error(transparent)]
     Random(#[from] RandomError),
-    /// The session was logged out, revoked or expired while the request ran, so it could not
-    /// be rotated; nothing was written and the request is anonymous from here on (`401`).
+    /// The session was logged out, revoked, expired or rotated by another request while
+    /// this one ran, so it could not be rotated nor its data saved; nothing was written and
+    /// the request is anonymous from here on (`401`, the cookie left as it is: see
+    /// [`Session::rotate`]).
     #[error("the session ended while the request ran")]
     Ended,
     /// The user already has the most sessions the layer allows in this context and the
@@ -156,7 +158,7 @@ struct Inner {
     /// Set whenever `state.change` is: most requests change nothing, and the response path
     /// then needs no lock.
     changed: AtomicBool,
-    /// Set while `state.patch` holds changes not saved yet.
+    /// Set while `state.draft` holds changes not saved yet.
     unsaved: AtomicBool,
 }
 
@@ -164,7 +166,7 @@ struct State {
     current: Option<Current>,
     change: Change,
     /// This request's data changes, saved after the handler.
-    patch: DataPatch,
+    draft: Draft,
 }
 
 struct Current {
@@ -290,7 +292,7 @@ impl Session {
                 state: Mutex::new(State {
                     current,
                     change: Change::None,
-                    patch: DataPatch::new(),
+                    draft: Draft::default(),
                 }),
                 changed: AtomicBool::new(false),
                 unsaved: AtomicBool::new(false),

@@ -26,6 +26,14 @@
 //!   meanwhile ends the session under either id); `delete_user_sessions` ends every session
 //!   of the user in the scope that exists when it starts, and any that a concurrent `rotate`
 //!   creates.
+//! - **Data limits.** `update_data` enforces its [`DataLimits`] where the data is stored,
+//!   atomically with the write (memory under its lock, Redis inside the script, PostgreSQL
+//!   in the `UPDATE`'s condition; decorators on the store that decides): it measures the data
+//!   as it is stored *with* the patch, and applies the patch only if
+//!   [`DataLimits::admits`] the change, else answers [`DataUpdate::OverLimit`] and changes
+//!   nothing. So no interleaving of any number of writers stores more than the limits, and
+//!   data written past them by another writer can shrink but never grow. Its cost is
+//!   bounded by the stored record (which the limits bound) and the patch.
 //! - **Failures.** A backend that fails or does not answer in time is a [`StoreError`], never
 //!   a panic and never "not found": the layer makes such a request unauthenticated and
 //!   routes that require a user answer `503` (with `Retry-After: 1`). "Not found" (`None`,
@@ -62,7 +70,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::data::DataPatch;
+use crate::data::{DataLimits, DataPatch};
 
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -138,6 +146,19 @@ pub(crate) async fn timed<T, E>(
         Ok(result) => result.map_err(error),
         Err(_) => Err(StoreError::Timeout { backend }),
     }
+}
+
+/// What [`SessionStore::update_data`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataUpdate {
+    /// The patch is applied.
+    Applied,
+    /// The session is not live (never was, ended, expired, or moved to another id): nothing
+    /// was written.
+    NotLive,
+    /// With the patch, the stored data would pass its [`DataLimits`] (and grow): nothing was
+    /// written (`413`).
+    OverLimit,
 }
 
 /// Which sessions of a user an operation covers.
@@ -236,15 +257,18 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Applies `patch` to the [data](crate::data) of the live session `id` in `context`,
     /// atomically (see the [contract](self)): the keys it sets are set, those it removes are
-    /// gone, every other key and field stays as stored, and the expiry does not move.
-    /// `false` if the session is not live at `now`: nothing is written.
+    /// gone, every other key and field stays as stored, and the expiry does not move, if
+    /// the data with the patch is within `limits` (checked in the same atomic step).
+    /// [`DataUpdate::NotLive`] if the session is not live at `now`,
+    /// [`DataUpdate::OverLimit`] if the limits refuse it: nothing is written then.
     fn update_data<'a>(
         &'a self,
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>>;
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>>;
 
     /// Moves the session's `expires_at` (and its TTL with it) to `expires_at`. `false` if the
     /// session is not live at `now`; never resurrects a deleted session.
@@ -444,9 +468,10 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        (**self).update_data(context, id, patch, now)
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
+        (**self).update_data(context, id, patch, limits, now)
     }
 
     fn extend<'a>(

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, LegacySessions, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+    Capabilities, DataUpdate, LegacySessions, ListedSession, Scope, SessionStore, StoreError,
+    StoreFuture,
 };
-use crate::data::DataPatch;
+use crate::data::{DataLimits, DataPatch};
 use crate::{AppContext, SessionId, SessionRecord};
 
 /// Serves every read from `primary` (memory) and writes through to `warm` (the real
@@ -117,11 +118,22 @@ impl SessionStore for WriteThroughStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
+        // The primary decides, limits included; the warm copy follows only what it applied.
         StoreFuture::new(async move {
-            let updated = self.primary.update_data(context, id, patch, now).await?;
-            Self::warm_result(self.warm.update_data(context, id, patch, now).await);
+            let updated = self
+                .primary
+                .update_data(context, id, patch, limits, now)
+                .await?;
+            if updated == DataUpdate::Applied {
+                let warm = self.warm.update_data(context, id, patch, limits, now).await;
+                if let Ok(refused @ (DataUpdate::NotLive | DataUpdate::OverLimit)) = warm {
+                    tracing::debug!(context = %context, ?refused, "the warm store did not take a data patch the primary applied");
+                }
+                Self::warm_result(warm);
+            }
             Ok(updated)
         })
     }

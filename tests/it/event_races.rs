@@ -68,9 +68,10 @@ impl SessionStore for DeletesInPairs {
         c: &'a AppContext,
         id: &'a SessionId,
         patch: &'a tower_app_sessions::data::DataPatch,
+        limits: tower_app_sessions::data::DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        self.inner.update_data(c, id, patch, now)
+    ) -> StoreFuture<'a, Result<tower_app_sessions::store::DataUpdate, StoreError>> {
+        self.inner.update_data(c, id, patch, limits, now)
     }
     fn extend<'a>(
         &'a self,

@@ -1100,9 +1100,10 @@ mod paused_load {
             c: &'a AppContext,
             id: &'a SessionId,
             patch: &'a tower_app_sessions::data::DataPatch,
+            limits: tower_app_sessions::data::DataLimits,
             now: i64,
-        ) -> StoreFuture<'a, Result<bool, StoreError>> {
-            self.inner.update_data(c, id, patch, now)
+        ) -> StoreFuture<'a, Result<tower_app_sessions::store::DataUpdate, StoreError>> {
+            self.inner.update_data(c, id, patch, limits, now)
         }
         fn rotate<'a>(
             &'a self,

@@ -5,8 +5,10 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::{Capabilities, ListedSession, Scope, SessionStore, StoreError, StoreFuture};
-use crate::data::DataPatch;
+use super::{
+    Capabilities, DataUpdate, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+};
+use crate::data::{DataLimits, DataPatch};
 use crate::record::now_ms;
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
@@ -26,8 +28,10 @@ const SWEEP_INTERVAL_MS: i64 = 30_000;
 /// of sessions (a new one then evicts those closest to expiry, that is the least recently
 /// used ones, since every use slides the expiry), and the layer's
 /// [`max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user) caps each user's.
-/// A session costs about 440 bytes of heap at most with a 100-byte user agent (ids are
-/// stored once, shared by the map and the per-user index; user agents are cut to 512 bytes).
+/// A session costs about 470 bytes of heap at most with a 100-byte user agent and no data
+/// (ids are stored once, shared by the map and the per-user index; user agents are cut to
+/// 512 bytes); its data adds what it holds, which the layer's limits bound (16 KiB of JSON
+/// and 256 keys by default), enforced here under the lock.
 ///
 /// ```
 /// use tower_app_sessions::MemoryStore;
@@ -354,14 +358,22 @@ impl SessionStore for MemoryStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        // Under the lock: a concurrent patch is applied before or after this one, key by key.
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
+        // Under the lock: a concurrent patch is applied before or after this one, key by key,
+        // and each is measured against the data the other left. The data keeps its size, so
+        // measuring costs the patch's keys only.
         self.metrics.ready(StoreOp::UpdateData, || {
             Ok(self.write(|s| {
-                s.live_mut(context, id, now)
-                    .map(|r| r.data.apply(patch))
-                    .is_some()
+                let Some(record) = s.live_mut(context, id, now) else {
+                    return DataUpdate::NotLive;
+                };
+                if !limits.admits(record.data.size(), record.data.size_with(patch)) {
+                    return DataUpdate::OverLimit;
+                }
+                record.data.apply(patch);
+                DataUpdate::Applied
             }))
         })
     }

@@ -19,12 +19,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DurableRecords, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+    Capabilities, DataUpdate, DurableRecords, ListedSession, Scope, SessionStore, StoreError,
+    StoreFuture,
 };
-use crate::data::DataPatch;
+use crate::data::{DataLimits, DataPatch};
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
+mod data;
 mod joined;
 mod legacy;
 mod maintenance;
@@ -269,37 +271,6 @@ impl PgSessionStore {
         }
     }
 
-    /// Merges the patch into `data` in one statement: concurrent patches of other keys keep
-    /// their change (the row lock orders them); a `data` that is not an object is replaced.
-    async fn patch_data(
-        &self,
-        context: &AppContext,
-        id: &SessionId,
-        patch: &DataPatch,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let label = pg_context(context)?;
-        let removes: Vec<&str> = patch.removes().collect();
-        let done = timed(
-            self.timeout,
-            sqlx::query(
-                "UPDATE sessions SET data = NULLIF( \
-                   (CASE WHEN jsonb_typeof(data) = 'object' THEN data ELSE '{}'::jsonb END \
-                    || $3::jsonb) - $4::text[], '{}'::jsonb) \
-                 WHERE id = $1 AND application_context = $2::\"ApplicationType\" \
-                 AND NOT revoked AND expires_at > $5",
-            )
-            .bind(id.as_str())
-            .bind(label)
-            .bind(patch.sets_json())
-            .bind(&removes)
-            .bind(to_time(now)?)
-            .execute(&self.pool),
-        )
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn revoke(&self, context: &AppContext, id: &SessionId) -> Result<bool, StoreError> {
         let label = pg_context(context)?;
         let done = timed(
@@ -515,11 +486,12 @@ impl SessionStore for PgSessionStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
         self.metrics.pending(
             StoreOp::UpdateData,
-            self.patch_data(context, id, patch, now),
+            self.patch_data(context, id, patch, limits, now),
         )
     }
 

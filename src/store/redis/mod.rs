@@ -29,10 +29,10 @@ use futures_util::future::{join, join_all};
 use uuid::Uuid;
 
 use super::{
-    Capabilities, KnownDeletions, LegacySessions, ListedSession, Scope, SessionStore, StoreError,
-    StoreFuture,
+    Capabilities, DataUpdate, KnownDeletions, LegacySessions, ListedSession, Scope, SessionStore,
+    StoreError, StoreFuture,
 };
-use crate::data::DataPatch;
+use crate::data::{DataLimits, DataPatch};
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -211,33 +211,44 @@ impl RedisStore {
         Ok(true)
     }
 
-    /// Applies `patch` to the record's data in one script (`scripts/data_patch.lua`).
+    /// Applies `patch` to the record's data in one script (`scripts/data_patch.lua`), which
+    /// enforces `limits` on the data as stored.
     async fn patch_data(
         &self,
         context: &AppContext,
         id: &SessionId,
         patch: &DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<DataUpdate, StoreError> {
         let script = self.scripts.data_patch.clone();
         let key = keys::session(context, id);
         let sets = patch.sets_json();
         let removes: Vec<String> = patch.removes().map(str::to_owned).collect();
-        let applied: i64 = self
+        let answer: i64 = self
             .redis
             .run(|mut c| async move {
                 let mut invocation = script.key(key);
-                invocation.arg(now).arg(sets);
+                invocation
+                    .arg(now)
+                    .arg(limits.max_bytes)
+                    .arg(limits.max_keys)
+                    .arg(sets);
                 for key in removes {
                     invocation.arg(key);
                 }
                 invocation.invoke_async(&mut c).await
             })
             .await?;
-        if applied < 0 {
-            tracing::warn!(context = %context, "unparseable session record: data not written");
-        }
-        Ok(applied == 1)
+        Ok(match answer {
+            1 => DataUpdate::Applied,
+            -2 => DataUpdate::OverLimit,
+            -1 => {
+                tracing::warn!(context = %context, "unparseable session record: data not written");
+                DataUpdate::NotLive
+            }
+            _ => DataUpdate::NotLive,
+        })
     }
 
     /// Moves `old` to `new`: see [`SessionStore::rotate`]. A key cannot be renamed across
@@ -429,11 +440,12 @@ impl SessionStore for RedisStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
         self.metrics.pending(
             StoreOp::UpdateData,
-            self.patch_data(context, id, patch, now),
+            self.patch_data(context, id, patch, limits, now),
         )
     }
 

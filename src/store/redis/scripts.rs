@@ -8,7 +8,7 @@
 //! | `extend.lua` | the session key | the sliding expiry: `expires_at` in the JSON and the TTL together, never recreating a deleted key |
 //! | `index_add.lua` | the user's index | add or move one member, drop dead ones, expire with the last session (an index of another type is replaced) |
 //! | `count_revocation.lua` | the user's revocation count | `INCR` and `PEXPIRE` together (a key that holds no count is replaced) |
-//! | `data_patch.lua` | the session key | set and remove keys of the record's `data`, copying every other byte, keeping the TTL |
+//! | `data_patch.lua` | the session key | set and remove keys of the record's `data` (compared decoded), copying every other byte, keeping the TTL, within the data's limits |
 //! | `migrate_legacy.lua` | a legacy key, its web key, the user's index (one server only) | copy (and, moving, delete) one legacy session atomically, with its TTL, into the index |
 //! | `set_aside.lua` | a legacy key (and, on one server, its quarantine key) | rename a non-record to its quarantine key, or delete it, only if it still holds what was read |
 

@@ -7,16 +7,18 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DurableRecords, LegacySessions, ListedSession, Scope, SessionStore, StoreError,
-    StoreFuture,
+    Capabilities, DataUpdate, DurableRecords, LegacySessions, ListedSession, Scope, SessionStore,
+    StoreError, StoreFuture,
 };
-use crate::data::DataPatch;
+use crate::data::{DataLimits, DataPatch};
 use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
 mod capabilities;
+mod live;
 mod validations;
 
+use live::LiveChange;
 use validations::Validations;
 
 /// Validations remembered by default (see [`TieredStore::max_validations`]).
@@ -376,30 +378,40 @@ impl TieredStore {
     /// lacks is refilled, changed, from the durable store). A session the durable store
     /// never held (a Redis-only app's) is the fast store's alone; one it holds but refuses
     /// (revoked, expired) ends, and its fast copy goes.
-    async fn change_live<'s>(
+    ///
+    /// The durable store's answer is the answer: a data patch it refuses over the limits
+    /// ([`DataUpdate::OverLimit`]) changes neither store, and one it applies is applied to
+    /// the fast copy too, which may refuse it only if it differs (then it is refreshed, as
+    /// after a failure).
+    async fn change_live<'s, T: LiveChange>(
         &'s self,
         context: &'s AppContext,
         id: &'s SessionId,
         now: i64,
-        change: impl Fn(&'s dyn SessionStore) -> StoreFuture<'s, Result<bool, StoreError>>,
-    ) -> Result<bool, StoreError> {
+        change: impl Fn(&'s dyn SessionStore) -> StoreFuture<'s, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let Some(durable) = self.durable_for(context) else {
             return change(self.fast.as_ref()).await;
         };
-        if !change(durable).await? {
+        let decided = change(durable).await?;
+        if decided.is_not_live() {
             if !self.durable_holds(context, id, now).await? {
                 // A Redis-only app's session: the fast store is its authority.
                 return change(self.fast.as_ref()).await;
             }
             self.forget(context, id);
             self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
-            return Ok(false);
+            return Ok(decided);
+        }
+        if !decided.is_applied() {
+            // Refused by the authority: nothing changed, the fast copy stays as it is.
+            return Ok(decided);
         }
         match change(self.fast.as_ref()).await {
-            Ok(true) => {}
-            // No fast copy to change, or the change failed: the next read revalidates against
-            // the durable record at once and refreshes a copy that differs. (Deleting the
-            // copy instead would read as a logout by a Redis-only app.)
+            Ok(outcome) if outcome.is_applied() => {}
+            // No fast copy to change, a copy that refused it, or the change failed: the next
+            // read revalidates against the durable record at once and refreshes a copy that
+            // differs. (Deleting the copy instead would read as a logout by a Redis-only app.)
             outcome => {
                 if let Err(error) = outcome {
                     tracing::warn!(context = %context, %error, "fast session store write failed; the next read revalidates");
@@ -407,7 +419,7 @@ impl TieredStore {
                 self.forget(context, id);
             }
         }
-        Ok(true)
+        Ok(decided)
     }
 
     async fn revoke_user(
@@ -499,10 +511,11 @@ impl SessionStore for TieredStore {
         context: &'a AppContext,
         id: &'a SessionId,
         patch: &'a DataPatch,
+        limits: DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
         StoreFuture::new(self.change_live(context, id, now, move |store| {
-            store.update_data(context, id, patch, now)
+            store.update_data(context, id, patch, limits, now)
         }))
     }
 

@@ -90,9 +90,10 @@ async fn contexts_the_durable_store_cannot_hold_stay_in_the_fast_store() {
             c: &'a AppContext,
             id: &'a SessionId,
             patch: &'a crate::data::DataPatch,
+            limits: crate::data::DataLimits,
             now: i64,
-        ) -> StoreFuture<'a, Result<bool, StoreError>> {
-            self.0.update_data(c, id, patch, now)
+        ) -> StoreFuture<'a, Result<crate::store::DataUpdate, StoreError>> {
+            self.0.update_data(c, id, patch, limits, now)
         }
         fn rotate<'a>(
             &'a self,

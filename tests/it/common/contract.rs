@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use tower_app_sessions::data::DataPatch;
+use tower_app_sessions::data::{DataLimits, DataPatch, SessionData};
 use tower_app_sessions::record::now_ms;
+use tower_app_sessions::store::DataUpdate::{Applied, NotLive, OverLimit};
 use tower_app_sessions::{
     AppContext, Scope, SessionId, SessionMetadata, SessionRecord, SessionStore,
 };
@@ -119,11 +120,21 @@ pub async fn store_contract_with(
     let mut change = DataPatch::new();
     change.set("language", "ru").unwrap();
     change.remove("cart").unwrap();
-    assert!(!store
-        .update_data(&admin, &holder, &change, t)
-        .await
-        .unwrap());
-    assert!(store.update_data(&web, &holder, &change, t).await.unwrap());
+    let limits = DataLimits::default();
+    assert_eq!(
+        store
+            .update_data(&admin, &holder, &change, limits, t)
+            .await
+            .unwrap(),
+        NotLive
+    );
+    assert_eq!(
+        store
+            .update_data(&web, &holder, &change, limits, t)
+            .await
+            .unwrap(),
+        Applied
+    );
     let updated = store.load(&web, &holder, t).await.unwrap().unwrap();
     let mut expected = with_data.clone();
     expected.data.apply(&change);
@@ -139,7 +150,13 @@ pub async fn store_contract_with(
     for key in ["theme", "pi", "language"] {
         clear.remove(key).unwrap();
     }
-    assert!(store.update_data(&web, &holder, &clear, t).await.unwrap());
+    assert_eq!(
+        store
+            .update_data(&web, &holder, &clear, limits, t)
+            .await
+            .unwrap(),
+        Applied
+    );
     assert!(store
         .load(&web, &holder, t)
         .await
@@ -147,7 +164,13 @@ pub async fn store_contract_with(
         .unwrap()
         .data
         .is_empty());
-    assert!(store.update_data(&web, &holder, &first, t).await.unwrap());
+    assert_eq!(
+        store
+            .update_data(&web, &holder, &first, limits, t)
+            .await
+            .unwrap(),
+        Applied
+    );
     let slid = rec_expiry_plus(&with_data, 10_000);
     assert!(store.extend(&web, &holder, slid, t).await.unwrap());
     let extended = store.load(&web, &holder, t).await.unwrap().unwrap();
@@ -171,15 +194,22 @@ pub async fn store_contract_with(
             .data,
         with_data.data
     );
-    assert!(
-        !store.update_data(&web, &holder, &change, t).await.unwrap(),
+    assert_eq!(
+        store
+            .update_data(&web, &holder, &change, limits, t)
+            .await
+            .unwrap(),
+        NotLive,
         "the old id took data"
     );
     assert!(store.delete(&web, &rotated_holder, t).await.unwrap());
-    assert!(!store
-        .update_data(&web, &rotated_holder, &change, t)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .update_data(&web, &rotated_holder, &change, limits, t)
+            .await
+            .unwrap(),
+        NotLive
+    );
     assert_eq!(
         store.load(&web, &rotated_holder, t).await.unwrap(),
         None,
@@ -190,11 +220,16 @@ pub async fn store_contract_with(
         .save(&web, &expiring_data, &with_data, t)
         .await
         .unwrap();
-    assert!(!store
-        .update_data(&web, &expiring_data, &change, with_data.expires_at)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .update_data(&web, &expiring_data, &change, limits, with_data.expires_at)
+            .await
+            .unwrap(),
+        NotLive
+    );
     store.delete(&web, &expiring_data, t).await.unwrap();
+
+    data_limits(store, user, t).await;
 
     // user agents (and client addresses) are stored cut to their maximum, whatever a caller
     // put in the record
@@ -376,6 +411,138 @@ pub async fn store_contract_with(
         .unwrap()
         .is_empty());
     store.delete(&web, &others, t).await.unwrap();
+}
+
+/// The data limits: a patch is applied only if the data it leaves, as stored, is within
+/// both limits (bytes of its compact JSON, keys), measured alike on every store; data past
+/// them (written so by another writer) may shrink but not grow; a refused patch changes
+/// nothing.
+async fn data_limits(store: &dyn SessionStore, user: Uuid, t: i64) {
+    let web = AppContext::Web;
+    let minute = Duration::from_secs(60);
+    let fresh = |data: &str| {
+        let mut rec = record(user, t, minute);
+        rec.data = SessionData::from_json(data);
+        rec
+    };
+    let patch = |sets: &[(&str, serde_json::Value)], removes: &[&str]| {
+        let mut patch = DataPatch::new();
+        for (key, value) in sets {
+            patch.set(key, value).unwrap();
+        }
+        for key in removes {
+            patch.remove(key).unwrap();
+        }
+        patch
+    };
+
+    // The measure is the same everywhere: data of exactly the limit is stored, one byte
+    // less refuses it. (Nested values, strings with `,` and `:`, escapes: PostgreSQL's
+    // `jsonb` writes them with spaces, which do not count.)
+    let start = r#"{"cart":[1,{"sku":"a b"},[]],"q":"x, y: "z""}"#;
+    let add = patch(
+        &[(
+            "n",
+            serde_json::json!({"k": [1, 2, {"d": "é
+"}]}),
+        )],
+        &["q"],
+    );
+    let mut expected = SessionData::from_json(start);
+    expected.apply(&add);
+    let exact = expected.size();
+    assert_eq!(exact.bytes, expected.to_json().len());
+    for (max_bytes, outcome) in [(exact.bytes - 1, OverLimit), (exact.bytes, Applied)] {
+        let id = SessionId::generate().unwrap();
+        store.save(&web, &id, &fresh(start), t).await.unwrap();
+        let limits = DataLimits::new(max_bytes, 10);
+        assert_eq!(
+            store.update_data(&web, &id, &add, limits, t).await.unwrap(),
+            outcome,
+            "limit {max_bytes} for data of {} bytes",
+            exact.bytes
+        );
+        let after = stored(store, &id, t).await;
+        let want = if outcome == Applied {
+            &expected
+        } else {
+            &SessionData::from_json(start)
+        };
+        assert_eq!(
+            &after, want,
+            "limit {max_bytes}: the data is not what the outcome says"
+        );
+        assert!(after.size().bytes <= max_bytes.max(SessionData::from_json(start).size().bytes));
+        store.delete(&web, &id, t).await.unwrap();
+    }
+
+    // Keys: at most `max_keys`; replacing a key is not adding one.
+    let id = SessionId::generate().unwrap();
+    store
+        .save(&web, &id, &fresh(r#"{"a":1,"b":2}"#), t)
+        .await
+        .unwrap();
+    let three = DataLimits::new(1000, 3);
+    let outcomes = [
+        (patch(&[("c", 3.into())], &[]), Applied),
+        (patch(&[("d", 4.into())], &[]), OverLimit),
+        (patch(&[("a", 10.into()), ("b", 20.into())], &[]), Applied),
+        (patch(&[("d", 4.into())], &["c"]), Applied),
+    ];
+    for (i, (change, outcome)) in outcomes.iter().enumerate() {
+        assert_eq!(
+            store
+                .update_data(&web, &id, change, three, t)
+                .await
+                .unwrap(),
+            *outcome,
+            "step {i}"
+        );
+    }
+    assert_eq!(
+        stored(store, &id, t).await,
+        SessionData::from_json(r#"{"a":10,"b":20,"d":4}"#)
+    );
+    store.delete(&web, &id, t).await.unwrap();
+
+    // Data past the limits (another writer's): growth is refused, shrinking goes through.
+    let id = SessionId::generate().unwrap();
+    let big = format!(
+        r#"{{"a":"{}","b":"{}","c":1}}"#,
+        "x".repeat(600),
+        "y".repeat(600)
+    );
+    store.save(&web, &id, &fresh(&big), t).await.unwrap();
+    let small = DataLimits::new(500, 2);
+    let outcomes = [
+        (patch(&[("c", 2.into())], &[]), Applied),
+        (patch(&[("c", "longer".into())], &[]), OverLimit),
+        (patch(&[("d", 1.into())], &["c"]), Applied),
+        (patch(&[("e", 1.into())], &[]), OverLimit),
+        (patch(&[], &["a"]), Applied),
+        (patch(&[("b", "short".into())], &[]), Applied),
+        (patch(&[("b", "x".repeat(500).into())], &[]), OverLimit),
+    ];
+    for (i, (change, outcome)) in outcomes.iter().enumerate() {
+        assert_eq!(
+            store
+                .update_data(&web, &id, change, small, t)
+                .await
+                .unwrap(),
+            *outcome,
+            "step {i}"
+        );
+    }
+    assert_eq!(
+        stored(store, &id, t).await,
+        SessionData::from_json(r#"{"b":"short","d":1}"#)
+    );
+    store.delete(&web, &id, t).await.unwrap();
+}
+
+async fn stored(store: &dyn SessionStore, id: &SessionId, t: i64) -> SessionData {
+    let record = store.load(&AppContext::Web, id, t).await.unwrap();
+    record.expect("a live session").data
 }
 
 /// The fast path's half of the contract: a store in process (or a decorator around one)

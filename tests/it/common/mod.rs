@@ -116,9 +116,14 @@ impl SessionStore for CountingStore {
         c: &'a AppContext,
         id: &'a SessionId,
         patch: &'a tower_app_sessions::data::DataPatch,
+        limits: tower_app_sessions::data::DataLimits,
         now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        guarded!(self, true, self.inner.update_data(c, id, patch, now))
+    ) -> StoreFuture<'a, Result<tower_app_sessions::store::DataUpdate, StoreError>> {
+        guarded!(
+            self,
+            true,
+            self.inner.update_data(c, id, patch, limits, now)
+        )
     }
     fn rotate<'a>(
         &'a self,

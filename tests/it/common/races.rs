@@ -113,7 +113,7 @@ pub async fn rotation_racing(
 }
 
 /// A rotation or a data save held while `ender` ends the session writes nothing: the held
-/// request gets `401` and a cookie removal, neither the old nor any new id authenticates,
+/// request gets `401` without a cookie removal, neither the old nor any new id authenticates,
 /// the old id is not revived, and the user has no live session in the store. `app` is
 /// `routes(gate)` under a layer of `sessions`' web context (default cookie name).
 pub async fn held_racing(
@@ -162,9 +162,10 @@ pub async fn held_racing(
         (401, UNAUTHORIZED_BODY),
         "{ender:?}: {held:?} of an ended session succeeded"
     );
-    assert_eq!(reply.set_cookies.len(), 1, "{ender:?}");
+    // No cookie removal: the request cannot tell an ended session from one rotated by
+    // another request, whose new cookie a removal would delete.
     assert!(
-        reply.set_cookies[0].contains("Max-Age=0"),
+        reply.set_cookies.is_empty(),
         "{ender:?}: {:?}",
         reply.set_cookies
     );

@@ -2,10 +2,18 @@
 //! patches of the keys that changed, never by rewriting the whole record.
 //!
 //! - [`SessionData`]: a session's keys and their JSON values, kept as the JSON text they were
-//!   stored as (so a write of one key leaves every other key byte for byte as it was);
+//!   stored as, whitespace between tokens dropped (numbers keep their digits; a store's
+//!   write of one key leaves every other key as it was);
 //! - [`DataPatch`]: the keys one request set or removed, what a store applies atomically with
 //!   [`SessionStore::update_data`](crate::SessionStore::update_data);
-//! - the rules for keys ([`check_key`]) and the size limit ([`DEFAULT_MAX_DATA_BYTES`]).
+//! - the rules for keys ([`check_key`]) and the limits ([`DataLimits`]: 16 KiB of compact
+//!   JSON and 256 keys by default), which every store enforces where the data is stored,
+//!   atomically with each change: no interleaving of requests stores more (see
+//!   [the measure](size#the-measure) and [the rule](size#the-rule)).
+//!
+//! A request's changes are all or nothing: the layer saves them only when the handler's
+//! answer is a success (a status below 400), and a change that is refused (a bad key or
+//! value, a limit) abandons every change of the request, so none of it is saved.
 //!
 //! Handlers use the [`Session`](crate::Session) handle: `get`, `insert`, `remove`, `flash`,
 //! `take_flash`.
@@ -30,12 +38,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+mod draft;
+pub mod size;
+
+pub(crate) use draft::Draft;
+use size::{compacted, member_len};
+pub use size::{DataLimits, DataSize, DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_DATA_KEYS};
+
+/// The body of the `413` answered when session data passes a limit.
+pub(crate) const TOO_LARGE_BODY: &str = r#"{"error":"session_data_too_large"}"#;
+
 /// The longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 128;
-
-/// The default limit of a session's data, in bytes of its JSON object (16 KiB); see
-/// [`SessionLayer::max_data_bytes`](crate::SessionLayer::max_data_bytes).
-pub const DEFAULT_MAX_DATA_BYTES: usize = 16 * 1024;
 
 /// The prefix of the keys that hold flash messages (`flash.<key>`).
 pub(crate) const FLASH_PREFIX: &str = "flash.";
@@ -59,6 +73,23 @@ pub enum DataError {
         /// The layer's limit.
         limit: usize,
     },
+    /// The data would hold more keys than the layer allows, or the request removes more
+    /// keys than a session can hold (`413`).
+    #[error("session data would have {keys} keys, more than the {limit} allowed")]
+    TooManyKeys {
+        /// Keys with the change (or keys removed by the request).
+        keys: usize,
+        /// The layer's limit.
+        limit: usize,
+    },
+    /// The store refused the request's changes: with what other requests stored since this
+    /// one loaded the session, they would pass a limit (`413`). Nothing was written.
+    #[error("session data limit reached in the store: the changes were not saved")]
+    NoRoom,
+    /// An earlier change in this request was refused, so none of the request's changes is
+    /// saved, this one included (all or nothing) (`422`).
+    #[error("an earlier session data change of this request was refused: nothing is saved")]
+    Abandoned,
     /// The value could not be serialized to JSON (a map with non-string keys, a failing
     /// `Serialize` impl) (`422`).
     #[error("session data value could not be encoded: {0}")]
@@ -101,12 +132,44 @@ pub fn check_key(key: &str) -> Result<(), DataError> {
 
 type Values = BTreeMap<String, Box<RawValue>>;
 
-/// A session's data: keys to JSON values, each kept as the JSON text it was stored as.
+/// A session's data: keys to JSON values, each kept as the JSON text it was stored as
+/// (without whitespace between tokens).
 ///
 /// Cloning is cheap (the map is shared); a record carries its data wherever it goes, so
-/// reading a key costs no round trip. `Debug` shows the keys only: values may be personal.
+/// reading a key costs no round trip. Its [size](Self::size) is kept with it, so measuring
+/// costs nothing. `Debug` shows the keys only: values may be personal.
 #[derive(Clone, Default)]
-pub struct SessionData(Arc<Values>);
+pub struct SessionData(Arc<Stored>);
+
+#[derive(Clone)]
+struct Stored {
+    values: Values,
+    size: DataSize,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Self {
+            values: Values::new(),
+            size: DataSize::EMPTY,
+        }
+    }
+}
+
+impl Stored {
+    fn new(mut values: Values) -> Self {
+        let mut size = DataSize::EMPTY;
+        for (key, value) in &mut values {
+            // PostgreSQL's `jsonb` gives `[1, 2]` back for `[1,2]`: kept compact, the data is
+            // measured alike whichever store it came from.
+            if let Some(compact) = compacted(value) {
+                *value = compact;
+            }
+            size = size.replacing(None, Some(member_len(key, value)));
+        }
+        Self { values, size }
+    }
+}
 
 impl SessionData {
     /// No data.
@@ -116,9 +179,10 @@ impl SessionData {
 
     /// Data from stored JSON: an object is the data; anything else (an array, a string,
     /// `null`, invalid JSON) is no data, logged, so a malformed value never fails a request.
+    /// Whitespace between the values' tokens is dropped.
     pub fn from_json(json: &str) -> Self {
         match serde_json::from_str::<Values>(json) {
-            Ok(values) => Self(Arc::new(values)),
+            Ok(values) => Self(Arc::new(Stored::new(values))),
             Err(error) => {
                 if json.trim() != "null" {
                     tracing::warn!(%error, "session data that is not a JSON object read as no data");
@@ -130,22 +194,22 @@ impl SessionData {
 
     /// Whether there is no key.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.values.is_empty()
     }
 
     /// How many keys there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.values.len()
     }
 
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.0.values.keys().map(String::as_str)
     }
 
     /// The stored JSON text of `key`.
     pub fn get_raw(&self, key: &str) -> Option<&RawValue> {
-        self.0.get(key).map(AsRef::as_ref)
+        self.0.values.get(key).map(AsRef::as_ref)
     }
 
     /// The value of `key` as a `T`, `None` if there is none.
@@ -156,37 +220,56 @@ impl SessionData {
         self.get_raw(key).map(|raw| decode(key, raw)).transpose()
     }
 
-    /// Applies `patch`: its keys set, its removed keys gone.
+    /// Applies `patch`: its keys set, its removed keys gone. Costs the patch's keys, not
+    /// the data's.
     pub fn apply(&mut self, patch: &DataPatch) {
         if patch.is_empty() {
             return;
         }
-        let values = Arc::make_mut(&mut self.0);
+        let stored = Arc::make_mut(&mut self.0);
         for key in &patch.remove {
-            values.remove(key);
+            if let Some(old) = stored.values.remove(key) {
+                stored.size = stored.size.replacing(Some(member_len(key, &old)), None);
+            }
         }
         for (key, value) in &patch.set {
-            values.insert(key.clone(), value.clone());
+            let old = stored.values.insert(key.clone(), value.clone());
+            let old = old.as_deref().map(|old| member_len(key, old));
+            stored.size = stored.size.replacing(old, Some(member_len(key, value)));
         }
     }
 
-    /// The bytes of the data's JSON object (what the size limit counts).
-    pub fn encoded_len(&self) -> usize {
-        self.encoded_len_with(&DataPatch::new())
+    /// The data's [size](size#the-measure): bytes of its compact JSON object and keys.
+    /// Kept with the data: no cost.
+    pub fn size(&self) -> DataSize {
+        self.0.size
     }
 
-    /// The bytes of the data's JSON object once `patch` is applied, without applying it.
+    /// The data's size once `patch` is applied, without applying it. Costs the patch's
+    /// keys, not the data's.
+    pub fn size_with(&self, patch: &DataPatch) -> DataSize {
+        let mut size = self.size();
+        for key in patch.remove.iter().filter(|k| !patch.set.contains_key(*k)) {
+            if let Some(old) = self.get_raw(key) {
+                size = size.replacing(Some(member_len(key, old)), None);
+            }
+        }
+        for (key, value) in &patch.set {
+            let old = self.get_raw(key).map(|old| member_len(key, old));
+            size = size.replacing(old, Some(member_len(key, value)));
+        }
+        size
+    }
+
+    /// The bytes of the data's JSON object (what the size limit counts): `size().bytes`.
+    pub fn encoded_len(&self) -> usize {
+        self.size().bytes
+    }
+
+    /// The bytes of the data's JSON object once `patch` is applied, without applying it:
+    /// `size_with(patch).bytes`.
     pub fn encoded_len_with(&self, patch: &DataPatch) -> usize {
-        let kept = self
-            .0
-            .iter()
-            .filter(|(key, _)| !patch.set.contains_key(*key) && !patch.remove.contains(*key));
-        let members: Vec<usize> = kept
-            .map(|(key, value)| member_len(key, value))
-            .chain(patch.set.iter().map(|(key, value)| member_len(key, value)))
-            .collect();
-        // `{` `}` and a comma between members
-        2 + members.iter().sum::<usize>() + members.len().saturating_sub(1)
+        self.size_with(patch).bytes
     }
 
     /// The data as one JSON object (`{}` when empty).
@@ -195,9 +278,13 @@ impl SessionData {
     }
 }
 
-/// `"key":value`, with the key written as JSON writes it.
-fn member_len(key: &str, value: &RawValue) -> usize {
-    serde_json::to_string(key).map_or(key.len() + 2, |k| k.len()) + 1 + value.get().len()
+/// `value` as JSON text for a store: any `Serialize` value, but no NUL character.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, DataError> {
+    let raw = serde_json::value::to_raw_value(value).map_err(DataError::Encode)?;
+    if raw.get().contains("\\u0000") {
+        return Err(DataError::NulCharacter);
+    }
+    Ok(raw)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &str, raw: &RawValue) -> Result<T, DataError> {
@@ -216,11 +303,11 @@ impl PartialEq for SessionData {
                 || serde_json::from_str::<serde_json::Value>(a.get()).ok()
                     == serde_json::from_str::<serde_json::Value>(b.get()).ok()
         };
-        self.0.len() == other.0.len()
-            && self
-                .0
+        let (ours, theirs) = (&self.0.values, &other.0.values);
+        ours.len() == theirs.len()
+            && ours
                 .iter()
-                .zip(other.0.iter())
+                .zip(theirs.iter())
                 .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
     }
 }
@@ -230,14 +317,14 @@ impl Eq for SessionData {}
 impl fmt::Debug for SessionData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("SessionData")
-            .field(&self.0.keys().collect::<Vec<_>>())
+            .field(&self.0.values.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl Serialize for SessionData {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.0.values.serialize(serializer)
     }
 }
 
@@ -270,12 +357,7 @@ impl DataPatch {
     /// [`DataError::NulCharacter`].
     pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), DataError> {
         check_key(key)?;
-        let raw = serde_json::value::to_raw_value(value).map_err(DataError::Encode)?;
-        if raw.get().contains("\\u0000") {
-            return Err(DataError::NulCharacter);
-        }
-        self.remove.remove(key);
-        self.set.insert(key.to_owned(), raw);
+        self.set_raw(key, encode(value)?);
         Ok(())
     }
 
@@ -285,9 +367,20 @@ impl DataPatch {
     /// [`DataError::InvalidKey`].
     pub fn remove(&mut self, key: &str) -> Result<(), DataError> {
         check_key(key)?;
+        self.remove_checked(key);
+        Ok(())
+    }
+
+    /// Sets a checked `key` to an encoded value.
+    fn set_raw(&mut self, key: &str, raw: Box<RawValue>) {
+        self.remove.remove(key);
+        self.set.insert(key.to_owned(), raw);
+    }
+
+    /// Removes a checked `key`.
+    fn remove_checked(&mut self, key: &str) {
         self.set.remove(key);
         self.remove.insert(key.to_owned());
-        Ok(())
     }
 
     /// Whether the patch changes nothing.
@@ -314,21 +407,6 @@ impl DataPatch {
         self.remove.iter().map(String::as_str)
     }
 
-    /// Puts back what the patch said about `key` before a change that is being undone.
-    pub(crate) fn restore(&mut self, key: &str, previous: Option<Option<Box<RawValue>>>) {
-        self.set.remove(key);
-        self.remove.remove(key);
-        match previous {
-            Some(Some(value)) => {
-                self.set.insert(key.to_owned(), value);
-            }
-            Some(None) => {
-                self.remove.insert(key.to_owned());
-            }
-            None => {}
-        }
-    }
-
     /// The keys set, as one JSON object (`{}` when none): what a store merges.
     pub fn sets_json(&self) -> String {
         serde_json::to_string(&self.set).unwrap_or_else(|_| "{}".to_owned())
@@ -352,6 +430,7 @@ mod tests {
     fn the_size_counts_the_json_object_with_the_change() {
         let data = SessionData::from_json(r#"{"a":1,"bb":"x"}"#);
         assert_eq!(data.encoded_len(), data.to_json().len());
+        assert_eq!(data.size().keys, 2);
         let mut patch = DataPatch::new();
         patch.set("a", &12345).unwrap();
         patch.set("c", &[1, 2]).unwrap();
@@ -359,8 +438,21 @@ mod tests {
         let mut applied = data.clone();
         applied.apply(&patch);
         assert_eq!(data.encoded_len_with(&patch), applied.to_json().len());
+        assert_eq!(applied.size(), data.size_with(&patch));
+        assert_eq!(applied.size().bytes, applied.to_json().len());
         assert_eq!(applied.to_json(), r#"{"a":12345,"c":[1,2]}"#);
         assert_eq!(SessionData::new().encoded_len(), 2);
+        // Keys another writer escaped count as JSON writes them back.
+        let escaped = SessionData::from_json(r#"{"th\u0065me":"x","q\"":1}"#);
+        assert_eq!(escaped.size().bytes, escaped.to_json().len());
+    }
+
+    #[test]
+    fn whitespace_between_tokens_is_dropped_on_reading() {
+        // What PostgreSQL's `jsonb` gives back, and what another writer may store.
+        let data = SessionData::from_json(r#"{"cart": [1, {"sku": "a b"}], "n" : 2}"#);
+        assert_eq!(data.to_json(), r#"{"cart":[1,{"sku":"a b"}],"n":2}"#);
+        assert_eq!(data.size().bytes, data.to_json().len());
     }
 
     #[test]
