@@ -271,6 +271,12 @@ impl Call {
         self.header("authorization", format!("Bearer {token}"))
     }
 
+    /// A body sent as is, with the content type set separately.
+    fn body_text(mut self, body: &str) -> Self {
+        self.body = Some(body.to_owned());
+        self
+    }
+
     /// A JSON body (sent as is, so it can be malformed on purpose).
     fn json(mut self, body: &str) -> Self {
         self.body = Some(body.to_owned());
@@ -1016,6 +1022,74 @@ async fn login_attempts_are_limited_per_account_the_same_for_unknown_emails() {
     login(&server, "admin", "user@example.com", "user-password")
         .await
         .assert_status(429);
+}
+
+/// Login CSRF: a form another site posts carries no session cookie, yet must not sign the
+/// victim's browser in (as the attacker) nor register anyone. Every login and registration
+/// route, JSON and form, refuses it before any handler runs; the site's own pages and
+/// non-browser clients are unaffected.
+#[tokio::test]
+async fn cross_site_logins_and_registrations_are_refused() {
+    let server = Server::start("multi_app");
+    let json = credentials("user@example.com", "user-password");
+    let form = "email=user%40example.com&password=user-password";
+    let routes = [
+        ("/web/login", &json, "application/json"),
+        ("/admin/login", &json, "application/json"),
+        ("/web/register", &json, "application/json"),
+        (
+            "/web/form/login",
+            &form.to_owned(),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/admin/form/login",
+            &form.to_owned(),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/web/form/register",
+            &form.to_owned(),
+            "application/x-www-form-urlencoded",
+        ),
+    ];
+    let own = format!("http://{}", server.addr);
+    for (path, body, kind) in routes {
+        for forged in [
+            vec![("sec-fetch-site", "cross-site".to_owned())],
+            vec![
+                ("sec-fetch-site", "same-site".to_owned()),
+                ("origin", "http://sibling.localhost".to_owned()),
+            ],
+            vec![("origin", "https://evil.example".to_owned())],
+            // An old browser on the site's http origin is fine on loopback, not from https.
+            vec![("origin", own.replace("http://", "https://evil."))],
+        ] {
+            let mut call = server
+                .post(path)
+                .header("content-type", kind)
+                .body_text(body);
+            for (name, value) in &forged {
+                call = call.header(name, value.clone());
+            }
+            let reply = call.send().await;
+            assert_eq!(reply.status, 403, "{path} {forged:?}: {reply:?}");
+            assert!(reply.set_cookies().is_empty(), "{path}: {reply:?}");
+        }
+    }
+    // The site's own page (same-origin) and an old browser on the site's own http origin
+    // (loopback) sign in; so does curl.
+    for headers in [
+        vec![("sec-fetch-site", "same-origin".to_owned())],
+        vec![("origin", own.clone())],
+        vec![],
+    ] {
+        let mut call = server.post("/web/login").json(&json);
+        for (name, value) in &headers {
+            call = call.header(name, value.clone());
+        }
+        call.send().await.assert_status(200);
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 //! | `DATABASE_WEB_URL` | the web app's own database | optional |
 //! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
 //! | `SESSION_NOTIFIED_REVALIDATE_SECS` | with PostgreSQL: listen for its [notifications](crate::store::postgres::Notifications) and trust a checked Redis copy this long while they are heard (`SESSION_REVALIDATE_SECS` applies while they are not); [`Sessions::migrate`](crate::Sessions::migrate) then installs the triggers | unset: not listening |
-//! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose cookie-authenticated writes pass the [cross-origin check](crate::cross_origin) | none |
+//! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose writes pass the [cross-origin check](crate::cross_origin) | none |
 //! | `SESSION_MAX_PER_USER` | sessions a user may have per context; a login beyond it ends the least recently used ([`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)) | unset or `0`: no limit |
 //!
 //! Reading them is pure: [`Plan::from_lookup`] says what to build, and only
