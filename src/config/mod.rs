@@ -95,6 +95,16 @@ pub enum ConfigError {
         /// How to fix it.
         fix: &'static str,
     },
+    /// A secret-valued variable (a key) that cannot be used. The value is not repeated.
+    #[error("{var} is not valid ({reason}): set {var} to {expected}")]
+    InvalidSecret {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
     /// A number-valued variable that is not a number.
     #[error("{var}={value:?} is not a whole number: set {var} to a number such as {example}")]
     NotANumber {
