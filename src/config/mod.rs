@@ -13,6 +13,13 @@
 //! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose writes pass the [cross-origin check](crate::cross_origin) | none |
 //! | `SESSION_MAX_PER_USER` | sessions a user may have per context; a login beyond it ends the least recently used ([`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)) | unset or `0`: no limit |
 //!
+//! The password login reads its own (feature `throttle`, [`PasswordLogin::from_env`](crate::login::PasswordLogin::from_env)):
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | `SESSION_DEVICE_KEY` | the base64 of at least 32 random bytes, the same on every instance: the key of the [device cookies](crate::throttle::DeviceCookies) | unset: a random key per process, and a warning |
+//! | `LOGIN_LIMIT_PER_ADDRESS`, `LOGIN_LIMIT_PER_ACCOUNT`, `LOGIN_LIMIT_PER_DEVICE`, `LOGIN_LIMIT_PER_SESSION` | attempts per minute of each [budget](crate::throttle) (`0`: no limit) | `30`, `10`, `10`, `10` |
+//!
 //! Reading them is pure: [`Plan::from_lookup`] says what to build, and only
 //! [`Sessions::from_plan`](crate::Sessions::from_plan) connects. Production without its
 //! backends is a startup error that names the missing variable; there is never a silent
