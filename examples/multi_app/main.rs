@@ -373,12 +373,6 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-impl From<tower_app_sessions::throttle::Throttled> for ApiError {
-    fn from(throttled: tower_app_sessions::throttle::Throttled) -> Self {
-        Self(Box::new(throttled.into_response()))
-    }
-}
-
 /// The stores' figures (`Sessions::stats`), for the `admin` role only: SCAN-based, so an
 /// operator's page, not something to poll per request.
 async fn stats(State(app): State<App>, user: CurrentUser<User>) -> Result<Response, ApiError> {
