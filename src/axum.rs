@@ -31,7 +31,6 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::data::DataError;
 use crate::require::{rejection, status_of};
 use crate::{CurrentUser, Session, SessionError, SessionStatus};
 
@@ -154,35 +153,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 /// `500`.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        let json = |status: StatusCode, body: &'static str| {
-            let mut response = (status, body).into_response();
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response
-        };
-        match self {
-            SessionError::Ended | SessionError::Data(DataError::NoSession) => {
-                return rejection(SessionStatus::Anonymous)
-            }
-            SessionError::LimitReached => {
-                return json(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#)
-            }
-            SessionError::Data(
-                DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-            ) => return json(StatusCode::PAYLOAD_TOO_LARGE, crate::data::TOO_LARGE_BODY),
-            SessionError::Data(error) => {
-                tracing::debug!(%error, "session data refused");
-                return json(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    r#"{"error":"session_data"}"#,
-                );
-            }
-            _ => {}
-        }
-        tracing::warn!(error = %self, "session operation failed");
-        rejection(SessionStatus::Unavailable)
+        crate::require::failed(&self)
     }
 }
 

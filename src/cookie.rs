@@ -137,13 +137,18 @@ impl CookieConfig {
 
     /// The `Set-Cookie` value that hands `id` to the browser for `max_age`.
     pub(crate) fn issue(&self, id: &SessionId, max_age: Duration) -> Option<HeaderValue> {
-        let mut cookie = self.build(id.as_str());
+        self.issue_value(id.as_str(), max_age)
+    }
+
+    /// The `Set-Cookie` value that makes the browser drop the cookie.
+    /// A `Set-Cookie` of `value` (cookie-octets only) with these attributes, kept `max_age`.
+    pub(crate) fn issue_value(&self, value: &str, max_age: Duration) -> Option<HeaderValue> {
+        let mut cookie = self.build(value);
         let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
         cookie.set_max_age(cookie::time::Duration::seconds(secs));
         HeaderValue::try_from(cookie.to_string()).ok()
     }
 
-    /// The `Set-Cookie` value that makes the browser drop the cookie.
     pub(crate) fn removal(&self) -> Option<HeaderValue> {
         let mut cookie = self.build("");
         cookie.make_removal();

@@ -90,6 +90,16 @@ enum CookieLookup<'a> {
     Ambiguous,
 }
 
+/// The value of the cookie `name` in `headers` (every `Cookie` header, as the session
+/// cookie is read); `None` when absent, empty, or present twice with different values.
+#[cfg_attr(not(feature = "throttle"), allow(dead_code))]
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    match find_cookie(headers, name.as_bytes()) {
+        CookieLookup::Found(value) => Some(value),
+        CookieLookup::Absent | CookieLookup::Ambiguous => None,
+    }
+}
+
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;

@@ -42,7 +42,10 @@
 //! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];
 //! - `axum` (default): extractors in [`mod@axum`];
 //! - `cache` (default): the opt-in in-process session cache, [`cache`];
-//! - `throttle` (default): the login throttle, [`throttle`];
+//! - `throttle` (default): the login throttle and device cookies, [`throttle`], and password
+//!   sign-in, registration and re-authentication, [`login`];
+//! - `argon2` (default): [`login::Argon2Verifier`], the Argon2 PHC hashes of the TypeScript
+//!   apps;
 //! - `metrics` (default): counters and histograms through the `metrics` facade, see
 //!   [`telemetry`];
 //! - `redis`: [`store::RedisStore`], Redis Cluster, legacy-key migration;
@@ -72,6 +75,8 @@ pub mod events;
 pub mod extract;
 mod id;
 pub mod layer;
+#[cfg(feature = "throttle")]
+pub mod login;
 pub mod manage;
 mod operators;
 mod policy;

@@ -82,10 +82,23 @@ impl SessionMetadata {
         Self::default()
     }
 
-    /// Sets the client address (cut to [`MAX_IP_BYTES`]).
+    /// Sets the client address: an [`IpAddr`](std::net::IpAddr) (axum's
+    /// `ConnectInfo<SocketAddr>` gives it as `peer.ip()`), or its text (cut to
+    /// [`MAX_IP_BYTES`]).
+    ///
+    /// ```
+    /// use std::net::{IpAddr, SocketAddr};
+    /// use tower_app_sessions::SessionMetadata;
+    ///
+    /// let peer: SocketAddr = "[::ffff:203.0.113.7]:50000".parse().unwrap();
+    /// let meta = SessionMetadata::new().ip(peer.ip());
+    /// // IPv4 clients of a dual-stack socket are stored as IPv4, as the TypeScript apps do.
+    /// assert_eq!(meta.ip.as_deref(), Some("203.0.113.7"));
+    /// assert_eq!(SessionMetadata::new().ip("2001:db8::1").ip.as_deref(), Some("2001:db8::1"));
+    /// ```
     #[must_use]
-    pub fn ip(mut self, ip: impl Into<String>) -> Self {
-        self.ip = Some(bounded(ip.into(), MAX_IP_BYTES));
+    pub fn ip(mut self, ip: impl Into<ClientIp>) -> Self {
+        self.ip = Some(bounded(ip.into().0, MAX_IP_BYTES));
         self
     }
 
@@ -108,6 +121,49 @@ impl SessionMetadata {
             ip: None,
             user_agent,
         }
+    }
+}
+
+/// A client address for [`SessionMetadata::ip`]: an [`IpAddr`](std::net::IpAddr) (an
+/// IPv4-mapped IPv6 address is written as the IPv4 address), an
+/// [`Ipv4Addr`](std::net::Ipv4Addr), an [`Ipv6Addr`](std::net::Ipv6Addr), or text as stored.
+/// Deliberately not a `SocketAddr`: the port is not part of the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp(String);
+
+impl From<std::net::IpAddr> for ClientIp {
+    fn from(ip: std::net::IpAddr) -> Self {
+        Self(ip.to_canonical().to_string())
+    }
+}
+
+impl From<std::net::Ipv4Addr> for ClientIp {
+    fn from(ip: std::net::Ipv4Addr) -> Self {
+        Self(ip.to_string())
+    }
+}
+
+impl From<std::net::Ipv6Addr> for ClientIp {
+    fn from(ip: std::net::Ipv6Addr) -> Self {
+        Self::from(std::net::IpAddr::V6(ip))
+    }
+}
+
+impl From<String> for ClientIp {
+    fn from(ip: String) -> Self {
+        Self(ip)
+    }
+}
+
+impl From<&str> for ClientIp {
+    fn from(ip: &str) -> Self {
+        Self(ip.to_owned())
+    }
+}
+
+impl From<&String> for ClientIp {
+    fn from(ip: &String) -> Self {
+        Self(ip.clone())
     }
 }
 

@@ -171,6 +171,29 @@ fn allocations_per_request() {
     assert_eq!(body, "anon");
     let (body, anonymous) = measure(request(None), true);
     assert_eq!(body, "anon");
+    // An anonymous write (a login form posted from the site's own page): the cross-origin
+    // check runs on it (login CSRF) and must allocate nothing.
+    let same_origin_post = || {
+        Request::post("/me")
+            .header("sec-fetch-site", "same-origin")
+            .header("origin", "https://app.example.com")
+            .body(String::new())
+            .unwrap()
+    };
+    measure(same_origin_post(), true);
+    let (body, post_baseline) = measure(same_origin_post(), false);
+    assert_eq!(body, "anon");
+    let (body, anonymous_post) = measure(same_origin_post(), true);
+    assert_eq!(body, "anon");
+    eprintln!(
+        "allocations per request: anonymous same-origin POST (cross-origin checked) {anonymous_post} (+{}), inner service alone {post_baseline}",
+        anonymous_post - post_baseline
+    );
+    assert!(
+        anonymous_post - post_baseline <= anonymous - baseline,
+        "the cross-origin check of anonymous writes allocates {} more",
+        anonymous_post - post_baseline - (anonymous - baseline)
+    );
     let (body, authenticated) = measure(request(Some(&cookie)), true);
     assert_eq!(body, "me");
     let (body, unknown) = measure(request(Some(&forged)), true);

@@ -25,7 +25,7 @@ mod manage;
 #[path = "examples/pages.rs"]
 mod pages;
 
-const EXAMPLES: [&str; 2] = ["multi_app", "hyper_service"];
+const EXAMPLES: [&str; 3] = ["multi_app", "hyper_service", "minimal"];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
@@ -273,6 +273,12 @@ impl Call {
         self.header("authorization", format!("Bearer {token}"))
     }
 
+    /// A body sent as is, with the content type set separately.
+    fn body_text(mut self, body: &str) -> Self {
+        self.body = Some(body.to_owned());
+        self
+    }
+
     /// A JSON body (sent as is, so it can be malformed on purpose).
     fn json(mut self, body: &str) -> Self {
         self.body = Some(body.to_owned());
@@ -365,8 +371,16 @@ async fn login(server: &Server, app: &str, email: &str, password: &str) -> Reply
 #[track_caller]
 fn assert_session_cookie(reply: &Reply, name: &str, value: &str) {
     let cookies = reply.set_cookies();
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
-    let attrs: Vec<&str> = cookies[0].split(';').map(str::trim).collect();
+    let prefix = format!("{name}=");
+    let (session, others): (Vec<&str>, Vec<&str>) =
+        cookies.iter().partition(|c| c.starts_with(&prefix));
+    assert_eq!(session.len(), 1, "{cookies:?}");
+    // Besides the session cookie, a sign-in sets the device cookie only.
+    assert!(
+        others.iter().all(|c| c.starts_with("__Host-device=")),
+        "{cookies:?}"
+    );
+    let attrs: Vec<&str> = session[0].split(';').map(str::trim).collect();
     assert_eq!(attrs[0], format!("{name}={value}"), "{cookies:?}");
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(attrs.contains(&attr), "{attr} missing in {cookies:?}");
@@ -740,6 +754,103 @@ async fn bad_input_is_never_a_server_error() {
 // hyper_service
 // ---------------------------------------------------------------------------------------
 
+/// README's "A complete app" is `examples/minimal.rs`, byte for byte: the snippet a newcomer
+/// copies is the file CI builds and the next test runs.
+#[test]
+fn the_readme_shows_examples_minimal_rs_as_it_is() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let file = std::fs::read_to_string(root.join("examples/minimal.rs")).unwrap();
+    let begin = "<!-- examples/minimal.rs: begin -->\n```rust\n";
+    let end = "```\n<!-- examples/minimal.rs: end -->";
+    let start = readme
+        .find(begin)
+        .expect("README marks the block's beginning")
+        + begin.len();
+    let stop = start
+        + readme[start..]
+            .find(end)
+            .expect("README marks the block's end");
+    assert!(
+        readme[start..stop] == file,
+        "README's \"A complete app\" differs from examples/minimal.rs: paste the file between the markers"
+    );
+}
+
+/// The minimal app as a user runs it: two contexts, login (Argon2 through `PasswordLogin`),
+/// the user read by a handler, roles, the shared `Sessions`, logout.
+#[tokio::test]
+async fn minimal_app_signs_in_reads_the_user_admits_roles_and_signs_out() {
+    let server = Server::start("minimal");
+    let wrong = login(&server, "web", "bob@example.com", "not-bobs").await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.body.as_str()),
+        (401, r#"{"error":"invalid_credentials"}"#)
+    );
+    let unknown = login(&server, "web", "nobody@example.com", "bob-password").await;
+    assert_eq!(unknown.body, wrong.body);
+
+    let bob = login(&server, "web", "bob@example.com", "bob-password").await;
+    bob.assert_status(200);
+    let token = bob.body.clone();
+    assert_eq!(token.len(), 43);
+    assert_session_cookie(&bob, "__Host-web_sid", &token);
+    device_cookie(&bob);
+    let me = server
+        .get("/web/me")
+        .cookie("__Host-web_sid", &token)
+        .send()
+        .await;
+    assert_eq!(
+        (me.status.as_u16(), me.body.as_str()),
+        (200, "bob@example.com (user) in web")
+    );
+    let me = server.get("/web/me").bearer(&token).send().await;
+    assert_eq!(me.body, "bob@example.com (user) in web");
+    // A web session never opens the admin panel; bob's role may not sign in there.
+    server
+        .get("/admin/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+    let refused = login(&server, "admin", "bob@example.com", "bob-password").await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.body.as_str()),
+        (403, r#"{"error":"forbidden"}"#)
+    );
+    let ada = login(&server, "admin", "ada@example.com", "ada-password").await;
+    ada.assert_status(200);
+    let stats = server.get("/admin/stats").bearer(&ada.body).send().await;
+    stats.assert_status(200);
+    assert!(stats.json()["contexts"].is_object(), "{stats:?}");
+    server
+        .get("/web/stats")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(404);
+
+    let bye = server
+        .post("/web/logout")
+        .cookie("__Host-web_sid", &token)
+        .send()
+        .await;
+    assert_eq!((bye.status.as_u16(), bye.body.as_str()), (200, "bye"));
+    server
+        .get("/web/me")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+    server
+        .post("/web/logout")
+        .bearer(&token)
+        .send()
+        .await
+        .assert_status(401);
+}
+
 #[tokio::test]
 async fn hyper_service_login_me_logout() {
     let server = Server::start("hyper_service");
@@ -1024,6 +1135,200 @@ async fn login_attempts_are_limited_per_account_the_same_for_unknown_emails() {
     login(&server, "admin", "user@example.com", "user-password")
         .await
         .assert_status(429);
+}
+
+/// Login CSRF: a form another site posts carries no session cookie, yet must not sign the
+/// victim's browser in (as the attacker) nor register anyone. Every login and registration
+/// route, JSON and form, refuses it before any handler runs; the site's own pages and
+/// non-browser clients are unaffected.
+#[tokio::test]
+async fn cross_site_logins_and_registrations_are_refused() {
+    let server = Server::start("multi_app");
+    let json = credentials("user@example.com", "user-password");
+    let form = "email=user%40example.com&password=user-password";
+    let routes = [
+        ("/web/login", &json, "application/json"),
+        ("/admin/login", &json, "application/json"),
+        ("/web/register", &json, "application/json"),
+        (
+            "/web/form/login",
+            &form.to_owned(),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/admin/form/login",
+            &form.to_owned(),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/web/form/register",
+            &form.to_owned(),
+            "application/x-www-form-urlencoded",
+        ),
+    ];
+    let own = format!("http://{}", server.addr);
+    for (path, body, kind) in routes {
+        for forged in [
+            vec![("sec-fetch-site", "cross-site".to_owned())],
+            vec![
+                ("sec-fetch-site", "same-site".to_owned()),
+                ("origin", "http://sibling.localhost".to_owned()),
+            ],
+            vec![("origin", "https://evil.example".to_owned())],
+            // An old browser on the site's http origin is fine on loopback, not from https.
+            vec![("origin", own.replace("http://", "https://evil."))],
+        ] {
+            let mut call = server
+                .post(path)
+                .header("content-type", kind)
+                .body_text(body);
+            for (name, value) in &forged {
+                call = call.header(name, value.clone());
+            }
+            let reply = call.send().await;
+            assert_eq!(reply.status, 403, "{path} {forged:?}: {reply:?}");
+            assert!(reply.set_cookies().is_empty(), "{path}: {reply:?}");
+        }
+    }
+    // The site's own page (same-origin) and an old browser on the site's own http origin
+    // (loopback) sign in; so does curl.
+    for headers in [
+        vec![("sec-fetch-site", "same-origin".to_owned())],
+        vec![("origin", own.clone())],
+        vec![],
+    ] {
+        let mut call = server.post("/web/login").json(&json);
+        for (name, value) in &headers {
+            call = call.header(name, value.clone());
+        }
+        call.send().await.assert_status(200);
+    }
+}
+
+/// The `__Host-device` cookie of a sign-in: its `name=value` pair, after checking its
+/// attributes.
+#[track_caller]
+fn device_cookie(reply: &Reply) -> String {
+    let cookies = reply.set_cookies();
+    let device: Vec<&str> = cookies
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with("__Host-device="))
+        .collect();
+    assert_eq!(device.len(), 1, "{cookies:?}");
+    let attrs: Vec<&str> = device[0].split(';').map(str::trim).collect();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=15552000",
+    ] {
+        assert!(attrs.contains(&attr), "{attr} missing in {device:?}");
+    }
+    assert!(!attrs.iter().any(|a| a.starts_with("Domain")), "{device:?}");
+    attrs[0].to_owned()
+}
+
+/// Victim lockout, as a process: once the account's budget is spent by wrong passwords (and
+/// the right password from an unknown device waits too), the owner's device that signed in
+/// before still signs in, and ends the thief's session with its password; a thief guessing
+/// inside the stolen session spends that session's budget only.
+#[tokio::test]
+async fn a_known_device_signs_in_and_ends_the_thiefs_session_while_the_account_is_guessed() {
+    let server = Server::start("multi_app");
+    let owner = login(&server, "web", "user@example.com", "user-password").await;
+    owner.assert_status(200);
+    let device = device_cookie(&owner);
+    // The thief holds a session of the owner (a stolen laptop, a copied token).
+    let stolen = login(&server, "web", "user@example.com", "user-password")
+        .await
+        .token();
+    // Guessing from anywhere without the device cookie spends the account's budget...
+    for n in 0..8 {
+        let reply = login(&server, "web", "user@example.com", "guess").await;
+        assert_eq!(reply.status, 401, "guess {n}: {reply:?}");
+    }
+    login(&server, "web", "user@example.com", "guess")
+        .await
+        .assert_status(429);
+    // ...so the right password from an unknown device waits, and a forged or altered
+    // device cookie is an unknown device.
+    login(&server, "web", "user@example.com", "user-password")
+        .await
+        .assert_status(429);
+    let (name, value) = device.split_once('=').unwrap();
+    let mut altered = value.to_owned();
+    altered.replace_range(0..1, if value.starts_with('A') { "B" } else { "A" });
+    for cookie in [
+        format!("{name}={altered}"),
+        format!("{name}=not-a-device"),
+        format!("{name}={}", "A".repeat(43)),
+    ] {
+        let reply = server
+            .post("/web/login")
+            .header("cookie", cookie.clone())
+            .json(&credentials("user@example.com", "user-password"))
+            .send()
+            .await;
+        assert_eq!(reply.status, 429, "{cookie}: {reply:?}");
+    }
+    // The thief guesses the password inside the stolen session: its own budget (10).
+    for n in 0..10 {
+        let reply = server
+            .post("/web/sessions/revoke-others")
+            .bearer(&stolen)
+            .json(r#"{"password":"guess"}"#)
+            .send()
+            .await;
+        assert_eq!(reply.status, 401, "re-authentication guess {n}: {reply:?}");
+    }
+    server
+        .post("/web/sessions/revoke-others")
+        .bearer(&stolen)
+        .json(r#"{"password":"guess"}"#)
+        .send()
+        .await
+        .assert_status(429);
+    // The owner's known device signs in all the same (and gets its device cookie renewed)...
+    let again = server
+        .post("/web/login")
+        .header("cookie", device.clone())
+        .json(&credentials("user@example.com", "user-password"))
+        .send()
+        .await;
+    again.assert_status(200);
+    let renewed = device_cookie(&again);
+    assert_ne!(renewed, device, "a sign-in issues a fresh entry");
+    // ...and ends every other session, the thief's included, with its password.
+    let token = again.token();
+    let ended = server
+        .post("/web/sessions/revoke-others")
+        .cookie("__Host-web_sid", &token)
+        .header("cookie", renewed.clone())
+        .json(r#"{"password":"user-password"}"#)
+        .send()
+        .await;
+    ended.assert_status(200);
+    assert!(ended.json()["ended"].as_u64().unwrap() >= 2, "{ended:?}");
+    server
+        .get("/web/me")
+        .bearer(&stolen)
+        .send()
+        .await
+        .assert_status(401);
+    // One device, several accounts: signing in to another keeps this one's entry.
+    let admin = server
+        .post("/admin/login")
+        .header("cookie", renewed.clone())
+        .json(&credentials("admin@example.com", "admin-password"))
+        .send()
+        .await;
+    admin.assert_status(200);
+    let both = device_cookie(&admin);
+    let entries: Vec<&str> = both.split_once('=').unwrap().1.split('.').collect();
+    assert_eq!(entries.len(), 2, "{both}");
+    assert_eq!(entries[1], renewed.split_once('=').unwrap().1, "{both}");
 }
 
 #[tokio::test]

@@ -32,11 +32,16 @@
 //! every request, and its sessions are short: 30 minutes idle, 12 hours at most. Cookies
 //! are `__Host-web_sid` and `__Host-admin_sid` (no sibling subdomain can plant one).
 //!
-//! Logins and registrations go through a [`LoginThrottle`]: at most one password hash per
-//! core at once, and attempts limited per client address and per account
-//! (`LOGIN_LIMIT_PER_ADDRESS`, default 30 per minute; `LOGIN_LIMIT_PER_ACCOUNT`, default 10
-//! per minute; `0` turns one off). Request bodies over 16 KiB get `413`; error bodies never
-//! repeat the input.
+//! Logins, registrations and the password re-entry of "sign out other devices" go through
+//! the crate's [`PasswordLogin`] (Argon2id, the TypeScript apps' PHC hashes): at most one
+//! password hash per core at once; attempts from unknown devices limited per client address
+//! (`LOGIN_LIMIT_PER_ADDRESS`, default 30 per minute) and per account
+//! (`LOGIN_LIMIT_PER_ACCOUNT`, default 10); a device that signed in before (its
+//! `__Host-device` cookie, signed with `SESSION_DEVICE_KEY`) has a budget of its own
+//! (`LOGIN_LIMIT_PER_DEVICE`, default 10), so guesses from elsewhere never lock its owner
+//! out; re-authentication is limited per session (`LOGIN_LIMIT_PER_SESSION`, default 10);
+//! `0` turns a limit off. Request bodies over 16 KiB get `413`; error bodies never repeat
+//! the input.
 //!
 //! On real backends (feature `redis`, plus `postgres` for users):
 //!
@@ -53,7 +58,6 @@
 mod accounts;
 mod manage;
 mod pages;
-mod passwords;
 mod render;
 
 use std::net::SocketAddr;
@@ -65,13 +69,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, ServiceExt};
-use passwords::Passwords;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower::Layer;
 use tower_app_sessions::config::Environment;
 use tower_app_sessions::data::DataPatch;
-use tower_app_sessions::throttle::LoginThrottle;
+use tower_app_sessions::login::{Argon2Verifier, PasswordLogin, PasswordVerifier};
 use tower_app_sessions::users::UserError;
 use tower_app_sessions::{
     AppContext, CurrentUser, Role, Session, SessionError, Sessions, User, UserRepository,
@@ -82,9 +85,6 @@ use tracing_subscriber::EnvFilter;
 
 /// Roles the admin panel admits.
 const ADMIN_ROLES: [Role; 3] = [Role::Admin, Role::Operator, Role::Support];
-const MIN_PASSWORD: usize = 8;
-/// Argon2 accepts longer passwords, but nobody needs them and they cost hashing time.
-const MAX_PASSWORD: usize = 1024;
 /// Largest request body the JSON routes read.
 const MAX_BODY: usize = 16 * 1024;
 /// The admin panel's session lifetimes: short, as befits more privileges.
@@ -116,18 +116,15 @@ async fn main() -> Result<(), BoxError> {
     // metric handles when they are built.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 
-    let (sessions, throttle) = match configure().await {
+    // One Argon2 verifier for the process: it keeps its working memory for the next hash.
+    let argon2 = Arc::new(Argon2Verifier::default());
+    let (sessions, login) = match configure(&argon2).await {
         Ok(configured) => configured,
         Err(error) => {
             eprintln!("configuration error: {error}");
             std::process::exit(1);
         }
     };
-
-    // Unknown emails are checked against this hash too, so that a login for an email that
-    // does not exist takes as long as one with a wrong password.
-    let passwords = Arc::new(Passwords::default());
-    let dummy_hash = hash_password(&passwords, "not the password of anyone").await?;
 
     // Schema changes are never implicit: SESSION_AUTO_MIGRATE=true runs the crate's
     // migrations (a no-op when already applied); otherwise run them from a deploy step.
@@ -141,7 +138,7 @@ async fn main() -> Result<(), BoxError> {
     let seed_demo_users = sessions.environment() != Environment::Production;
     if seed_demo_users {
         for (email, password, role) in DEMO_USERS {
-            let hash = hash_password(&passwords, password).await?;
+            let hash = hash_password(&argon2, password).await?;
             let user = User::new(email, role).with_password_hash(hash).verified();
             match sessions.users().create(user).await {
                 // Already there (a persistent user store): keep it, and its password.
@@ -153,14 +150,15 @@ async fn main() -> Result<(), BoxError> {
 
     let web = App {
         users: Arc::clone(sessions.users()),
-        dummy_hash: dummy_hash.into(),
-        passwords,
-        admits: None,
-        throttle,
+        login: login.clone(),
+        admin: false,
         sessions: sessions.clone(),
     };
+    // The admin panel signs in only the roles its layer admits (403 for the others, once
+    // their password was right); both apps share the throttle's budgets and the device key.
     let admin = App {
-        admits: Some(&ADMIN_ROLES),
+        login: login.admit_roles(ADMIN_ROLES),
+        admin: true,
         ..web.clone()
     };
     let app = Router::new()
@@ -235,24 +233,27 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The sessions and the login throttle the environment asks for.
-async fn configure() -> Result<(Sessions, LoginThrottle), BoxError> {
+/// The sessions and the password login the environment asks for (the login's limits and
+/// device key: `LOGIN_LIMIT_*`, `SESSION_DEVICE_KEY`).
+async fn configure(argon2: &Arc<Argon2Verifier>) -> Result<(Sessions, PasswordLogin), BoxError> {
     let sessions = Sessions::from_env().await?;
-    let throttle = LoginThrottle::from_env()?;
-    Ok((sessions, throttle))
+    let (users, argon2) = (Arc::clone(sessions.users()), Arc::clone(argon2));
+    // Setting up hashes the dummy password (for unknown emails): off the async threads.
+    let login =
+        tokio::task::spawn_blocking(move || PasswordLogin::from_env(users, argon2)).await??;
+    Ok((sessions, login))
 }
 
 /// One application's handlers' state.
 #[derive(Clone)]
 struct App {
     users: Arc<dyn UserRepository>,
-    dummy_hash: Arc<str>,
-    passwords: Arc<Passwords>,
-    /// The roles this app admits (`None`: all). The same list goes to the layer's
-    /// `admit_roles`, which enforces it on every request; login checks it to refuse up front.
-    admits: Option<&'static [Role]>,
-    /// Shared by both apps: one bound on password hashing for the whole process.
-    throttle: LoginThrottle,
+    /// Sign-in, registration and re-authentication. Shared by both apps (one bound on
+    /// password hashing, one set of budgets for the process); the admin app's admits the
+    /// roles its layer admits.
+    login: PasswordLogin,
+    /// The admin panel (a notice after signing in).
+    admin: bool,
     /// For the operators' figures (`GET /admin/stats`).
     sessions: Sessions,
 }
@@ -399,12 +400,6 @@ impl From<JsonRejection> for ApiError {
             &rejection,
             "expected a JSON object with string fields email and password",
         )
-    }
-}
-
-impl From<tower_app_sessions::throttle::Throttled> for ApiError {
-    fn from(throttled: tower_app_sessions::throttle::Throttled) -> Self {
-        Self(Box::new(throttled.into_response()))
     }
 }
 
@@ -564,13 +559,11 @@ async fn logout(_user: CurrentUser<User>, session: Session) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A password hash made off the async threads (for the startup work; requests hash through
-/// the throttle).
-async fn hash_password(passwords: &Arc<Passwords>, password: &str) -> Result<String, BoxError> {
-    let (passwords, password) = (Arc::clone(passwords), password.to_owned());
-    tokio::task::spawn_blocking(move || passwords.hash(&password))
-        .await?
-        .map_err(|error| format!("password hashing failed: {error}").into())
+/// A password hash made off the async threads (for seeding the demo users; requests hash
+/// through the login's throttle).
+async fn hash_password(argon2: &Arc<Argon2Verifier>, password: &str) -> Result<String, BoxError> {
+    let (argon2, password) = (Arc::clone(argon2), password.to_owned());
+    Ok(tokio::task::spawn_blocking(move || argon2.hash(&password)).await??)
 }
 
 /// The `listening on` line first (tests read it), then how to try it out.

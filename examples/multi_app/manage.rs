@@ -11,11 +11,9 @@
 //! | `DELETE /admin/users/<id>/sessions` | `204`, every session of the user ended; `403` without `sessions:revoke` (role `admin`) |
 //! | `DELETE /admin/users/<id>/sessions/<handle>` | `204`; `404`; `403` as above |
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -68,30 +66,11 @@ pub async fn end_mine(
     }
 }
 
-impl App {
-    /// Whether `password` is the signed-in user's (re-authentication), through the same
-    /// throttle and verification as a login.
-    pub async fn reauthenticate(
-        &self,
-        user: &User,
-        password: String,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-    ) -> Result<bool, ApiError> {
-        let proved = self
-            .check_password(peer, headers, &user.email, password)
-            .await?;
-        Ok(proved.is_some_and(|proved| proved.id == user.id))
-    }
-}
-
 /// "Sign out all other devices": asks for the password again first.
 pub async fn revoke_others(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    user: CurrentUser<User>,
+    _: CurrentUser<User>,
     session: Session,
-    headers: HeaderMap,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     // Without a readable password there is no proof: the same answer as a wrong one. Only
@@ -103,7 +82,7 @@ pub async fn revoke_others(
         },
         _ => return Ok(ReauthenticationRequired.into_response()),
     };
-    if !app.reauthenticate(&user, password, peer, &headers).await? {
+    if !app.reauthenticate(&session, password).await? {
         return Ok(ReauthenticationRequired.into_response());
     }
     let Some(done) = session.revoke_others(Scope::AllContexts).await? else {

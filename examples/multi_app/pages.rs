@@ -271,16 +271,11 @@ pub async fn web_end_session(
 
 pub async fn web_revoke_others(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    user: CurrentUser<User>,
+    _: CurrentUser<User>,
     session: Session,
-    headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, ApiError> {
-    if !app
-        .reauthenticate(&user, form.password, peer, &headers)
-        .await?
-    {
+    if !app.reauthenticate(&session, form.password).await? {
         return Ok(back("web", "reauthentication-required"));
     }
     session.revoke_others(Scope::AllContexts).await?;

@@ -11,6 +11,7 @@
 --                                  changed, or it was deleted; any change of user_permissions
 --   all                            a table was truncated
 -- Idempotent: running it again replaces the function and the triggers.
+-- The health check, check.sql, lists these triggers exactly: keep the two in step.
 
 CREATE OR REPLACE FUNCTION "tower_app_sessions_notify"() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -11,8 +11,15 @@
 //! | `DATABASE_WEB_URL` | the web app's own database | optional |
 //! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
 //! | `SESSION_NOTIFIED_REVALIDATE_SECS` | with PostgreSQL: listen for its [notifications](crate::store::postgres::Notifications) and trust a checked Redis copy this long while they are heard (`SESSION_REVALIDATE_SECS` applies while they are not); [`Sessions::migrate`](crate::Sessions::migrate) then installs the triggers | unset: not listening |
-//! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose cookie-authenticated writes pass the [cross-origin check](crate::cross_origin) | none |
+//! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose writes pass the [cross-origin check](crate::cross_origin) | none |
 //! | `SESSION_MAX_PER_USER` | sessions a user may have per context; a login beyond it ends the least recently used ([`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)) | unset or `0`: no limit |
+//!
+//! The password login reads its own (feature `throttle`, [`PasswordLogin::from_env`](crate::login::PasswordLogin::from_env)):
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | `SESSION_DEVICE_KEY` | the base64 of at least 32 random bytes, the same on every instance: the key of the [device cookies](crate::throttle::DeviceCookies) | unset: a random key per process, and a warning |
+//! | `LOGIN_LIMIT_PER_ADDRESS`, `LOGIN_LIMIT_PER_ACCOUNT`, `LOGIN_LIMIT_PER_DEVICE`, `LOGIN_LIMIT_PER_SESSION` | attempts per minute of each [budget](crate::throttle) (`0`: no limit) | `30`, `10`, `10`, `10` |
 //!
 //! Reading them is pure: [`Plan::from_lookup`] says what to build, and only
 //! [`Sessions::from_plan`](crate::Sessions::from_plan) connects. Production without its
@@ -95,6 +102,16 @@ pub enum ConfigError {
         needed_by: String,
         /// How to fix it.
         fix: &'static str,
+    },
+    /// A secret-valued variable (a key) that cannot be used. The value is not repeated.
+    #[error("{var} is not valid ({reason}): set {var} to {expected}")]
+    InvalidSecret {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// What it must be.
+        expected: &'static str,
     },
     /// A number-valued variable that is not a number.
     #[error("{var}={value:?} is not a whole number: set {var} to a number such as {example}")]

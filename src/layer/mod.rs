@@ -1,7 +1,7 @@
 //! [`SessionLayer`], [`SessionService`] and their [`ResponseFuture`]: the request path.
 //!
 //! 1. extract the credential (cookie, else bearer) and validate its shape: no I/O yet;
-//! 2. refuse a cookie-authenticated write from another origin ([`cross_origin`]);
+//! 2. refuse a write from another origin not authenticated by a bearer token ([`cross_origin`]);
 //! 3. load a live record in the layer's context (the legacy key too, if enabled for the
 //!    context), deleting an expired one; the absolute lifetime counts;
 //! 4. slide the idle timeout, at most once per touch interval;
@@ -540,7 +540,7 @@ impl<U: Send + Sync + 'static, State> SessionLayer<U, State> {
         self
     }
 
-    /// How cookie-authenticated writes from other origins are treated (default: refused
+    /// How writes from other origins that no bearer token authenticates are treated (default: refused
     /// with `403`, see [`cross_origin`](crate::cross_origin)). `SESSION_TRUSTED_ORIGINS` sets
     /// the trusted origins of every layer of [`Sessions::from_env`](crate::Sessions::from_env).
     pub fn cross_origin(mut self, policy: CrossOriginPolicy) -> Self {

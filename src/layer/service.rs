@@ -114,7 +114,30 @@ where
         // An outer layer (another context) may have put its user here: this layer alone
         // decides who the user is below it.
         req.extensions_mut().remove::<CurrentUser<U>>();
-        let credential = match extract::lookup(req.headers(), shared.settings.cookie.get_name()) {
+        let lookup = extract::lookup(req.headers(), shared.settings.cookie.get_name());
+        // Writes from another origin are refused before anything is read, whatever the
+        // credential: with the session cookie that is CSRF, without any it is login CSRF (a
+        // cross-site form posting the attacker's password). Only a bearer token, which no
+        // browser attaches by itself, exempts a request. For safe methods this is one
+        // comparison.
+        let bearer =
+            matches!(&lookup, extract::Lookup::Found(c) if c.source == CredentialSource::Bearer);
+        if !bearer
+            && !shared
+                .settings
+                .cross_origin
+                .allows(req.method(), req.uri(), req.headers())
+        {
+            let with_cookie = matches!(lookup, extract::Lookup::Found(_));
+            tracing::info!(context = %shared.context, method = %req.method(), with_cookie, "cross-origin write refused");
+            shared.metrics.request(RequestOutcome::Refused);
+            if let extract::Lookup::Found(credential) = &lookup {
+                let span = span::start(&shared.context);
+                span::record(&span, RequestOutcome::Refused, &credential.id);
+            }
+            return ResponseFuture::refused(Ok(cross_origin::refusal()));
+        }
+        let credential = match lookup {
             extract::Lookup::Found(credential) => Some(credential),
             extract::Lookup::Absent => {
                 shared.metrics.request(RequestOutcome::None);
@@ -135,17 +158,6 @@ where
             return ResponseFuture::calling(self.inner.call(req), session, Span::none());
         };
         let span = span::start(&shared.context);
-        if credential.source == CredentialSource::Cookie
-            && !shared
-                .settings
-                .cross_origin
-                .allows(req.method(), req.uri(), req.headers())
-        {
-            tracing::info!(context = %shared.context, method = %req.method(), "cross-origin write with the session cookie refused");
-            shared.metrics.request(RequestOutcome::Refused);
-            span::record(&span, RequestOutcome::Refused, &credential.id);
-            return ResponseFuture::refused(Ok(cross_origin::refusal()));
-        }
         if let Some(outcome) = self.layer.authenticate_now(&credential) {
             let (session, user) = outcome.into_session(shared, credential, &span);
             req.extensions_mut().insert(session.clone());

@@ -17,7 +17,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Session, SessionStatus};
+use crate::data::DataError;
+use crate::{Session, SessionError, SessionStatus};
 
 mod recent;
 pub use recent::{
@@ -50,6 +51,60 @@ pub fn rejection<B: From<&'static str>>(status: SessionStatus) -> Response<B> {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// The answer to a failed [`Session`] operation: `401` if the session ended meanwhile (or
+/// there was none for its data), `409 {"error":"session_limit"}` over the per-user session
+/// limit, `413`/`422` for refused session data, `503` (logged) for a backend failure; never
+/// `500`.
+#[cfg_attr(not(any(feature = "axum", feature = "throttle")), allow(dead_code))]
+pub(crate) fn failed<B: From<&'static str>>(error: &SessionError) -> Response<B> {
+    let json = |status: StatusCode, body: &'static str| {
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    match error {
+        SessionError::Ended | SessionError::Data(DataError::NoSession) => {
+            rejection(SessionStatus::Anonymous)
+        }
+        SessionError::LimitReached => json(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#),
+        SessionError::Data(
+            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
+        ) => json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            r#"{"error":"session_data_too_large"}"#,
+        ),
+        SessionError::Data(error) => {
+            tracing::debug!(%error, "session data refused");
+            json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"error":"session_data"}"#,
+            )
+        }
+        _ => {
+            tracing::warn!(%error, "session operation failed");
+            rejection(SessionStatus::Unavailable)
+        }
+    }
+}
+
+/// The status of [`failed`]'s answer (nothing logged).
+#[cfg_attr(not(feature = "throttle"), allow(dead_code))]
+pub(crate) fn failed_status(error: &SessionError) -> StatusCode {
+    match error {
+        SessionError::Ended | SessionError::Data(DataError::NoSession) => StatusCode::UNAUTHORIZED,
+        SessionError::LimitReached => StatusCode::CONFLICT,
+        SessionError::Data(
+            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
+        ) => StatusCode::PAYLOAD_TOO_LARGE,
+        SessionError::Data(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 /// Status of a request as seen by [`SessionLayer`](crate::SessionLayer); a request the layer

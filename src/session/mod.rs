@@ -165,6 +165,9 @@ struct Inner {
 struct State {
     current: Option<Current>,
     change: Change,
+    /// Another cookie for the response (the login's device cookie), written with the
+    /// session's by the same rules.
+    companion: Option<HeaderValue>,
     /// This request's data changes, saved after the handler.
     draft: Draft,
 }
@@ -292,6 +295,7 @@ impl Session {
                 state: Mutex::new(State {
                     current,
                     change: Change::None,
+                    companion: None,
                     draft: Draft::default(),
                 }),
                 changed: AtomicBool::new(false),
@@ -361,7 +365,16 @@ impl Session {
         self.inner.changed.store(true, Ordering::Release);
     }
 
-    /// Writes the `Set-Cookie` the handler's changes call for, if any.
+    /// Has the response set `set_cookie` too (a whole `Set-Cookie` value), by the session
+    /// cookie's rules: never for a request authenticated by a bearer token, and with
+    /// `Cache-Control: no-store`. The last one given wins.
+    #[cfg_attr(not(feature = "throttle"), allow(dead_code))]
+    pub(crate) fn add_cookie(&self, set_cookie: HeaderValue) {
+        self.state().companion = Some(set_cookie);
+        self.inner.changed.store(true, Ordering::Release);
+    }
+
+    /// Writes the `Set-Cookie`s the handler's changes call for, if any.
     pub(crate) fn apply<B>(&self, response: &mut http::Response<B>) {
         if !self.inner.changed.load(Ordering::Acquire) {
             return;
@@ -374,19 +387,22 @@ impl Session {
             return;
         }
         let cookie = &self.inner.shared.settings.cookie;
-        let value = match &self.state().change {
-            Change::None => return,
+        let state = self.state();
+        let value = match &state.change {
+            Change::None => None,
             Change::Issued { id, max_age } => cookie.issue(id, *max_age),
             Change::Removed => cookie.removal(),
         };
-        if let Some(value) = value {
-            let headers = response.headers_mut();
+        let headers = response.headers_mut();
+        let mut wrote = false;
+        for value in value.into_iter().chain(state.companion.clone()) {
             headers.append(SET_COOKIE, value);
-            // A response that hands out or withdraws a session must not be stored by a shared
-            // cache and replayed to someone else; the handler's own policy, if any, stands.
-            if !headers.contains_key(CACHE_CONTROL) {
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
+            wrote = true;
+        }
+        // A response that hands out or withdraws a session must not be stored by a shared
+        // cache and replayed to someone else; the handler's own policy, if any, stands.
+        if wrote && !headers.contains_key(CACHE_CONTROL) {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
 }

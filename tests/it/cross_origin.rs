@@ -1,5 +1,6 @@
-//! Cross-site writes with the session cookie are refused by the layer (on by default), on
-//! axum and on bare hyper over a real socket. One table, both servers.
+//! Cross-site writes not authenticated by a bearer token are refused by the layer (on by
+//! default): with the session cookie (CSRF) and without any credential (login CSRF). On axum
+//! and on bare hyper over a real socket; one table, both servers.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +30,10 @@ type Row = (
 enum Credential {
     Cookie,
     Bearer,
+    /// A session cookie that is not an id (`sessionId=not!an!id`): no credential.
+    MalformedCookie,
+    /// `Authorization: Bearer` with something that is not an id: not bearer-authenticated.
+    MalformedBearer,
     None,
 }
 
@@ -263,12 +268,225 @@ fn table() -> Vec<Row> {
             vec![h("origin", "https://evil.example")],
             true,
         ),
+        // Login CSRF: a cross-site form posting credentials carries no session cookie.
         (
             "no credential, cross-site",
             Method::POST,
             None,
             vec![h("sec-fetch-site", "cross-site")],
+            false,
+        ),
+        (
+            "no credential, cross-site, PUT",
+            Method::PUT,
+            None,
+            vec![h("sec-fetch-site", "cross-site")],
+            false,
+        ),
+        (
+            "no credential, same-site",
+            Method::POST,
+            None,
+            vec![h("sec-fetch-site", "same-site")],
+            false,
+        ),
+        (
+            "no credential, unknown Sec-Fetch-Site",
+            Method::POST,
+            None,
+            vec![h("sec-fetch-site", "cross-origin")],
+            false,
+        ),
+        (
+            "no credential, old browser, foreign Origin",
+            Method::POST,
+            None,
+            vec![h("origin", "https://evil.example")],
+            false,
+        ),
+        (
+            "no credential, old browser, Origin null",
+            Method::POST,
+            None,
+            vec![h("origin", "null")],
+            false,
+        ),
+        (
+            "no credential, old browser, http Origin of the https site",
+            Method::POST,
+            None,
+            vec![h("origin", "http://app.example.com")],
+            false,
+        ),
+        (
+            "no credential, same-origin",
+            Method::POST,
+            None,
+            vec![h("sec-fetch-site", "same-origin")],
             true,
+        ),
+        (
+            "no credential, none (typed by the user)",
+            Method::POST,
+            None,
+            vec![h("sec-fetch-site", "none")],
+            true,
+        ),
+        (
+            "no credential, old browser, own Origin",
+            Method::POST,
+            None,
+            vec![h("origin", "https://app.example.com")],
+            true,
+        ),
+        (
+            "no credential, no browser headers (curl, a server, an app)",
+            Method::POST,
+            None,
+            vec![],
+            true,
+        ),
+        (
+            "no credential, GET cross-site",
+            Method::GET,
+            None,
+            vec![h("sec-fetch-site", "cross-site")],
+            true,
+        ),
+        (
+            "no credential, trusted origin, cross-site",
+            Method::POST,
+            None,
+            vec![
+                h("sec-fetch-site", "cross-site"),
+                h("origin", "https://admin.example.com"),
+            ],
+            true,
+        ),
+        (
+            "malformed cookie, cross-site",
+            Method::POST,
+            MalformedCookie,
+            vec![h("sec-fetch-site", "cross-site")],
+            false,
+        ),
+        (
+            "malformed cookie, no browser headers",
+            Method::POST,
+            MalformedCookie,
+            vec![],
+            true,
+        ),
+        (
+            "malformed bearer, cross-site",
+            Method::POST,
+            MalformedBearer,
+            vec![h("sec-fetch-site", "cross-site")],
+            false,
+        ),
+        // Without Sec-Fetch-Site the Origin's scheme counts: https, unless the URI says
+        // otherwise, and http too on loopback hosts (browsers treat them as secure).
+        (
+            "old browser, http Origin of the https site",
+            Method::POST,
+            Cookie,
+            vec![h("origin", "http://app.example.com")],
+            false,
+        ),
+        (
+            "old browser, Origin with another scheme",
+            Method::POST,
+            Cookie,
+            vec![h("origin", "ftp://app.example.com")],
+            false,
+        ),
+        (
+            "old browser, Origin without a scheme",
+            Method::POST,
+            Cookie,
+            vec![h("origin", "://app.example.com")],
+            false,
+        ),
+        (
+            "old browser, scheme in capitals",
+            Method::POST,
+            Cookie,
+            vec![h("origin", "HTTPS://app.example.com")],
+            true,
+        ),
+        (
+            "old browser, http on localhost",
+            Method::POST,
+            Cookie,
+            vec![
+                h("host", "localhost:3000"),
+                h("origin", "http://localhost:3000"),
+            ],
+            true,
+        ),
+        (
+            "old browser, https on localhost",
+            Method::POST,
+            Cookie,
+            vec![
+                h("host", "localhost:3000"),
+                h("origin", "https://localhost:3000"),
+            ],
+            true,
+        ),
+        (
+            "old browser, http on a name under .localhost",
+            Method::POST,
+            None,
+            vec![
+                h("host", "app.localhost:3000"),
+                h("origin", "http://app.localhost:3000"),
+            ],
+            true,
+        ),
+        (
+            "old browser, http on 127.0.0.1",
+            Method::POST,
+            Cookie,
+            vec![
+                h("host", "127.0.0.1:3000"),
+                h("origin", "http://127.0.0.1:3000"),
+            ],
+            true,
+        ),
+        (
+            "old browser, http on [::1]",
+            Method::POST,
+            None,
+            vec![h("host", "[::1]:3000"), h("origin", "http://[::1]:3000")],
+            true,
+        ),
+        (
+            "old browser, http on a look-alike of localhost",
+            Method::POST,
+            Cookie,
+            vec![
+                h("host", "localhost.evil.example"),
+                h("origin", "http://localhost.evil.example"),
+            ],
+            false,
+        ),
+        (
+            "old browser, http on a private, not loopback, address",
+            Method::POST,
+            None,
+            vec![
+                h("host", "10.0.0.5:3000"),
+                h("origin", "http://10.0.0.5:3000"),
+            ],
+            false,
+        ),
+        (
+            "old browser, localhost Origin to another host",
+            Method::POST,
+            None,
+            vec![h("origin", "http://localhost")],
+            false,
         ),
     ]
 }
@@ -319,16 +537,29 @@ fn request<B: Default>(row: &Row, token: &str) -> Request<B> {
     let mut req = Request::builder()
         .method(method.clone())
         .uri("/write")
-        .header("host", HOST);
+        .header("host", host_of(row));
     match credential {
         Credential::Cookie => req = req.header("cookie", format!("sessionId={token}")),
         Credential::Bearer => req = req.header("authorization", format!("Bearer {token}")),
+        Credential::MalformedCookie => req = req.header("cookie", "sessionId=not!an!id"),
+        Credential::MalformedBearer => req = req.header("authorization", "Bearer not!an!id"),
         Credential::None => {}
     }
-    for (name, value) in headers {
+    for (name, value) in headers.iter().filter(|(name, _)| *name != "host") {
         req = req.header(*name, HeaderValue::from_bytes(value).unwrap());
     }
     req.body(B::default()).unwrap()
+}
+
+/// The row's `Host` (its own `host` header), else [`HOST`].
+fn host_of(row: &Row) -> HeaderValue {
+    let (_, _, _, headers, _) = row;
+    headers
+        .iter()
+        .find(|(name, _)| *name == "host")
+        .map_or(HeaderValue::from_static(HOST), |(_, value)| {
+            HeaderValue::from_bytes(value).unwrap()
+        })
 }
 
 async fn check(
@@ -456,10 +687,10 @@ async fn the_table_on_hyper_over_a_socket() {
             &fixture,
             &row,
             async move |mut req| {
+                let host = req.headers()["host"].clone();
                 *req.uri_mut() = format!("http://{addr}/write").parse().unwrap();
                 // The client would set Host from the URI: keep the row's.
-                req.headers_mut()
-                    .insert("host", HeaderValue::from_static(HOST));
+                req.headers_mut().insert("host", host);
                 let res = client.request(req).await.unwrap();
                 let status = res.status().as_u16();
                 let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -542,4 +773,54 @@ async fn trusted_origins_from_the_environment() {
         err.to_string().starts_with("SESSION_TRUSTED_ORIGINS="),
         "{err}"
     );
+}
+
+/// When the request's URI has a scheme (HTTP/2's `:scheme`, an absolute-form request line),
+/// the `Origin` must have that one, loopback hosts included.
+#[tokio::test]
+async fn the_uris_scheme_decides_when_it_has_one() {
+    let sessions = Sessions::memory();
+    let app = axum::Router::new()
+        .route("/write", axum::routing::post(|| async { "reached" }))
+        .layer(sessions.layer(AppContext::Web));
+    for (uri, origin, want) in [
+        (
+            "https://app.example.com/write",
+            "https://app.example.com",
+            200,
+        ),
+        (
+            "http://app.example.com/write",
+            "http://app.example.com",
+            200,
+        ),
+        (
+            "http://app.example.com/write",
+            "https://app.example.com",
+            403,
+        ),
+        (
+            "https://app.example.com/write",
+            "http://app.example.com",
+            403,
+        ),
+        ("https://localhost:3000/write", "http://localhost:3000", 403),
+        ("http://localhost:3000/write", "http://localhost:3000", 200),
+        (
+            "https://app.example.com/write",
+            "https://app.example.com:443",
+            403,
+        ),
+        ("https://app.example.com/write", "https://evil.example", 403),
+    ] {
+        let req = Request::post(uri)
+            .header("origin", origin)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(req).await.unwrap().status(),
+            want,
+            "{uri} from {origin}"
+        );
+    }
 }

@@ -19,6 +19,7 @@ mod event_races;
 mod events;
 mod features;
 mod layer;
+mod login;
 mod manage;
 mod pg;
 mod pg_faults;

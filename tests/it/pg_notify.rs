@@ -441,3 +441,114 @@ async fn session_notified_revalidate_secs_listens_and_migrate_installs_the_trigg
     .unwrap();
     assert_eq!(triggers, 0);
 }
+
+/// Waits (bounded) until the listening connection of `db` has started two health checks
+/// after now: the first of them then ran on the catalog as it is now, and its answer was
+/// applied (the listener handles one check before it starts the next). Read from the
+/// server's `pg_stat_activity`, so nothing here depends on timing.
+async fn after_two_heartbeats(db: &TestDb) {
+    let started_after = |since: chrono::DateTime<chrono::Utc>| {
+        let pool = db.pool.clone();
+        let name = db.name.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let latest: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+                    "SELECT max(query_start) FROM pg_stat_activity \
+                     WHERE datname = $1 AND application_name = 'tower-app-sessions notifications'",
+                )
+                .bind(&name)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                if let Some(latest) = latest.filter(|latest| *latest > since) {
+                    return latest;
+                }
+                assert!(Instant::now() < deadline, "no health check since {since}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let first = started_after(now).await;
+    started_after(first).await;
+}
+
+/// What the health check counted before it checked the exact set: every trigger calling a
+/// function of the crate's function's name, anywhere.
+async fn triggers_by_function_name(db: &TestDb) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+         WHERE p.proname = 'tower_app_sessions_notify' AND NOT t.tgisinternal",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn forged_and_extra_triggers_of_a_temp_privileged_role_change_nothing() {
+    use sqlx::{Connection, Executor};
+    // Declared before the database: dropped after it (see `TestRole`).
+    let role = common::pg::TestRole::create().await;
+    let db = TestDb::migrated().await;
+    install_notifications(&db.pool).await.unwrap();
+    let notifications = Notifications::listen(&db.pool).await.unwrap();
+    until_health(&notifications, true).await;
+
+    // A migration that recreates a table drops its trigger: short bounds, rightly.
+    sqlx::raw_sql("DROP TRIGGER tower_app_sessions_users_delete ON users")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    until_health(&notifications, false).await;
+
+    // First forgery, by a role with nothing but the default TEMP privilege: a temporary
+    // `users`, a `pg_temp` function named as the crate's, and the dropped trigger's name.
+    let mut forger = role.connect(&db).await;
+    forger
+        .execute(
+            "CREATE TEMP TABLE users (id uuid); \
+             CREATE FUNCTION pg_temp.tower_app_sessions_notify() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
+             CREATE TRIGGER tower_app_sessions_users_delete AFTER DELETE ON pg_temp.users \
+                 FOR EACH ROW EXECUTE FUNCTION pg_temp.tower_app_sessions_notify();",
+        )
+        .await
+        .expect("the default TEMP privilege is enough for the forgery");
+    assert_eq!(
+        triggers_by_function_name(&db).await,
+        8,
+        "the forgery restores the count a name-based check trusted"
+    );
+    after_two_heartbeats(&db).await;
+    assert!(
+        !notifications.is_healthy(),
+        "a temporary trigger stood in for the dropped one: copies trusted for long again"
+    );
+
+    // The real trigger back: healthy, the forged one beside it notwithstanding.
+    install_notifications(&db.pool).await.unwrap();
+    until_health(&notifications, true).await;
+
+    // Second forgery: a ninth trigger elsewhere, calling the crate's own function (EXECUTE
+    // is PUBLIC's by default). Before, that made every instance fall to short bounds.
+    forger
+        .execute(
+            "CREATE TEMP TABLE elsewhere (x int); \
+             CREATE TRIGGER tower_app_sessions_users_update AFTER UPDATE ON elsewhere \
+                 FOR EACH ROW EXECUTE FUNCTION public.tower_app_sessions_notify();",
+        )
+        .await
+        .expect("EXECUTE on the function is PUBLIC's");
+    assert_eq!(triggers_by_function_name(&db).await, 10);
+    after_two_heartbeats(&db).await;
+    assert!(
+        notifications.is_healthy(),
+        "an extra trigger elsewhere turned the notifications off"
+    );
+    forger.close().await.unwrap();
+}

@@ -219,21 +219,21 @@ impl Notifications {
     }
 }
 
-/// The triggers `install.sql` creates.
-const TRIGGERS: i64 = 8;
+/// The health check: whether every trigger `install.sql` creates is in place, exactly.
+const CHECK: &str = include_str!("../../../migrations/notifications/check.sql");
 
-/// Whether all the triggers are there and enabled (the heartbeat's query: it also proves the
-/// connection answers). A table recreated without them, or `DISABLE TRIGGER`, counts as
-/// not installed.
+/// Whether all the triggers are there, enabled and exactly as `install.sql` makes them (the
+/// heartbeat's query: it also proves the connection answers). A table recreated without
+/// them, or `DISABLE TRIGGER`, counts as not installed.
+///
+/// The check (`migrations/notifications/check.sql`) names each trigger, the table it must be
+/// on (resolved through the search path as the crate's queries resolve it, never a temporary
+/// table), its events, and the function it must call by OID, in that table's schema. So no
+/// other trigger counts: a role with only the default `TEMP` privilege cannot stand in for
+/// a dropped trigger with a temporary table and a `pg_temp` function of the same name, nor
+/// turn every instance to short bounds by adding a ninth trigger somewhere.
 async fn installed(listener: &mut PgListener) -> Result<bool, sqlx::Error> {
-    let enabled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
-         WHERE p.proname = 'tower_app_sessions_notify' AND t.tgenabled <> 'D' \
-         AND NOT t.tgisinternal",
-    )
-    .fetch_one(&mut *listener)
-    .await?;
-    Ok(enabled == TRIGGERS)
+    sqlx::query_scalar(CHECK).fetch_one(&mut *listener).await
 }
 
 /// A listening connection: a pool of one, so a dead connection goes with its pool.

@@ -385,3 +385,65 @@ pub async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> 
     .await
     .expect("read sessions row")
 }
+
+/// A login role of its own for one test, with no privileges beyond PostgreSQL's defaults
+/// (`CONNECT` and `TEMP` on databases, through `PUBLIC`): `tas_role_<random hex>`, dropped
+/// when this value is dropped. Declare it before the [`TestDb`]s it connects to, so that they
+/// are dropped first (`DROP DATABASE … WITH (FORCE)` ends its sessions and their temporary
+/// objects, which would otherwise keep the role from being dropped).
+#[allow(dead_code)]
+pub struct TestRole {
+    pub name: String,
+    admin: PgConnectOptions,
+}
+
+#[allow(dead_code)]
+impl TestRole {
+    pub async fn create() -> Self {
+        let admin = admin_options();
+        let name = format!(
+            "tas_role_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        let mut conn = PgConnection::connect_with(&admin)
+            .await
+            .expect("connect to DATABASE_URL");
+        conn.execute(format!("CREATE ROLE {name} LOGIN").as_str())
+            .await
+            .expect("CREATE ROLE");
+        conn.close().await.ok();
+        TestRole { name, admin }
+    }
+
+    /// A connection to `db` as this role.
+    pub async fn connect(&self, db: &TestDb) -> PgConnection {
+        PgConnection::connect_with(&db.options().username(&self.name))
+            .await
+            .unwrap_or_else(|e| panic!("connect as {}: {e}", self.name))
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        // As `DropGuard`: from a thread with a runtime of its own.
+        let name = self.name.clone();
+        let admin = self.admin.clone();
+        let dropped = std::thread::spawn(move || -> Result<(), sqlx::Error> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect_with(&admin).await?;
+                conn.execute(format!("DROP ROLE IF EXISTS {name}").as_str())
+                    .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not drop test role {}: {e}", self.name),
+            Err(_) => eprintln!("warning: dropping test role {} panicked", self.name),
+        }
+    }
+}
