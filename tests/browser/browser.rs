@@ -1,14 +1,15 @@
 //! The example's pages in a real browser: headless Chromium through WebDriver
 //! (`chromedriver`, Debian packages `chromium` and `chromium-driver`). Without a driver the
-//! test says so and checks nothing else; `scripts/test` prints that it was skipped, and
-//! `.ci/run` installs the packages so CI always runs it.
+//! test is skipped (`skip`): a failure under CI, which installs the packages (`.ci/run`);
+//! elsewhere `scripts/test` names it in its closing list of skipped tests.
 //!
 //! Flow: two independent browser profiles sign in to web as the same user; the first sees
 //! two sessions and ends the other; the second profile's next page load is the sign-in form;
 //! the web cookie does not open `/admin/`; an admin in a third profile ends every session
 //! of the user and the first profile is signed out too. Cookies are checked as the browser
 //! stored them (`__Host-` prefix, `Secure` on `http://127.0.0.1`, `HttpOnly`, `SameSite`).
-//! Screenshots of the pages go to `docs/`.
+//! Screenshots of the pages are taken on every run and written to `docs/` only when asked
+//! (`UPDATE_SCREENSHOTS=1`): the tracked images change when someone means to change them.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -165,9 +166,15 @@ async fn rows(client: &Client) -> Vec<(String, bool)> {
 
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    std::fs::create_dir_all(&dir).expect("docs/");
-    std::fs::write(dir.join(name), png).expect("write screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{name}: not a PNG image"
+    );
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        let dir = Path::new(super::EXAMPLES_ROOT).join("docs");
+        std::fs::create_dir_all(&dir).expect("docs/");
+        std::fs::write(dir.join(name), png).expect("write screenshot");
+    }
 }
 
 async fn reload(client: &Client, url: &str) {
@@ -177,9 +184,9 @@ async fn reload(client: &Client, url: &str) {
 #[tokio::test]
 async fn two_devices_an_admin_and_the_cookies_as_a_browser_keeps_them() {
     let Some(driver) = Driver::start().await else {
-        eprintln!(
-            "browser test SKIPPED: no chromedriver on PATH (install the Debian packages \
-             chromium and chromium-driver, or set CHROMEDRIVER)"
+        super::skip::skip(
+            "no chromedriver on PATH (install the Debian packages chromium and \
+             chromium-driver, or set CHROMEDRIVER)",
         );
         return;
     };
