@@ -119,12 +119,23 @@ async fn click(client: &Client, css: &str) {
 }
 
 async fn wait_for(client: &Client, css: &str) {
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(_) => return,
+            // chromedriver answers a lookup made while the page is being replaced (a form
+            // was just submitted) with this instead of an element or "no such element": the
+            // next page is on its way, so look again (within the same bound).
+            Err(fantoccini::error::CmdError::NotW3C(serde_json::Value::String(answer)))
+                if answer == "aborted by navigation" && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("{css} never appeared: {e}"),
+        }
+    }
 }
 
 async fn has(client: &Client, css: &str) -> bool {
