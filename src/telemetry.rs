@@ -65,7 +65,9 @@ pub const USER_CACHE_TOTAL: &str = "tower_app_sessions_user_cache_total";
 /// How long one backend operation took, by backend and operation.
 pub const STORE_DURATION_SECONDS: &str = "tower_app_sessions_store_duration_seconds";
 
-/// A timed backend operation, in the order of `STORE_OPS`.
+/// A timed backend operation, in the order of `STORE_OPS`. Backends live behind `memory`
+/// (which `redis` and `postgres` enable), so without it nothing is timed.
+#[cfg(feature = "memory")]
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) enum StoreOp {
@@ -77,11 +79,17 @@ pub(crate) enum StoreOp {
     Extend,
     DeleteUserSessions,
     ListUserSessions,
+    // Each variant keeps its place in `STORE_OPS` in every build; these are timed only by the
+    // backend named.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     LoadLegacy,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     DeleteLegacy,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     ResolveUser,
 }
 
+#[cfg(feature = "memory")]
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const STORE_OPS: [&str; 11] = [
     "load",
@@ -175,13 +183,16 @@ pub(crate) enum CacheResult {
 
 #[cfg(feature = "metrics")]
 mod handles {
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     use std::future::Future;
+    #[cfg(feature = "memory")]
     use std::sync::Arc;
     use std::time::Instant;
 
     use metrics::{Counter, Histogram};
 
     use super::*;
+    #[cfg(feature = "memory")]
     use crate::store::StoreFuture;
 
     /// A layer's registered handles.
@@ -267,9 +278,11 @@ mod handles {
     }
 
     /// A backend's operation timers: none unless a recorder was installed when it was built.
+    #[cfg(feature = "memory")]
     #[derive(Clone, Default)]
     pub(crate) struct StoreMetrics(Option<Arc<[Histogram; 11]>>);
 
+    #[cfg(feature = "memory")]
     impl StoreMetrics {
         pub(crate) fn new(backend: &'static str) -> Self {
             if !recording() {
@@ -296,6 +309,7 @@ mod handles {
         }
 
         /// `work`, an operation that waits on I/O, boxed and timed from its first poll.
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         pub(crate) fn pending<'a, T: Send + 'a>(
             &self,
             op: StoreOp,
@@ -368,9 +382,11 @@ mod handles {
 
     pub(crate) fn count_event(_: &AppContext, _: &SessionEventKind) {}
 
+    #[cfg(feature = "memory")]
     #[derive(Clone, Default)]
     pub(crate) struct StoreMetrics;
 
+    #[cfg(feature = "memory")]
     impl StoreMetrics {
         pub(crate) fn new(_: &'static str) -> Self {
             Self
@@ -382,7 +398,7 @@ mod handles {
         ) -> crate::store::StoreFuture<'a, T> {
             crate::store::StoreFuture::ready(work())
         }
-        #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         pub(crate) fn pending<'a, T: Send + 'a>(
             &self,
             _: StoreOp,
@@ -433,7 +449,9 @@ mod handles {
     }
 }
 
-pub(crate) use handles::{count_event, LayerMetrics, StoreMetrics};
+#[cfg(feature = "memory")]
+pub(crate) use handles::StoreMetrics;
+pub(crate) use handles::{count_event, LayerMetrics};
 #[cfg(feature = "cache")]
 pub(crate) use handles::{Invalidations, UserCacheMetrics};
 
@@ -443,6 +461,7 @@ impl std::fmt::Debug for LayerMetrics {
     }
 }
 
+#[cfg(feature = "memory")]
 impl std::fmt::Debug for StoreMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StoreMetrics")

@@ -1,16 +1,14 @@
 //! The examples' routes over a real socket: each test starts the example binary on a free
 //! port (`BIND_ADDR=127.0.0.1:0`), reads the `listening on` line, and talks HTTP/1.1 to it.
 //!
-//! `cargo test` builds the examples next to this test; when they are missing or older than
-//! the sources (e.g. `cargo test --test examples`), they are built once with `cargo build`.
+//! Each run builds the examples once with `cargo build` and exactly this test build's features
+//! (see `examples/process.rs`), so an earlier build with other features is never run.
 #![cfg(all(feature = "axum", feature = "memory"))]
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -18,201 +16,75 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-#[path = "examples/browser.rs"]
-mod browser;
 #[path = "examples/manage.rs"]
 mod manage;
 #[path = "examples/pages.rs"]
 mod pages;
 
-const EXAMPLES: [&str; 3] = ["multi_app", "hyper_service", "minimal"];
+#[path = "examples/process.rs"]
+mod process;
+
+use process::{binary, ensure_built, Features, Server};
+
+/// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-// ---------------------------------------------------------------------------------------
-// Finding, building and running the example binaries
-// ---------------------------------------------------------------------------------------
+/// Where `process` builds the examples from.
+const EXAMPLES_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `target/<profile>/examples`, from this test's own path `target/<profile>/deps/examples-…`.
-fn examples_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    profile_dir.join("examples")
-}
+/// Every feature of the crate, as `Cargo.toml` lists them (a test below keeps the two equal).
+const CRATE_FEATURES: [(&str, bool); 9] = [
+    ("memory", cfg!(feature = "memory")),
+    ("axum", cfg!(feature = "axum")),
+    ("cache", cfg!(feature = "cache")),
+    ("throttle", cfg!(feature = "throttle")),
+    ("argon2", cfg!(feature = "argon2")),
+    ("metrics", cfg!(feature = "metrics")),
+    ("redis", cfg!(feature = "redis")),
+    ("postgres", cfg!(feature = "postgres")),
+    ("cli", cfg!(feature = "cli")),
+];
 
-fn binary(name: &str) -> PathBuf {
-    examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Newest modification time of the files the examples are built from.
-fn newest_source() -> SystemTime {
-    fn walk(path: &Path, newest: &mut SystemTime) {
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for entry in entries.flatten() {
-                walk(&entry.path(), newest);
-            }
-        } else if let Some(time) = modified(path) {
-            *newest = (*newest).max(time);
-        }
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for part in ["src", "examples", "Cargo.toml"] {
-        walk(&root.join(part), &mut newest);
-    }
-    newest
-}
-
-/// Builds the examples once per test run if any is missing or older than the sources.
-fn ensure_built() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let newest = newest_source();
-        let fresh = EXAMPLES
+/// The examples run with exactly the features this test binary was built with: a test of the
+/// Redis mode needs a binary with `redis`, whatever an earlier `cargo build` left behind.
+fn example_features() -> Features {
+    Features::Exactly(
+        CRATE_FEATURES
             .iter()
-            .all(|name| modified(&binary(name)).is_some_and(|built| built >= newest));
-        if fresh {
-            return Ok(());
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
-        for name in EXAMPLES {
-            cmd.args(["--example", name]);
-        }
-        if cfg!(feature = "redis") {
-            cmd.args(["--features", "redis"]);
-        }
-        if cfg!(feature = "postgres") {
-            cmd.args(["--features", "postgres"]);
-        }
-        if examples_dir().parent().and_then(Path::file_name) == Some("release".as_ref()) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build of the examples failed: {status}"));
-        }
-        Ok(())
-    });
-    if let Err(error) = result {
-        panic!("{error}");
-    }
-    for name in EXAMPLES {
-        assert!(
-            binary(name).exists(),
-            "{} missing after the build",
-            binary(name).display()
-        );
-    }
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect(),
+    )
 }
 
-/// A running example, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// Everything the example printed on stdout after its first line.
-    output: Arc<Mutex<String>>,
+/// The list above names every feature of `Cargo.toml`'s `[features]` table, so the examples
+/// are never built without one the tests were built with. (The table is read line by line: a
+/// TOML parser as a dev-dependency would be compiled by the quickstart too.)
+#[test]
+fn the_example_build_knows_every_crate_feature() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let table = manifest
+        .split("\n[features]\n")
+        .nth(1)
+        .expect("a [features] table");
+    let mut declared: Vec<&str> = table
+        .lines()
+        .take_while(|line| !line.starts_with('['))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty() && !name.starts_with('#') && *name != "default")
+        .collect();
+    let mut known: Vec<&str> = CRATE_FEATURES.iter().map(|(name, _)| *name).collect();
+    declared.sort_unstable();
+    known.sort_unstable();
+    assert_eq!(declared, known);
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// ---------------------------------------------------------------------------------------
+// Requests to a running example
+// ---------------------------------------------------------------------------------------
 
 impl Server {
-    fn start(name: &str) -> Server {
-        Self::start_with(name, &[])
-    }
-
-    fn start_with(name: &str, env: &[(&str, &str)]) -> Server {
-        ensure_built();
-        let mut child = Command::new(binary(name))
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env_remove("SESSION_ENV")
-            .env_remove("SESSION_MIGRATION_STRATEGY")
-            .env_remove("REDIS_URL")
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(name).display()));
-
-        // stderr is collected for the failure message; stdout is read to its end so that the
-        // example never writes to a closed pipe.
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                    buf.extend_from_slice(&chunk[..n]);
-                    *stderr.lock().unwrap() = String::from_utf8_lossy(&buf).into_owned();
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let output = Arc::new(Mutex::new(String::new()));
-        let collected = Arc::clone(&output);
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for line in lines.map_while(Result::ok) {
-                let mut collected = collected.lock().unwrap();
-                collected.push_str(&line);
-                collected.push('\n');
-            }
-        });
-
-        let first = match rx.recv_timeout(TIMEOUT) {
-            Ok(Some(Ok(line))) => line,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "{name} did not print its address ({other:?}); stderr:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let addr = first
-            .strip_prefix("listening on http://")
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name}: unexpected first line {first:?}"));
-        Server {
-            child,
-            addr,
-            output,
-        }
-    }
-
-    /// What the example printed after its first line, waiting (up to the timeout) for the
-    /// instructions to be complete.
-    fn output(&self) -> String {
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        loop {
-            let output = self.output.lock().unwrap().clone();
-            if output.contains("sessions:") || std::time::Instant::now() > deadline {
-                return output;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     fn get(&self, path: &str) -> Call {
         Call::new(self.addr, Method::GET, path)
     }
@@ -893,7 +765,7 @@ async fn hyper_service_login_me_logout() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn multi_app_keeps_its_sessions_in_redis_in_development() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = redis_server::shared_url();
     let server = Server::start_with(
         "multi_app",
         &[("SESSION_ENV", "development"), ("REDIS_URL", &url)],
@@ -974,6 +846,11 @@ async fn multi_app_keeps_its_sessions_in_redis_in_development() {
 #[allow(dead_code)]
 mod pg;
 
+#[cfg(feature = "redis")]
+#[path = "it/common/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
 /// `SESSION_ENV=production` on PostgreSQL + Redis: migrations on start (twice: the second is a
 /// no-op), no demo users, users and sessions are real rows shared with the TypeScript apps.
 #[cfg(all(feature = "redis", feature = "postgres"))]
@@ -983,7 +860,7 @@ async fn multi_app_in_production_on_postgres_and_redis() {
 
     let db = pg::TestDb::create().await;
     let url = pg::database_url(&db.name);
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis_url = redis_server::shared_url();
     let env = [
         ("SESSION_ENV", "production"),
         ("SESSION_AUTO_MIGRATE", "true"),
@@ -1091,7 +968,7 @@ fn multi_app_in_production_without_a_database_names_the_variable() {
     let out = Command::new(binary("multi_app"))
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("SESSION_ENV", "production")
-        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("REDIS_URL", redis_server::shared_url())
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_IDENTITY_URL")
         .output()

@@ -1,5 +1,5 @@
 //! tower-sessions' Redis store plugged into tower-sessions 0.15, for the peer comparisons of
-//! `benches/layer.rs` and `examples/bench_server.rs` (included by both with `#[path]`).
+//! `benches/layer.rs` and `benches/bench_server.rs` (included by both with `#[path]`).
 //!
 //! `tower-sessions-redis-store` (latest 0.16) implements the trait of `tower-sessions-core`
 //! 0.14, identical in shape to 0.15's, so loaded records are moved field by field (no copy of

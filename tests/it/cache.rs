@@ -78,10 +78,13 @@ async fn cached_requests_skip_the_store_and_local_changes_drop_them() {
     assert_eq!(status(&admin, &token).await, 401);
 }
 
+/// Each test here has a Redis of its own: any message on the invalidation channel (which is
+/// not scoped to a database) bumps a cache's epoch and skips an insert, so another test
+/// publishing on a shared server could make these pass or fail for the wrong reason.
 #[cfg(feature = "redis")]
 mod redis_bus {
     use super::*;
-    use common::redis_server::{shared_url, RedisServer};
+    use common::redis_server::RedisServer;
     use redis::AsyncCommands;
     use std::time::Instant;
     use tower_app_sessions::clock::ManualClock;
@@ -118,7 +121,8 @@ mod redis_bus {
 
     #[tokio::test]
     async fn a_logout_on_one_instance_is_seen_by_the_other_at_once() {
-        let url = shared_url();
+        let server = RedisServer::start_plain();
+        let url = server.url();
         let users = MemoryUsers::new();
         let alice = users
             .insert(User::new("alice@example.com", Role::User))
@@ -129,8 +133,15 @@ mod redis_bus {
         let token = send(&app_a, post(&format!("/login/{}", alice.id)).empty())
             .await
             .body;
-        assert_eq!(status(&app_b, &token).await, 200); // cached on B
+        assert_eq!(status(&app_b, &token).await, 200); // loaded by B, and cached
+        let loads = server.calls("GET");
+        assert!(loads > 0, "B loaded the session from Redis");
         assert_eq!(status(&app_b, &token).await, 200);
+        assert_eq!(
+            server.calls("GET"),
+            loads,
+            "B's second request was served from its cache, without a load"
+        );
         send(&app_a, post("/logout").bearer(&token).empty()).await;
         // The cache's TTL is 60 s: a 401 within the (generous) bound below can only come
         // from the invalidation A published.
@@ -141,7 +152,8 @@ mod redis_bus {
 
     #[tokio::test]
     async fn unpublished_changes_are_seen_within_the_ttl() {
-        let url = shared_url();
+        let server = RedisServer::start_plain();
+        let url = server.url();
         let users = MemoryUsers::new();
         let alice = users
             .insert(User::new("alice@example.com", Role::User))
@@ -227,8 +239,9 @@ mod redis_bus {
             .unwrap();
         let ttl = Duration::from_secs(60);
         let clock = ManualClock::starting_now();
+        let store_server = RedisServer::start_plain();
         let instance = || async {
-            let store = RedisStore::connect(RedisConfig::new(shared_url()))
+            let store = RedisStore::connect(RedisConfig::new(store_server.url()))
                 .await
                 .unwrap();
             let bus = InvalidationBus::redis(&bus_server.url()).await.unwrap();

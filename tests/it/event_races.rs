@@ -1,6 +1,6 @@
 //! Lifecycle events under forced interleavings: two requests that find one session expired
 //! report it once; a logout held while another device revokes every session reports the
-//! revocation only. Barriers fix the order; nothing sleeps.
+//! revocation only. Barriers fix the order; nothing sleeps; every wait is bounded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tower_app_sessions::{
 };
 use uuid::Uuid;
 
+use crate::common::races::within;
 use crate::common::{get, login_at, post, routes, send, Finish};
 use crate::events::{apps, kind, memory_user, Collected};
 
@@ -49,7 +50,7 @@ impl SessionStore for DeletesInPairs {
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
         StoreFuture::new(async move {
-            self.pair.wait().await;
+            within("the other request's delete", self.pair.wait()).await;
             self.inner.delete(c, id, now).await
         })
     }
@@ -193,7 +194,8 @@ async fn a_logout_after_a_concurrent_revoke_is_not_reported(store: Arc<dyn Sessi
     let revoked = send(&app, post("/web/revoke-all").bearer(&other).empty()).await;
     assert_eq!((revoked.status.as_u16(), revoked.body.as_str()), (200, "2"));
     gate.release().await;
-    assert_eq!(logging_out.await.unwrap().status, 200);
+    let logged_out = within("the held logout to answer", logging_out).await;
+    assert_eq!(logged_out.unwrap().status, 200);
     let events = collected.take();
     let events: Vec<_> = events.iter().map(kind).collect();
     assert_eq!(

@@ -1,5 +1,5 @@
-//! The backend tests (Redis, Redis Cluster, PostgreSQL, the cache, the examples) are compiled
-//! only with the cargo features of their backends, so a plain `cargo test` would build none
+//! The backend tests (Redis, Redis Cluster, PostgreSQL, the cache, the CLI, the examples) are
+//! compiled only with the cargo features they test, so a plain `cargo test` would build none
 //! of them and pass. This test fails such a run instead, and says which command runs them.
 
 #[test]
@@ -10,6 +10,10 @@ fn every_backend_test_is_compiled_in() {
         ("cache", cfg!(feature = "cache")),
         ("redis", cfg!(feature = "redis")),
         ("postgres", cfg!(feature = "postgres")),
+        ("throttle", cfg!(feature = "throttle")),
+        ("metrics", cfg!(feature = "metrics")),
+        // The operator CLI's tests (tests/it/cli.rs) run its binary.
+        ("cli", cfg!(feature = "cli")),
     ];
     let missing: Vec<&str> = features
         .iter()
@@ -20,6 +24,6 @@ fn every_backend_test_is_compiled_in() {
         missing.is_empty(),
         "this test run lacks the features {missing:?}, so the tests of those backends were not \
          compiled and did not run. Run the test suite with `scripts/test` (it makes sure Redis \
-         and PostgreSQL answer, then runs `cargo test --all-features --locked`)."
+         and PostgreSQL answer, then runs `cargo test --all-features`)."
     );
 }

@@ -1181,7 +1181,9 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
         let (a, token) = (a.clone(), token.clone());
         tokio::spawn(async move { me_bearer(&a, &token).await })
     };
-    reached.await.expect("A read the live row");
+    crate::common::races::within("A to read the live row", reached)
+        .await
+        .expect("A read the live row");
     // B ends the user's sessions while A holds the row it read.
     let ended = b_sessions
         .store()
@@ -1196,7 +1198,10 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
     release.send(()).unwrap();
     let refilled_at = clock.now_ms();
     assert_eq!(
-        request.await.unwrap().0,
+        crate::common::races::within("A's held request to answer", request)
+            .await
+            .unwrap()
+            .0,
         200,
         "the race: A served what it read"
     );

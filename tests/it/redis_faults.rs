@@ -24,12 +24,18 @@ use uuid::Uuid;
 
 /// Per-operation Redis deadline of the store under test.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
-/// Sanity bound on any one request while Redis is down: fail fast, never hang.
-const OUTAGE_REQUEST_BOUND: Duration = Duration::from_secs(2);
-/// Sanity bound on a request while Redis is hung (`DEBUG SLEEP`).
-const HUNG_REQUEST_BOUND: Duration = Duration::from_millis(1_500);
+// The bounds below are sanity bounds in seconds: what a request must never exceed, not how
+// fast it is (a shared 2-core machine can stall a process for a second). What these tests
+// prove is the answer (503, never a hang, never a 500); the latencies measured are logged.
+/// Bound on any one request while Redis is down: fail fast, never hang.
+const OUTAGE_REQUEST_BOUND: Duration = Duration::from_secs(3);
+/// Bound on a request while Redis is hung (`DEBUG SLEEP`): ten response timeouts.
+const HUNG_REQUEST_BOUND: Duration = Duration::from_secs(3);
+/// How long Redis stays hung: longer than the three checked requests at their bound, so they
+/// all meet a hung server.
+const HUNG_FOR_SECS: u64 = 10;
 /// `/me` must be `200` again this soon after the restarted server answers `PING`.
-const RECOVERY_BOUND: Duration = Duration::from_secs(2);
+const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 
 /// The traffic task stops after this many requests or this long, whichever comes first.
 const TRAFFIC_MAX_REQUESTS: usize = 5_000;
@@ -296,12 +302,12 @@ async fn a_hung_redis_gives_fast_503s_then_recovers() {
     let me = send(&app, get("/me").cookie("sessionId", &token).empty()).await;
     assert_eq!(me.status, StatusCode::OK);
 
-    // `server.cli(&["DEBUG", "SLEEP", "3"])`, on a thread that holds only the port: the
+    // `server.cli(&["DEBUG", "SLEEP", …])`, on a thread that holds only the port: the
     // server's guard stays with the test, so a failing assertion still kills the server.
     let sleeper = std::thread::spawn(move || {
         let out = std::process::Command::new(cli_bin())
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["DEBUG", "SLEEP", "3"])
+            .args(["DEBUG", "SLEEP", &HUNG_FOR_SECS.to_string()])
             .output()
             .expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -342,7 +348,7 @@ async fn a_hung_redis_gives_fast_503s_then_recovers() {
         }
         check_any_phase(Kind::Me, reply.status).unwrap();
         assert!(
-            woke.elapsed() < Duration::from_secs(5),
+            woke.elapsed() < RECOVERY_BOUND,
             "/me still {} {:?} after Redis woke up",
             reply.status,
             reply.body

@@ -13,6 +13,7 @@ pub mod pg;
 pub mod pg_proxy;
 pub mod races;
 pub mod redis_server;
+pub mod skip;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

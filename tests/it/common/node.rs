@@ -1,6 +1,8 @@
-//! The TypeScript apps' Redis adapter, run for real: node with ioredis, installed once into
-//! `target/ts-interop`. Tests that need it skip, saying why, where node, npm or the package
-//! registry is not available.
+//! The TypeScript apps' Redis adapter, run for real: node with ioredis, from the directory
+//! `TS_INTEROP_DIR` names (`.ci/run` installs ioredis into a cache directory there), else
+//! installed once into `target/ts-interop` with npm. Where node, npm or the package registry is
+//! not available, tests that need it are skipped (`skip`): a failure under CI, a line in
+//! `scripts/test`'s closing list of skipped tests elsewhere.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -56,19 +58,25 @@ pub struct Node {
 
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// node with ioredis, or `None` (and a line saying what is missing) to skip.
+/// node with ioredis, or `None` to skip the calling test, recorded as skipped (under CI the
+/// call fails the test instead).
 pub fn with_ioredis() -> Option<Node> {
     let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ts-interop");
+    let dir = std::env::var_os("TS_INTEROP_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ts-interop"),
+        PathBuf::from,
+    );
     let skip = |why: &str| {
-        eprintln!("SKIPPED the TypeScript adapter check: {why}");
+        super::skip::skip(&format!("the TypeScript adapter cannot run: {why}"));
         None
     };
     if Command::new("node").arg("--version").output().is_err() {
         return skip("no `node` on PATH (Debian: apt-get install nodejs npm)");
     }
     if !dir.join("node_modules/ioredis").exists() {
-        std::fs::create_dir_all(&dir).ok()?;
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return skip(&format!("cannot create {}: {e}", dir.display()));
+        }
         let installed = Command::new("npm")
             .args([
                 "install",
@@ -85,7 +93,9 @@ pub fn with_ioredis() -> Option<Node> {
             Err(e) => return skip(&format!("no `npm` ({e})")),
         }
     }
-    std::fs::write(dir.join("adapter.js"), ADAPTER).ok()?;
+    if let Err(e) = std::fs::write(dir.join("adapter.js"), ADAPTER) {
+        return skip(&format!("cannot write {}/adapter.js: {e}", dir.display()));
+    }
     Some(Node { dir })
 }
 

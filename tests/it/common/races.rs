@@ -1,7 +1,11 @@
 //! Races forced through the public API: a handler that stops on a barrier until the test has
-//! done what it races with, then goes on. No sleeps: the interleaving is fixed.
+//! done what it races with, then goes on. No sleeps: the interleaving is fixed. Every wait is
+//! bounded ([`within`]): a regression that stops one party fails the test instead of hanging
+//! the run.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::post;
 use axum::Router;
@@ -11,6 +15,25 @@ use tower_app_sessions::{CurrentUser, Scope, Session, Sessions, User};
 use uuid::Uuid;
 
 use super::{get, login, post as post_req, send, Finish};
+
+/// How long a party of a forced interleaving may wait for the other: far beyond any honest
+/// wait (they take microseconds), short enough that a stuck party fails the run in seconds.
+pub const PARTY_WAIT: Duration = Duration::from_secs(30);
+
+/// `wait`, failing the test if it takes longer than [`PARTY_WAIT`]; `what` names what was
+/// awaited in the failure.
+#[track_caller]
+pub fn within<T>(what: &'static str, wait: impl Future<Output = T>) -> impl Future<Output = T> {
+    let caller = std::panic::Location::caller();
+    async move {
+        match tokio::time::timeout(PARTY_WAIT, wait).await {
+            Ok(value) => value,
+            Err(_) => {
+                panic!("{caller}: waited {PARTY_WAIT:?} for {what}: the other party is stuck")
+            }
+        }
+    }
+}
 
 /// Two barriers of two: the handler waits at the first when it has its session (so the test
 /// knows it is in flight), and at the second until the test lets it go on.
@@ -30,18 +53,18 @@ impl Gate {
 
     /// In the handler: announce, then wait to be released.
     pub async fn hold(&self) {
-        self.reached.wait().await;
-        self.release.wait().await;
+        within("the test to see the handler held", self.reached.wait()).await;
+        within("the test to release the handler", self.release.wait()).await;
     }
 
     /// In the test: wait until the handler holds.
     pub async fn reached(&self) {
-        self.reached.wait().await;
+        within("the handler to reach the gate", self.reached.wait()).await;
     }
 
     /// In the test: let the handler go on.
     pub async fn release(&self) {
-        self.release.wait().await;
+        within("the handler to take its release", self.release.wait()).await;
     }
 }
 
@@ -156,7 +179,9 @@ pub async fn held_racing(
         }
     }
     gate.release().await;
-    let reply = rotating.await.unwrap();
+    let reply = within("the held request to answer", rotating)
+        .await
+        .unwrap();
     assert_eq!(
         (reply.status.as_u16(), reply.body.as_str()),
         (401, UNAUTHORIZED_BODY),

@@ -16,10 +16,19 @@ pub fn cli_bin() -> String {
     std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into())
 }
 
-/// The URL of the shared test Redis: `REDIS_URL`, else the local default.
+/// The URL of the shared test Redis: `REDIS_URL`, else the local server's database 15.
+///
+/// `scripts/test` sets `REDIS_URL` to a database of the suite's own (15 unless
+/// `TEST_REDIS_DB` says otherwise), checked empty before the run and emptied after it, so a
+/// user's data (database 0) is never touched. Without `scripts/test` the default keeps to
+/// database 15 as well. Pub/sub is not scoped to a database: tests that depend on the
+/// invalidation bus start a Redis of their own ([`RedisServer`]).
 pub fn shared_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.into())
 }
+
+/// The shared test Redis when `REDIS_URL` is not set: the local server, the suite's database.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/15";
 
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]

@@ -1,7 +1,7 @@
 //! The example's pages in a real browser: headless Chromium through WebDriver
 //! (`chromedriver`, Debian packages `chromium` and `chromium-driver`). Without a driver the
-//! test says so and checks nothing else; `scripts/test` prints that it was skipped, and
-//! `.ci/run` installs the packages so CI always runs it.
+//! test is skipped (`skip`): a failure under CI, which installs the packages (`.ci/run`);
+//! elsewhere `scripts/test` names it in its closing list of skipped tests.
 //!
 //! Flow: two independent browser profiles sign in to web as the same user; the first sees
 //! two sessions, its own first and marked, and ends the other; the second profile's next
@@ -12,7 +12,8 @@
 //! user (the notice counts them, the empty table is a sentence, the button is gone) and the
 //! first profile is signed out too. Cookies are checked as the browser stored them
 //! (`__Host-` prefix, `Secure` on `http://127.0.0.1`, `HttpOnly`, `SameSite`). Screenshots
-//! of the pages go to `docs/`.
+//! of the pages are taken on every run and written to `docs/` only when asked
+//! (`UPDATE_SCREENSHOTS=1`): the tracked images change when someone means to change them.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -122,12 +123,23 @@ async fn click(client: &Client, css: &str) {
 }
 
 async fn wait_for(client: &Client, css: &str) {
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(_) => return,
+            // chromedriver answers a lookup made while the page is being replaced (a form
+            // was just submitted) with this instead of an element or "no such element": the
+            // next page is on its way, so look again (within the same bound).
+            Err(fantoccini::error::CmdError::NotW3C(serde_json::Value::String(answer)))
+                if answer == "aborted by navigation" && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("{css} never appeared: {e}"),
+        }
+    }
 }
 
 async fn has(client: &Client, css: &str) -> bool {
@@ -169,9 +181,15 @@ async fn rows(client: &Client) -> Vec<(String, bool)> {
 
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    std::fs::create_dir_all(&dir).expect("docs/");
-    std::fs::write(dir.join(name), png).expect("write screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{name}: not a PNG image"
+    );
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        let dir = Path::new(super::EXAMPLES_ROOT).join("docs");
+        std::fs::create_dir_all(&dir).expect("docs/");
+        std::fs::write(dir.join(name), png).expect("write screenshot");
+    }
 }
 
 async fn text(client: &Client, css: &str) -> String {
@@ -203,9 +221,9 @@ async fn reload(client: &Client, url: &str) {
 #[tokio::test]
 async fn two_devices_an_admin_and_the_cookies_as_a_browser_keeps_them() {
     let Some(driver) = Driver::start().await else {
-        eprintln!(
-            "browser test SKIPPED: no chromedriver on PATH (install the Debian packages \
-             chromium and chromium-driver, or set CHROMEDRIVER)"
+        super::skip::skip(
+            "no chromedriver on PATH (install the Debian packages chromium and \
+             chromium-driver, or set CHROMEDRIVER)",
         );
         return;
     };

@@ -4,7 +4,8 @@
 //! ```text
 //! BENCH_SCENARIO=tiered REDIS_URL=redis://127.0.0.1:6379 \
 //!   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
-//!   cargo run --release --features redis,postgres --example bench_server
+//!   cargo run --release -p tower-app-sessions-bench --features redis,postgres \
+//!     --example bench_server
 //! ```
 //!
 //! Every scenario serves `GET /web/me` and answers `200` with `{"id","email","role"}` for the
@@ -953,7 +954,7 @@ async fn ideal_moka(n: usize) -> Result<Served, BoxError> {
     })
 }
 
-#[path = "../benches/support/ts_redis.rs"]
+#[path = "support/ts_redis.rs"]
 mod ts_redis;
 
 /// The peer: tower-sessions 0.15 resolving a user id from its session.
