@@ -13,7 +13,9 @@
 //! printed), `SOAK_INSTANCES` (2), `SOAK_CLIENTS` (6), `SOAK_THINK_MS` (100, a client's mean
 //! pause between requests), `SOAK_APP` (the `multi_app` binary, default
 //! `target/debug/examples/multi_app`) and `SOAK_OUT` (where the history and the instances'
-//! logs go, default `target/soak`).
+//! logs go, default `target/soak`). `SOAK_INSTANCE_ENV="VAR=value,VAR=value"` sets variables
+//! on the instances over the soak's own while the checker keeps the documented bounds: a
+//! looser configuration (say `SESSION_CACHE_TTL_SECS=30`) then shows up as violations.
 
 mod check;
 mod history;
@@ -34,6 +36,19 @@ fn number(var: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
+fn instance_env() -> anyhow::Result<Vec<(String, String)>> {
+    let raw = std::env::var("SOAK_INSTANCE_ENV").unwrap_or_default();
+    raw.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .with_context(|| format!("SOAK_INSTANCE_ENV: {pair:?} is not VAR=value"))
+        })
+        .collect()
+}
+
 fn config() -> anyhow::Result<run::Config> {
     let clock_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -50,6 +65,7 @@ fn config() -> anyhow::Result<run::Config> {
             || PathBuf::from("target/debug/examples/multi_app"),
             PathBuf::from,
         ),
+        instance_env: instance_env()?,
         out: std::env::var_os("SOAK_OUT")
             .map_or_else(|| PathBuf::from("target/soak"), PathBuf::from),
     })

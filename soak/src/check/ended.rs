@@ -8,7 +8,9 @@ use super::{secs, served, Figures, Violation};
 
 pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
     let mut reported = HashSet::new();
-    let mut latest: BTreeMap<String, u64> = BTreeMap::new();
+    // Per ending path, with or without a fault around it: uses after the end, and the
+    // latest one still served.
+    let mut latest: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for r in &model.requests {
         let Some(label) = r.session.as_deref() else {
             continue;
@@ -34,31 +36,27 @@ pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures)
         }
         ends.sort_by_key(|(_, deadline)| *deadline);
         figures.probes_after_end.0 += 1;
-        if !served(r) {
-            if r.outcome.code() == Some(401) {
-                figures.probes_after_end.1 += 1;
-            }
-            continue;
+        if r.outcome.code() == Some(401) {
+            figures.probes_after_end.1 += 1;
         }
         let (end, deadline) = ends[0];
+        let faulty = !model.faults_during(end.start_us, deadline).is_empty();
+        let path = format!(
+            "{:?} ({})",
+            end.path,
+            if faulty {
+                "fault around it"
+            } else {
+                "no fault"
+            }
+        );
+        let seen = latest.entry(path).or_default();
+        seen.0 += 1;
+        if !served(r) {
+            continue;
+        }
         if r.start_us <= deadline {
-            let faulty = !model
-                .faults_during(
-                    end.start_us,
-                    end.end_us + model.staleness_bound(end.path, end.start_us, end.end_us),
-                )
-                .is_empty();
-            let path = format!(
-                "{:?} ({})",
-                end.path,
-                if faulty {
-                    "fault around it"
-                } else {
-                    "no fault"
-                }
-            );
-            let late = latest.entry(path).or_default();
-            *late = (*late).max(r.start_us - end.end_us);
+            seen.1 = seen.1.max(r.start_us - end.end_us);
             continue;
         }
         if !reported.insert((label.to_owned(), end.seq)) {

@@ -62,9 +62,10 @@ pub struct Figures {
     /// The longest answer time, overall and of `503`s.
     pub max_answer_us: Micros,
     pub max_503_answer_us: Micros,
-    /// The latest a session was still served after an acknowledged end (within its bound),
-    /// per ending path, without and with a fault around the end.
-    pub served_after_end: Vec<(String, Micros)>,
+    /// Per ending path, without and with a fault around the end: how many uses of a session
+    /// came after the end was acknowledged, and the latest one still served (within the
+    /// bound).
+    pub served_after_end: Vec<(String, (usize, Micros))>,
     /// How many requests used a session after one of its ends was acknowledged, and how
     /// many of them were refused.
     pub probes_after_end: (usize, usize),
@@ -263,10 +264,10 @@ impl Verdict {
             "uses of a session after an acknowledged end: {} ({} refused)",
             f.probes_after_end.0, f.probes_after_end.1,
         );
-        for (path, late) in &f.served_after_end {
+        for (path, (uses, late)) in &f.served_after_end {
             let _ = writeln!(
                 out,
-                "  latest still served after a {path} end: {}",
+                "  after a {path} end: {uses} uses, the latest still served {} after it",
                 secs(*late)
             );
         }

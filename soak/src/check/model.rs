@@ -161,16 +161,22 @@ impl<'h> Model<'h> {
         self.ends = ends;
     }
 
-    /// The sessions of `user` (every app) whose creating answer came before `before`.
-    fn sessions_of(&self, user: &str, before: Micros) -> Vec<String> {
+    /// The sessions of `user` (every app) that surely existed before `before` (their
+    /// creating answer came before it) or, `overlapping`, may have (their creating request
+    /// had started: the session exists before the answer is out).
+    fn sessions_of(&self, user: &str, before: Micros, overlapping: bool) -> Vec<String> {
+        let existed = |c: &Request| {
+            if overlapping {
+                c.start_us < before
+            } else {
+                c.end_us < before
+            }
+        };
         let mut labels: Vec<String> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.user == user)
-            .filter(|(_, s)| {
-                self.request(s.created_seq)
-                    .is_some_and(|c| c.end_us < before)
-            })
+            .filter(|(_, s)| self.request(s.created_seq).is_some_and(existed))
             .map(|(label, _)| label.clone())
             .collect();
         labels.sort();
@@ -192,12 +198,12 @@ impl<'h> Model<'h> {
             }
             Op::RevokeOthers { .. } => {
                 let user = self.sessions.get(r.session.as_ref()?)?.user.clone();
-                let mut surely = self.sessions_of(&user, r.start_us);
+                let mut surely = self.sessions_of(&user, r.start_us, false);
                 // Its own old id ends too (it moved to a new one); the new one is not ended.
                 surely.extend(own());
                 surely.sort();
                 surely.dedup();
-                let mut maybe = self.sessions_of(&user, r.end_us);
+                let mut maybe = self.sessions_of(&user, r.end_us, true);
                 maybe.extend(own());
                 if let Op::RevokeOthers {
                     new_session: Some(new),
@@ -212,14 +218,14 @@ impl<'h> Model<'h> {
             Op::AdminRevoke { user } => (
                 EndPath::Crate,
                 code == Some(204),
-                self.sessions_of(user, r.start_us),
-                self.sessions_of(user, r.end_us),
+                self.sessions_of(user, r.start_us, false),
+                self.sessions_of(user, r.end_us, true),
             ),
             Op::SqlRevoke { user } => (
                 EndPath::Sql,
                 matches!(r.outcome, Outcome::Done { .. }),
-                self.sessions_of(user, r.start_us),
-                self.sessions_of(user, r.end_us),
+                self.sessions_of(user, r.start_us, false),
+                self.sessions_of(user, r.end_us, true),
             ),
             Op::RedisDel => (
                 EndPath::RedisDel,

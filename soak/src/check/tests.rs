@@ -276,6 +276,28 @@ fn clean() -> H {
     );
     h.me("s2", 24_050, 401, None); // racing the revocation: may be refused
     h.me("s2", 26_000, 401, None);
+    // A login answered just after the admin's revocation of its user ended: the session
+    // existed before the answer was out, so the revocation may have ended it.
+    h.web(
+        None,
+        26_100,
+        26_200,
+        Op::Login {
+            user: "u2".into(),
+            password_ok: true,
+            new_session: Some("s5".into()),
+        },
+        status(200),
+    );
+    h.at(
+        App::Admin,
+        Some("a1"),
+        26_120,
+        26_180,
+        Op::AdminRevoke { user: "u2".into() },
+        status(204),
+    );
+    h.me("s5", 26_300, 401, None);
     // A bare Redis DEL: a cached copy may serve for the cache's TTL.
     h.login("u3", "s3", 27_000);
     h.direct(
@@ -316,7 +338,7 @@ fn a_clean_history_passes() {
     assert_eq!(verdict.faults, 3);
     let report = verdict.report(&h.events);
     assert!(
-        report.ends_with("soak: 31 operations, 3 faults, 0 violations"),
+        report.ends_with("soak: 34 operations, 3 faults, 0 violations"),
         "{report}"
     );
     assert_eq!(verdict.figures.probes_after_end, (5, 3), "{report}");

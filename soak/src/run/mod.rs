@@ -35,6 +35,9 @@ pub struct Config {
     pub app: PathBuf,
     /// Where the history and the instances' logs are kept.
     pub out: PathBuf,
+    /// Variables set on the instances over the soak's own (`SOAK_INSTANCE_ENV`): to see a
+    /// configuration looser than the bounds caught, e.g. a longer session cache TTL.
+    pub instance_env: Vec<(String, String)>,
 }
 
 /// The instances' configuration: production on the tiered store, PostgreSQL notifications
@@ -78,7 +81,8 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     let mut instances = Vec::new();
     for index in 0..config.instances {
         let proxy = PgProxy::start(postgres.port).await?;
-        let env = instance_env(&redis, postgres.url(proxy.port), &bounds);
+        let mut env = instance_env(&redis, postgres.url(proxy.port), &bounds);
+        env.extend(config.instance_env.iter().cloned());
         let mut instance = Instance::new(index, &config.app, dir.path(), env)?;
         // One at a time: each runs the migrations first.
         instance.start().await?;

@@ -96,6 +96,7 @@ pub async fn admin(world: Arc<World>, seed: u64) {
             continue;
         }
         let path = format!("/admin/users/{}/sessions", ids[&user]);
+        let targets = world.live_of(&user, 2);
         let ended = world
             .call(
                 ADMIN,
@@ -108,8 +109,14 @@ pub async fn admin(world: Arc<World>, seed: u64) {
                 |_| Op::AdminRevoke { user: user.clone() },
             )
             .await;
-        if matches!(ended, Ok(Answer { status: 401, .. })) {
-            session = None;
+        match ended {
+            Ok(Answer { status: 401, .. }) => session = None,
+            Ok(Answer { status: 204, .. }) => {
+                for (label, token) in targets {
+                    world.probe(ADMIN, &mut rng, &label, &token).await;
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -183,14 +190,23 @@ pub async fn typescript(world: Arc<World>, seed: u64) {
                  RETURNING 1) SELECT count(*) FROM ended"
             );
             let revoke = async { Ok(world.pg.psql("soak", &sql).await?.parse()?) };
-            world.direct(None, Op::SqlRevoke { user }, revoke).await;
+            let targets = world.live_of(&user, 2);
+            if world
+                .direct(None, Op::SqlRevoke { user }, revoke)
+                .await
+                .is_some()
+            {
+                for (label, token) in targets {
+                    world.probe("ts", &mut rng, &label, &token).await;
+                }
+            }
         } else {
             let picked = {
                 let live = lock(&world.live);
                 let labels: Vec<&String> = live.keys().collect();
                 labels
                     .choose(&mut rng)
-                    .map(|label| ((*label).clone(), live[*label].clone()))
+                    .map(|label| ((*label).clone(), live[*label].1.clone()))
             };
             let Some((label, token)) = picked else {
                 continue;
@@ -198,6 +214,7 @@ pub async fn typescript(world: Arc<World>, seed: u64) {
             let del = redis_del(world.redis_port, format!("session:web:{token}"));
             if world.direct(Some(&label), Op::RedisDel, del).await > Some(0) {
                 lock(&world.live).remove(&label);
+                world.probe("ts", &mut rng, &label, &token).await;
             }
         }
     }

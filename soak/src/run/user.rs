@@ -164,7 +164,7 @@ impl Client {
         } else {
             Via::Bearer
         };
-        lock(&self.world.live).insert(label.clone(), token.clone());
+        lock(&self.world.live).insert(label.clone(), (self.user.clone(), token.clone()));
         self.held.push(Held {
             label,
             token,
@@ -459,7 +459,8 @@ impl Client {
                 }
                 if let Some((label, token)) = new {
                     let read_via = held.read_via;
-                    lock(&self.world.live).insert(label.clone(), token.clone());
+                    lock(&self.world.live)
+                        .insert(label.clone(), (self.user.clone(), token.clone()));
                     self.held.push(Held {
                         label,
                         token,
@@ -494,7 +495,7 @@ impl Client {
             None,
             |_| Op::Logout,
         );
-        if race {
+        let logged_out = if race {
             let read = world.call(
                 &name,
                 j,
@@ -510,9 +511,33 @@ impl Client {
                         .map(|e| user_of(&e)),
                 },
             );
-            let _ = tokio::join!(logout, read);
+            tokio::join!(logout, read).0
         } else {
-            let _ = logout.await;
+            logout.await
+        };
+        // One time in three, the ended session is tried at once on the other instance.
+        if matches!(logged_out, Ok(Answer { status: 204, .. })) && self.rng.random_bool(0.3) {
+            let credential = Credential {
+                token: &held.token,
+                via: Via::Bearer,
+            };
+            let _ = world
+                .call(
+                    &name,
+                    j,
+                    App::Web,
+                    Some((&held.label, credential)),
+                    Method::GET,
+                    "/web/me",
+                    None,
+                    |a| Op::Me {
+                        user: a
+                            .filter(|a| a.status == 200)
+                            .and_then(|a| a.str("email"))
+                            .map(|e| user_of(&e)),
+                    },
+                )
+                .await;
         }
         self.ended(&held.label);
     }

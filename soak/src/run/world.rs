@@ -58,8 +58,9 @@ pub struct World {
     pub think: Duration,
     /// Users an admin may target: label → email.
     pub users: Mutex<Vec<(String, String)>>,
-    /// Live web sessions, label → token: what the TypeScript apps' bare `DEL` picks from.
-    pub live: Mutex<BTreeMap<String, String>>,
+    /// Live web sessions, label → (user, token): what the TypeScript apps' bare `DEL` picks
+    /// from, and what is tried right after a user's sessions were ended.
+    pub live: Mutex<BTreeMap<String, (String, String)>>,
     next_session: AtomicU64,
     next_value: AtomicU64,
 }
@@ -179,6 +180,43 @@ impl World {
             outcome,
         });
         result
+    }
+
+    /// The live sessions of `user`, at most `max` of them.
+    pub fn live_of(&self, user: &str, max: usize) -> Vec<(String, String)> {
+        lock(&self.live)
+            .iter()
+            .filter(|(_, (owner, _))| owner == user)
+            .take(max)
+            .map(|(label, (_, token))| (label.clone(), token.clone()))
+            .collect()
+    }
+
+    /// `GET /web/me` with a session that was just ended, on a random instance, as soon as
+    /// the end was acknowledged: the tightest test of the bounds.
+    pub async fn probe(&self, client: &str, rng: &mut impl Rng, label: &str, token: &str) {
+        let i = self.instance(rng);
+        let credential = Credential {
+            token,
+            via: Via::Bearer,
+        };
+        let _ = self
+            .call(
+                client,
+                i,
+                App::Web,
+                Some((label, credential)),
+                Method::GET,
+                "/web/me",
+                None,
+                |a| Op::Me {
+                    user: a
+                        .filter(|a| a.status == 200)
+                        .and_then(|a| a.str("email"))
+                        .map(|e| user_of(&e)),
+                },
+            )
+            .await;
     }
 
     /// Records a direct write (SQL, Redis) done by `run`.
