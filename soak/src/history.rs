@@ -48,6 +48,9 @@ pub struct Bounds {
     /// How long a listening connection dead without closing can go unnoticed (three
     /// heartbeats).
     pub dead_connection_ms: u64,
+    /// The listener's longest wait between attempts to listen again: after PostgreSQL or
+    /// its connection is back, the notifications may stay unheard this long.
+    pub listener_backoff_ms: u64,
     /// The longest a request may wait for its answer: the timeouts a request can meet in a
     /// row (PostgreSQL pool 5 s, query 2 s, Redis 1 s, publish 1 s) and a margin.
     pub answer_ms: u64,
@@ -65,6 +68,7 @@ impl Default for Bounds {
             cache_ttl_ms: 5_000,
             revalidate_ms: 5_000,
             dead_connection_ms: 3_000,
+            listener_backoff_ms: 5_000,
             answer_ms: 10_000,
             password_answer_ms: 15_000,
             recovery_ms: 10_000,

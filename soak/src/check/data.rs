@@ -137,7 +137,7 @@ fn check_read(
         }
         slice.extend(
             model
-                .faults_during(slice_start(model, &slice, read), read.end_us)
+                .faults_loosening(slice_start(model, &slice, read), read.end_us)
                 .iter()
                 .map(|f| f.seq),
         );
@@ -185,7 +185,7 @@ fn half_applied(
             let mut slice = vec![w.seq];
             slice.extend(
                 model
-                    .faults_during(w.start_us, read.end_us)
+                    .faults_loosening(w.start_us, read.end_us)
                     .iter()
                     .map(|f| f.seq),
             );

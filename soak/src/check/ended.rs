@@ -40,7 +40,7 @@ pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures)
             figures.probes_after_end.1 += 1;
         }
         let (end, deadline) = ends[0];
-        let faulty = !model.faults_during(end.start_us, deadline).is_empty();
+        let faulty = !model.faults_loosening(end.start_us, deadline).is_empty();
         let path = format!(
             "{:?} ({})",
             end.path,
@@ -66,7 +66,7 @@ pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures)
         slice.push(end.seq);
         slice.extend(
             model
-                .faults_during(end.start_us, r.end_us)
+                .faults_loosening(end.start_us, r.end_us)
                 .iter()
                 .map(|f| f.seq),
         );

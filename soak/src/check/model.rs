@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::history::{App, Bounds, Event, Fault, Micros, Op, Outcome, Request, Setup};
+use crate::history::{App, Bounds, Event, Fault, FaultKind, Micros, Op, Outcome, Request, Setup};
 
 /// A session the history created (a login or a rotation answered with its token).
 #[derive(Debug, Clone)]
@@ -249,8 +249,8 @@ impl<'h> Model<'h> {
         })
     }
 
-    /// The fault windows (injection to heal plus the recovery allowance) that overlap
-    /// `[from, to]`.
+    /// The faults whose outage window — injection to heal, plus the recovery allowance —
+    /// overlaps `[from, to]`: what may explain a `503` or a slow answer.
     pub fn faults_during(&self, from: Micros, to: Micros) -> Vec<&'h Fault> {
         let recovery = ms(self.bounds().recovery_ms);
         self.faults
@@ -260,17 +260,41 @@ impl<'h> Model<'h> {
             .collect()
     }
 
+    /// The faults that can make an ending or a write go unseen for longer, active at some
+    /// moment of `[from, to]`: a Redis fault while it lasts (a publish lost; after it heals
+    /// the bus resubscribes, and caches do not serve meanwhile), a PostgreSQL kill or a cut
+    /// listener until the listener can have listened again (its backoff, then a dead
+    /// connection noticed). A killed instance serves nothing, and restarts empty.
+    pub fn faults_loosening(&self, from: Micros, to: Micros) -> Vec<&'h Fault> {
+        let b = self.bounds();
+        self.faults
+            .iter()
+            .filter(|f| {
+                let lasts = match f.kind {
+                    FaultKind::RedisKill | FaultKind::RedisPause => ms(b.delivery_ms),
+                    FaultKind::PostgresKill | FaultKind::ListenerCut => {
+                        ms(b.listener_backoff_ms + b.dead_connection_ms)
+                    }
+                    FaultKind::InstanceKill => return false,
+                };
+                overlaps(f.start_us, f.heal_us + lasts, from, to)
+            })
+            .copied()
+            .collect()
+    }
+
     /// How long after its acknowledgement an ending (or a data write, `EndPath::Crate`) may
-    /// go unseen: the path's own bound, plus — when a fault was active around it — the
-    /// polling bound or the cache's TTL (whichever is longer: a publish lost to a Redis
-    /// fault, notifications not heard) and the time to notice a dead connection.
+    /// go unseen: the path's own bound, plus — when a fault loosened it
+    /// ([`faults_loosening`](Self::faults_loosening)) — the polling bound or the cache's TTL
+    /// (whichever is longer: a publish lost to a Redis fault, notifications not heard) and
+    /// the time to notice a dead connection.
     pub fn staleness_bound(&self, path: EndPath, start_us: Micros, end_us: Micros) -> Micros {
         let b = self.bounds();
         let base = match path {
             EndPath::Crate | EndPath::Sql => ms(b.delivery_ms),
             EndPath::RedisDel => ms(b.cache_ttl_ms + b.delivery_ms),
         };
-        if self.faults_during(start_us, end_us + base).is_empty() {
+        if self.faults_loosening(start_us, end_us + base).is_empty() {
             base
         } else {
             base + ms(b.cache_ttl_ms.max(b.revalidate_ms) + b.dead_connection_ms)

@@ -445,6 +445,14 @@ fn a_fault_around_an_end_extends_its_bound_to_the_documented_one() {
     // 10 s late: not.
     h.me("s1", 30_100, 200, Some("u1"));
     assert_found(&h, 'b', "the bound for a Crate end here is 9.000s");
+
+    // A Redis kill healed two seconds before the logout loosens nothing (the bus
+    // resubscribed; caches did not serve meanwhile), nor does an instance killed during it.
+    let mut h = clean();
+    h.fault(FaultKind::RedisKill, None, 16_000, 18_000);
+    h.fault(FaultKind::InstanceKill, Some(1), 19_990, 20_500);
+    h.me("s1", 21_520, 200, Some("u1"));
+    assert_found(&h, 'b', "the bound for a Crate end here is 1.000s");
 }
 
 #[test]
