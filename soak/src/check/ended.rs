@@ -21,8 +21,7 @@ pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures)
         // The acknowledged ends of this session before the request started, the tightest
         // deadline first.
         let mut ends: Vec<(&End, u64)> = model
-            .ends
-            .iter()
+            .ends_of(label)
             .filter(|e| e.end_us < r.start_us && e.surely.iter().any(|s| s == label))
             .map(|e| {
                 (

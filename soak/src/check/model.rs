@@ -54,6 +54,10 @@ pub struct Model<'h> {
     pub registered: HashMap<String, Micros>,
     by_seq: HashMap<u64, &'h Request>,
     faults_by_seq: HashMap<u64, &'h Fault>,
+    /// Per session, the ends that may have ended it (indexes into `ends`).
+    ends_by_session: HashMap<String, Vec<usize>>,
+    /// Per user, their sessions' labels.
+    sessions_by_user: HashMap<String, Vec<String>>,
 }
 
 /// Whether `[a0, a1]` and `[b0, b1]` share a moment.
@@ -89,6 +93,8 @@ impl<'h> Model<'h> {
             sessions: HashMap::new(),
             ends: Vec::new(),
             registered: HashMap::new(),
+            ends_by_session: HashMap::new(),
+            sessions_by_user: HashMap::new(),
         };
         model.derive();
         Ok(model)
@@ -153,12 +159,35 @@ impl<'h> Model<'h> {
                 _ => {}
             }
         }
+        for (label, session) in &self.sessions {
+            self.sessions_by_user
+                .entry(session.user.clone())
+                .or_default()
+                .push(label.clone());
+        }
         let ends: Vec<End> = self
             .requests
             .iter()
             .filter_map(|r| self.end_of(r))
             .collect();
+        for (k, end) in ends.iter().enumerate() {
+            for label in &end.maybe {
+                self.ends_by_session
+                    .entry(label.clone())
+                    .or_default()
+                    .push(k);
+            }
+        }
         self.ends = ends;
+    }
+
+    /// The ends that may have ended `session` (those that surely did among them).
+    pub fn ends_of(&self, session: &str) -> impl Iterator<Item = &End> {
+        self.ends_by_session
+            .get(session)
+            .into_iter()
+            .flatten()
+            .map(|k| &self.ends[*k])
     }
 
     /// The sessions of `user` (every app) that surely existed before `before` (their
@@ -173,11 +202,17 @@ impl<'h> Model<'h> {
             }
         };
         let mut labels: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.user == user)
-            .filter(|(_, s)| self.request(s.created_seq).is_some_and(existed))
-            .map(|(label, _)| label.clone())
+            .sessions_by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|label| {
+                self.sessions
+                    .get(*label)
+                    .and_then(|s| self.request(s.created_seq))
+                    .is_some_and(existed)
+            })
+            .cloned()
             .collect();
         labels.sort();
         labels
@@ -303,8 +338,6 @@ impl<'h> Model<'h> {
 
     /// Whether some operation that started before `before` may have ended `session`.
     pub fn maybe_ended(&self, session: &str, before: Micros) -> bool {
-        self.ends
-            .iter()
-            .any(|e| e.start_us < before && e.maybe.iter().any(|s| s == session))
+        self.ends_of(session).any(|e| e.start_us < before)
     }
 }
