@@ -52,7 +52,8 @@ pub struct Bounds {
     /// its connection is back, the notifications may stay unheard this long.
     pub listener_backoff_ms: u64,
     /// The longest a request may wait for its answer: the timeouts a request can meet in a
-    /// row (PostgreSQL pool 5 s, query 2 s, Redis 1 s, publish 1 s) and a margin.
+    /// row (2 s per PostgreSQL query, pool included; 1 s per Redis command; 1 s per
+    /// publish) and a margin.
     pub answer_ms: u64,
     /// The same for routes that hash a password (login, register, re-authentication): plus
     /// the login throttle's wait for a hashing slot (5 s).

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use super::http::Answer;
-use super::world::{email, lock, user_of, Held, World};
+use super::world::{email, lock, me, Held, World};
 use crate::history::{App, Op, Via};
 
 pub const ADMIN: &str = "admin";
@@ -163,12 +163,7 @@ async fn login(world: &World, rng: &mut SmallRng, body: &serde_json::Value) -> O
             Method::GET,
             "/admin/me",
             None,
-            |a| Op::Me {
-                user: a
-                    .filter(|a| a.status == 200)
-                    .and_then(|a| a.str("email"))
-                    .map(|e| user_of(&e)),
-            },
+            me,
         )
         .await;
     Some(held)

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
 use super::http::{Answer, Credential};
-use super::world::{email, lock, user_of, Held, World};
+use super::world::{email, lock, me, Held, World};
 use crate::check::KEY_PREFIX;
 use crate::history::{App, Op, Prefs, Via};
 
@@ -273,12 +273,7 @@ impl Client {
                 Method::GET,
                 "/web/me",
                 None,
-                |a| Op::Me {
-                    user: a
-                        .filter(|a| a.status == 200)
-                        .and_then(|a| a.str("email"))
-                        .map(|e| user_of(&e)),
-                },
+                me,
             )
             .await;
         if matches!(answer, Ok(Answer { status: 401, .. })) {
@@ -299,12 +294,7 @@ impl Client {
                 Method::GET,
                 "/admin/me",
                 None,
-                |a| Op::Me {
-                    user: a
-                        .filter(|a| a.status == 200)
-                        .and_then(|a| a.str("email"))
-                        .map(|e| user_of(&e)),
-                },
+                me,
             )
             .await;
     }
@@ -334,12 +324,7 @@ impl Client {
                 Method::GET,
                 "/web/me",
                 None,
-                |a| Op::Me {
-                    user: a
-                        .filter(|a| a.status == 200)
-                        .and_then(|a| a.str("email"))
-                        .map(|e| user_of(&e)),
-                },
+                me,
             )
             .await;
     }
@@ -504,12 +489,7 @@ impl Client {
                 Method::GET,
                 "/web/me",
                 None,
-                |a| Op::Me {
-                    user: a
-                        .filter(|a| a.status == 200)
-                        .and_then(|a| a.str("email"))
-                        .map(|e| user_of(&e)),
-                },
+                me,
             );
             tokio::join!(logout, read).0
         } else {
@@ -530,12 +510,7 @@ impl Client {
                     Method::GET,
                     "/web/me",
                     None,
-                    |a| Op::Me {
-                        user: a
-                            .filter(|a| a.status == 200)
-                            .and_then(|a| a.str("email"))
-                            .map(|e| user_of(&e)),
-                    },
+                    me,
                 )
                 .await;
         }

@@ -75,6 +75,16 @@ pub fn email(user: &str) -> String {
     format!("{user}@soak.example")
 }
 
+/// `GET /<app>/me` as the history records it: whom the answer named, if it was a `200`.
+pub fn me(answer: Option<&Answer>) -> Op {
+    Op::Me {
+        user: answer
+            .filter(|a| a.status == 200)
+            .and_then(|a| a.str("email"))
+            .map(|e| user_of(&e)),
+    }
+}
+
 /// The user label of an email the soak made.
 pub fn user_of(email: &str) -> String {
     email
@@ -209,12 +219,7 @@ impl World {
                 Method::GET,
                 "/web/me",
                 None,
-                |a| Op::Me {
-                    user: a
-                        .filter(|a| a.status == 200)
-                        .and_then(|a| a.str("email"))
-                        .map(|e| user_of(&e)),
-                },
+                me,
             )
             .await;
     }

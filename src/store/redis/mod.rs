@@ -198,7 +198,15 @@ impl RedisStore {
             record.expires_at,
             now,
         );
-        let (set, index) = join(self.redis.query::<()>(set), index).await;
+        let set = self.redis.query::<()>(set);
+        if self.redis.is_cluster() {
+            // Two nodes keep no order between two commands: the key first (see
+            // `KnownDeletions`), at the cost of a round trip.
+            set.await?;
+            return index.await;
+        }
+        // One connection: the key's command, sent first, runs first.
+        let (set, index) = join(set, index).await;
         set?;
         index
     }
@@ -345,9 +353,18 @@ impl RedisStore {
             record.expires_at,
             now,
         );
-        let (set, index) = join(self.redis.query::<Option<String>>(set), index).await;
-        let written = set?.is_some();
-        index?;
+        let set = self.redis.query::<Option<String>>(set);
+        let written = if self.redis.is_cluster() {
+            // The key before its index member, as in `write`.
+            let written = set.await?.is_some();
+            index.await?;
+            written
+        } else {
+            let (set, index) = join(set, index).await;
+            let written = set?.is_some();
+            index?;
+            written
+        };
         if written && self.revocations(user_id).await? == before {
             return Ok(Some(record));
         }
@@ -542,7 +559,10 @@ impl LegacySessions for RedisStore {
 
 /// The user index outlives a session key deleted by another app (the TypeScript apps `DEL`
 /// the key and leave the index alone), and dies with the data in a restart: a live index
-/// member whose key is gone means the key was deleted on purpose.
+/// member whose key is gone means the key was deleted on purpose — once the key has been
+/// looked for again after the member was seen: writes put the key in no later than its
+/// member (one connection keeps their order; on a cluster the key is written first), so a
+/// write landing between a reader's miss and its look at the index is not a deletion.
 impl KnownDeletions for RedisStore {
     fn deleted_on_purpose<'a>(
         &'a self,
