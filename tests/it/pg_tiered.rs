@@ -1214,6 +1214,51 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
     assert_eq!(me_bearer(&b, &token).await, unauthorized());
 }
 
+/// A TypeScript logout (a bare `DEL` of the Redis key) holds when the user's sessions are
+/// listed before the session is next read. Found by the soak (`scripts/soak`): listing
+/// pruned the index entry of the deleted key — the entry that remembers the deletion — so
+/// the next read took the miss for lost data and refilled the session from its row: logged
+/// out, it was served again, for as long as it was used.
+#[tokio::test]
+async fn a_typescript_logout_holds_when_the_sessions_are_listed_before_the_next_read() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
+    );
+    let sessions = Sessions::new(store, users);
+    let app = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let (token, other) = (login(&app, alice.id).await, login(&app, alice.id).await);
+    assert_eq!(me_bearer(&app, &token).await.0, 200);
+    // The TypeScript apps' logout: the key deleted, nothing else.
+    let mut redis = raw_redis().await;
+    let deleted: u64 = redis.del(format!("session:web:{token}")).await.unwrap();
+    assert_eq!(deleted, 1);
+    // Their devices page lists the user's sessions before the session is read again.
+    sessions
+        .list_user(&alice.id, Scope::AllContexts)
+        .await
+        .unwrap();
+    assert_eq!(me_bearer(&app, &token).await, unauthorized());
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((true, true, "web".into())),
+        "the logout reached PostgreSQL"
+    );
+    assert!(
+        !exists(&mut redis, &format!("session:web:{token}")).await,
+        "not refilled"
+    );
+    assert_eq!(
+        me_bearer(&app, &other).await.0,
+        200,
+        "the other session lives"
+    );
+}
+
 /// A refill landing while another instance handles the same miss is not a logout. Found by
 /// the soak (`scripts/soak`): after a Redis restart, instance B refilled a session (its key,
 /// then its index entry) while instance A, which had seen the key missing, was reading the

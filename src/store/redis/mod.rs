@@ -417,8 +417,13 @@ impl RedisStore {
         let mut live = Vec::with_capacity(members.len());
         let mut dead = Vec::new();
         for ((context, id), value) in members.into_iter().zip(values) {
-            let record = value?
-                .and_then(|bytes| Self::parse(&keys::session(&context, &id), &bytes))
+            // A live member whose key is gone stays: it is what remembers that the key was
+            // deleted on purpose (`KnownDeletions`: the TypeScript apps' logout deletes the
+            // key alone) until its score passes; it is not listed.
+            let Some(bytes) = value? else {
+                continue;
+            };
+            let record = Self::parse(&keys::session(&context, &id), &bytes)
                 .filter(|r| !r.is_expired(now) && r.user_id == *user_id);
             match record {
                 Some(record) => live.push(ListedSession {
@@ -464,7 +469,8 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
         _now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        // The index member goes when the index is next pruned or listed.
+        // The index member stays until its score (the session's expiry) passes: it tells a
+        // tiered store that the key was deleted on purpose (`KnownDeletions`).
         self.metrics.pending(StoreOp::Delete, async move {
             self.redis.del(&keys::session(context, id)).await
         })
