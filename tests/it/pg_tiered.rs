@@ -1214,6 +1214,60 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
     assert_eq!(me_bearer(&b, &token).await, unauthorized());
 }
 
+/// A login whose Redis write failed half-way is not taken for a logout. Found by the soak
+/// (`scripts/soak`): while Redis restarted, a login's `SET` of the key was refused while
+/// the index entry, sent beside it, landed once Redis was back; an entry without its key
+/// reads as a deliberate deletion, so the next read, on another instance, revoked the
+/// session just logged in. Forced here with a Redis user that may not `SET`: instance A's
+/// key writes all fail, its index writes do not.
+#[tokio::test]
+async fn a_login_whose_redis_key_write_failed_is_not_taken_for_a_logout() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let server = RedisServer::start_plain();
+    let acl = [
+        "ACL", "SETUSER", "noset", "on", ">secret", "~*", "&*", "+@all", "-set",
+    ];
+    assert_eq!(server.cli(&acl).trim(), "OK");
+    let no_set = server.url().replace("redis://", "redis://noset:secret@");
+    let revalidate = Duration::from_secs(5);
+    let a = routes().layer(
+        Sessions::new(
+            tiered(redis_store(no_set).await, &db.pool, revalidate),
+            users.clone(),
+        )
+        .layer(AppContext::Web)
+        .idle_timeout(IDLE),
+    );
+    let b = routes().layer(
+        Sessions::new(
+            tiered(redis_store(server.url()).await, &db.pool, revalidate),
+            users,
+        )
+        .layer(AppContext::Web)
+        .idle_timeout(IDLE),
+    );
+    // The row is written; Redis is not (logged, the durable store is authoritative).
+    let token = login(&a, alice.id).await;
+    assert_eq!(
+        server
+            .cli(&["EXISTS", &format!("session:web:{token}")])
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        me_bearer(&b, &token).await.0,
+        200,
+        "B refills it from the row"
+    );
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((false, false, "web".into())),
+        "the row is not revoked"
+    );
+}
+
 /// A TypeScript logout (a bare `DEL` of the Redis key) holds when the user's sessions are
 /// listed before the session is next read. Found by the soak (`scripts/soak`): listing
 /// pruned the index entry of the deleted key — the entry that remembers the deletion — so

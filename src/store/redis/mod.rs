@@ -24,7 +24,7 @@
 //! # Ok(()) }
 //! ```
 
-use futures_util::future::{join, join_all};
+use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::{
@@ -198,17 +198,11 @@ impl RedisStore {
             record.expires_at,
             now,
         );
-        let set = self.redis.query::<()>(set);
-        if self.redis.is_cluster() {
-            // Two nodes keep no order between two commands: the key first (see
-            // `KnownDeletions`), at the cost of a round trip.
-            set.await?;
-            return index.await;
-        }
-        // One connection: the key's command, sent first, runs first.
-        let (set, index) = join(set, index).await;
-        set?;
-        index
+        // The key first, its index member only once the key is in: a member without its key
+        // reads as a deliberate deletion (`KnownDeletions`), so a key write that fails or is
+        // still under way must not leave one. One round trip more than sending both at once.
+        self.redis.query::<()>(set).await?;
+        index.await
     }
 
     async fn slide(
@@ -353,18 +347,9 @@ impl RedisStore {
             record.expires_at,
             now,
         );
-        let set = self.redis.query::<Option<String>>(set);
-        let written = if self.redis.is_cluster() {
-            // The key before its index member, as in `write`.
-            let written = set.await?.is_some();
-            index.await?;
-            written
-        } else {
-            let (set, index) = join(set, index).await;
-            let written = set?.is_some();
-            index?;
-            written
-        };
+        // The key before its index member, as in `write`.
+        let written = self.redis.query::<Option<String>>(set).await?.is_some();
+        index.await?;
         if written && self.revocations(user_id).await? == before {
             return Ok(Some(record));
         }
@@ -566,9 +551,9 @@ impl LegacySessions for RedisStore {
 /// The user index outlives a session key deleted by another app (the TypeScript apps `DEL`
 /// the key and leave the index alone), and dies with the data in a restart: a live index
 /// member whose key is gone means the key was deleted on purpose — once the key has been
-/// looked for again after the member was seen: writes put the key in no later than its
-/// member (one connection keeps their order; on a cluster the key is written first), so a
-/// write landing between a reader's miss and its look at the index is not a deletion.
+/// looked for again after the member was seen: writes add the member only after the key is
+/// in, so neither a write landing between a reader's miss and its look at the index nor a
+/// key write that failed reads as a deletion.
 impl KnownDeletions for RedisStore {
     fn deleted_on_purpose<'a>(
         &'a self,
