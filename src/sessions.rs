@@ -63,11 +63,14 @@ pub struct Sessions {
 
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sessions")
-            .field("environment", &self.environment)
+        let mut f = f.debug_struct("Sessions");
+        f.field("environment", &self.environment)
             .field("strategy", &self.strategy)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+            .field("settings", &self.settings);
+        #[cfg(feature = "cache")]
+        f.field("cache", &self.cache)
+            .field("user_cache", &self.user_cache);
+        f.finish_non_exhaustive()
     }
 }
 

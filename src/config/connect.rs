@@ -64,6 +64,7 @@ impl Sessions {
         if let Some(url) = &plan.web_database {
             sessions = web_database(sessions, &url.0).await?;
         }
+        sessions = caches(sessions, &plan).await?;
         sessions.environment = plan.environment;
         sessions.strategy = plan.strategy;
         sessions.settings.legacy_contexts = plan.legacy_contexts;
@@ -71,6 +72,66 @@ impl Sessions {
         sessions.settings.cross_origin = plan.cross_origin;
         Ok(sessions)
     }
+}
+
+/// The caches the plan sizes, on one bus: Redis pub/sub on the plan's Redis (in-process
+/// without one), following PostgreSQL's notifications when they are heard.
+#[cfg(feature = "cache")]
+async fn caches(mut sessions: Sessions, plan: &Plan) -> Result<Sessions, ConfigError> {
+    use crate::cache::InvalidationBus;
+    if plan.session_cache.is_none() && plan.user_cache.is_none() {
+        return Ok(sessions);
+    }
+    let bus = match &plan.backends {
+        Backends::Memory => InvalidationBus::local(),
+        Backends::Redis { url, .. } | Backends::RedisAndPostgres { redis_url: url, .. } => {
+            redis_bus(url).await?
+        }
+    };
+    #[cfg(feature = "postgres")]
+    if let Some(notifications) = sessions.notifications() {
+        bus.follow(notifications);
+    }
+    if let Some(cache) = plan.session_cache {
+        sessions = sessions.cache(&bus, cache.max_entries, cache.ttl);
+    }
+    if let Some(cache) = plan.user_cache {
+        sessions = sessions.user_cache(&bus, cache.max_entries, cache.ttl);
+    }
+    Ok(sessions)
+}
+
+#[cfg(not(feature = "cache"))]
+async fn caches(sessions: Sessions, plan: &Plan) -> Result<Sessions, ConfigError> {
+    let var = match (plan.session_cache, plan.user_cache) {
+        (None, None) => return Ok(sessions),
+        (Some(_), _) => "SESSION_CACHE_ENTRIES",
+        (None, Some(_)) => "SESSION_USER_CACHE_ENTRIES",
+    };
+    Err(ConfigError::BackendUnavailable {
+        var,
+        value: "(set)".into(),
+        feature: "cache",
+        fix: "enable the `cache` cargo feature of tower-app-sessions, or unset it",
+    })
+}
+
+#[cfg(all(feature = "cache", feature = "redis"))]
+async fn redis_bus(url: &str) -> Result<crate::cache::InvalidationBus, ConfigError> {
+    crate::cache::InvalidationBus::redis(url)
+        .await
+        .map_err(unreachable("REDIS_URL"))
+}
+
+#[cfg(all(feature = "cache", not(feature = "redis")))]
+async fn redis_bus(_url: &str) -> Result<crate::cache::InvalidationBus, ConfigError> {
+    // Not reached: a plan with Redis backends fails to connect them first without `redis`.
+    Err(ConfigError::BackendUnavailable {
+        var: "REDIS_URL",
+        value: "(set)".into(),
+        feature: "redis",
+        fix: "enable the `redis` cargo feature of tower-app-sessions, or use SESSION_ENV=mock",
+    })
 }
 
 #[cfg(any(feature = "redis", feature = "postgres"))]
@@ -256,6 +317,31 @@ async fn web_database(_sessions: Sessions, _url: &str) -> Result<Sessions, Confi
 #[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "cache")]
+    #[tokio::test]
+    async fn the_caches_the_plan_sizes_are_built() {
+        let vars = [
+            ("SESSION_CACHE_ENTRIES", "10"),
+            ("SESSION_USER_CACHE_ENTRIES", "20"),
+            ("SESSION_USER_CACHE_TTL_SECS", "60"),
+        ];
+        let sessions = Sessions::from_lookup(|k| {
+            vars.iter()
+                .find(|(v, _)| *v == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .await
+        .unwrap();
+        let debug = format!("{sessions:?}");
+        assert!(debug.contains("max_entries: 10, ttl: 5s"), "{debug}");
+        assert!(
+            debug.contains("UserCache { entries: 0, ttl_ms: 60000"),
+            "{debug}"
+        );
+        let debug = format!("{:?}", Sessions::from_lookup(|_| None).await.unwrap());
+        assert!(debug.contains("cache: None, user_cache: None"), "{debug}");
+    }
 
     #[tokio::test]
     async fn an_unreachable_redis_is_named() {

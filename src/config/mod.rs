@@ -12,7 +12,12 @@
 //! | `SESSION_REVALIDATE_SECS` | how long a Redis copy is trusted before PostgreSQL is asked | `5` |
 //! | `SESSION_NOTIFIED_REVALIDATE_SECS` | with PostgreSQL: listen for its [notifications](crate::store::postgres::Notifications) and trust a checked Redis copy this long while they are heard (`SESSION_REVALIDATE_SECS` applies while they are not); [`Sessions::migrate`](crate::Sessions::migrate) then installs the triggers | unset: not listening |
 //! | `SESSION_TRUSTED_ORIGINS` | comma-separated origins (`https://admin.example.com`) whose writes pass the [cross-origin check](crate::cross_origin) | none |
+//! | `SESSION_CACHE_ENTRIES`, `SESSION_CACHE_TTL_SECS` | every layer's [session cache](crate::Sessions::cache): at most this many sessions, each for at most this long | unset or `0`: no cache; TTL `SESSION_REVALIDATE_SECS` |
+//! | `SESSION_USER_CACHE_ENTRIES`, `SESSION_USER_CACHE_TTL_SECS` | the [user cache](crate::Sessions::user_cache) | unset or `0`: no cache; TTL `SESSION_NOTIFIED_REVALIDATE_SECS` if set, else `SESSION_REVALIDATE_SECS` |
 //! | `SESSION_MAX_PER_USER` | sessions a user may have per context; a login beyond it ends the least recently used ([`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)) | unset or `0`: no limit |
+//!
+//! The caches share one invalidation bus: Redis pub/sub on `REDIS_URL` (in-process with
+//! `SESSION_ENV=mock`), following PostgreSQL's notifications when they are on.
 //!
 //! The password login reads its own (feature `throttle`, [`PasswordLogin::from_env`](crate::login::PasswordLogin::from_env)):
 //!
@@ -30,7 +35,7 @@
 mod connect;
 mod plan;
 
-pub use plan::{Backends, Plan};
+pub use plan::{Backends, CachePlan, Plan};
 
 use crate::AppContext;
 

@@ -99,6 +99,25 @@ pub struct Plan {
     pub cross_origin: CrossOriginPolicy,
     /// `REDIS_CLUSTER=true`: `REDIS_URL` lists the nodes of a Redis Cluster, comma-separated.
     pub redis_cluster: bool,
+    /// `SESSION_CACHE_ENTRIES`, `SESSION_CACHE_TTL_SECS`: every layer's session cache
+    /// ([`Sessions::cache`](crate::Sessions::cache); `None`: no cache).
+    pub session_cache: Option<CachePlan>,
+    /// `SESSION_USER_CACHE_ENTRIES`, `SESSION_USER_CACHE_TTL_SECS`: the user cache
+    /// ([`Sessions::user_cache`](crate::Sessions::user_cache); `None`: no cache).
+    pub user_cache: Option<CachePlan>,
+}
+
+/// How big a cache is and how long it keeps an entry. Caches built from the environment
+/// share one [`InvalidationBus`](crate::cache::InvalidationBus): Redis pub/sub on `REDIS_URL`
+/// (in-process with `SESSION_ENV=mock`), following PostgreSQL's notifications when
+/// `SESSION_NOTIFIED_REVALIDATE_SECS` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CachePlan {
+    /// At most this many entries.
+    pub max_entries: u64,
+    /// Each for at most this long.
+    pub ttl: Duration,
 }
 
 /// A database URL whose `Debug` hides the password.
@@ -153,15 +172,30 @@ impl Plan {
                     expected: "comma-separated origins such as https://admin.example.com,http://localhost:3000",
                 })?,
         };
+        let revalidate = number(&get, "SESSION_REVALIDATE_SECS", 5)?;
+        let notified_revalidate =
+            Some(number(&get, "SESSION_NOTIFIED_REVALIDATE_SECS", 0)?).filter(|secs| *secs > 0);
+        // A session cache sees no notification of a bare Redis `DEL`: the short bound. Users
+        // are rows, notified when they change: the long one while notifications are heard.
+        let session_cache = cache(
+            &get,
+            "SESSION_CACHE_ENTRIES",
+            "SESSION_CACHE_TTL_SECS",
+            revalidate,
+        )?;
+        let user_cache = cache(
+            &get,
+            "SESSION_USER_CACHE_ENTRIES",
+            "SESSION_USER_CACHE_TTL_SECS",
+            notified_revalidate.unwrap_or(revalidate),
+        )?;
         Ok(Self {
             environment,
             strategy,
             backends,
             web_database: get("DATABASE_WEB_URL").map(WebDatabaseUrl),
-            revalidate: Duration::from_secs(number(&get, "SESSION_REVALIDATE_SECS", 5)?),
-            notified_revalidate: Some(number(&get, "SESSION_NOTIFIED_REVALIDATE_SECS", 0)?)
-                .filter(|secs| *secs > 0)
-                .map(Duration::from_secs),
+            revalidate: Duration::from_secs(revalidate),
+            notified_revalidate: notified_revalidate.map(Duration::from_secs),
             legacy_contexts: if strategy == MigrationStrategy::Gradual {
                 vec![AppContext::Web]
             } else {
@@ -171,8 +205,36 @@ impl Plan {
                 .unwrap_or(usize::MAX),
             cross_origin,
             redis_cluster: flag(&get, "REDIS_CLUSTER")?,
+            session_cache,
+            user_cache,
         })
     }
+}
+
+/// A cache sized by `entries_var` (unset or `0`: none), its TTL from `ttl_var`, by default
+/// `default_ttl_secs`; a zero TTL would make a cache that never serves, so it is an error.
+fn cache(
+    get: &impl Fn(&str) -> Option<String>,
+    entries_var: &'static str,
+    ttl_var: &'static str,
+    default_ttl_secs: u64,
+) -> Result<Option<CachePlan>, ConfigError> {
+    let max_entries = number(get, entries_var, 0)?;
+    let ttl = number(get, ttl_var, default_ttl_secs)?;
+    if max_entries == 0 {
+        return Ok(None);
+    }
+    if ttl == 0 {
+        return Err(ConfigError::Invalid {
+            var: ttl_var,
+            value: "0".into(),
+            expected: "a number of seconds of at least 1 (it defaults to the revalidation bound, here 0), or leave the cache off",
+        });
+    }
+    Ok(Some(CachePlan {
+        max_entries,
+        ttl: Duration::from_secs(ttl),
+    }))
 }
 
 /// Redis (and PostgreSQL, when named or required) for the environment and strategy.
@@ -273,6 +335,113 @@ mod tests {
         assert_eq!(p.backends, Backends::Memory);
         assert_eq!(p.revalidate, Duration::from_secs(5));
         assert!(p.legacy_contexts.is_empty());
+        assert_eq!((p.session_cache, p.user_cache), (None, None));
+    }
+
+    #[test]
+    fn caches_are_off_unless_sized_and_default_to_the_bounds() {
+        let sized = |entries, ttl| {
+            Some(CachePlan {
+                max_entries: entries,
+                ttl: Duration::from_secs(ttl),
+            })
+        };
+        // TTLs alone turn nothing on; `0` entries is off.
+        let p = plan(&[
+            ("SESSION_CACHE_TTL_SECS", "9"),
+            ("SESSION_USER_CACHE_ENTRIES", "0"),
+        ])
+        .unwrap();
+        assert_eq!((p.session_cache, p.user_cache), (None, None));
+        // The session cache defaults to the revalidation bound, the user cache too without
+        // notifications...
+        let p = plan(&[
+            ("SESSION_CACHE_ENTRIES", "1000"),
+            ("SESSION_USER_CACHE_ENTRIES", "500"),
+            ("SESSION_REVALIDATE_SECS", "7"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.session_cache, p.user_cache),
+            (sized(1000, 7), sized(500, 7))
+        );
+        // ...and to the notified bound with them; explicit TTLs win.
+        let p = plan(&[
+            ("SESSION_CACHE_ENTRIES", "1000"),
+            ("SESSION_USER_CACHE_ENTRIES", "500"),
+            ("SESSION_NOTIFIED_REVALIDATE_SECS", "300"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.session_cache, p.user_cache),
+            (sized(1000, 5), sized(500, 300))
+        );
+        let p = plan(&[
+            ("SESSION_CACHE_ENTRIES", "10"),
+            ("SESSION_CACHE_TTL_SECS", "2"),
+            ("SESSION_USER_CACHE_ENTRIES", "20"),
+            ("SESSION_USER_CACHE_TTL_SECS", "60"),
+            ("SESSION_NOTIFIED_REVALIDATE_SECS", "300"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.session_cache, p.user_cache),
+            (sized(10, 2), sized(20, 60))
+        );
+    }
+
+    #[test]
+    fn bad_cache_settings_name_their_variable() {
+        for (vars, var) in [
+            (
+                &[("SESSION_CACHE_ENTRIES", "many")][..],
+                "SESSION_CACHE_ENTRIES",
+            ),
+            (
+                &[("SESSION_CACHE_ENTRIES", "-1")][..],
+                "SESSION_CACHE_ENTRIES",
+            ),
+            (
+                &[("SESSION_USER_CACHE_ENTRIES", "1e3")][..],
+                "SESSION_USER_CACHE_ENTRIES",
+            ),
+            (
+                &[("SESSION_CACHE_TTL_SECS", "5s")][..],
+                "SESSION_CACHE_TTL_SECS",
+            ),
+            (&[("SESSION_USER_CACHE_TTL_SECS", "")][..], ""),
+            (
+                &[
+                    ("SESSION_CACHE_ENTRIES", "10"),
+                    ("SESSION_CACHE_TTL_SECS", "0"),
+                ][..],
+                "SESSION_CACHE_TTL_SECS",
+            ),
+            (
+                &[
+                    ("SESSION_CACHE_ENTRIES", "10"),
+                    ("SESSION_REVALIDATE_SECS", "0"),
+                ][..],
+                "SESSION_CACHE_TTL_SECS",
+            ),
+            (
+                &[
+                    ("SESSION_USER_CACHE_ENTRIES", "10"),
+                    ("SESSION_USER_CACHE_TTL_SECS", "0"),
+                ][..],
+                "SESSION_USER_CACHE_TTL_SECS",
+            ),
+        ] {
+            match plan(vars) {
+                // A blank value counts as unset.
+                Ok(p) if var.is_empty() => assert_eq!(p.user_cache, None),
+                Ok(p) => panic!("{vars:?} was accepted: {p:?}"),
+                Err(err) => assert!(
+                    err.to_string().starts_with(&format!("{var}=")),
+                    "{vars:?}: {err}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -1220,6 +1220,167 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
     assert_eq!(me_bearer(&b, &token).await, unauthorized());
 }
 
+/// A login whose Redis write failed half-way is not taken for a logout. Found by the soak
+/// (`scripts/soak`): while Redis restarted, a login's `SET` of the key was refused while
+/// the index entry, sent beside it, landed once Redis was back; an entry without its key
+/// reads as a deliberate deletion, so the next read, on another instance, revoked the
+/// session just logged in. Forced here with a Redis user that may not `SET`: instance A's
+/// key writes all fail, its index writes do not.
+#[tokio::test]
+async fn a_login_whose_redis_key_write_failed_is_not_taken_for_a_logout() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let server = RedisServer::start_plain();
+    let acl = [
+        "ACL", "SETUSER", "noset", "on", ">secret", "~*", "&*", "+@all", "-set",
+    ];
+    assert_eq!(server.cli(&acl).trim(), "OK");
+    let no_set = server.url().replace("redis://", "redis://noset:secret@");
+    let revalidate = Duration::from_secs(5);
+    let a = routes().layer(
+        Sessions::new(
+            tiered(redis_store(no_set).await, &db.pool, revalidate),
+            users.clone(),
+        )
+        .layer(AppContext::Web)
+        .idle_timeout(IDLE),
+    );
+    let b = routes().layer(
+        Sessions::new(
+            tiered(redis_store(server.url()).await, &db.pool, revalidate),
+            users,
+        )
+        .layer(AppContext::Web)
+        .idle_timeout(IDLE),
+    );
+    // The row is written; Redis is not (logged, the durable store is authoritative).
+    let token = login(&a, alice.id).await;
+    assert_eq!(
+        server
+            .cli(&["EXISTS", &format!("session:web:{token}")])
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        me_bearer(&b, &token).await.0,
+        200,
+        "B refills it from the row"
+    );
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((false, false, "web".into())),
+        "the row is not revoked"
+    );
+}
+
+/// A TypeScript logout (a bare `DEL` of the Redis key) holds when the user's sessions are
+/// listed before the session is next read. Found by the soak (`scripts/soak`): listing
+/// pruned the index entry of the deleted key — the entry that remembers the deletion — so
+/// the next read took the miss for lost data and refilled the session from its row: logged
+/// out, it was served again, for as long as it was used.
+#[tokio::test]
+async fn a_typescript_logout_holds_when_the_sessions_are_listed_before_the_next_read() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let store = tiered(
+        redis_store(shared_url()).await,
+        &db.pool,
+        Duration::from_secs(5),
+    );
+    let sessions = Sessions::new(store, users);
+    let app = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
+    let (token, other) = (login(&app, alice.id).await, login(&app, alice.id).await);
+    assert_eq!(me_bearer(&app, &token).await.0, 200);
+    // The TypeScript apps' logout: the key deleted, nothing else.
+    let mut redis = raw_redis().await;
+    let deleted: u64 = redis.del(format!("session:web:{token}")).await.unwrap();
+    assert_eq!(deleted, 1);
+    // Their devices page lists the user's sessions before the session is read again.
+    sessions
+        .list_user(&alice.id, Scope::AllContexts)
+        .await
+        .unwrap();
+    assert_eq!(me_bearer(&app, &token).await, unauthorized());
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((true, true, "web".into())),
+        "the logout reached PostgreSQL"
+    );
+    assert!(
+        !exists(&mut redis, &format!("session:web:{token}")).await,
+        "not refilled"
+    );
+    assert_eq!(
+        me_bearer(&app, &other).await.0,
+        200,
+        "the other session lives"
+    );
+}
+
+/// A refill landing while another instance handles the same miss is not a logout. Found by
+/// the soak (`scripts/soak`): after a Redis restart, instance B refilled a session (its key,
+/// then its index entry) while instance A, which had seen the key missing, was reading the
+/// row; A then found the index entry, took the missing key for a deliberate deletion and
+/// revoked a live session. Forced here: A stops after reading the row, B serves the session
+/// (refilling Redis), then A goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_landing_while_another_instance_reads_the_miss_is_not_a_logout() {
+    let db = TestDb::migrated().await;
+    let users = PgUsers::new(db.pool.clone());
+    let alice = new_user(&users, "alice", Role::User).await;
+    let server = RedisServer::start_plain();
+    let revalidate = Duration::from_secs(5);
+    let paused = Arc::new(PausedLoad {
+        inner: PgSessionStore::new(db.pool.clone()),
+        pause: std::sync::Mutex::new(None),
+    });
+    let a_store = TieredStore::new(Arc::new(redis_store(server.url()).await), paused.clone())
+        .revalidate_after(revalidate);
+    let a = routes().layer(
+        Sessions::new(a_store, users.clone())
+            .layer(AppContext::Web)
+            .idle_timeout(IDLE),
+    );
+    let b_store = tiered(redis_store(server.url()).await, &db.pool, revalidate);
+    let b = routes().layer(
+        Sessions::new(b_store, users)
+            .layer(AppContext::Web)
+            .idle_timeout(IDLE),
+    );
+    let token = login(&b, alice.id).await;
+    // Redis loses its data (a restart without persistence): every instance refills it.
+    assert_eq!(server.cli(&["FLUSHALL"]).trim(), "OK");
+
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    *paused.pause.lock().unwrap() = Some((reached_tx, release_rx));
+    let request = {
+        let (a, token) = (a.clone(), token.clone());
+        tokio::spawn(async move { me_bearer(&a, &token).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .expect("A reads the row after its Redis miss within 10 s")
+        .unwrap();
+    // Meanwhile B serves the session: its own miss, the row, the refill (key and index entry).
+    assert_eq!(me_bearer(&b, &token).await.0, 200);
+    release.send(()).unwrap();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("A answers within 10 s")
+        .unwrap();
+    assert_eq!(status, 200, "A serves the live session it read");
+    assert_eq!(
+        row_state(&db.pool, &token).await,
+        Some((false, false, "web".into())),
+        "the row is not revoked"
+    );
+    assert_eq!(me_bearer(&a, &token).await.0, 200);
+    assert_eq!(me_bearer(&b, &token).await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_or_a_data_save_never_revives_a_session_ended_while_the_request_ran() {
     use common::races::{held_racing, routes as race_routes, Gate, ENDERS, HELD};

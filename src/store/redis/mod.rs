@@ -25,7 +25,7 @@
 //! # Ok(()) }
 //! ```
 
-use futures_util::future::{join, join_all};
+use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::{
@@ -162,9 +162,11 @@ impl RedisStore {
             record.expires_at,
             now,
         );
-        let (set, index) = join(self.redis.query::<()>(set), index).await;
-        set?;
-        index
+        // The key first, its index member only once the key is in: a member without its key
+        // reads as a deliberate deletion (`KnownDeletions`), so a key write that fails or is
+        // still under way must not leave one. One round trip more than sending both at once.
+        self.redis.query::<()>(set).await?;
+        index.await
     }
 
     async fn slide(
@@ -297,9 +299,9 @@ impl RedisStore {
             record.expires_at,
             now,
         );
-        let (set, index) = join(self.redis.query::<Option<String>>(set), index).await;
-        let written = set?.is_some();
-        index?;
+        // The key before its index member, as in `write`.
+        let written = self.redis.query::<Option<String>>(set).await?.is_some();
+        index.await?;
         if written && self.revocations(user_id).await? == before {
             return Ok(Some(record));
         }
@@ -352,14 +354,18 @@ impl RedisStore {
         let mut live = Vec::with_capacity(members.len());
         let mut dead = Vec::new();
         for ((context, id), value) in members.into_iter().zip(values) {
+            // A live member whose key is gone stays: it is what remembers that the key was
+            // deleted on purpose (`KnownDeletions`: the TypeScript apps' logout deletes the
+            // key alone) until its score passes; it is not listed.
             let key = keys::session(&context, &id);
-            let value = value?.unwrap_or_else(|WrongType| {
+            let Some(bytes) = value?.unwrap_or_else(|WrongType| {
                 Self::wrong_type(&key);
                 None
-            });
-            let record = value
-                .and_then(|bytes| Self::parse(&key, &bytes))
-                .filter(|r| !r.is_expired(now) && r.user_id == *user_id);
+            }) else {
+                continue;
+            };
+            let record =
+                Self::parse(&key, &bytes).filter(|r| !r.is_expired(now) && r.user_id == *user_id);
             match record {
                 Some(record) => live.push(ListedSession {
                     id,
@@ -404,7 +410,8 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
         _now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        // The index member goes when the index is next pruned or listed.
+        // The index member stays until its score (the session's expiry) passes: it tells a
+        // tiered store that the key was deleted on purpose (`KnownDeletions`).
         self.metrics.pending(StoreOp::Delete, async move {
             self.redis.del(&keys::session(context, id)).await
         })
@@ -500,7 +507,10 @@ impl LegacySessions for RedisStore {
 
 /// The user index outlives a session key deleted by another app (the TypeScript apps `DEL`
 /// the key and leave the index alone), and dies with the data in a restart: a live index
-/// member whose key is gone means the key was deleted on purpose.
+/// member whose key is gone means the key was deleted on purpose — once the key has been
+/// looked for again after the member was seen: writes add the member only after the key is
+/// in, so neither a write landing between a reader's miss and its look at the index nor a
+/// key write that failed reads as a deletion.
 impl KnownDeletions for RedisStore {
     fn deleted_on_purpose<'a>(
         &'a self,

@@ -227,7 +227,7 @@ impl TieredStore {
         if self.durable_for(context).is_none() {
             return self.fast.load(context, id, now).await;
         }
-        let cached = match self.fast.load(context, id, now).await {
+        let mut cached = match self.fast.load(context, id, now).await {
             Ok(cached) => cached,
             Err(error) => {
                 tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
@@ -245,17 +245,26 @@ impl TieredStore {
         let epoch = self.validations.epoch();
         match self.durable.load(context, id, now).await? {
             Some(record) => {
-                if cached.is_none() {
-                    // Deleted from the fast store on purpose (a logout by an app that only
-                    // deletes the Redis key): the logout holds, and reaches the durable store.
-                    if self
+                if cached.is_none()
+                    && self
                         .deleted_from_fast(context, id, &record.user_id, now)
                         .await?
-                    {
+                {
+                    // The index says the key was written: deleted since, or being written
+                    // right now (a login or a refill by another instance writes the key
+                    // before its index entry, so an entry seen means its key can be seen).
+                    // Look again before taking the miss for a logout.
+                    cached = self.fast.load(context, id, now).await?;
+                    if cached.is_none() {
+                        // Deleted from the fast store on purpose (a logout by an app that
+                        // only deletes the Redis key): the logout holds, and reaches the
+                        // durable store.
                         self.forget(context, id);
                         self.durable.delete(context, id, now).await?;
                         return Ok(None);
                     }
+                }
+                if cached.is_none() {
                     // Lost with the fast store's data (a restart): refill it.
                     if let Err(error) = self.fast.save(context, id, &record, now).await {
                         tracing::warn!(context = %context, %error, "could not refill the fast session store");
