@@ -51,6 +51,8 @@
 //! - `redis`: [`store::RedisStore`], Redis Cluster, legacy-key migration;
 //! - `postgres`: [`store::PgSessionStore`], [`users::PgUsers`], migrations,
 //!   [`webdb`];
+//! - `testing`: [`testing::check_store`], the store contract as a test for a store of your
+//!   own (for `[dev-dependencies]`);
 //! - `cli`: the operator's command-line tool, binary `tower-app-sessions` (`cargo install
 //!   tower-app-sessions --features cli`, then `tower-app-sessions --help`); it turns on
 //!   `redis` and `postgres`.
@@ -89,6 +91,8 @@ pub mod stats;
 pub mod store;
 mod sync;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "throttle")]
 pub mod throttle;
 pub mod users;

@@ -1,14 +1,18 @@
-//! The store contract against every store and decorator that runs in process, and the fast
-//! path's readiness through each decorator. (Redis, Redis Cluster, PostgreSQL and the tiered
-//! and write-through stores over them run it in their own modules, against real servers.)
+//! The store contract (`tower_app_sessions::testing::check_store`, the entry point any store's
+//! author uses) against every store and decorator that runs in process, with the fast path's
+//! readiness through each decorator. (Redis, Redis Cluster, PostgreSQL and the tiered and
+//! write-through stores over them run it in their own modules, against real servers.) And the
+//! check itself: a store that breaks a rule is reported by the rule's name.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tower_app_sessions::store::{TieredStore, WriteThroughStore};
+use tower_app_sessions::testing::{check_store, Contract, RULES};
 use tower_app_sessions::{MemoryStore, SessionStore, Sessions};
 
-use crate::common::contract::{loads_are_ready, store_contract};
 use crate::common::CountingStore;
+
+mod broken;
 
 fn memory() -> Arc<dyn SessionStore> {
     Arc::new(MemoryStore::new())
@@ -16,48 +20,82 @@ fn memory() -> Arc<dyn SessionStore> {
 
 #[tokio::test]
 async fn the_memory_store() {
-    store_contract(&MemoryStore::new()).await;
-    loads_are_ready(&MemoryStore::new()).await;
-}
-
-#[tokio::test]
-async fn a_shared_store() {
-    let shared: Arc<dyn SessionStore> = memory();
-    store_contract(&shared).await;
-    loads_are_ready(&shared).await;
-}
-
-#[tokio::test]
-async fn write_through_over_memory() {
-    let warm = MemoryStore::new();
-    let store = WriteThroughStore::new(memory(), Arc::new(warm.clone()));
-    store_contract(&store).await;
-    loads_are_ready(&store).await;
-    // and every write reached the warm store: the contract ends with nothing live
-    assert!(
-        warm.is_empty(),
-        "{} records left in the warm store",
-        warm.len()
+    let report = Contract::new()
+        .ready_loads()
+        .check(|| async { MemoryStore::new() })
+        .await;
+    report.assert_ok();
+    assert_eq!(
+        report.passed().len(),
+        RULES.len() + 1,
+        "{:?}",
+        report.passed()
     );
 }
 
 #[tokio::test]
+async fn a_shared_store() {
+    Contract::new()
+        .ready_loads()
+        .check(|| async { memory() })
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn write_through_over_memory() {
+    let warm_stores = Arc::new(Mutex::new(Vec::new()));
+    let made = Arc::clone(&warm_stores);
+    Contract::new()
+        .ready_loads()
+        .check(move || {
+            let warm = MemoryStore::new();
+            made.lock().unwrap().push(warm.clone());
+            async move { WriteThroughStore::new(memory(), Arc::new(warm)) }
+        })
+        .await
+        .assert_ok();
+    // and every write reached the warm store: each rule ends with nothing live
+    for warm in warm_stores.lock().unwrap().iter() {
+        assert!(
+            warm.is_empty(),
+            "{} records left in a warm store",
+            warm.len()
+        );
+    }
+}
+
+#[tokio::test]
 async fn tiered_over_memory() {
-    store_contract(&TieredStore::new(memory(), memory())).await;
+    check_store(|| async { TieredStore::new(memory(), memory()) })
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
 async fn publishing_on_a_cache_bus() {
     let bus = tower_app_sessions::cache::InvalidationBus::local();
-    let sessions = Sessions::memory().cache(&bus, 100, std::time::Duration::from_secs(60));
-    store_contract(sessions.store()).await;
-    loads_are_ready(sessions.store()).await;
+    Contract::new()
+        .ready_loads()
+        .check(|| async {
+            let sessions = Sessions::memory().cache(&bus, 100, std::time::Duration::from_secs(60));
+            Arc::clone(sessions.store())
+        })
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
 async fn a_user_written_decorator() {
     let store = CountingStore::default();
-    store_contract(&store).await;
-    loads_are_ready(&store).await;
+    let shared = store.clone();
+    Contract::new()
+        .ready_loads()
+        .check(move || {
+            let store = shared.clone();
+            async move { store }
+        })
+        .await
+        .assert_ok();
     assert!(store.calls() > 0);
 }

@@ -12,6 +12,8 @@ fn every_backend_test_is_compiled_in() {
         ("postgres", cfg!(feature = "postgres")),
         ("throttle", cfg!(feature = "throttle")),
         ("metrics", cfg!(feature = "metrics")),
+        // The store contract (tests/it/contract.rs) runs through `testing::check_store`.
+        ("testing", cfg!(feature = "testing")),
         // The operator CLI's tests (tests/it/cli.rs) run its binary.
         ("cli", cfg!(feature = "cli")),
     ];

@@ -90,7 +90,9 @@ fn seed_json(user_id: Uuid, created_at: i64, expires_at: i64) -> String {
 
 #[tokio::test]
 async fn the_store_keeps_the_contract() {
-    common::contract::store_contract(&store().await).await;
+    tower_app_sessions::testing::check_store(store)
+        .await
+        .assert_ok();
 }
 
 /// `mock-with-write-through`: reads from memory, every write also to Redis.
@@ -98,13 +100,16 @@ async fn the_store_keeps_the_contract() {
 async fn write_through_to_redis_keeps_the_contract() {
     use std::sync::Arc;
     use tower_app_sessions::store::WriteThroughStore;
-    let redis = store().await;
-    let store = WriteThroughStore::new(
-        Arc::new(tower_app_sessions::MemoryStore::new()),
-        Arc::new(redis),
-    );
-    common::contract::store_contract(&store).await;
-    common::contract::loads_are_ready(&store).await;
+    tower_app_sessions::testing::Contract::new()
+        .ready_loads()
+        .check(|| async {
+            WriteThroughStore::new(
+                Arc::new(tower_app_sessions::MemoryStore::new()),
+                Arc::new(store().await),
+            )
+        })
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]

@@ -6,11 +6,11 @@
 use crate::common;
 
 use axum::Router;
-use common::contract::store_contract;
 use common::redis_server::{free_port_from, RedisCluster, RedisServer};
 use common::{get, routes, send, Finish};
 use tower_app_sessions::record::now_ms;
 use tower_app_sessions::store::redis::{MigrationMode, RedisConfig, RedisStore};
+use tower_app_sessions::testing::check_store;
 use tower_app_sessions::{
     AppContext, MemoryUsers, Role, SessionId, SessionMetadata, SessionRecord, SessionStore,
     Sessions, User,
@@ -122,7 +122,7 @@ async fn the_store_works_on_a_cluster() {
     }
 
     // (2) the store contract.
-    store_contract(&store).await;
+    check_store(|| async { store.clone() }).await.assert_ok();
 
     // (3) isolation through the layer, exactly as on one server.
     let users = MemoryUsers::new();

@@ -3,7 +3,6 @@
 //! around the real `MemoryStore`, as a custom backend would be).
 #![allow(dead_code)]
 
-pub mod contract;
 pub mod data;
 pub mod emails;
 pub mod limits;

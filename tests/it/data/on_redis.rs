@@ -73,7 +73,9 @@ async fn fifty_concurrent_patches_all_survive_on_a_redis_cluster() {
         CONCURRENT,
     )
     .await;
-    crate::common::contract::store_contract(&store).await;
+    tower_app_sessions::testing::check_store(|| async { store.clone() })
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
