@@ -511,9 +511,10 @@ impl Sessions {
     /// A layer for `context` on these stores. Configure it further (cookie name, timeouts,
     /// admission policy) like any [`SessionLayer`].
     ///
-    /// # Panics
-    /// At startup, if the store cannot hold `context`'s sessions (a custom context on a bare
-    /// `PgSessionStore`); [`try_layer`](Self::try_layer) returns that error instead.
+    /// A store that cannot hold `context`'s sessions (a custom context on a bare
+    /// `PgSessionStore`) is logged and every request of the layer answered as a store failure
+    /// (`503` where a user is required), never a panic; [`try_layer`](Self::try_layer)
+    /// returns that error instead.
     pub fn layer(&self, context: AppContext) -> SessionLayer<User> {
         let users: Arc<dyn UserResolver<User = User>> = self.users.clone();
         #[cfg(feature = "cache")]

@@ -27,6 +27,7 @@ mod authenticate;
 mod service;
 mod span;
 mod state;
+mod unsupported;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -148,20 +149,6 @@ fn short_type_name<T>() -> &'static str {
     full.rsplit("::").next().unwrap_or(full)
 }
 
-/// A layer whose store cannot hold its context's sessions (a custom context on a bare
-/// `PgSessionStore`: the `"ApplicationType"` enum knows `web` and `admin`) is a configuration
-/// mistake: it is refused when the layer is built, not answered `503` on every request.
-fn assert_supported(store: &dyn SessionStore, context: &AppContext) {
-    if !store.capabilities().supports(context) {
-        panic!(
-            "{}",
-            crate::config::ConfigError::UnsupportedContext {
-                context: context.clone()
-            }
-        );
-    }
-}
-
 #[cfg(feature = "memory")]
 impl SessionLayer<User, NeedsUsers> {
     /// Starts a layer for `context`, on a [`MemoryStore`](crate::MemoryStore) of its own
@@ -190,9 +177,10 @@ impl<State> SessionLayer<User, State> {
 impl<U: Send + Sync + 'static> SessionLayer<U> {
     /// A layer for `context` on `store`, resolving users of your own type with `users`.
     ///
-    /// # Panics
-    /// At startup, if `store` cannot hold `context`'s sessions (a custom context on a bare
-    /// `PgSessionStore`).
+    /// A `store` that cannot hold `context`'s sessions (a custom context on a bare
+    /// `PgSessionStore`) is a configuration mistake: it is logged, and every request is
+    /// answered as a store failure (anonymous; `503` where a user is required).
+    /// [`try_new`](Self::try_new) returns it as an error instead.
     pub fn new<R>(context: AppContext, store: impl SessionStore, users: R) -> Self
     where
         R: UserResolver<User = U>,
@@ -206,6 +194,31 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         )
     }
 
+    /// [`new`](Self::new), or [`ConfigError::UnsupportedContext`](crate::config::ConfigError)
+    /// if `store` cannot hold `context`'s sessions.
+    ///
+    /// ```
+    /// use tower_app_sessions::{AppContext, MemoryStore, MemoryUsers, SessionLayer};
+    /// let layer = SessionLayer::try_new(AppContext::Web, MemoryStore::new(), MemoryUsers::new());
+    /// assert!(layer.is_ok()); // memory holds every context
+    /// ```
+    ///
+    /// # Errors
+    /// As above.
+    pub fn try_new<R>(
+        context: AppContext,
+        store: impl SessionStore,
+        users: R,
+    ) -> Result<Self, crate::config::ConfigError>
+    where
+        R: UserResolver<User = U>,
+    {
+        if !store.capabilities().supports(&context) {
+            return Err(unsupported::unsupported(&context));
+        }
+        Ok(Self::new(context, store, users))
+    }
+
     pub(crate) fn from_parts(
         context: AppContext,
         store: Arc<dyn SessionStore>,
@@ -213,7 +226,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         users: Arc<dyn UserResolver<User = U>>,
         settings: Settings,
     ) -> Self {
-        assert_supported(store.as_ref(), &context);
+        let store = unsupported::supported_or_refusing(store, &context);
         Self {
             shared: Arc::new(Shared {
                 metrics: Arc::new(crate::telemetry::LayerMetrics::new(&context)),
@@ -255,6 +268,19 @@ impl<U, State> SessionLayer<U, State> {
 }
 
 impl<U: Send + Sync + 'static, State> SessionLayer<U, State> {
+    /// Whether the layer's store can hold its context's sessions: for an application that
+    /// would rather not start than answer `503` (see [`new`](SessionLayer::new)).
+    ///
+    /// # Errors
+    /// [`ConfigError::UnsupportedContext`](crate::config::ConfigError) if it cannot.
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        if self.base_store.capabilities().supports(&self.shared.context) {
+            Ok(())
+        } else {
+            Err(unsupported::unsupported(&self.shared.context))
+        }
+    }
+
     fn shared_mut(&mut self) -> &mut Shared {
         Arc::make_mut(&mut self.shared)
     }
@@ -351,11 +377,11 @@ impl<U: Send + Sync + 'static, State> SessionLayer<U, State> {
     /// Uses `store` for sessions (a shared `Arc<dyn SessionStore>` is a store too). With a
     /// [`cache`](Self::cache), its deletions are published on the cache's bus.
     ///
-    /// # Panics
-    /// At startup, if `store` cannot hold the layer's context's sessions.
+    /// A `store` that cannot hold the layer's context's sessions is logged, and every
+    /// request answered as a store failure (`503` where a user is required);
+    /// [`check`](Self::check) says so as an error.
     pub fn store(mut self, store: impl SessionStore) -> Self {
-        let store: Arc<dyn SessionStore> = Arc::new(store);
-        assert_supported(store.as_ref(), &self.shared.context);
+        let store = unsupported::supported_or_refusing(Arc::new(store), &self.shared.context);
         self.base_store = store;
         self.base_publishes = false;
         self.rebuild_store();

@@ -1,9 +1,153 @@
 //! [`SessionStore`]: where session records live, always scoped by [`AppContext`].
 //!
+//! # Writing a store
+//!
+//! A store is one type implementing [`SessionStore`]: eight operations and
+//! [`capabilities`](SessionStore::capabilities). Here is a complete one, a `HashMap` behind
+//! a `Mutex` (what `MemoryStore` does, without its index, metrics and sweeping). Every
+//! operation takes the lock once, which makes each one atomic; an in-process store answers
+//! with [`StoreFuture::ready`], a store that does I/O with [`StoreFuture::new`]`(async move
+//! { … })`. The `testing` feature's [`check_store`](crate::testing) runs every rule of the
+//! contract below against it, as the last lines do (a store in its own package,
+//! `examples/sqlite_store` in the repository, does the same over SQLite):
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Mutex;
+//!
+//! use tower_app_sessions::data::{DataLimits, DataPatch};
+//! use tower_app_sessions::store::{Capabilities, DataUpdate, ListedSession};
+//! use tower_app_sessions::{AppContext, Scope, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture};
+//! use uuid::Uuid;
+//!
+//! #[derive(Default)]
+//! pub struct MapStore(Mutex<HashMap<(AppContext, SessionId), SessionRecord>>);
+//!
+//! type Map = HashMap<(AppContext, SessionId), SessionRecord>;
+//!
+//! impl MapStore {
+//!     /// Runs `f` under the lock; a poisoned lock is a backend failure, not a panic.
+//!     fn with<'a, T>(&self, f: impl FnOnce(&mut Map) -> T) -> StoreFuture<'a, Result<T, StoreError>> {
+//!         StoreFuture::ready(match self.0.lock() {
+//!             Ok(mut map) => Ok(f(&mut map)),
+//!             Err(_) => Err(StoreError::backend("map", "a writer panicked")),
+//!         })
+//!     }
+//! }
+//!
+//! /// The live record of `id` in `context` at `now`.
+//! fn live<'m>(map: &'m mut Map, context: &AppContext, id: &SessionId, now: i64) -> Option<&'m mut SessionRecord> {
+//!     map.get_mut(&(context.clone(), id.clone())).filter(|r| !r.is_expired(now))
+//! }
+//!
+//! impl SessionStore for MapStore {
+//!     fn load<'a>(&'a self, context: &'a AppContext, id: &'a SessionId, now: i64)
+//!         -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+//!         self.with(|map| live(map, context, id, now).map(|r| r.clone()))
+//!     }
+//!
+//!     fn save<'a>(&'a self, context: &'a AppContext, id: &'a SessionId, record: &'a SessionRecord, _now: i64)
+//!         -> StoreFuture<'a, Result<(), StoreError>> {
+//!         // `bounded`: the user agent and address cut to their maximum, as every store keeps them.
+//!         self.with(|map| { map.insert((context.clone(), id.clone()), record.bounded().into_owned()); })
+//!     }
+//!
+//!     fn delete<'a>(&'a self, context: &'a AppContext, id: &'a SessionId, now: i64)
+//!         -> StoreFuture<'a, Result<bool, StoreError>> {
+//!         self.with(|map| map.remove(&(context.clone(), id.clone())).is_some_and(|r| !r.is_expired(now)))
+//!     }
+//!
+//!     fn rotate<'a>(&'a self, context: &'a AppContext, old: &'a SessionId, new: &'a SessionId, user_id: &'a Uuid, now: i64)
+//!         -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+//!         // Under the one lock, a `delete_user_sessions` runs wholly before or after this.
+//!         self.with(|map| {
+//!             live(map, context, old, now).filter(|r| r.user_id == *user_id)?;
+//!             let record = map.remove(&(context.clone(), old.clone()))?;
+//!             map.insert((context.clone(), new.clone()), record.clone());
+//!             Some(record)
+//!         })
+//!     }
+//!
+//!     fn update_data<'a>(&'a self, context: &'a AppContext, id: &'a SessionId, patch: &'a DataPatch, limits: DataLimits, now: i64)
+//!         -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
+//!         self.with(|map| {
+//!             let Some(record) = live(map, context, id, now) else { return DataUpdate::NotLive };
+//!             // Measured and applied in the same step: no interleaving passes the limits.
+//!             if !limits.admits(record.data.size(), record.data.size_with(patch)) {
+//!                 return DataUpdate::OverLimit;
+//!             }
+//!             record.data.apply(patch);
+//!             DataUpdate::Applied
+//!         })
+//!     }
+//!
+//!     fn extend<'a>(&'a self, context: &'a AppContext, id: &'a SessionId, expires_at: i64, now: i64)
+//!         -> StoreFuture<'a, Result<bool, StoreError>> {
+//!         self.with(|map| live(map, context, id, now).map(|r| r.expires_at = expires_at).is_some())
+//!     }
+//!
+//!     fn delete_user_sessions<'a>(&'a self, user_id: &'a Uuid, scope: Scope<'a>, now: i64)
+//!         -> StoreFuture<'a, Result<u64, StoreError>> {
+//!         self.with(|map| {
+//!             let mut ended = 0;
+//!             map.retain(|(context, _), r| {
+//!                 let ends = r.user_id == *user_id && scope.includes(context);
+//!                 ended += u64::from(ends && !r.is_expired(now));
+//!                 !ends
+//!             });
+//!             ended
+//!         })
+//!     }
+//!
+//!     fn list_user_sessions<'a>(&'a self, user_id: &'a Uuid, scope: Scope<'a>, now: i64)
+//!         -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
+//!         self.with(|map| {
+//!             map.iter()
+//!                 .filter(|((context, _), r)| r.user_id == *user_id && scope.includes(context) && !r.is_expired(now))
+//!                 .map(|((context, id), r)| ListedSession { id: id.clone(), context: context.clone(), record: r.clone() })
+//!                 .collect()
+//!         })
+//!     }
+//!
+//!     fn capabilities(&self) -> Capabilities<'_> {
+//!         Capabilities::none()
+//!     }
+//! }
+//!
+//! # #[cfg(feature = "testing")]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! tower_app_sessions::testing::check_store(|| async { MapStore::default() }).await.assert_ok();
+//! # });
+//! ```
+//!
+//! Then `SessionLayer::for_context(AppContext::Web).store(MapStore::default())` serves it
+//! (or `Arc<dyn SessionStore>`, to choose the store at startup).
+//!
+//! **Which methods are required.** All nine: none of the eight operations can be derived
+//! from the others without breaking the contract's atomicity (a default `extend` or
+//! `update_data` as `load` then `save` would resurrect a session deleted in between; a
+//! default `delete_user_sessions` as a listing then `delete`s would miss a session that a
+//! concurrent `rotate` creates; listing needs a per-user index the trait cannot see), and
+//! `capabilities` is required so that no decorator forgets to forward it.
+//!
+//! **`rotate` against `delete_user_sessions` without one lock.** A store whose operations
+//! are not serialized by one lock or transaction (Redis Cluster: keys in different slots)
+//! keeps a **revocation count** per user, as `RedisStore` does: `delete_user_sessions`
+//! increments the user's count when it starts and again when it ends (so an odd count
+//! means one is running); `rotate` reads the count first, ends the session at once if it is
+//! odd, otherwise takes the old record (an atomic get-and-delete: from then on the old id
+//! is gone for everyone), writes the new one, and reads the count again: if it moved, a
+//! revocation overlapped the move, and `rotate` deletes what it wrote and answers `None`.
+//! Either way no session of the user survives the revocation under either id. A store
+//! with transactions gets the same by taking a per-user lock first in both `rotate`'s and
+//! `delete_user_sessions`'s transactions (PostgreSQL: an advisory lock on the user id), so
+//! the two serialize, as `PgSessionStore` does.
+//!
 //! # The contract
 //!
 //! Every implementation, and every decorator around one, keeps these rules; the executable
-//! contract suite (`tests/it/contract.rs`) checks them against every store of this crate.
+//! contract ([`testing::check_store`](crate::testing), feature `testing`) checks them against
+//! every store of this crate and any store written elsewhere.
 //!
 //! - **Isolation.** Every operation on a session takes its [`AppContext`]; a record saved in
 //!   one context is never returned, extended, moved or deleted through another.
@@ -66,7 +210,6 @@
 //! ([`Sessions::from_env`](crate::Sessions::from_env)) serves every layer as
 //! `Arc<dyn SessionStore>`, without making applications generic over the backend.
 
-use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -94,6 +237,7 @@ mod tiered;
 pub use tiered::TieredStore;
 mod write_through;
 pub use write_through::WriteThroughStore;
+mod shared;
 
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -419,90 +563,4 @@ pub trait KnownDeletions: Send + Sync {
         user_id: &'a Uuid,
         now: i64,
     ) -> StoreFuture<'a, Result<bool, StoreError>>;
-}
-
-/// A shared store is a store: layers and decorators take `Arc<dyn SessionStore>` as they
-/// take any other.
-impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
-    fn load<'a>(
-        &'a self,
-        context: &'a AppContext,
-        id: &'a SessionId,
-        now: i64,
-    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        (**self).load(context, id, now)
-    }
-
-    fn save<'a>(
-        &'a self,
-        context: &'a AppContext,
-        id: &'a SessionId,
-        record: &'a SessionRecord,
-        now: i64,
-    ) -> StoreFuture<'a, Result<(), StoreError>> {
-        (**self).save(context, id, record, now)
-    }
-
-    fn delete<'a>(
-        &'a self,
-        context: &'a AppContext,
-        id: &'a SessionId,
-        now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        (**self).delete(context, id, now)
-    }
-
-    fn rotate<'a>(
-        &'a self,
-        context: &'a AppContext,
-        old: &'a SessionId,
-        new: &'a SessionId,
-        user_id: &'a Uuid,
-        now: i64,
-    ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
-        (**self).rotate(context, old, new, user_id, now)
-    }
-
-    fn update_data<'a>(
-        &'a self,
-        context: &'a AppContext,
-        id: &'a SessionId,
-        patch: &'a DataPatch,
-        limits: DataLimits,
-        now: i64,
-    ) -> StoreFuture<'a, Result<DataUpdate, StoreError>> {
-        (**self).update_data(context, id, patch, limits, now)
-    }
-
-    fn extend<'a>(
-        &'a self,
-        context: &'a AppContext,
-        id: &'a SessionId,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreFuture<'a, Result<bool, StoreError>> {
-        (**self).extend(context, id, expires_at, now)
-    }
-
-    fn delete_user_sessions<'a>(
-        &'a self,
-        user_id: &'a Uuid,
-        scope: Scope<'a>,
-        now: i64,
-    ) -> StoreFuture<'a, Result<u64, StoreError>> {
-        (**self).delete_user_sessions(user_id, scope, now)
-    }
-
-    fn list_user_sessions<'a>(
-        &'a self,
-        user_id: &'a Uuid,
-        scope: Scope<'a>,
-        now: i64,
-    ) -> StoreFuture<'a, Result<Vec<ListedSession>, StoreError>> {
-        (**self).list_user_sessions(user_id, scope, now)
-    }
-
-    fn capabilities(&self) -> Capabilities<'_> {
-        (**self).capabilities()
-    }
 }

@@ -35,3 +35,4 @@ mod redis_types;
 mod stats;
 mod telemetry;
 mod throttle;
+mod unsupported;
