@@ -274,7 +274,11 @@ impl<U: Send + Sync + 'static, State> SessionLayer<U, State> {
     /// # Errors
     /// [`ConfigError::UnsupportedContext`](crate::config::ConfigError) if it cannot.
     pub fn check(&self) -> Result<(), crate::config::ConfigError> {
-        if self.base_store.capabilities().supports(&self.shared.context) {
+        if self
+            .base_store
+            .capabilities()
+            .supports(&self.shared.context)
+        {
             Ok(())
         } else {
             Err(unsupported::unsupported(&self.shared.context))

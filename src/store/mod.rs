@@ -210,7 +210,6 @@
 //! ([`Sessions::from_env`](crate::Sessions::from_env)) serves every layer as
 //! `Arc<dyn SessionStore>`, without making applications generic over the backend.
 
-
 use uuid::Uuid;
 
 use crate::data::{DataLimits, DataPatch};

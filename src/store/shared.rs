@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{Capabilities, DataUpdate, ListedSession, Scope, SessionStore, StoreError, StoreFuture};
+use super::{
+    Capabilities, DataUpdate, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+};
 use crate::data::{DataLimits, DataPatch};
 use crate::{AppContext, SessionId, SessionRecord};
 

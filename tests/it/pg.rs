@@ -112,8 +112,8 @@ async fn the_pg_store_keeps_the_contract() {
         .await
         .assert_ok();
 
-    // Every session the contract deleted is still there, revoked (audit); the ones it let
-    // expire (its 5-second sessions, and only those) are the only rows not revoked.
+    // Every session the contract wrote is still there, revoked (audit): each rule ends by
+    // deleting what it wrote, the sessions it let expire too.
     let (total, revoked, unrevoked): (i64, i64, Vec<f64>) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE revoked AND revoked_at IS NOT NULL), \
                 coalesce(array_agg(extract(epoch FROM expires_at - created_at)::float8) \
@@ -123,8 +123,8 @@ async fn the_pg_store_keeps_the_contract() {
     .await
     .unwrap();
     assert!(
-        !unrevoked.is_empty() && unrevoked.iter().all(|&secs| secs == 5.0),
-        "a deleted session is not revoked: {unrevoked:?}"
+        unrevoked.is_empty(),
+        "deleted sessions are not revoked (lifetimes in seconds): {unrevoked:?}"
     );
     assert!(
         revoked >= 6,

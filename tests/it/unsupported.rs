@@ -14,8 +14,8 @@ use tower_app_sessions::data::{DataLimits, DataPatch};
 use tower_app_sessions::store::{Capabilities, DataUpdate, DurableRecords, ListedSession};
 use tower_app_sessions::{
     AppContext, CurrentUser, MemoryStore, MemoryUsers, Role, Scope, Session, SessionId,
-    SessionLayer, SessionMetadata, SessionRecord, SessionStore, Sessions, StoreError,
-    StoreFuture, User,
+    SessionLayer, SessionMetadata, SessionRecord, SessionStore, Sessions, StoreError, StoreFuture,
+    User,
 };
 use uuid::Uuid;
 
@@ -136,7 +136,9 @@ fn the_mismatch_is_a_typed_error_wherever_it_is_asked_for() {
         SessionLayer::new(bot(), store.clone(), users.clone()).check()
     ));
     assert!(is_unsupported(
-        SessionLayer::for_context(bot()).store(store.clone()).check()
+        SessionLayer::for_context(bot())
+            .store(store.clone())
+            .check()
     ));
     assert!(SessionLayer::for_context(AppContext::Admin)
         .store(store.clone())
@@ -160,10 +162,16 @@ async fn a_layer_built_all_the_same_answers_503_never_500() {
         .route(
             "/login",
             post(move |session: Session| async move {
-                session.login(ada, SessionMetadata::new()).await.map(|_| "in")
+                session
+                    .login(ada, SessionMetadata::new())
+                    .await
+                    .map(|_| "in")
             }),
         )
-        .route("/me", get(|user: CurrentUser<User>| async move { user.email.clone() }))
+        .route(
+            "/me",
+            get(|user: CurrentUser<User>| async move { user.email.clone() }),
+        )
         .route("/public", get(|| async { "anyone" }))
         .layer(SessionLayer::new(bot(), WebAndAdminOnly::default(), users));
     let send = |request: Request<Body>| app.clone().oneshot(request);
