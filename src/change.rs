@@ -11,6 +11,9 @@ use uuid::Uuid;
 
 use crate::{AppContext, SessionId};
 
+/// The Redis channel invalidations travel on.
+pub const CHANNEL: &str = "tower-app-sessions:invalidate";
+
 /// What a cache or a trusted copy must drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 // Built without a channel (no Redis bus, no notifications), nothing decodes one.

@@ -62,6 +62,8 @@
 #[macro_use]
 mod labels;
 
+mod backend;
+
 #[cfg(feature = "cache")]
 pub mod cache;
 mod change;

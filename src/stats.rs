@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{StoreError, StoreFuture};
+use crate::backend::{StoreError, StoreFuture};
 
 /// What [`Sessions::stats`](crate::Sessions::stats) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -129,21 +129,6 @@ impl SessionStats {
     pub(crate) fn context(&mut self, context: &str) -> &mut ContextStats {
         self.contexts.entry(context.to_owned()).or_default()
     }
-}
-
-/// The figures of both stores of a pair (tiered, write-through), those that report any.
-pub(crate) async fn of_both(
-    first: &dyn crate::SessionStore,
-    second: &dyn crate::SessionStore,
-    now: i64,
-) -> Result<SessionStats, StoreError> {
-    let mut stats = SessionStats::default();
-    for store in [first, second] {
-        if let Some(reporter) = store.capabilities().stats {
-            stats = stats.merge(reporter.stats(now).await?);
-        }
-    }
-    Ok(stats)
 }
 
 /// A store that can report [`SessionStats`] (a capability: see

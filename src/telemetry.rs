@@ -193,7 +193,7 @@ mod handles {
 
     use super::*;
     #[cfg(feature = "memory")]
-    use crate::store::StoreFuture;
+    use crate::backend::StoreFuture;
 
     /// A layer's registered handles.
     pub(crate) struct LayerMetrics {
@@ -395,16 +395,16 @@ mod handles {
             &self,
             _: StoreOp,
             work: impl FnOnce() -> T,
-        ) -> crate::store::StoreFuture<'a, T> {
-            crate::store::StoreFuture::ready(work())
+        ) -> crate::backend::StoreFuture<'a, T> {
+            crate::backend::StoreFuture::ready(work())
         }
         #[cfg(any(feature = "redis", feature = "postgres"))]
         pub(crate) fn pending<'a, T: Send + 'a>(
             &self,
             _: StoreOp,
             work: impl std::future::Future<Output = T> + Send + 'a,
-        ) -> crate::store::StoreFuture<'a, T> {
-            crate::store::StoreFuture::new(work)
+        ) -> crate::backend::StoreFuture<'a, T> {
+            crate::backend::StoreFuture::new(work)
         }
     }
 

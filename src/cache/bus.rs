@@ -8,8 +8,7 @@ use uuid::Uuid;
 pub(crate) use crate::change::Change;
 use crate::{AppContext, SessionId};
 
-/// The Redis channel invalidations travel on.
-pub const CHANNEL: &str = "tower-app-sessions:invalidate";
+pub use crate::change::CHANNEL;
 
 /// A cache the bus delivers to.
 pub(crate) trait LocalCache: Send + Sync {

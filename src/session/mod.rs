@@ -6,8 +6,8 @@ mod lifecycle;
 mod manage;
 
 pub(crate) use held::HeldRecord;
-pub use lifecycle::OverLimit;
-pub(crate) use lifecycle::SessionLimit;
+pub use crate::policy::OverLimit;
+pub use manage::ReauthenticationRequired;
 
 use std::fmt;
 use std::ops::Deref;

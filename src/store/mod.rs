@@ -74,9 +74,10 @@ use crate::data::{DataLimits, DataPatch};
 
 use crate::{AppContext, SessionId, SessionRecord};
 
-mod future;
-pub(crate) use future::BoxFuture;
-pub use future::StoreFuture;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) use crate::backend::timed;
+pub(crate) use crate::backend::BoxFuture;
+pub use crate::backend::{BoxError, StoreError, StoreFuture};
 
 #[cfg(feature = "memory")]
 mod memory;
@@ -95,57 +96,19 @@ pub use tiered::TieredStore;
 mod write_through;
 pub use write_through::WriteThroughStore;
 
-/// A boxed error from a backend driver.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A session or user backend could not answer.
-///
-/// The layer never treats this as "anonymous but fine": the request is not authenticated and
-/// a route that requires a user answers `503 Service Unavailable`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend failed or could not be reached.
-    #[error("{backend} backend failed: {source}")]
-    Backend {
-        /// Which backend (`"redis"`, `"postgres"`, …).
-        backend: &'static str,
-        /// The driver's error.
-        #[source]
-        source: BoxError,
-    },
-    /// The backend did not answer in time.
-    #[error("{backend} backend timed out")]
-    Timeout {
-        /// Which backend.
-        backend: &'static str,
-    },
-}
-
-impl StoreError {
-    /// Wraps a driver error.
-    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        StoreError::Backend {
-            backend,
-            source: source.into(),
+/// The figures of both stores of a pair (tiered, write-through), those that report any.
+pub(crate) async fn stats_of_both(
+    first: &dyn SessionStore,
+    second: &dyn SessionStore,
+    now: i64,
+) -> Result<crate::stats::SessionStats, StoreError> {
+    let mut stats = crate::stats::SessionStats::default();
+    for store in [first, second] {
+        if let Some(reporter) = store.capabilities().stats {
+            stats = stats.merge(reporter.stats(now).await?);
         }
     }
-}
-
-/// Runs `work` for at most `limit`: a driver error becomes a [`StoreError`] through `error`,
-/// running out of time [`StoreError::Timeout`]. Every backend bounds every operation with it,
-/// so a hung server gives fast `503`s, not hung requests.
-#[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) async fn timed<T, E>(
-    backend: &'static str,
-    limit: std::time::Duration,
-    work: impl std::future::Future<Output = Result<T, E>>,
-    error: impl FnOnce(E) -> StoreError,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result.map_err(error),
-        Err(_) => Err(StoreError::Timeout { backend }),
-    }
+    Ok(stats)
 }
 
 /// What [`SessionStore::update_data`] did.

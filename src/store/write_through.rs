@@ -182,7 +182,7 @@ impl SessionStore for WriteThroughStore {
 /// Both stores' figures (the warmed store's are what is being warmed up).
 impl crate::stats::StoreStats for WriteThroughStore {
     fn stats(&self, now: i64) -> StoreFuture<'_, Result<crate::stats::SessionStats, StoreError>> {
-        StoreFuture::new(crate::stats::of_both(
+        StoreFuture::new(super::stats_of_both(
             self.primary.as_ref(),
             self.warm.as_ref(),
             now,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{StoreError, StoreFuture};
+use crate::backend::{StoreError, StoreFuture};
 use crate::AppContext;
 
 mod email;

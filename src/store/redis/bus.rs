@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::conn::{error, BACKEND};
-use crate::cache::CHANNEL;
+use crate::change::CHANNEL;
 use crate::store::{timed, StoreError};
 
 /// What the subscription tells the bus it serves.
