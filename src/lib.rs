@@ -75,6 +75,7 @@ pub mod cross_origin;
 pub mod data;
 pub mod events;
 pub mod extract;
+pub mod feed;
 mod id;
 pub mod layer;
 #[cfg(feature = "throttle")]

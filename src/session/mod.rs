@@ -5,8 +5,8 @@ mod held;
 mod lifecycle;
 mod manage;
 
-pub(crate) use held::HeldRecord;
 pub use crate::policy::OverLimit;
+pub(crate) use held::HeldRecord;
 pub use manage::ReauthenticationRequired;
 
 use std::fmt;

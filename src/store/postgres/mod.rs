@@ -12,7 +12,6 @@
 //!   only when the layer enables it, and only for the `web` context (their version
 //!   ignores the context).
 
-use std::future::Future;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -36,7 +35,6 @@ mod schema;
 mod stats;
 
 pub use maintenance::PurgeReport;
-pub(crate) use notify::Follower;
 pub use notify::{
     install_notifications, uninstall_notifications, Notifications, HEARTBEAT, NOTIFY_CHANNEL,
 };
@@ -45,7 +43,7 @@ use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
 pub(crate) use schema::pending_of;
 pub use schema::{pending_migrations, SchemaMigration, SchemaProblem};
 
-pub(crate) const BACKEND: &str = "postgres";
+pub(crate) use crate::users::postgres::BACKEND;
 
 /// Takes the transaction-scoped advisory lock of `user_id`'s sessions: rotations and
 /// revocations of one user's sessions run one at a time.
@@ -95,13 +93,7 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .map_err(pg_error)
 }
 
-/// [`store::timed`](crate::store) for sqlx: one query or transaction within `limit`.
-pub(crate) async fn timed<T>(
-    limit: Duration,
-    f: impl Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, StoreError> {
-    crate::store::timed(BACKEND, limit, f, pg_error).await
-}
+pub(crate) use crate::users::postgres::timed;
 
 /// A [`SessionStore`] on the `sessions` table (feature `postgres`).
 ///

@@ -11,6 +11,7 @@ use super::{
     StoreError, StoreFuture,
 };
 use crate::data::{DataLimits, DataPatch};
+use crate::feed::{ChangeFeed, FeedListener};
 use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -68,9 +69,8 @@ pub struct TieredStore {
     durable: Arc<dyn SessionStore>,
     revalidate_ms: i64,
     validations: Arc<Validations>,
-    /// The notifications followed, and the bound while they are heard.
-    #[cfg(feature = "postgres")]
-    notified: Option<(crate::store::postgres::Notifications, i64)>,
+    /// The change feed followed, and the bound while it is heard.
+    notified: Option<(Arc<dyn ChangeFeed>, i64)>,
 }
 
 impl std::fmt::Debug for TieredStore {
@@ -82,10 +82,9 @@ impl std::fmt::Debug for TieredStore {
     }
 }
 
-/// Hears the notifications: a revocation by any process drops the copy's validation.
-#[cfg(feature = "postgres")]
-impl crate::store::postgres::Follower for Validations {
-    fn changed(&self, change: &crate::change::Change) {
+/// Hears the change feed: a revocation by any process drops the copy's validation.
+impl FeedListener for Validations {
+    fn changed(&self, change: &crate::feed::Change) {
         self.apply(change);
     }
 
@@ -104,7 +103,6 @@ impl TieredStore {
             durable,
             revalidate_ms: 5_000,
             validations: Arc::new(Validations::new(DEFAULT_MAX_VALIDATIONS)),
-            #[cfg(feature = "postgres")]
             notified: None,
         }
     }
@@ -118,29 +116,29 @@ impl TieredStore {
         self
     }
 
-    /// Follows PostgreSQL's notifications ([`Notifications`]): while they are heard, a fast
-    /// copy checked once is trusted for `trust_for` (a safety net, say 5 minutes), since a
-    /// revocation, deletion or data change of the row by any process drops the check at
-    /// once; while they are not (the listening connection dropped, the triggers missing), the
-    /// [`revalidate_after`](Self::revalidate_after) bound applies, and every check trusted
-    /// for longer is dropped. How stale a copy can then be: the notification's delivery (a
-    /// few milliseconds), or, on a connection that died without closing, up to three
-    /// [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s. A row *deleted* outright (not
-    /// revoked) drops the check too, but then the durable store has no record of the session
-    /// at all, and its Redis copy is served as a Redis-only session's (see the crate's known
-    /// limitations): revoke rows, as this crate does, rather than delete them.
+    /// Follows a change feed ([`ChangeFeed`]: PostgreSQL's [`Notifications`], or any other):
+    /// while it is heard, a fast copy checked once is trusted for `trust_for` (a safety net,
+    /// say 5 minutes), since a revocation, deletion or data change of the session by any
+    /// process drops the check at once; while it is not (the listening connection dropped,
+    /// PostgreSQL's triggers missing), the [`revalidate_after`](Self::revalidate_after) bound
+    /// applies, and every check trusted for longer is dropped. How stale a copy can then be:
+    /// the feed's delivery (a few milliseconds), or, for PostgreSQL on a connection that died
+    /// without closing, up to three [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s. A row
+    /// *deleted* outright (not revoked) drops the check too, but then the durable store has
+    /// no record of the session at all, and its Redis copy is served as a Redis-only
+    /// session's (see the crate's known limitations): revoke rows, as this crate does, rather
+    /// than delete them.
     ///
     /// [`Notifications`]: crate::store::postgres::Notifications
-    #[cfg(feature = "postgres")]
     #[must_use]
-    pub fn notifications(
+    pub fn notifications<F: ChangeFeed + Clone + 'static>(
         mut self,
-        notifications: &crate::store::postgres::Notifications,
+        feed: &F,
         trust_for: Duration,
     ) -> Self {
-        let follower: Arc<dyn crate::store::postgres::Follower> = self.validations.clone();
-        notifications.follow(&follower);
-        self.notified = Some((notifications.clone(), duration_ms(trust_for)));
+        let listener: Arc<dyn FeedListener> = self.validations.clone();
+        feed.follow(Arc::downgrade(&listener));
+        self.notified = Some((Arc::new(feed.clone()), duration_ms(trust_for)));
         self
     }
 
@@ -155,9 +153,8 @@ impl TieredStore {
 
     /// How long a checked copy is trusted now.
     fn bound_ms(&self) -> i64 {
-        #[cfg(feature = "postgres")]
-        if let Some((notifications, trust_ms)) = &self.notified {
-            if notifications.is_healthy() {
+        if let Some((feed, trust_ms)) = &self.notified {
+            if feed.is_healthy() {
                 return *trust_ms;
             }
         }
