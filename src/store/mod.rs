@@ -58,7 +58,19 @@
 //!   every context (PostgreSQL); a [`TieredStore`] asks it whether a session was ever written
 //!   there, and every layer whether it can hold the layer's context;
 //! - [`KnownDeletions`]: a store that can tell a session deleted on purpose from one it never
-//!   held (Redis, through its per-user index); a [`TieredStore`] asks it before refilling.
+//!   held (Redis, through its per-user index); a [`TieredStore`] asks it before refilling;
+//! - [`StoreStats`](crate::stats::StoreStats): a store that can count its sessions
+//!   ([`Sessions::stats`](crate::Sessions::stats)); pairs (tiered, write-through) report
+//!   both halves'.
+//!
+//! # Change feeds
+//!
+//! A store whose records other processes change can also offer a
+//! [`ChangeFeed`](crate::feed::ChangeFeed) ("this session, this user, or everything changed;
+//! I am heard or not"): PostgreSQL's [`Notifications`](crate::store::postgres::Notifications)
+//! and Redis's [`RedisFeed`](crate::store::redis::RedisFeed) are two. A [`TieredStore`] and
+//! the cache's invalidation bus follow any feed, so a backend of one's own gets the long
+//! trust and the cache invalidation without this crate knowing it.
 //!
 //! # Why `dyn`
 //!
