@@ -123,6 +123,85 @@ pub(crate) async fn stats_of_both(
     Ok(stats)
 }
 
+/// What [`SessionStore::load_with_user`] found: the record, and its user when the store read
+/// it in the same query.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Loaded {
+    /// The live record.
+    pub record: SessionRecord,
+    /// The record's user, read with it, for the resolver it [came from](JoinedUser::new).
+    pub user: Option<JoinedUser>,
+}
+
+impl From<SessionRecord> for Loaded {
+    fn from(record: SessionRecord) -> Self {
+        Self { record, user: None }
+    }
+}
+
+impl Loaded {
+    /// A record and the user the same query read.
+    pub fn with_user(record: SessionRecord, user: JoinedUser) -> Self {
+        Self {
+            record,
+            user: Some(user),
+        }
+    }
+}
+
+/// A user a store read together with its session. It is handed only to the resolver that
+/// [recognises](crate::UserResolver::joined) it (the resolver on the same database, for the
+/// same user and context): the layer then skips its own lookup. Nothing keeps it past the
+/// request, so it is never staler than the request's own query.
+#[derive(Clone)]
+pub struct JoinedUser {
+    source: usize,
+    user: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for JoinedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinedUser")
+            .field("found", &self.user.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for JoinedUser {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && match (&self.user, &other.user) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl JoinedUser {
+    /// The user `source` (a resolver's own identity, say the address of state its clones
+    /// share) would resolve, `None` if the query found the user gone.
+    pub fn new<U: Send + Sync + 'static>(source: usize, user: Option<Arc<U>>) -> Self {
+        Self {
+            source,
+            user: user.map(|u| u as Arc<dyn std::any::Any + Send + Sync>),
+        }
+    }
+
+    /// The user, if it came from `source` and is a `U`: `Some(None)` when the query found the
+    /// user gone, `None` when it is not for that resolver.
+    pub fn take_for<U: Send + Sync + 'static>(&self, source: usize) -> Option<Option<Arc<U>>> {
+        if self.source != source {
+            return None;
+        }
+        match &self.user {
+            None => Some(None),
+            Some(user) => user.clone().downcast::<U>().ok().map(Some),
+        }
+    }
+}
+
 /// What [`SessionStore::update_data`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataUpdate {
@@ -197,6 +276,21 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+
+    /// [`load`](Self::load), with the session's user when the store reads it in the same
+    /// query ([`Loaded::user`]): the layer calls this one, so a store that can join the users'
+    /// table saves the request its second round trip. The default answers what `load`
+    /// answers, without a user (and, for a ready answer, without allocating). Decorators
+    /// forward it.
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
+        self.load(context, id, now)
+            .map(|found| found.map(|record| record.map(Loaded::from)))
+    }
 
     /// Writes `record` under `id` in `context`, replacing any record there; it lives until
     /// `record.expires_at`.
@@ -406,6 +500,15 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         (**self).load(context, id, now)
+    }
+
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
+        (**self).load_with_user(context, id, now)
     }
 
     fn save<'a>(

@@ -49,6 +49,15 @@ impl SessionStore for WriteThroughStore {
         self.primary.load(context, id, now)
     }
 
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
+        self.primary.load_with_user(context, id, now)
+    }
+
     fn save<'a>(
         &'a self,
         context: &'a AppContext,

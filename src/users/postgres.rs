@@ -317,7 +317,7 @@ impl PgUsers {
         self.grants[grant_slot(label)].found(started, any);
     }
 
-    /// Who this value (and its clones) is, for the handoff.
+    /// Who this value (and its clones) is: a [`JoinedUser`](crate::store::JoinedUser)'s source.
     pub(crate) fn owner(&self) -> usize {
         Arc::as_ptr(&self.grants).cast::<()>() as usize
     }
@@ -483,12 +483,22 @@ impl UserResolver for PgUsers {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        // Read with the session's row by this request's own query (see `handoff`).
-        if let Some(handed) = super::handoff::take(self.owner(), context, user_id) {
-            return StoreFuture::ready(Ok(handed));
-        }
         self.metrics
             .pending(StoreOp::ResolveUser, self.by_id(context, user_id))
+    }
+
+    /// What a [`PgSessionStore`](crate::store::PgSessionStore) paired with this value
+    /// ([`with_users`](crate::store::PgSessionStore::with_users)) read with the session, in
+    /// the same query: this value's own answer, so the request makes one query, not two.
+    fn joined(
+        &self,
+        _context: &AppContext,
+        user_id: &Uuid,
+        joined: &crate::store::JoinedUser,
+    ) -> Option<Option<Arc<User>>> {
+        joined
+            .take_for::<User>(self.owner())
+            .filter(|user| user.as_ref().is_none_or(|user| user.id == *user_id))
     }
 }
 

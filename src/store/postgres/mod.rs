@@ -203,13 +203,6 @@ impl PgSessionStore {
         now: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let label = pg_context(context)?;
-        if let Some(users) = self
-            .users
-            .as_ref()
-            .filter(|_| crate::users::handoff::wanted())
-        {
-            return self.load_with_user(users, context, label, id, now).await;
-        }
         let row: Option<Row> = timed(
             self.timeout,
             sqlx::query_as(LOAD)
@@ -425,6 +418,27 @@ impl SessionStore for PgSessionStore {
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         self.metrics
             .pending(StoreOp::Load, self.load_row(context, id, now))
+    }
+
+    /// With [`with_users`](Self::with_users): the session and its user (with the context's
+    /// permissions) in one query, for that repository to [recognise](UserResolver::joined).
+    ///
+    /// [`UserResolver::joined`]: crate::UserResolver::joined
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
+        let Some(users) = &self.users else {
+            return self
+                .load(context, id, now)
+                .map(|found| found.map(|record| record.map(crate::store::Loaded::from)));
+        };
+        self.metrics.pending(StoreOp::Load, async move {
+            let label = pg_context(context)?;
+            self.load_joined(users, label, id, now).await
+        })
     }
 
     fn save<'a>(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DataUpdate, DurableRecords, LegacySessions, ListedSession, Scope, SessionStore,
-    StoreError, StoreFuture,
+    Capabilities, DataUpdate, DurableRecords, LegacySessions, ListedSession, Loaded, Scope,
+    SessionStore, StoreError, StoreFuture,
 };
 use crate::data::{DataLimits, DataPatch};
 use crate::feed::{ChangeFeed, FeedListener};
@@ -220,9 +220,10 @@ impl TieredStore {
         context: &AppContext,
         id: &SessionId,
         now: i64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
+        let fast = |found: Option<SessionRecord>| found.map(Loaded::from);
         if self.durable_for(context).is_none() {
-            return self.fast.load(context, id, now).await;
+            return self.fast.load_with_user(context, id, now).await;
         }
         let mut cached = match self.fast.load(context, id, now).await {
             Ok(cached) => cached,
@@ -230,18 +231,19 @@ impl TieredStore {
                 tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
                 // Sessions the durable store does not hold (written by Redis-only apps) cannot
                 // be checked now: the fast store's failure is the answer (503), not "none".
-                return match self.durable.load(context, id, now).await? {
-                    Some(record) => Ok(Some(record)),
+                return match self.durable.load_with_user(context, id, now).await? {
+                    Some(loaded) => Ok(Some(loaded)),
                     None => Err(error),
                 };
             }
         };
         if cached.is_some() && self.is_fresh(context, id, now) {
-            return Ok(cached);
+            return Ok(fast(cached));
         }
         let epoch = self.validations.epoch();
-        match self.durable.load(context, id, now).await? {
-            Some(record) => {
+        match self.durable.load_with_user(context, id, now).await? {
+            Some(loaded) => {
+                let record = &loaded.record;
                 if cached.is_none()
                     && self
                         .deleted_from_fast(context, id, &record.user_id, now)
@@ -263,18 +265,18 @@ impl TieredStore {
                 }
                 if cached.is_none() {
                     // Lost with the fast store's data (a restart): refill it.
-                    if let Err(error) = self.fast.save(context, id, &record, now).await {
+                    if let Err(error) = self.fast.save(context, id, record, now).await {
                         tracing::warn!(context = %context, %error, "could not refill the fast session store");
                     }
                 } else if cached.as_ref().is_some_and(|c| c.data != record.data) {
                     // A data patch that reached only the durable store (the fast half failed,
                     // or a refill overtook it): the durable record wins, within this bound.
-                    if let Err(error) = self.fast.save(context, id, &record, now).await {
+                    if let Err(error) = self.fast.save(context, id, record, now).await {
                         tracing::warn!(context = %context, %error, "could not refresh the fast session store");
                     }
                 }
                 self.mark(context, id, now, epoch);
-                Ok(Some(record))
+                Ok(Some(loaded))
             }
             None => {
                 let Some(cached) = cached else {
@@ -287,7 +289,7 @@ impl TieredStore {
                 // or expired there: drop the stale copy.
                 if !self.durable_holds(context, id, now).await? {
                     self.mark(context, id, now, epoch);
-                    return Ok(Some(cached));
+                    return Ok(Some(Loaded::from(cached)));
                 }
                 self.forget(context, id);
                 self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
@@ -467,6 +469,21 @@ impl SessionStore for TieredStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(async move {
+            Ok(self
+                .read(context, id, now)
+                .await?
+                .map(|loaded| loaded.record))
+        })
+    }
+
+    /// The durable store's user comes along when it joined one (the revalidating read).
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
         StoreFuture::new(self.read(context, id, now))
     }
 
