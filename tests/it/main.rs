@@ -18,6 +18,7 @@ mod data;
 mod event_races;
 mod events;
 mod features;
+mod feed;
 mod layer;
 mod login;
 mod manage;
