@@ -68,7 +68,9 @@ pub trait FeedListener: Send + Sync {
 /// [module docs](self).
 pub trait ChangeFeed: Send + Sync {
     /// Adds `listener` (held weakly: it stops hearing when dropped), and tells it the current
-    /// health at once, so it starts from a known state (see [`Listeners::follow`]).
+    /// health at once, so it starts from a known state (see [`Listeners::follow`]). A feed
+    /// that goes away tells its listeners it is not healthy ([`Listeners`] does on drop): they
+    /// do not keep it alive.
     fn follow(&self, listener: Weak<dyn FeedListener>);
 
     /// Whether every change is being heard now. While not, followers use their short bounds
@@ -185,6 +187,14 @@ impl Listeners {
         if healthy {
             self.healthy.store(true, Ordering::Release);
         }
+    }
+}
+
+/// A feed that goes away is not heard any more: its listeners are told so, and stop
+/// trusting it.
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.set_health(false);
     }
 }
 

@@ -21,7 +21,7 @@ struct BusInner {
     caches: Mutex<Vec<Weak<dyn LocalCache>>>,
     /// How many of the feeds this bus follows are not heard now: caches serve only at 0.
     unheard: AtomicUsize,
-    /// The feeds followed (kept alive by the bus), each with whether it is heard.
+    /// The feeds followed, each with whether it is heard (the feeds hold them weakly).
     links: Mutex<Vec<Arc<Link>>>,
     /// The feed this bus publishes its own changes on (the one it was built [over]).
     ///
@@ -59,8 +59,6 @@ struct Link {
     bus: Weak<BusInner>,
     /// Counted in the bus's `unheard` while false; false until the feed says otherwise.
     heard: AtomicBool,
-    /// Kept alive as long as the bus.
-    _feed: Arc<dyn ChangeFeed>,
 }
 
 impl FeedListener for Link {
@@ -135,7 +133,7 @@ impl InvalidationBus {
     pub fn over(feed: impl ChangeFeed + 'static) -> Self {
         let feed: Arc<dyn ChangeFeed> = Arc::new(feed);
         let bus = Self::with_publisher(Some(feed.clone()));
-        bus.follow_feed(feed);
+        bus.follow(feed.as_ref());
         bus
     }
 
@@ -165,17 +163,16 @@ impl InvalidationBus {
     /// made in Redis alone (the TypeScript apps' logout is a bare `DEL`): keep session caches
     /// on the short bound; user caches can take a long one.
     ///
+    /// The bus does not keep `feed` alive: a feed whose last handle is dropped stops being
+    /// heard, and the caches close (a [`Listeners`](crate::feed::Listeners)-based feed says so
+    /// when it is dropped).
+    ///
     /// [`Notifications`]: crate::store::postgres::Notifications
-    pub fn follow<F: ChangeFeed + Clone + 'static>(&self, feed: &F) {
-        self.follow_feed(Arc::new(feed.clone()));
-    }
-
-    fn follow_feed(&self, feed: Arc<dyn ChangeFeed>) {
+    pub fn follow<F: ChangeFeed + ?Sized>(&self, feed: &F) {
         self.inner.unheard.fetch_add(1, Ordering::AcqRel);
         let link = Arc::new(Link {
             bus: Arc::downgrade(&self.inner),
             heard: AtomicBool::new(false),
-            _feed: feed.clone(),
         });
         crate::sync::lock(&self.inner.links).push(link.clone());
         let listener: Arc<dyn FeedListener> = link;

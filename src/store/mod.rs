@@ -103,6 +103,8 @@ pub use postgres::PgSessionStore;
 pub mod redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+mod instrumented;
+pub use instrumented::Instrumented;
 mod tiered;
 pub use tiered::TieredStore;
 mod write_through;

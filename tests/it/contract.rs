@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tower_app_sessions::store::{TieredStore, WriteThroughStore};
+use tower_app_sessions::store::{Instrumented, TieredStore, WriteThroughStore};
 use tower_app_sessions::{MemoryStore, SessionStore, Sessions};
 
 use crate::common::contract::{loads_are_ready, store_contract};
@@ -60,4 +60,21 @@ async fn a_user_written_decorator() {
     store_contract(&store).await;
     loads_are_ready(&store).await;
     assert!(store.calls() > 0);
+}
+
+#[tokio::test]
+async fn instrumented_memory() {
+    let store =
+        Instrumented::new(MemoryStore::new(), "memory").timeout(std::time::Duration::from_secs(5));
+    store_contract(&store).await;
+    loads_are_ready(&store).await;
+}
+
+#[tokio::test]
+async fn instrumented_tiered() {
+    store_contract(&Instrumented::new(
+        TieredStore::new(memory(), memory()),
+        "tiered",
+    ))
+    .await;
 }

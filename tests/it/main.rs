@@ -19,6 +19,7 @@ mod event_races;
 mod events;
 mod features;
 mod feed;
+mod instrumented;
 mod layer;
 mod login;
 mod manage;
