@@ -11,9 +11,6 @@ use uuid::Uuid;
 
 use crate::{AppContext, SessionId};
 
-/// The Redis channel invalidations travel on.
-pub const CHANNEL: &str = "tower-app-sessions:invalidate";
-
 /// What a cache or a trusted copy must drop: what a [`ChangeFeed`](crate::feed::ChangeFeed)
 /// delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -109,7 +109,7 @@ pub struct IndexUsage {
 impl SessionStats {
     /// The figures of `self` and `other` together (a tiered store's two halves).
     #[must_use]
-    pub fn merge(mut self, other: SessionStats) -> Self {
+    pub(crate) fn merge(mut self, other: SessionStats) -> Self {
         for (context, theirs) in other.contexts {
             let ours = self.contexts.entry(context).or_default();
             ours.memory_sessions = ours.memory_sessions.or(theirs.memory_sessions);

@@ -10,8 +10,6 @@ pub(crate) use crate::feed::Change;
 use crate::feed::{ChangeFeed, FeedListener};
 use crate::{AppContext, SessionId};
 
-pub use crate::change::CHANNEL;
-
 /// A cache the bus delivers to.
 pub(crate) trait LocalCache: Send + Sync {
     fn apply(&self, change: &Change);

@@ -8,9 +8,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::conn::{error, BACKEND};
-use crate::change::CHANNEL;
 use crate::feed::{Change, ChangeFeed, FeedListener, Listeners};
 use crate::store::{timed, StoreError, StoreFuture};
+
+/// The channel invalidations travel on (a wire contract: every process of every app that
+/// shares the Redis publishes and subscribes here).
+const CHANNEL: &str = "tower-app-sessions:invalidate";
 
 /// Redis pub/sub on the channel `tower-app-sessions:invalidate`, as a [`ChangeFeed`]: what
 /// any process publishes there reaches every follower; while the subscription is down (it
