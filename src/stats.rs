@@ -123,7 +123,8 @@ impl SessionStats {
 
     /// The entry of `context`.
     #[cfg_attr(
-        not(any(feature = "memory", feature = "redis", feature = "postgres")),
+        // `redis` and `postgres` turn on `memory`.
+        not(feature = "memory"),
         allow(dead_code)
     )]
     pub(crate) fn context(&mut self, context: &str) -> &mut ContextStats {

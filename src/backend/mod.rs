@@ -55,8 +55,8 @@ impl StoreError {
 
 /// Runs `work` for at most `limit`: a driver error becomes a [`StoreError`] through `error`,
 /// running out of time [`StoreError::Timeout`]. Every backend bounds every operation with it,
-/// so a hung server gives fast `503`s, not hung requests.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+/// so a hung server gives fast `503`s, not hung requests; so does
+/// [`Instrumented`](crate::store::Instrumented) for any store.
 pub(crate) async fn timed<T, E>(
     backend: &'static str,
     limit: std::time::Duration,

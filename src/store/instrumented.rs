@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{
     Capabilities, DataUpdate, ListedSession, Loaded, Scope, SessionStore, StoreError, StoreFuture,
 };
+use crate::backend::timed;
 use crate::data::{DataLimits, DataPatch};
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
@@ -97,9 +98,7 @@ impl<S: SessionStore> Instrumented<S> {
         let (limit, backend) = (self.timeout, self.backend);
         self.metrics.pending(op, async move {
             match limit {
-                Some(limit) => tokio::time::timeout(limit, pending)
-                    .await
-                    .unwrap_or(Err(StoreError::Timeout { backend })),
+                Some(limit) => timed(backend, limit, pending, |error| error).await,
                 None => pending.await,
             }
         })

@@ -86,8 +86,6 @@ use crate::data::{DataLimits, DataPatch};
 
 use crate::{AppContext, SessionId, SessionRecord};
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) use crate::backend::timed;
 pub(crate) use crate::backend::BoxFuture;
 pub use crate::backend::{BoxError, StoreError, StoreFuture};
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::conn::{error, BACKEND};
+use crate::backend::timed;
 use crate::feed::{Change, ChangeFeed, FeedListener, Listeners};
-use crate::store::{timed, StoreError, StoreFuture};
+use crate::store::{StoreError, StoreFuture};
 
 /// The channel invalidations travel on (a wire contract: every process of every app that
 /// shares the Redis publishes and subscribes here).
