@@ -69,6 +69,7 @@ pub(super) fn data_json(data: &SessionData) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AppContext;
 
     #[test]
     fn only_the_enum_labels_are_contexts() {
