@@ -1,4 +1,4 @@
-//! [`Change`]: what changed, as every invalidation channel carries it — the cache's bus
+//! [`Change`] and its wire format: what changed, as every invalidation channel carries it — the cache's bus
 //! between processes and PostgreSQL's notifications — so both speak one format.
 //!
 //! | message | meaning |
@@ -11,54 +11,59 @@ use uuid::Uuid;
 
 use crate::{AppContext, SessionId};
 
-/// What a cache or a trusted copy must drop.
+/// What a cache or a trusted copy must drop: what a [`ChangeFeed`](crate::feed::ChangeFeed)
+/// delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-// Built without a channel (no Redis bus, no notifications), nothing decodes one.
-#[cfg_attr(not(any(feature = "cache", feature = "postgres")), allow(dead_code))]
-pub(crate) enum Change {
+#[non_exhaustive]
+pub enum Change {
+    /// One session ended or changed (revoked, deleted, its data, its expiry shortened).
     Session(AppContext, SessionId),
+    /// One user changed (role, email, password, verification, permissions, deleted).
     User(Uuid),
+    /// Anything may have changed.
     Everything,
-    /// Names something no instance of this crate can hold (an id or context it never
-    /// accepts): nothing to drop.
-    Nothing,
 }
 
 impl Change {
-    #[cfg(any(all(feature = "redis", feature = "cache"), test))]
-    pub(crate) fn encode(&self) -> String {
+    /// The message of the wire format above (Redis pub/sub and PostgreSQL's triggers).
+    pub fn encode(&self) -> String {
         match self {
             Change::Session(context, id) => format!("s:{}:{}", context.as_str(), id.as_str()),
             Change::User(id) => format!("u:{id}"),
-            Change::Everything | Change::Nothing => "all".to_owned(),
+            Change::Everything => "all".to_owned(),
         }
     }
 
-    /// Anything unreadable is [`Change::Everything`]: an unknown message must not leave stale
-    /// entries. A well-formed session message naming an id or context this crate never
-    /// accepts from a request is [`Change::Nothing`] (the TypeScript apps may keep sessions of
-    /// other shapes in the same table).
-    #[cfg_attr(
-        not(any(all(feature = "redis", feature = "cache"), feature = "postgres")),
-        allow(dead_code)
-    )]
-    pub(crate) fn decode(message: &[u8]) -> Change {
+    /// Reads a message of the wire format above. Anything unreadable is
+    /// [`Change::Everything`]: an unknown message must not leave stale entries. A well-formed
+    /// session message naming an id or context this crate never accepts from a request is
+    /// `None`, nothing to drop (the TypeScript apps may keep sessions of other shapes in the
+    /// same table).
+    ///
+    /// ```
+    /// use tower_app_sessions::feed::Change;
+    ///
+    /// assert_eq!(Change::decode(b"all"), Some(Change::Everything));
+    /// assert_eq!(Change::decode(b"\xff"), Some(Change::Everything));
+    /// assert_eq!(Change::decode(b"s:web:short"), None); // not an id this crate accepts
+    /// ```
+    pub fn decode(message: &[u8]) -> Option<Change> {
         let Ok(message) = std::str::from_utf8(message) else {
-            return Change::Everything;
+            return Some(Change::Everything);
         };
         if let Some(rest) = message.strip_prefix("s:") {
             let Some((context, id)) = rest.rsplit_once(':') else {
-                return Change::Everything;
+                return Some(Change::Everything);
             };
             return match (context.parse::<AppContext>(), SessionId::parse(id)) {
-                (Ok(context), Some(id)) => Change::Session(context, id),
-                _ => Change::Nothing,
+                (Ok(context), Some(id)) => Some(Change::Session(context, id)),
+                _ => None,
             };
         }
         if let Some(id) = message.strip_prefix("u:") {
-            return id.parse().map_or(Change::Everything, Change::User);
+            return Some(id.parse().map_or(Change::Everything, Change::User));
         }
-        Change::Everything
+        Some(Change::Everything)
     }
 }
 
@@ -75,7 +80,7 @@ mod tests {
             Change::User(Uuid::new_v4()),
             Change::Everything,
         ] {
-            assert_eq!(Change::decode(change.encode().as_bytes()), change);
+            assert_eq!(Change::decode(change.encode().as_bytes()), Some(change));
         }
         for garbage in [
             &b""[..],
@@ -86,7 +91,11 @@ mod tests {
             b"all",
             b"x",
         ] {
-            assert_eq!(Change::decode(garbage), Change::Everything, "{garbage:?}");
+            assert_eq!(
+                Change::decode(garbage),
+                Some(Change::Everything),
+                "{garbage:?}"
+            );
         }
         // Well-formed, but nothing this crate holds: a short id, an unknown label.
         for foreign in [
@@ -94,7 +103,7 @@ mod tests {
             b"s:Web:AAAAAAAAAAAAAAAAAAAA",
             b"s:web:a b",
         ] {
-            assert_eq!(Change::decode(foreign), Change::Nothing, "{foreign:?}");
+            assert_eq!(Change::decode(foreign), None, "{foreign:?}");
         }
     }
 }

@@ -64,6 +64,8 @@
 #[macro_use]
 mod labels;
 
+mod backend;
+
 #[cfg(feature = "cache")]
 pub mod cache;
 mod change;
@@ -75,6 +77,7 @@ pub mod cross_origin;
 pub mod data;
 pub mod events;
 pub mod extract;
+pub mod feed;
 mod id;
 pub mod layer;
 #[cfg(feature = "throttle")]

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{StoreError, StoreFuture};
+use crate::backend::{StoreError, StoreFuture};
 
 /// What [`Sessions::stats`](crate::Sessions::stats) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -109,7 +109,7 @@ pub struct IndexUsage {
 impl SessionStats {
     /// The figures of `self` and `other` together (a tiered store's two halves).
     #[must_use]
-    pub fn merge(mut self, other: SessionStats) -> Self {
+    pub(crate) fn merge(mut self, other: SessionStats) -> Self {
         for (context, theirs) in other.contexts {
             let ours = self.contexts.entry(context).or_default();
             ours.memory_sessions = ours.memory_sessions.or(theirs.memory_sessions);
@@ -123,27 +123,13 @@ impl SessionStats {
 
     /// The entry of `context`.
     #[cfg_attr(
-        not(any(feature = "memory", feature = "redis", feature = "postgres")),
+        // `redis` and `postgres` turn on `memory`.
+        not(feature = "memory"),
         allow(dead_code)
     )]
     pub(crate) fn context(&mut self, context: &str) -> &mut ContextStats {
         self.contexts.entry(context.to_owned()).or_default()
     }
-}
-
-/// The figures of both stores of a pair (tiered, write-through), those that report any.
-pub(crate) async fn of_both(
-    first: &dyn crate::SessionStore,
-    second: &dyn crate::SessionStore,
-    now: i64,
-) -> Result<SessionStats, StoreError> {
-    let mut stats = SessionStats::default();
-    for store in [first, second] {
-        if let Some(reporter) = store.capabilities().stats {
-            stats = stats.merge(reporter.stats(now).await?);
-        }
-    }
-    Ok(stats)
 }
 
 /// A store that can report [`SessionStats`] (a capability: see

@@ -65,9 +65,8 @@ pub const USER_CACHE_TOTAL: &str = "tower_app_sessions_user_cache_total";
 /// How long one backend operation took, by backend and operation.
 pub const STORE_DURATION_SECONDS: &str = "tower_app_sessions_store_duration_seconds";
 
-/// A timed backend operation, in the order of `STORE_OPS`. Backends live behind `memory`
-/// (which `redis` and `postgres` enable), so without it nothing is timed.
-#[cfg(feature = "memory")]
+/// A timed backend operation, in the order of `STORE_OPS` (any store, through
+/// [`Instrumented`](crate::store::Instrumented), or the crate's own).
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) enum StoreOp {
@@ -80,16 +79,15 @@ pub(crate) enum StoreOp {
     DeleteUserSessions,
     ListUserSessions,
     // Each variant keeps its place in `STORE_OPS` in every build; these are timed only by the
-    // backend named.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    // backends that have them (Redis's legacy keys, PostgreSQL's users), absent from some.
+    #[allow(dead_code)]
     LoadLegacy,
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[allow(dead_code)]
     DeleteLegacy,
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[allow(dead_code)]
     ResolveUser,
 }
 
-#[cfg(feature = "memory")]
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const STORE_OPS: [&str; 11] = [
     "load",
@@ -183,17 +181,14 @@ pub(crate) enum CacheResult {
 
 #[cfg(feature = "metrics")]
 mod handles {
-    #[cfg(any(feature = "redis", feature = "postgres"))]
     use std::future::Future;
-    #[cfg(feature = "memory")]
     use std::sync::Arc;
     use std::time::Instant;
 
     use metrics::{Counter, Histogram};
 
     use super::*;
-    #[cfg(feature = "memory")]
-    use crate::store::StoreFuture;
+    use crate::backend::StoreFuture;
 
     /// A layer's registered handles.
     pub(crate) struct LayerMetrics {
@@ -278,12 +273,22 @@ mod handles {
     }
 
     /// A backend's operation timers: none unless a recorder was installed when it was built.
-    #[cfg(feature = "memory")]
     #[derive(Clone, Default)]
     pub(crate) struct StoreMetrics(Option<Arc<[Histogram; 11]>>);
 
-    #[cfg(feature = "memory")]
     impl StoreMetrics {
+        /// The start of a timed operation, when durations are recorded.
+        pub(crate) fn started(&self) -> Option<Instant> {
+            self.0.as_ref().map(|_| Instant::now())
+        }
+
+        /// Records an operation [`started`](Self::started) then.
+        pub(crate) fn record(&self, op: StoreOp, started: Option<Instant>) {
+            if let (Some(timers), Some(started)) = (&self.0, started) {
+                timers[op as usize].record(started.elapsed().as_secs_f64());
+            }
+        }
+
         pub(crate) fn new(backend: &'static str) -> Self {
             if !recording() {
                 return Self(None);
@@ -309,7 +314,6 @@ mod handles {
         }
 
         /// `work`, an operation that waits on I/O, boxed and timed from its first poll.
-        #[cfg(any(feature = "redis", feature = "postgres"))]
         pub(crate) fn pending<'a, T: Send + 'a>(
             &self,
             op: StoreOp,
@@ -382,29 +386,30 @@ mod handles {
 
     pub(crate) fn count_event(_: &AppContext, _: &SessionEventKind) {}
 
-    #[cfg(feature = "memory")]
     #[derive(Clone, Default)]
     pub(crate) struct StoreMetrics;
 
-    #[cfg(feature = "memory")]
     impl StoreMetrics {
         pub(crate) fn new(_: &'static str) -> Self {
             Self
         }
+        pub(crate) fn started(&self) -> Option<std::time::Instant> {
+            None
+        }
+        pub(crate) fn record(&self, _: StoreOp, _: Option<std::time::Instant>) {}
         pub(crate) fn ready<'a, T: Send + 'a>(
             &self,
             _: StoreOp,
             work: impl FnOnce() -> T,
-        ) -> crate::store::StoreFuture<'a, T> {
-            crate::store::StoreFuture::ready(work())
+        ) -> crate::backend::StoreFuture<'a, T> {
+            crate::backend::StoreFuture::ready(work())
         }
-        #[cfg(any(feature = "redis", feature = "postgres"))]
         pub(crate) fn pending<'a, T: Send + 'a>(
             &self,
             _: StoreOp,
             work: impl std::future::Future<Output = T> + Send + 'a,
-        ) -> crate::store::StoreFuture<'a, T> {
-            crate::store::StoreFuture::new(work)
+        ) -> crate::backend::StoreFuture<'a, T> {
+            crate::backend::StoreFuture::new(work)
         }
     }
 
@@ -449,7 +454,6 @@ mod handles {
     }
 }
 
-#[cfg(feature = "memory")]
 pub(crate) use handles::StoreMetrics;
 pub(crate) use handles::{count_event, LayerMetrics};
 #[cfg(feature = "cache")]
@@ -461,7 +465,6 @@ impl std::fmt::Debug for LayerMetrics {
     }
 }
 
-#[cfg(feature = "memory")]
 impl std::fmt::Debug for StoreMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StoreMetrics")

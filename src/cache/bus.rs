@@ -1,15 +1,14 @@
-//! [`InvalidationBus`]: carries "drop this session" and "drop everything" to every cache.
+//! [`InvalidationBus`]: carries "drop this session" and "drop everything" to every cache,
+//! from this process and from every [`ChangeFeed`] it follows.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use uuid::Uuid;
 
-pub(crate) use crate::change::Change;
+pub(crate) use crate::feed::Change;
+use crate::feed::{ChangeFeed, FeedListener};
 use crate::{AppContext, SessionId};
-
-/// The Redis channel invalidations travel on.
-pub const CHANNEL: &str = "tower-app-sessions:invalidate";
 
 /// A cache the bus delivers to.
 pub(crate) trait LocalCache: Send + Sync {
@@ -18,27 +17,27 @@ pub(crate) trait LocalCache: Send + Sync {
 
 struct BusInner {
     caches: Mutex<Vec<Weak<dyn LocalCache>>>,
-    /// Whether caches may serve: always for a local bus; while subscribed for Redis.
-    healthy: AtomicBool,
-    /// False while PostgreSQL notifications this bus follows are not heard.
-    notified: AtomicBool,
-    #[cfg(feature = "redis")]
-    publisher: std::sync::OnceLock<crate::store::redis::bus::Publisher>,
+    /// How many of the feeds this bus follows are not heard now: caches serve only at 0.
+    unheard: AtomicUsize,
+    /// The feeds followed, each with whether it is heard (the feeds hold them weakly).
+    links: Mutex<Vec<Arc<Link>>>,
+    /// The feed this bus publishes its own changes on (the one it was built [over]).
+    ///
+    /// [over]: InvalidationBus::over
+    publisher: Option<Arc<dyn ChangeFeed>>,
 }
 
 impl BusInner {
-    /// One invalidation channel (`flag`: the Redis subscription, or PostgreSQL's
-    /// notifications) went down or came back. Either way everything is dropped: entries may
-    /// go stale while it is down, and messages may have been missed by the time it is back.
-    /// Down: closed before emptying; back: emptied before opening.
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    fn channel_health(&self, flag: &AtomicBool, healthy: bool) {
-        if !healthy {
-            flag.store(false, Ordering::Release);
+    /// A feed this bus follows went down or came back. Either way everything is dropped:
+    /// entries may go stale while it is down, and messages may have been missed by the time
+    /// it is back. Down: closed before emptying; back: emptied before opening.
+    fn channel_health(&self, heard: &AtomicBool, healthy: bool) {
+        if !healthy && heard.swap(false, Ordering::AcqRel) {
+            self.unheard.fetch_add(1, Ordering::AcqRel);
         }
         self.deliver(&Change::Everything);
-        if healthy {
-            flag.store(true, Ordering::Release);
+        if healthy && !heard.swap(true, Ordering::AcqRel) {
+            self.unheard.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -53,29 +52,24 @@ impl BusInner {
     }
 }
 
-#[cfg(feature = "redis")]
-impl crate::store::redis::bus::Subscriber for BusInner {
-    fn message(&self, payload: &[u8]) {
-        self.deliver(&Change::decode(payload));
-    }
-
-    fn lost(&self) {
-        self.channel_health(&self.healthy, false);
-    }
-
-    fn restored(&self) {
-        self.channel_health(&self.healthy, true);
-    }
+/// One feed a bus follows: what it hears goes to the bus's caches.
+struct Link {
+    bus: Weak<BusInner>,
+    /// Counted in the bus's `unheard` while false; false until the feed says otherwise.
+    heard: AtomicBool,
 }
 
-#[cfg(feature = "postgres")]
-impl crate::store::postgres::Follower for BusInner {
+impl FeedListener for Link {
     fn changed(&self, change: &Change) {
-        self.deliver(change);
+        if let Some(bus) = self.bus.upgrade() {
+            bus.deliver(change);
+        }
     }
 
     fn health(&self, healthy: bool) {
-        self.channel_health(&self.notified, healthy);
+        if let Some(bus) = self.bus.upgrade() {
+            bus.channel_health(&self.heard, healthy);
+        }
     }
 }
 
@@ -95,57 +89,92 @@ impl std::fmt::Debug for InvalidationBus {
 }
 
 impl InvalidationBus {
-    fn with_health(healthy: bool) -> Self {
+    fn with_publisher(publisher: Option<Arc<dyn ChangeFeed>>) -> Self {
         Self {
             inner: Arc::new(BusInner {
                 caches: Mutex::new(Vec::new()),
-                healthy: AtomicBool::new(healthy),
-                notified: AtomicBool::new(true),
-                #[cfg(feature = "redis")]
-                publisher: std::sync::OnceLock::new(),
+                unheard: AtomicUsize::new(0),
+                links: Mutex::new(Vec::new()),
+                publisher,
             }),
         }
     }
 
     /// A bus for one process: invalidations reach this process's caches only.
     pub fn local() -> Self {
-        Self::with_health(true)
+        Self::with_publisher(None)
     }
 
-    /// A bus over Redis pub/sub: invalidations published by any process reach every process.
-    /// A background task keeps the subscription; while it is down, caches do not serve.
+    /// A bus over a [`ChangeFeed`] shared by every process (Redis pub/sub:
+    /// [`RedisFeed`](crate::store::redis::RedisFeed), or a channel of one's own): changes
+    /// made here are [published](ChangeFeed::publish) on it, what it delivers reaches this
+    /// process's caches, and while it is not heard the caches do not serve.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_app_sessions::cache::InvalidationBus;
+    /// use tower_app_sessions::feed::{ChangeFeed, FeedListener, Listeners};
+    ///
+    /// #[derive(Default)]
+    /// struct Quiet(Listeners);
+    /// impl ChangeFeed for Quiet {
+    ///     fn follow(&self, listener: std::sync::Weak<dyn FeedListener>) { self.0.follow(listener) }
+    ///     fn is_healthy(&self) -> bool { self.0.is_healthy() }
+    /// }
+    ///
+    /// let feed = Arc::new(Quiet::default());
+    /// let bus = InvalidationBus::over(feed.clone());
+    /// assert!(bus.is_healthy());
+    /// feed.0.set_health(false);
+    /// assert!(!bus.is_healthy()); // the caches stop serving
+    /// ```
+    pub fn over(feed: impl ChangeFeed + 'static) -> Self {
+        let feed: Arc<dyn ChangeFeed> = Arc::new(feed);
+        let bus = Self::with_publisher(Some(feed.clone()));
+        bus.follow(feed.as_ref());
+        bus
+    }
+
+    /// A bus over Redis pub/sub ([`RedisFeed`](crate::store::redis::RedisFeed)):
+    /// invalidations published by any process reach every process. A background task keeps
+    /// the subscription; while it is down, caches do not serve.
     ///
     /// # Errors
     /// [`StoreError`](crate::StoreError) if Redis cannot be reached now.
     #[cfg(feature = "redis")]
     pub async fn redis(url: &str) -> Result<Self, crate::StoreError> {
-        let bus = Self::with_health(false);
-        let subscriber: Weak<dyn crate::store::redis::bus::Subscriber> =
-            Arc::downgrade(&bus.inner) as Weak<BusInner>;
-        let publisher = crate::store::redis::bus::connect(url, subscriber).await?;
-        let _ = bus.inner.publisher.set(publisher);
-        bus.inner.healthy.store(true, Ordering::Release);
-        Ok(bus)
+        Ok(Self::over(
+            crate::store::redis::RedisFeed::connect(url).await?,
+        ))
     }
 
-    /// Whether caches may serve now: the Redis subscription (if any) is up, and so are the
-    /// PostgreSQL notifications it [follows](Self::follow) (if any).
+    /// Whether caches may serve now: every feed this bus follows (the one it was built over,
+    /// those it [follows](Self::follow)) is heard.
     pub fn is_healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Acquire) && self.inner.notified.load(Ordering::Acquire)
+        self.inner.unheard.load(Ordering::Acquire) == 0
     }
 
-    /// Delivers what PostgreSQL notifies ([`Notifications`]) to this process's caches: a
-    /// session or user changed by any process, the TypeScript admin panel's SQL included, is
-    /// dropped at once. While the notifications are not heard the caches do not serve (and
-    /// are emptied): fail towards freshness. PostgreSQL cannot notify changes made in Redis
-    /// alone (the TypeScript apps' logout is a bare `DEL`): keep session caches on the short
-    /// bound; user caches can take a long one.
+    /// Delivers what another [`ChangeFeed`] says to this process's caches, say PostgreSQL's
+    /// [`Notifications`]: a session or user changed by any process, the TypeScript admin
+    /// panel's SQL included, is dropped at once. While the feed is not heard the caches do
+    /// not serve (and are emptied): fail towards freshness. PostgreSQL cannot notify changes
+    /// made in Redis alone (the TypeScript apps' logout is a bare `DEL`): keep session caches
+    /// on the short bound; user caches can take a long one.
+    ///
+    /// The bus does not keep `feed` alive: a feed whose last handle is dropped stops being
+    /// heard, and the caches close (a [`Listeners`](crate::feed::Listeners)-based feed says so
+    /// when it is dropped).
     ///
     /// [`Notifications`]: crate::store::postgres::Notifications
-    #[cfg(feature = "postgres")]
-    pub fn follow(&self, notifications: &crate::store::postgres::Notifications) {
-        let follower: Arc<dyn crate::store::postgres::Follower> = self.inner.clone();
-        notifications.follow(&follower);
+    pub fn follow<F: ChangeFeed + ?Sized>(&self, feed: &F) {
+        self.inner.unheard.fetch_add(1, Ordering::AcqRel);
+        let link = Arc::new(Link {
+            bus: Arc::downgrade(&self.inner),
+            heard: AtomicBool::new(false),
+        });
+        crate::sync::lock(&self.inner.links).push(link.clone());
+        let listener: Arc<dyn FeedListener> = link;
+        feed.follow(Arc::downgrade(&listener));
     }
 
     pub(crate) fn register(&self, cache: Weak<dyn LocalCache>) {
@@ -162,9 +191,8 @@ impl InvalidationBus {
 
     async fn publish(&self, change: Change) {
         self.inner.deliver(&change);
-        #[cfg(feature = "redis")]
-        if let Some(publisher) = self.inner.publisher.get() {
-            if let Err(error) = publisher.publish(change.encode()).await {
+        if let Some(feed) = &self.inner.publisher {
+            if let Err(error) = feed.publish(&change).await {
                 // Other processes then see the change when their entries expire (the TTL).
                 tracing::warn!(%error, "could not publish a session invalidation");
             }

@@ -147,9 +147,6 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
 
 impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
     fn apply(&self, change: &Change) {
-        if *change == Change::Nothing {
-            return;
-        }
         // Epoch first: an insert that checks after this sees the change.
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match change {
@@ -160,7 +157,7 @@ impl<U: Send + Sync + 'static> LocalCache for SessionCache<U> {
                 }
             }
             // No per-user index: a user's change drops everything (rare).
-            Change::User(_) | Change::Everything | Change::Nothing => {
+            Change::User(_) | Change::Everything => {
                 self.entries.invalidate_all();
                 self.invalidated.count();
             }

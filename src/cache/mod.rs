@@ -32,7 +32,7 @@ mod entries;
 mod publishing;
 mod users;
 
-pub use bus::{InvalidationBus, CHANNEL};
+pub use bus::InvalidationBus;
 pub(crate) use entries::{CacheSettings, Entry, SessionCache};
 pub(crate) use publishing::{PublishingStore, PublishingUsers};
 pub(crate) use users::UserCache;

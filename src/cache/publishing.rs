@@ -30,6 +30,15 @@ impl SessionStore for PublishingStore {
         self.inner.load(context, id, now)
     }
 
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
+        self.inner.load_with_user(context, id, now)
+    }
+
     fn save<'a>(
         &'a self,
         context: &'a AppContext,
@@ -143,6 +152,15 @@ impl UserResolver for PublishingUsers {
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
         self.inner.resolve(context, user_id)
+    }
+
+    fn joined(
+        &self,
+        context: &AppContext,
+        user_id: &Uuid,
+        joined: &crate::store::JoinedUser,
+    ) -> Option<Option<Arc<User>>> {
+        self.inner.joined(context, user_id, joined)
     }
 }
 

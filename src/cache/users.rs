@@ -126,7 +126,7 @@ impl<U: Send + Sync + 'static> LocalCache for UserCache<U> {
     fn apply(&self, change: &Change) {
         match change {
             // Sessions are not cached here; a session's change leaves its user as is.
-            Change::Session(..) | Change::Nothing => {}
+            Change::Session(..) => {}
             Change::User(user_id) => {
                 self.epoch.fetch_add(1, Ordering::AcqRel);
                 let contexts = crate::sync::lock(&self.contexts).clone();

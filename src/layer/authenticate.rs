@@ -12,7 +12,7 @@ use super::SessionLayer;
 use crate::events::{CredentialProblem, SessionEventKind};
 use crate::extract::Credential;
 use crate::session::{HeldRecord, Shared};
-use crate::store::{StoreError, StoreFuture};
+use crate::store::{JoinedUser, Loaded, StoreError, StoreFuture};
 #[cfg(feature = "cache")]
 use crate::telemetry::CacheResult;
 use crate::telemetry::{RequestOutcome, Source};
@@ -177,7 +177,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             Some(user) => Ok(Some(user)),
             None if self.hints.users_wait.load(Ordering::Relaxed) => return None,
             None => match self
-                .resolve_user(&record.user_id, now, user_epoch)
+                .resolve_user(&record.user_id, now, user_epoch, None)
                 .into_ready()
             {
                 Ok(resolved) => resolved,
@@ -229,10 +229,6 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         let now = self.shared.settings.clock.now_ms();
         let started = self.shared.metrics.start();
         let epoch = self.cache_epoch();
-        // A session read from PostgreSQL brings its user along (one query, not two).
-        #[cfg(feature = "postgres")]
-        let outcome = crate::users::handoff::scope(self.decide(&credential.id, now)).await;
-        #[cfg(not(feature = "postgres"))]
         let outcome = self.decide(&credential.id, now).await;
         let outcome = self.remember(&credential.id, outcome, now, epoch);
         self.shared.metrics.authenticated(started, Source::Store);
@@ -240,10 +236,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
     }
 
     async fn decide(&self, id: &SessionId, now: i64) -> Outcome<U> {
-        // Before the store: its query may bring the user (the handoff), and a user change
-        // that overtakes it must keep that user out of the user cache.
+        // Before the store: its query may bring the user (`load_with_user`), and a user
+        // change that overtakes it must keep that user out of the user cache.
         let user_epoch = self.user_cache_epoch();
-        let (record, legacy) = match self.load_live_record(id, now).await {
+        let (record, legacy, joined) = match self.load_live_record(id, now).await {
             Ok(Ok(found)) => found,
             Ok(Err(why)) => return Outcome::Anonymous(why),
             Err(error) => return self.unavailable(Backend::Sessions, &error, now),
@@ -254,7 +250,10 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         };
         let resolved = match self.cached_user(&record.user_id, now) {
             Some(user) => Ok(Some(user)),
-            None => self.resolve_user(&record.user_id, now, user_epoch).await,
+            None => {
+                self.resolve_user(&record.user_id, now, user_epoch, joined.as_ref())
+                    .await
+            }
         };
         self.with_user(resolved, record.into(), legacy, id, now)
     }
@@ -265,11 +264,15 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         &self,
         id: &SessionId,
         now: i64,
-    ) -> Result<Result<(SessionRecord, bool), RequestOutcome>, StoreError> {
+    ) -> Result<Result<(SessionRecord, bool, Option<JoinedUser>), RequestOutcome>, StoreError> {
         let shared = &self.shared;
         let (context, store) = (&shared.context, &shared.store);
         let mut legacy = false;
-        let mut found = store.load(context, id, now).await?;
+        // A store that reads the user in the same query brings it along (one round trip).
+        let (mut found, joined) = match store.load_with_user(context, id, now).await? {
+            Some(Loaded { record, user, .. }) => (Some(record), user),
+            None => (None, None),
+        };
         if found.is_none() && shared.reads_legacy() {
             if let Some(legacy_store) = store.capabilities().legacy {
                 found = legacy_store.load_legacy(id, now).await?;
@@ -281,7 +284,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             return Ok(Err(RequestOutcome::Unknown));
         };
         if shared.settings.is_live(&record, now) {
-            return Ok(Ok((record, legacy)));
+            return Ok(Ok((record, legacy, joined)));
         }
         // Expired is expired: failing to delete it must not turn a 401 into a 503. A copy left
         // under the legacy key must not bring it back through the fallback.
@@ -370,8 +373,14 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         user_id: &'a Uuid,
         now: i64,
         epoch: Option<u64>,
+        joined: Option<&JoinedUser>,
     ) -> StoreFuture<'a, Result<Option<Arc<U>>, StoreError>> {
         let context = &self.shared.context;
+        // The store's own query read the user: its resolver's answer, without asking again.
+        let answer = match joined.and_then(|joined| self.users.joined(context, user_id, joined)) {
+            Some(user) => StoreFuture::ready(Ok(user)),
+            None => self.users.resolve(context, user_id),
+        };
         #[cfg(feature = "cache")]
         if let (Some(cache), Some(epoch)) = (&self.user_cache, epoch) {
             let keep = move |resolved: &Result<Option<Arc<U>>, StoreError>| {
@@ -379,7 +388,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
                     cache.insert(context, user_id, user, now, epoch);
                 }
             };
-            return match self.users.resolve(context, user_id).into_ready() {
+            return match answer.into_ready() {
                 Ok(resolved) => {
                     keep(&resolved);
                     StoreFuture::ready(resolved)
@@ -392,7 +401,7 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             };
         }
         let _ = (now, epoch);
-        self.users.resolve(context, user_id)
+        answer
     }
 
     /// The cache's invalidation epoch, read before the store: an entry loaded before an

@@ -13,12 +13,7 @@ use crate::{Session, SessionStatus};
 /// Body of the `401` that asks for the credential again.
 pub const REAUTHENTICATION_REQUIRED_BODY: &str = r#"{"error":"reauthentication_required"}"#;
 
-/// The session's last proof of a credential is too old for this action (or there is no
-/// session): log in again. A `401` with [`REAUTHENTICATION_REQUIRED_BODY`] (feature `axum`:
-/// `IntoResponse`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("reauthentication required")]
-pub struct ReauthenticationRequired;
+pub use crate::session::ReauthenticationRequired;
 
 /// The `401` of [`ReauthenticationRequired`].
 pub fn reauthentication_required<B: From<&'static str>>() -> Response<B> {

@@ -6,9 +6,15 @@ use std::time::Duration;
 use super::{Session, SessionError};
 use crate::events::{RevokedScope, SessionEventKind};
 use crate::manage::{self, OthersRevoked, SessionInfo};
-use crate::require::ReauthenticationRequired;
 use crate::store::Scope;
 use crate::SessionHandle;
+
+/// The session's last proof of a credential is too old for this action (or there is no
+/// session): log in again. A `401` with [`REAUTHENTICATION_REQUIRED_BODY`](crate::require::REAUTHENTICATION_REQUIRED_BODY) (feature `axum`:
+/// `IntoResponse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("reauthentication required")]
+pub struct ReauthenticationRequired;
 
 impl Session {
     /// The user's live sessions in this layer's context, newest first, this one marked

@@ -5,9 +5,9 @@ mod held;
 mod lifecycle;
 mod manage;
 
+pub use crate::policy::OverLimit;
 pub(crate) use held::HeldRecord;
-pub use lifecycle::OverLimit;
-pub(crate) use lifecycle::SessionLimit;
+pub use manage::ReauthenticationRequired;
 
 use std::fmt;
 use std::ops::Deref;

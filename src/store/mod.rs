@@ -202,7 +202,19 @@
 //!   every context (PostgreSQL); a [`TieredStore`] asks it whether a session was ever written
 //!   there, and every layer whether it can hold the layer's context;
 //! - [`KnownDeletions`]: a store that can tell a session deleted on purpose from one it never
-//!   held (Redis, through its per-user index); a [`TieredStore`] asks it before refilling.
+//!   held (Redis, through its per-user index); a [`TieredStore`] asks it before refilling;
+//! - [`StoreStats`](crate::stats::StoreStats): a store that can count its sessions
+//!   ([`Sessions::stats`](crate::Sessions::stats)); pairs (tiered, write-through) report
+//!   both halves'.
+//!
+//! # Change feeds
+//!
+//! A store whose records other processes change can also offer a
+//! [`ChangeFeed`](crate::feed::ChangeFeed) ("this session, this user, or everything changed;
+//! I am heard or not"): PostgreSQL's [`Notifications`](crate::store::postgres::Notifications)
+//! and Redis's [`RedisFeed`](crate::store::redis::RedisFeed) are two. A [`TieredStore`] and
+//! the cache's invalidation bus follow any feed, so a backend of one's own gets the long
+//! trust and the cache invalidation without this crate knowing it.
 //!
 //! # Why `dyn`
 //!
@@ -210,15 +222,16 @@
 //! ([`Sessions::from_env`](crate::Sessions::from_env)) serves every layer as
 //! `Arc<dyn SessionStore>`, without making applications generic over the backend.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::data::{DataLimits, DataPatch};
 
 use crate::{AppContext, SessionId, SessionRecord};
 
-mod future;
-pub(crate) use future::BoxFuture;
-pub use future::StoreFuture;
+pub(crate) use crate::backend::BoxFuture;
+pub use crate::backend::{BoxError, StoreError, StoreFuture};
 
 #[cfg(feature = "memory")]
 mod memory;
@@ -232,62 +245,105 @@ pub use postgres::PgSessionStore;
 pub mod redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+mod instrumented;
+pub use instrumented::Instrumented;
 mod tiered;
 pub use tiered::TieredStore;
 mod write_through;
 pub use write_through::WriteThroughStore;
 mod shared;
 
-/// A boxed error from a backend driver.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A session or user backend could not answer.
-///
-/// The layer never treats this as "anonymous but fine": the request is not authenticated and
-/// a route that requires a user answers `503 Service Unavailable`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend failed or could not be reached.
-    #[error("{backend} backend failed: {source}")]
-    Backend {
-        /// Which backend (`"redis"`, `"postgres"`, …).
-        backend: &'static str,
-        /// The driver's error.
-        #[source]
-        source: BoxError,
-    },
-    /// The backend did not answer in time.
-    #[error("{backend} backend timed out")]
-    Timeout {
-        /// Which backend.
-        backend: &'static str,
-    },
+/// The figures of both stores of a pair (tiered, write-through), those that report any.
+pub(crate) async fn stats_of_both(
+    first: &dyn SessionStore,
+    second: &dyn SessionStore,
+    now: i64,
+) -> Result<crate::stats::SessionStats, StoreError> {
+    let mut stats = crate::stats::SessionStats::default();
+    for store in [first, second] {
+        if let Some(reporter) = store.capabilities().stats {
+            stats = stats.merge(reporter.stats(now).await?);
+        }
+    }
+    Ok(stats)
 }
 
-impl StoreError {
-    /// Wraps a driver error.
-    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        StoreError::Backend {
-            backend,
-            source: source.into(),
+/// What [`SessionStore::load_with_user`] found: the record, and its user when the store read
+/// it in the same query.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Loaded {
+    /// The live record.
+    pub record: SessionRecord,
+    /// The record's user, read with it, for the resolver it [came from](JoinedUser::new).
+    pub user: Option<JoinedUser>,
+}
+
+impl From<SessionRecord> for Loaded {
+    fn from(record: SessionRecord) -> Self {
+        Self { record, user: None }
+    }
+}
+
+impl Loaded {
+    /// A record and the user the same query read.
+    pub fn with_user(record: SessionRecord, user: JoinedUser) -> Self {
+        Self {
+            record,
+            user: Some(user),
         }
     }
 }
 
-/// Runs `work` for at most `limit`: a driver error becomes a [`StoreError`] through `error`,
-/// running out of time [`StoreError::Timeout`]. Every backend bounds every operation with it,
-/// so a hung server gives fast `503`s, not hung requests.
-#[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) async fn timed<T, E>(
-    backend: &'static str,
-    limit: std::time::Duration,
-    work: impl std::future::Future<Output = Result<T, E>>,
-    error: impl FnOnce(E) -> StoreError,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result.map_err(error),
-        Err(_) => Err(StoreError::Timeout { backend }),
+/// A user a store read together with its session. It is handed only to the resolver that
+/// [recognises](crate::UserResolver::joined) it (the resolver on the same database, for the
+/// same user and context): the layer then skips its own lookup. Nothing keeps it past the
+/// request, so it is never staler than the request's own query.
+#[derive(Clone)]
+pub struct JoinedUser {
+    source: usize,
+    user: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for JoinedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinedUser")
+            .field("found", &self.user.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for JoinedUser {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && match (&self.user, &other.user) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl JoinedUser {
+    /// The user `source` (a resolver's own identity, say the address of state its clones
+    /// share) would resolve, `None` if the query found the user gone.
+    pub fn new<U: Send + Sync + 'static>(source: usize, user: Option<Arc<U>>) -> Self {
+        Self {
+            source,
+            user: user.map(|u| u as Arc<dyn std::any::Any + Send + Sync>),
+        }
+    }
+
+    /// The user, if it came from `source` and is a `U`: `Some(None)` when the query found the
+    /// user gone, `None` when it is not for that resolver.
+    pub fn take_for<U: Send + Sync + 'static>(&self, source: usize) -> Option<Option<Arc<U>>> {
+        if self.source != source {
+            return None;
+        }
+        match &self.user {
+            None => Some(None),
+            Some(user) => user.clone().downcast::<U>().ok().map(Some),
+        }
     }
 }
 
@@ -365,6 +421,21 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>>;
+
+    /// [`load`](Self::load), with the session's user when the store reads it in the same
+    /// query ([`Loaded::user`]): the layer calls this one, so a store that can join the users'
+    /// table saves the request its second round trip. The default answers what `load`
+    /// answers, without a user (and, for a ready answer, without allocating). Decorators
+    /// forward it.
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
+        self.load(context, id, now)
+            .map(|found| found.map(|record| record.map(Loaded::from)))
+    }
 
     /// Writes `record` under `id` in `context`, replacing any record there; it lives until
     /// `record.expires_at`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DataUpdate, ListedSession, Scope, SessionStore, StoreError, StoreFuture,
+    Capabilities, DataUpdate, ListedSession, Loaded, Scope, SessionStore, StoreError, StoreFuture,
 };
 use crate::data::{DataLimits, DataPatch};
 use crate::{AppContext, SessionId, SessionRecord};
@@ -20,6 +20,15 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         (**self).load(context, id, now)
+    }
+
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
+        (**self).load_with_user(context, id, now)
     }
 
     fn save<'a>(

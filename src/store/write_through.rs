@@ -49,6 +49,15 @@ impl SessionStore for WriteThroughStore {
         self.primary.load(context, id, now)
     }
 
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
+        self.primary.load_with_user(context, id, now)
+    }
+
     fn save<'a>(
         &'a self,
         context: &'a AppContext,
@@ -182,7 +191,7 @@ impl SessionStore for WriteThroughStore {
 /// Both stores' figures (the warmed store's are what is being warmed up).
 impl crate::stats::StoreStats for WriteThroughStore {
     fn stats(&self, now: i64) -> StoreFuture<'_, Result<crate::stats::SessionStats, StoreError>> {
-        StoreFuture::new(crate::stats::of_both(
+        StoreFuture::new(super::stats_of_both(
             self.primary.as_ref(),
             self.warm.as_ref(),
             now,

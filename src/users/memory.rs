@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{canonical_email, PermissionGrant, User, UserError, UserRepository, UserResolver};
-use crate::store::{StoreError, StoreFuture};
+use crate::backend::{StoreError, StoreFuture};
 use crate::AppContext;
 
 /// An in-process [`UserRepository`]: the users of `SESSION_ENV=mock` and of tests and demos.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{StoreError, StoreFuture};
+use crate::backend::{StoreError, StoreFuture};
 use crate::AppContext;
 
 mod email;
@@ -18,8 +18,6 @@ pub use email::{canonical_email, EmailError, MAX_EMAIL_BYTES};
 mod memory;
 #[cfg(feature = "memory")]
 pub use memory::MemoryUsers;
-#[cfg(feature = "postgres")]
-pub(crate) mod handoff;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "postgres")]
@@ -55,6 +53,20 @@ pub trait UserResolver: Send + Sync + 'static {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<Self::User>>, StoreError>>;
+
+    /// The user a store read with the session ([`Loaded::user`](crate::store::Loaded)), if
+    /// this resolver recognises it as its own answer for `user_id` in `context`: the layer
+    /// then does not [`resolve`](Self::resolve). `Some(None)`: the query found the user
+    /// gone. The default recognises nothing.
+    fn joined(
+        &self,
+        context: &AppContext,
+        user_id: &Uuid,
+        joined: &crate::store::JoinedUser,
+    ) -> Option<Option<Arc<Self::User>>> {
+        let _ = (context, user_id, joined);
+        None
+    }
 }
 
 /// A shared resolver is a resolver.
@@ -67,6 +79,15 @@ impl<R: UserResolver + ?Sized> UserResolver for Arc<R> {
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<Self::User>>, StoreError>> {
         (**self).resolve(context, user_id)
+    }
+
+    fn joined(
+        &self,
+        context: &AppContext,
+        user_id: &Uuid,
+        joined: &crate::store::JoinedUser,
+    ) -> Option<Option<Arc<Self::User>>> {
+        (**self).joined(context, user_id, joined)
     }
 }
 

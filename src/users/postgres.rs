@@ -11,12 +11,48 @@ use uuid::Uuid;
 use super::{
     canonical_email, PermissionGrant, Role, User, UserError, UserRepository, UserResolver,
 };
+use crate::backend::{BoxFuture, StoreError, StoreFuture};
 use crate::clock::Clock;
 use crate::record::duration_ms;
-use crate::store::postgres::{pg_context, timed, BACKEND};
-use crate::store::{BoxFuture, StoreError, StoreFuture};
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::AppContext;
+
+/// The backend's name in errors and metrics (the session store's, [`PgSessionStore`]'s, too:
+/// one database).
+///
+/// [`PgSessionStore`]: crate::store::PgSessionStore
+pub(crate) const BACKEND: &str = "postgres";
+
+/// A driver error as a [`StoreError`] (a pool that ran out of time: a timeout).
+pub(crate) fn pg_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut => StoreError::Timeout { backend: BACKEND },
+        other => StoreError::backend(BACKEND, other),
+    }
+}
+
+/// [`crate::backend::timed`] for sqlx: one query or transaction within `limit`.
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    crate::backend::timed(BACKEND, limit, f, pg_error).await
+}
+
+/// The `"ApplicationType"` label of a context, or an error for contexts the enum lacks.
+pub(crate) fn pg_context(context: &AppContext) -> Result<&'static str, StoreError> {
+    match context {
+        AppContext::Web => Ok("web"),
+        AppContext::Admin => Ok("admin"),
+        AppContext::Custom(c) => Err(StoreError::backend(
+            BACKEND,
+            format!(
+                "context {:?} is not a label of the \"ApplicationType\" enum (web, admin); store its sessions in Redis or memory",
+                c.as_str()
+            ),
+        )),
+    }
+}
 
 /// The users of the shared PostgreSQL database, as the TypeScript apps' Prisma models them:
 /// [`UserResolver`] (with the context's unexpired permissions) and the TypeScript apps'
@@ -281,7 +317,7 @@ impl PgUsers {
         self.grants[grant_slot(label)].found(started, any);
     }
 
-    /// Who this value (and its clones) is, for the handoff.
+    /// Who this value (and its clones) is: a [`JoinedUser`](crate::store::JoinedUser)'s source.
     pub(crate) fn owner(&self) -> usize {
         Arc::as_ptr(&self.grants).cast::<()>() as usize
     }
@@ -447,12 +483,22 @@ impl UserResolver for PgUsers {
         context: &'a AppContext,
         user_id: &'a Uuid,
     ) -> StoreFuture<'a, Result<Option<Arc<User>>, StoreError>> {
-        // Read with the session's row by this request's own query (see `handoff`).
-        if let Some(handed) = super::handoff::take(self.owner(), context, user_id) {
-            return StoreFuture::ready(Ok(handed));
-        }
         self.metrics
             .pending(StoreOp::ResolveUser, self.by_id(context, user_id))
+    }
+
+    /// What a [`PgSessionStore`](crate::store::PgSessionStore) paired with this value
+    /// ([`with_users`](crate::store::PgSessionStore::with_users)) read with the session, in
+    /// the same query: this value's own answer, so the request makes one query, not two.
+    fn joined(
+        &self,
+        _context: &AppContext,
+        user_id: &Uuid,
+        joined: &crate::store::JoinedUser,
+    ) -> Option<Option<Arc<User>>> {
+        joined
+            .take_for::<User>(self.owner())
+            .filter(|user| user.as_ref().is_none_or(|user| user.id == *user_id))
     }
 }
 

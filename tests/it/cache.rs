@@ -212,7 +212,7 @@ mod redis_bus {
         assert_eq!(status(&app, &token).await, 200);
         let started = Instant::now();
         while server
-            .cli(&["PUBSUB", "NUMSUB", tower_app_sessions::cache::CHANNEL])
+            .cli(&["PUBSUB", "NUMSUB", "tower-app-sessions:invalidate"])
             .lines()
             .nth(1)
             != Some("1")

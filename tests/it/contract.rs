@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tower_app_sessions::store::{TieredStore, WriteThroughStore};
+use tower_app_sessions::store::{Instrumented, TieredStore, WriteThroughStore};
 use tower_app_sessions::testing::{check_store, Contract, RULES};
 use tower_app_sessions::{MemoryStore, SessionStore, Sessions};
 
@@ -98,4 +98,23 @@ async fn a_user_written_decorator() {
         .await
         .assert_ok();
     assert!(store.calls() > 0);
+}
+
+#[tokio::test]
+async fn instrumented_memory() {
+    Contract::new()
+        .ready_loads()
+        .check(|| async {
+            Instrumented::new(MemoryStore::new(), "memory")
+                .timeout(std::time::Duration::from_secs(5))
+        })
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn instrumented_tiered() {
+    check_store(|| async { Instrumented::new(TieredStore::new(memory(), memory()), "tiered") })
+        .await
+        .assert_ok();
 }

@@ -18,6 +18,8 @@ mod data;
 mod event_races;
 mod events;
 mod features;
+mod feed;
+mod instrumented;
 mod layer;
 mod login;
 mod manage;

@@ -1,5 +1,8 @@
 //! The request path's session query with the session's user in it
-//! ([`PgSessionStore::with_users`]): one round trip for both.
+//! ([`PgSessionStore::with_users`], [`SessionStore::load_with_user`]): one round trip for
+//! both.
+//!
+//! [`SessionStore::load_with_user`]: crate::store::SessionStore::load_with_user
 
 use std::sync::Arc;
 
@@ -8,10 +11,10 @@ use uuid::Uuid;
 
 use super::row::{to_time, Row};
 use super::{columns, timed, PgSessionStore, BACKEND};
-use crate::store::StoreError;
+use crate::store::{JoinedUser, Loaded, StoreError};
 use crate::users::postgres::{context_has_grants, context_permissions, user, UserRow};
-use crate::users::{handoff, PgUsers, User};
-use crate::{AppContext, SessionId, SessionRecord};
+use crate::users::{PgUsers, User};
+use crate::{SessionId, SessionRecord};
 
 /// The session's columns, its user's (null when the user is gone), as one select list. The
 /// user's carry `u_` names: `Joined` reads the session's by theirs.
@@ -98,15 +101,14 @@ impl Joined {
 }
 
 impl PgSessionStore {
-    /// The live record of `id`, its user handed over to this request's `users`.
-    pub(super) async fn load_with_user(
+    /// The live record of `id` and its user, as `users` would resolve it.
+    pub(super) async fn load_joined(
         &self,
         users: &PgUsers,
-        context: &AppContext,
         label: &'static str,
         id: &SessionId,
         now: i64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
         let with_permissions = !users.grants_absent(label);
         let sql = if with_permissions {
             SESSION_AND_USER_WITH_PERMISSIONS
@@ -131,7 +133,9 @@ impl PgSessionStore {
         }
         let user = row.user()?.map(Arc::new);
         let record = SessionRecord::from(row.session);
-        handoff::hand(users.owner(), context, record.user_id, user);
-        Ok(Some(record))
+        Ok(Some(Loaded::with_user(
+            record,
+            JoinedUser::new(users.owner(), user),
+        )))
     }
 }

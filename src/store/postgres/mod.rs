@@ -12,7 +12,6 @@
 //!   only when the layer enables it, and only for the `web` context (their version
 //!   ignores the context).
 
-use std::future::Future;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -36,7 +35,6 @@ mod schema;
 mod stats;
 
 pub use maintenance::PurgeReport;
-pub(crate) use notify::Follower;
 pub use notify::{
     install_notifications, uninstall_notifications, Notifications, HEARTBEAT, NOTIFY_CHANNEL,
 };
@@ -45,7 +43,7 @@ use row::{data_json, inet, pg_error, scope_labels, to_time, Row};
 pub(crate) use schema::pending_of;
 pub use schema::{pending_migrations, SchemaMigration, SchemaProblem};
 
-pub(crate) const BACKEND: &str = "postgres";
+pub(crate) use crate::users::postgres::BACKEND;
 
 /// Takes the transaction-scoped advisory lock of `user_id`'s sessions: rotations and
 /// revocations of one user's sessions run one at a time.
@@ -95,13 +93,7 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .map_err(pg_error)
 }
 
-/// [`store::timed`](crate::store) for sqlx: one query or transaction within `limit`.
-pub(crate) async fn timed<T>(
-    limit: Duration,
-    f: impl Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, StoreError> {
-    crate::store::timed(BACKEND, limit, f, pg_error).await
-}
+pub(crate) use crate::users::postgres::timed;
 
 /// A [`SessionStore`] on the `sessions` table (feature `postgres`).
 ///
@@ -211,13 +203,6 @@ impl PgSessionStore {
         now: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let label = pg_context(context)?;
-        if let Some(users) = self
-            .users
-            .as_ref()
-            .filter(|_| crate::users::handoff::wanted())
-        {
-            return self.load_with_user(users, context, label, id, now).await;
-        }
         let row: Option<Row> = timed(
             self.timeout,
             sqlx::query_as(LOAD)
@@ -433,6 +418,27 @@ impl SessionStore for PgSessionStore {
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         self.metrics
             .pending(StoreOp::Load, self.load_row(context, id, now))
+    }
+
+    /// With [`with_users`](Self::with_users): the session and its user (with the context's
+    /// permissions) in one query, for that repository to [recognise](UserResolver::joined).
+    ///
+    /// [`UserResolver::joined`]: crate::UserResolver::joined
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
+        let Some(users) = &self.users else {
+            return self
+                .load(context, id, now)
+                .map(|found| found.map(|record| record.map(crate::store::Loaded::from)));
+        };
+        self.metrics.pending(StoreOp::Load, async move {
+            let label = pg_context(context)?;
+            self.load_joined(users, label, id, now).await
+        })
     }
 
     fn save<'a>(

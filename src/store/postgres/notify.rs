@@ -18,7 +18,8 @@
 //! Behind a pooler in transaction mode (PgBouncer) `LISTEN` hears nothing: listen on a direct
 //! connection.
 //!
-//! [`Notifications::listen`] keeps one connection listening. What it hears goes to every
+//! [`Notifications::listen`] keeps one connection listening; it is a
+//! [`ChangeFeed`](crate::feed::ChangeFeed). What it hears goes to every
 //! [`TieredStore`](crate::store::TieredStore) that follows it
 //! ([`TieredStore::notifications`](crate::store::TieredStore::notifications)) and to every
 //! cache whose bus follows it
@@ -43,14 +44,13 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 
 use super::row::pg_error;
-use crate::change::Change;
+use crate::feed::{Change, ChangeFeed, FeedListener, Listeners};
 use crate::store::StoreError;
 
 /// The channel the triggers notify on.
@@ -93,49 +93,14 @@ pub async fn uninstall_notifications(pool: &PgPool) -> Result<(), StoreError> {
         .map_err(pg_error)
 }
 
-/// Who hears what the listening connection hears.
-pub(crate) trait Follower: Send + Sync {
-    /// Something changed: drop what it names.
-    fn changed(&self, change: &Change);
-    /// Listening stopped, or started again: messages may have been missed, so drop
-    /// everything trusted; `healthy` says which.
-    fn health(&self, healthy: bool);
-}
-
 struct Shared {
-    healthy: AtomicBool,
-    followers: Mutex<Vec<Weak<dyn Follower>>>,
-    /// Held through a health change and through a new follower's start, so a follower
-    /// never misses a change nor starts from a stale one.
-    transition: Mutex<()>,
+    listeners: Listeners,
     listening: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Shared {
-    fn followers(&self) -> Vec<Arc<dyn Follower>> {
-        let mut followers = crate::sync::lock(&self.followers);
-        followers.retain(|f| f.strong_count() > 0);
-        followers.iter().filter_map(Weak::upgrade).collect()
-    }
-
-    fn deliver(&self, change: &Change) {
-        for follower in self.followers() {
-            follower.changed(change);
-        }
-    }
-
     fn set_health(&self, healthy: bool) {
-        let _transition = crate::sync::lock(&self.transition);
-        if !healthy {
-            // Unhealthy first: nothing may trust a copy while it is being dropped.
-            self.healthy.store(false, Ordering::Release);
-        }
-        for follower in self.followers() {
-            follower.health(healthy);
-        }
-        if healthy {
-            self.healthy.store(true, Ordering::Release);
-        }
+        self.listeners.set_health(healthy);
         tracing::info!(
             healthy,
             "PostgreSQL notifications {}",
@@ -154,7 +119,7 @@ impl Drop for Shared {
             task.abort();
         }
         // Nobody listens any more: followers that outlive the handle (a bus) must not trust.
-        if self.healthy.load(Ordering::Acquire) {
+        if self.listeners.is_healthy() {
             self.set_health(false);
         }
     }
@@ -194,9 +159,7 @@ impl Notifications {
             tracing::warn!("PostgreSQL notification triggers are not installed (install_notifications); short bounds apply");
         }
         let shared = Arc::new(Shared {
-            healthy: AtomicBool::new(installed),
-            followers: Mutex::new(Vec::new()),
-            transition: Mutex::new(()),
+            listeners: Listeners::new(installed),
             listening: Mutex::new(None),
         });
         let task = tokio::spawn(run(Arc::downgrade(&shared), options, listener));
@@ -207,15 +170,19 @@ impl Notifications {
     /// Whether it is listening now and the triggers are installed: while not, followers use
     /// their short bounds.
     pub fn is_healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire)
+        self.shared.listeners.is_healthy()
+    }
+}
+
+/// What the triggers notify, and whether they are heard. Publishing is the triggers' job:
+/// [`ChangeFeed::publish`] sends nothing.
+impl ChangeFeed for Notifications {
+    fn follow(&self, listener: Weak<dyn FeedListener>) {
+        self.shared.listeners.follow(listener);
     }
 
-    /// Adds a follower and starts it from the current health: everything it trusts is
-    /// dropped (nothing covered it before), and it is told whether to trust from now on.
-    pub(crate) fn follow(&self, follower: &Arc<dyn Follower>) {
-        let _transition = crate::sync::lock(&self.shared.transition);
-        crate::sync::lock(&self.shared.followers).push(Arc::downgrade(follower));
-        follower.health(self.is_healthy());
+    fn is_healthy(&self) -> bool {
+        Notifications::is_healthy(self)
     }
 }
 
@@ -265,7 +232,7 @@ async fn run(
             return;
         };
         tracing::warn!(error = %lost, "PostgreSQL notification connection lost");
-        if alive.healthy.load(Ordering::Acquire) {
+        if alive.listeners.is_healthy() {
             alive.set_health(false);
         }
         drop(alive);
@@ -297,7 +264,9 @@ async fn hear(shared: &Weak<Shared>, listener: &mut PgListener) -> String {
                     let Some(shared) = shared.upgrade() else {
                         return "stopped".into();
                     };
-                    shared.deliver(&Change::decode(notification.payload().as_bytes()));
+                    if let Some(change) = Change::decode(notification.payload().as_bytes()) {
+                        shared.listeners.deliver(&change);
+                    }
                 }
                 Ok(None) => return "connection closed".into(),
                 Err(error) => return error.to_string(),
@@ -314,7 +283,7 @@ async fn hear(shared: &Weak<Shared>, listener: &mut PgListener) -> String {
                 let Some(shared) = shared.upgrade() else {
                     return "stopped".into();
                 };
-                if shared.healthy.load(Ordering::Acquire) != installed {
+                if shared.listeners.is_healthy() != installed {
                     if !installed {
                         tracing::warn!("PostgreSQL notification triggers are not installed; short bounds apply");
                     }

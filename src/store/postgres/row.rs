@@ -8,29 +8,9 @@ use uuid::Uuid;
 use super::BACKEND;
 use crate::data::SessionData;
 use crate::store::{Scope, StoreError};
-use crate::{AppContext, SessionRecord};
+use crate::SessionRecord;
 
-pub(crate) fn pg_error(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut => StoreError::Timeout { backend: BACKEND },
-        other => StoreError::backend(BACKEND, other),
-    }
-}
-
-/// The `"ApplicationType"` label of a context, or an error for contexts the enum lacks.
-pub(crate) fn pg_context(context: &AppContext) -> Result<&'static str, StoreError> {
-    match context {
-        AppContext::Web => Ok("web"),
-        AppContext::Admin => Ok("admin"),
-        AppContext::Custom(c) => Err(StoreError::backend(
-            BACKEND,
-            format!(
-                "context {:?} is not a label of the \"ApplicationType\" enum (web, admin); store its sessions in Redis or memory",
-                c.as_str()
-            ),
-        )),
-    }
-}
+pub(crate) use crate::users::postgres::{pg_context, pg_error};
 
 pub(super) fn scope_labels(scope: Scope<'_>) -> Result<Vec<&'static str>, StoreError> {
     match scope {
@@ -89,6 +69,7 @@ pub(super) fn data_json(data: &SessionData) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AppContext;
 
     #[test]
     fn only_the_enum_labels_are_contexts() {

@@ -1,62 +1,113 @@
-//! The Redis pub/sub transport of the cache's [`InvalidationBus`](crate::cache::InvalidationBus):
-//! one publishing connection, and one subscription kept alive by a background task.
+//! [`RedisFeed`]: Redis pub/sub as a [`ChangeFeed`], the transport of the cache's
+//! [`InvalidationBus`](crate::cache::InvalidationBus) between processes: one publishing
+//! connection, and one subscription kept alive by a background task.
 
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
 use super::conn::{error, BACKEND};
-use crate::cache::CHANNEL;
-use crate::store::{timed, StoreError};
+use crate::backend::timed;
+use crate::feed::{Change, ChangeFeed, FeedListener, Listeners};
+use crate::store::{StoreError, StoreFuture};
 
-/// What the subscription tells the bus it serves.
-pub(crate) trait Subscriber: Send + Sync + 'static {
-    /// A message arrived.
-    fn message(&self, payload: &[u8]);
-    /// The subscription broke: messages may be missed until [`restored`](Self::restored).
-    fn lost(&self);
-    /// Subscribed again.
-    fn restored(&self);
+/// The channel invalidations travel on (a wire contract: every process of every app that
+/// shares the Redis publishes and subscribes here).
+const CHANNEL: &str = "tower-app-sessions:invalidate";
+
+/// Redis pub/sub on the channel `tower-app-sessions:invalidate`, as a [`ChangeFeed`]: what
+/// any process publishes there reaches every follower; while the subscription is down (it
+/// is renewed in the background, backing off up to a second), the feed is not healthy.
+/// Clones share one subscription; it ends when the last clone is dropped.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tower_app_sessions::StoreError> {
+/// use tower_app_sessions::cache::InvalidationBus;
+/// use tower_app_sessions::store::redis::RedisFeed;
+///
+/// let bus = InvalidationBus::over(RedisFeed::connect("redis://127.0.0.1:6379").await?);
+/// # let _ = bus; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisFeed {
+    inner: Arc<FeedInner>,
 }
 
-/// The publishing side.
-pub(crate) struct Publisher(redis::aio::ConnectionManager);
+struct FeedInner {
+    listeners: Listeners,
+    publisher: redis::aio::ConnectionManager,
+    listening: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
 
-impl Publisher {
-    pub(crate) async fn publish(&self, message: String) -> Result<(), StoreError> {
-        let mut connection = self.0.clone();
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(CHANNEL).arg(message);
-        timed(
-            BACKEND,
-            Duration::from_secs(1),
-            cmd.query_async::<i64>(&mut connection),
-            error,
-        )
-        .await
-        .map(drop)
+impl Drop for FeedInner {
+    fn drop(&mut self) {
+        if let Some(task) = crate::sync::lock(&self.listening).take() {
+            task.abort();
+        }
     }
 }
 
-/// Connects the publisher, subscribes once (so a bus that returns is listening), then keeps
-/// the subscription in a background task for as long as `subscriber` lives.
-pub(crate) async fn connect(
-    url: &str,
-    subscriber: Weak<dyn Subscriber>,
-) -> Result<Publisher, StoreError> {
-    let client = redis::Client::open(url).map_err(error)?;
-    let publisher = redis::aio::ConnectionManager::new_with_config(
-        client.clone(),
-        redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(1))),
-    )
-    .await
-    .map_err(error)?;
-    let first = subscribe(&client).await?;
-    tokio::spawn(listen(client, subscriber, first));
-    Ok(Publisher(publisher))
+impl std::fmt::Debug for RedisFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFeed")
+            .field("healthy", &self.inner.listeners.is_healthy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisFeed {
+    /// Connects the publisher and subscribes once (so a feed that returns is heard), then
+    /// keeps the subscription in a background task. Needs a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError`] if Redis cannot be reached now.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(error)?;
+        let publisher = redis::aio::ConnectionManager::new_with_config(
+            client.clone(),
+            redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(1))),
+        )
+        .await
+        .map_err(error)?;
+        let first = subscribe(&client).await?;
+        let inner = Arc::new(FeedInner {
+            listeners: Listeners::new(true),
+            publisher,
+            listening: Mutex::new(None),
+        });
+        let task = tokio::spawn(listen(client, Arc::downgrade(&inner), first));
+        *crate::sync::lock(&inner.listening) = Some(task);
+        Ok(Self { inner })
+    }
+}
+
+impl ChangeFeed for RedisFeed {
+    fn follow(&self, listener: Weak<dyn FeedListener>) {
+        self.inner.listeners.follow(listener);
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.inner.listeners.is_healthy()
+    }
+
+    fn publish(&self, change: &Change) -> StoreFuture<'_, Result<(), StoreError>> {
+        let mut connection = self.inner.publisher.clone();
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(CHANNEL).arg(change.encode());
+        StoreFuture::new(async move {
+            timed(
+                BACKEND,
+                Duration::from_secs(1),
+                cmd.query_async::<i64>(&mut connection),
+                error,
+            )
+            .await
+            .map(drop)
+        })
+    }
 }
 
 async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSub, StoreError> {
@@ -77,32 +128,30 @@ async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSub, StoreEr
     Ok(pubsub)
 }
 
-/// Hands every message over until the subscriber is dropped; on a broken subscription,
-/// reports it lost, resubscribes (backing off up to a second), and reports it restored.
-async fn listen(
-    client: redis::Client,
-    subscriber: Weak<dyn Subscriber>,
-    mut pubsub: redis::aio::PubSub,
-) {
+/// Hands every message over until the feed is dropped; on a broken subscription, reports it
+/// lost, resubscribes (backing off up to a second), and reports it restored.
+async fn listen(client: redis::Client, feed: Weak<FeedInner>, mut pubsub: redis::aio::PubSub) {
     loop {
         {
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                let Some(subscriber) = subscriber.upgrade() else {
+                let Some(feed) = feed.upgrade() else {
                     return;
                 };
-                subscriber.message(message.get_payload_bytes());
+                if let Some(change) = Change::decode(message.get_payload_bytes()) {
+                    feed.listeners.deliver(&change);
+                }
             }
         }
-        let Some(alive) = subscriber.upgrade() else {
+        let Some(alive) = feed.upgrade() else {
             return;
         };
-        alive.lost();
+        alive.listeners.set_health(false);
         drop(alive);
         tracing::warn!("session invalidation channel lost; caches closed until it is back");
         let mut delay = Duration::from_millis(50);
         pubsub = loop {
-            if subscriber.strong_count() == 0 {
+            if feed.strong_count() == 0 {
                 return;
             }
             match subscribe(&client).await {
@@ -113,10 +162,10 @@ async fn listen(
                 }
             }
         };
-        let Some(alive) = subscriber.upgrade() else {
+        let Some(alive) = feed.upgrade() else {
             return;
         };
-        alive.restored();
+        alive.listeners.set_health(true);
         tracing::info!("session invalidation channel back; caches open");
     }
 }

@@ -9,7 +9,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::store::{timed, StoreError};
+use crate::backend::timed;
+use crate::store::StoreError;
 
 pub(super) const BACKEND: &str = "redis";
 

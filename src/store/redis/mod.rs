@@ -37,7 +37,8 @@ use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
 #[cfg(feature = "cache")]
-pub(crate) mod bus;
+mod bus;
+pub use bus::RedisFeed;
 mod conn;
 mod doctor;
 mod index;

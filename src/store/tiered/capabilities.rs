@@ -45,7 +45,7 @@ impl TieredStore {
 /// Both stores' figures.
 impl crate::stats::StoreStats for TieredStore {
     fn stats(&self, now: i64) -> StoreFuture<'_, Result<crate::stats::SessionStats, StoreError>> {
-        StoreFuture::new(crate::stats::of_both(
+        StoreFuture::new(crate::store::stats_of_both(
             self.fast.as_ref(),
             self.durable.as_ref(),
             now,

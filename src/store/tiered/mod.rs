@@ -7,10 +7,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Capabilities, DataUpdate, DurableRecords, LegacySessions, ListedSession, Scope, SessionStore,
-    StoreError, StoreFuture,
+    Capabilities, DataUpdate, DurableRecords, LegacySessions, ListedSession, Loaded, Scope,
+    SessionStore, StoreError, StoreFuture,
 };
 use crate::data::{DataLimits, DataPatch};
+use crate::feed::{ChangeFeed, FeedListener};
 use crate::record::duration_ms;
 use crate::{AppContext, SessionId, SessionRecord};
 
@@ -68,9 +69,8 @@ pub struct TieredStore {
     durable: Arc<dyn SessionStore>,
     revalidate_ms: i64,
     validations: Arc<Validations>,
-    /// The notifications followed, and the bound while they are heard.
-    #[cfg(feature = "postgres")]
-    notified: Option<(crate::store::postgres::Notifications, i64)>,
+    /// The change feed followed, and the bound while it is heard.
+    notified: Option<(Arc<dyn ChangeFeed>, i64)>,
 }
 
 impl std::fmt::Debug for TieredStore {
@@ -82,10 +82,9 @@ impl std::fmt::Debug for TieredStore {
     }
 }
 
-/// Hears the notifications: a revocation by any process drops the copy's validation.
-#[cfg(feature = "postgres")]
-impl crate::store::postgres::Follower for Validations {
-    fn changed(&self, change: &crate::change::Change) {
+/// Hears the change feed: a revocation by any process drops the copy's validation.
+impl FeedListener for Validations {
+    fn changed(&self, change: &crate::feed::Change) {
         self.apply(change);
     }
 
@@ -104,7 +103,6 @@ impl TieredStore {
             durable,
             revalidate_ms: 5_000,
             validations: Arc::new(Validations::new(DEFAULT_MAX_VALIDATIONS)),
-            #[cfg(feature = "postgres")]
             notified: None,
         }
     }
@@ -118,29 +116,29 @@ impl TieredStore {
         self
     }
 
-    /// Follows PostgreSQL's notifications ([`Notifications`]): while they are heard, a fast
-    /// copy checked once is trusted for `trust_for` (a safety net, say 5 minutes), since a
-    /// revocation, deletion or data change of the row by any process drops the check at
-    /// once; while they are not (the listening connection dropped, the triggers missing), the
-    /// [`revalidate_after`](Self::revalidate_after) bound applies, and every check trusted
-    /// for longer is dropped. How stale a copy can then be: the notification's delivery (a
-    /// few milliseconds), or, on a connection that died without closing, up to three
-    /// [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s. A row *deleted* outright (not
-    /// revoked) drops the check too, but then the durable store has no record of the session
-    /// at all, and its Redis copy is served as a Redis-only session's (see the crate's known
-    /// limitations): revoke rows, as this crate does, rather than delete them.
+    /// Follows a change feed ([`ChangeFeed`]: PostgreSQL's [`Notifications`], or any other):
+    /// while it is heard, a fast copy checked once is trusted for `trust_for` (a safety net,
+    /// say 5 minutes), since a revocation, deletion or data change of the session by any
+    /// process drops the check at once; while it is not (the listening connection dropped,
+    /// PostgreSQL's triggers missing), the [`revalidate_after`](Self::revalidate_after) bound
+    /// applies, and every check trusted for longer is dropped. How stale a copy can then be:
+    /// the feed's delivery (a few milliseconds), or, for PostgreSQL on a connection that died
+    /// without closing, up to three [`HEARTBEAT`](crate::store::postgres::HEARTBEAT)s. A row
+    /// *deleted* outright (not revoked) drops the check too, but then the durable store has
+    /// no record of the session at all, and its Redis copy is served as a Redis-only
+    /// session's (see the crate's known limitations): revoke rows, as this crate does, rather
+    /// than delete them.
     ///
     /// [`Notifications`]: crate::store::postgres::Notifications
-    #[cfg(feature = "postgres")]
     #[must_use]
-    pub fn notifications(
+    pub fn notifications<F: ChangeFeed + Clone + 'static>(
         mut self,
-        notifications: &crate::store::postgres::Notifications,
+        feed: &F,
         trust_for: Duration,
     ) -> Self {
-        let follower: Arc<dyn crate::store::postgres::Follower> = self.validations.clone();
-        notifications.follow(&follower);
-        self.notified = Some((notifications.clone(), duration_ms(trust_for)));
+        let listener: Arc<dyn FeedListener> = self.validations.clone();
+        feed.follow(Arc::downgrade(&listener));
+        self.notified = Some((Arc::new(feed.clone()), duration_ms(trust_for)));
         self
     }
 
@@ -155,9 +153,8 @@ impl TieredStore {
 
     /// How long a checked copy is trusted now.
     fn bound_ms(&self) -> i64 {
-        #[cfg(feature = "postgres")]
-        if let Some((notifications, trust_ms)) = &self.notified {
-            if notifications.is_healthy() {
+        if let Some((feed, trust_ms)) = &self.notified {
+            if feed.is_healthy() {
                 return *trust_ms;
             }
         }
@@ -223,9 +220,10 @@ impl TieredStore {
         context: &AppContext,
         id: &SessionId,
         now: i64,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
+        let fast = |found: Option<SessionRecord>| found.map(Loaded::from);
         if self.durable_for(context).is_none() {
-            return self.fast.load(context, id, now).await;
+            return self.fast.load_with_user(context, id, now).await;
         }
         let mut cached = match self.fast.load(context, id, now).await {
             Ok(cached) => cached,
@@ -233,18 +231,19 @@ impl TieredStore {
                 tracing::warn!(context = %context, %error, "fast session store failed; reading the durable store");
                 // Sessions the durable store does not hold (written by Redis-only apps) cannot
                 // be checked now: the fast store's failure is the answer (503), not "none".
-                return match self.durable.load(context, id, now).await? {
-                    Some(record) => Ok(Some(record)),
+                return match self.durable.load_with_user(context, id, now).await? {
+                    Some(loaded) => Ok(Some(loaded)),
                     None => Err(error),
                 };
             }
         };
         if cached.is_some() && self.is_fresh(context, id, now) {
-            return Ok(cached);
+            return Ok(fast(cached));
         }
         let epoch = self.validations.epoch();
-        match self.durable.load(context, id, now).await? {
-            Some(record) => {
+        match self.durable.load_with_user(context, id, now).await? {
+            Some(loaded) => {
+                let record = &loaded.record;
                 if cached.is_none()
                     && self
                         .deleted_from_fast(context, id, &record.user_id, now)
@@ -266,18 +265,18 @@ impl TieredStore {
                 }
                 if cached.is_none() {
                     // Lost with the fast store's data (a restart): refill it.
-                    if let Err(error) = self.fast.save(context, id, &record, now).await {
+                    if let Err(error) = self.fast.save(context, id, record, now).await {
                         tracing::warn!(context = %context, %error, "could not refill the fast session store");
                     }
                 } else if cached.as_ref().is_some_and(|c| c.data != record.data) {
                     // A data patch that reached only the durable store (the fast half failed,
                     // or a refill overtook it): the durable record wins, within this bound.
-                    if let Err(error) = self.fast.save(context, id, &record, now).await {
+                    if let Err(error) = self.fast.save(context, id, record, now).await {
                         tracing::warn!(context = %context, %error, "could not refresh the fast session store");
                     }
                 }
                 self.mark(context, id, now, epoch);
-                Ok(Some(record))
+                Ok(Some(loaded))
             }
             None => {
                 let Some(cached) = cached else {
@@ -290,7 +289,7 @@ impl TieredStore {
                 // or expired there: drop the stale copy.
                 if !self.durable_holds(context, id, now).await? {
                     self.mark(context, id, now, epoch);
-                    return Ok(Some(cached));
+                    return Ok(Some(Loaded::from(cached)));
                 }
                 self.forget(context, id);
                 self.fast_best_effort(self.fast.delete(context, id, now).await.map(drop));
@@ -470,6 +469,21 @@ impl SessionStore for TieredStore {
         id: &'a SessionId,
         now: i64,
     ) -> StoreFuture<'a, Result<Option<SessionRecord>, StoreError>> {
+        StoreFuture::new(async move {
+            Ok(self
+                .read(context, id, now)
+                .await?
+                .map(|loaded| loaded.record))
+        })
+    }
+
+    /// The durable store's user comes along when it joined one (the revalidating read).
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
         StoreFuture::new(self.read(context, id, now))
     }
 

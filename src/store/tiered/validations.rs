@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::change::Change;
+use crate::feed::Change;
 use crate::{AppContext, SessionId};
 
 /// Remembered checks, bounded: past `limit`, checks older than the bound are swept (at most
@@ -106,7 +106,6 @@ impl Validations {
         checked.at.remove(&(context.clone(), id.clone()));
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(super) fn forget_all(&self) {
         let mut checked = self.checked();
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -115,12 +114,11 @@ impl Validations {
 
     /// What a notification or an invalidation says: a session's change drops its check,
     /// "everything" drops all; users are not this store's concern.
-    #[cfg_attr(not(any(feature = "postgres", test)), allow(dead_code))]
     pub(super) fn apply(&self, change: &Change) {
         match change {
             Change::Session(context, id) => self.forget(context, id),
             Change::Everything => self.forget_all(),
-            Change::User(_) | Change::Nothing => {}
+            Change::User(_) => {}
         }
     }
 }

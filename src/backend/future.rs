@@ -60,6 +60,18 @@ impl<'a, T> StoreFuture<'a, T> {
         }
     }
 
+    /// The answer passed through `f`: still ready (nothing allocated) when it was ready, a
+    /// new boxed future when it was not.
+    pub fn map<V: Send + 'a>(self, f: impl FnOnce(T) -> V + Send + 'a) -> StoreFuture<'a, V>
+    where
+        T: Send + 'a,
+    {
+        match self.into_ready() {
+            Ok(value) => StoreFuture::ready(f(value)),
+            Err(pending) => StoreFuture::new(async move { f(pending.await) }),
+        }
+    }
+
     /// Whether the answer is known without waiting.
     pub fn is_ready(&self) -> bool {
         matches!(self.0, Inner::Ready(Some(_)))
