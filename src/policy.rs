@@ -22,7 +22,7 @@ pub enum OverLimit {
     /// since every use slides it) end at once. The default.
     #[default]
     EvictLeastRecentlyUsed,
-    /// The login is refused ([`SessionError::LimitReached`]); the user signs out elsewhere
+    /// The login is refused ([`SessionError::LimitReached`](crate::SessionError::LimitReached)); the user signs out elsewhere
     /// first.
     RefuseLogin,
 }

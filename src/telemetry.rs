@@ -299,6 +299,7 @@ mod handles {
         }
 
         /// `work`, an in-process operation, timed as it runs.
+        #[cfg_attr(not(feature = "memory"), allow(dead_code))]
         pub(crate) fn ready<'a, T: Send + 'a>(
             &self,
             op: StoreOp,
@@ -397,6 +398,7 @@ mod handles {
             None
         }
         pub(crate) fn record(&self, _: StoreOp, _: Option<std::time::Instant>) {}
+        #[cfg_attr(not(feature = "memory"), allow(dead_code))]
         pub(crate) fn ready<'a, T: Send + 'a>(
             &self,
             _: StoreOp,

@@ -153,15 +153,23 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         }
         let epoch = self.cache_epoch();
         let user_epoch = self.user_cache_epoch();
-        let loaded = match shared.store.load(&shared.context, id, now).into_ready() {
+        // With the user when the store read it in the same query (`load_with_user`; for a
+        // store that does not join, `load`'s ready answer as it is, nothing allocated).
+        let loaded = match shared
+            .store
+            .load_with_user(&shared.context, id, now)
+            .into_ready()
+        {
             Ok(loaded) => loaded,
             Err(_) => {
                 self.hints.store_waits.store(true, Ordering::Relaxed);
                 return None;
             }
         };
-        let record = match loaded {
-            Ok(Some(record)) if settings.serves_as_is(&record, now) => HeldRecord::from(record),
+        let (record, joined) = match loaded {
+            Ok(Some(Loaded { record, user, .. })) if settings.serves_as_is(&record, now) => {
+                (HeldRecord::from(record), user)
+            }
             // A miss is final, unless the legacy key may hold it.
             Ok(None) if !shared.reads_legacy() => {
                 return Some((unknown(shared, id, now), Source::Store))
@@ -175,9 +183,11 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
         };
         let resolved = match self.cached_user(&record.user_id, now) {
             Some(user) => Ok(Some(user)),
-            None if self.hints.users_wait.load(Ordering::Relaxed) => return None,
+            None if joined.is_none() && self.hints.users_wait.load(Ordering::Relaxed) => {
+                return None
+            }
             None => match self
-                .resolve_user(&record.user_id, now, user_epoch, None)
+                .resolve_user(&record.user_id, now, user_epoch, joined.as_ref())
                 .into_ready()
             {
                 Ok(resolved) => resolved,

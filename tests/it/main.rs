@@ -20,6 +20,7 @@ mod events;
 mod features;
 mod feed;
 mod instrumented;
+mod joined;
 mod layer;
 mod login;
 mod manage;

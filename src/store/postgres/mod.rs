@@ -421,9 +421,8 @@ impl SessionStore for PgSessionStore {
     }
 
     /// With [`with_users`](Self::with_users): the session and its user (with the context's
-    /// permissions) in one query, for that repository to [recognise](UserResolver::joined).
-    ///
-    /// [`UserResolver::joined`]: crate::UserResolver::joined
+    /// permissions) in one query, for that repository to
+    /// [recognise](crate::UserResolver::joined).
     fn load_with_user<'a>(
         &'a self,
         context: &'a AppContext,

@@ -36,7 +36,6 @@ use crate::data::{DataLimits, DataPatch};
 use crate::telemetry::{StoreMetrics, StoreOp};
 use crate::{AppContext, SessionId, SessionRecord};
 
-#[cfg(feature = "cache")]
 mod bus;
 pub use bus::RedisFeed;
 mod conn;
