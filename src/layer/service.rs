@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::Span;
@@ -19,7 +19,7 @@ use crate::extract::{self, CredentialSource};
 use crate::require::rejection;
 use crate::store::BoxFuture;
 use crate::telemetry::RequestOutcome;
-use crate::{CurrentUser, Session, SessionError, SessionStatus, User};
+use crate::{CurrentUser, Rejection, Session, SessionError, SessionStatus, User};
 
 /// The answer when the data a handler changed could not be saved: `401` if the session
 /// ended meanwhile (the change is gone with it), `413` if the store refused it over the
@@ -28,13 +28,7 @@ fn unsaved<B: From<&'static str>>(error: &SessionError) -> Response<B> {
     match error {
         SessionError::Ended => rejection(SessionStatus::Anonymous),
         SessionError::Data(DataError::NoRoom) => {
-            let mut response = Response::new(B::from(crate::data::TOO_LARGE_BODY));
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
+            Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, crate::data::TOO_LARGE_BODY).response()
         }
         _ => {
             tracing::warn!(%error, "session data could not be saved");

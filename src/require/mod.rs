@@ -12,99 +12,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::data::DataError;
-use crate::{Session, SessionError, SessionStatus};
+use crate::{Rejection, Session, SessionStatus};
 
 mod recent;
 pub use recent::{
-    reauthentication_required, ReauthenticationRequired, RequireRecentLogin,
-    RequireRecentLoginLayer, REAUTHENTICATION_REQUIRED_BODY,
+    ReauthenticationRequired, RequireRecentLogin, RequireRecentLoginLayer,
+    REAUTHENTICATION_REQUIRED_BODY,
 };
 
-/// Body of every `401`: invalid, unknown, expired, revoked and foreign-context credentials all
-/// get exactly this, so none can be told apart from outside.
-pub const UNAUTHORIZED_BODY: &str = r#"{"error":"unauthorized"}"#;
-/// Body of every `503` caused by a session or user backend failure.
-pub const UNAVAILABLE_BODY: &str = r#"{"error":"session service unavailable"}"#;
+pub use crate::rejection::{UNAUTHORIZED_BODY, UNAVAILABLE_BODY};
 
-/// The `401` or `503` (JSON body) a request gets when it needs a user and has none.
-/// `Unavailable` gives `503`; any other status `401`.
-pub fn rejection<B: From<&'static str>>(status: SessionStatus) -> Response<B> {
-    let (code, body) = match status {
-        SessionStatus::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY),
-        _ => (StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY),
-    };
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if code == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
-/// The answer to a failed [`Session`] operation: `401` if the session ended meanwhile (or
-/// there was none for its data), `409 {"error":"session_limit"}` over the per-user session
-/// limit, `413`/`422` for refused session data, `503` (logged) for a backend failure; never
-/// `500`.
-#[cfg_attr(not(any(feature = "axum", feature = "throttle")), allow(dead_code))]
-pub(crate) fn failed<B: From<&'static str>>(error: &SessionError) -> Response<B> {
-    let json = |status: StatusCode, body: &'static str| {
-        let mut response = Response::new(B::from(body));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    };
-    match error {
-        SessionError::Ended | SessionError::Data(DataError::NoSession) => {
-            rejection(SessionStatus::Anonymous)
-        }
-        SessionError::LimitReached => json(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#),
-        SessionError::Data(
-            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-        ) => json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            r#"{"error":"session_data_too_large"}"#,
-        ),
-        SessionError::Data(error) => {
-            tracing::debug!(%error, "session data refused");
-            json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r#"{"error":"session_data"}"#,
-            )
-        }
-        _ => {
-            tracing::warn!(%error, "session operation failed");
-            rejection(SessionStatus::Unavailable)
-        }
-    }
-}
-
-/// The status of [`failed`]'s answer (nothing logged).
-#[cfg_attr(not(feature = "throttle"), allow(dead_code))]
-pub(crate) fn failed_status(error: &SessionError) -> StatusCode {
-    match error {
-        SessionError::Ended | SessionError::Data(DataError::NoSession) => StatusCode::UNAUTHORIZED,
-        SessionError::LimitReached => StatusCode::CONFLICT,
-        SessionError::Data(
-            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-        ) => StatusCode::PAYLOAD_TOO_LARGE,
-        SessionError::Data(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    }
+/// The `401` or `503` a request gets when it needs a user and has none.
+pub(crate) fn rejection<B: From<&'static str>>(status: SessionStatus) -> Response<B> {
+    Rejection::without_user(status).response()
 }
 
 /// Status of a request as seen by [`SessionLayer`](crate::SessionLayer); a request the layer
@@ -323,15 +248,11 @@ impl<S: fmt::Debug, U> fmt::Debug for RequirePermission<S, U> {
     }
 }
 
-/// The `403` a request gets for a missing permission.
-pub fn forbidden<B: From<&'static str>>() -> Response<B> {
-    let mut response = Response::new(B::from(FORBIDDEN_BODY));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// `403` with [`FORBIDDEN_BODY`].
+impl From<Forbidden> for Rejection {
+    fn from(_: Forbidden) -> Self {
+        Rejection::new(StatusCode::FORBIDDEN, FORBIDDEN_BODY)
+    }
 }
 
 impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, U>
@@ -355,7 +276,7 @@ where
                     future: self.inner.call(req),
                 }
             }
-            Some(_) => forbidden(),
+            Some(_) => Rejection::from(Forbidden).response(),
             None => rejection(status_of(req.extensions())),
         };
         RequireUserFuture::Rejected {
