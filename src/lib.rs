@@ -38,6 +38,13 @@
 //! - a backend that fails: the request is never authenticated; required routes answer `503`;
 //!   nothing panics and the layer never produces a `500`.
 //!
+//! # Naming
+//! - middleware: a `…Layer` builds a service named like it without `Layer`
+//!   ([`require::RequireUserLayer`] → [`require::RequireUser`], as tower-http's
+//!   `TimeoutLayer` → `Timeout`); the session layer's service is [`SessionService`] because
+//!   [`Session`] is the request's handle. Each middleware module has its own
+//!   `ResponseFuture` ([`layer::ResponseFuture`], [`require::ResponseFuture`]).
+//!
 //! # Features
 //! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];
 //! - `axum` (default): extractors in [`mod@axum`];
@@ -101,7 +108,7 @@ pub mod axum;
 
 pub use context::{AppContext, CustomContext, InvalidContext};
 pub use id::{HandleError, RandomError, SessionHandle, SessionId};
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use layer::{SessionLayer, SessionService};
 pub use record::{SessionMetadata, SessionRecord};
 pub use rejection::Rejection;
 pub use session::{CurrentUser, OverLimit, Session, SessionError, SessionStatus};

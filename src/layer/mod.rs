@@ -24,6 +24,7 @@
 //! [`Session`]: crate::Session
 
 mod authenticate;
+mod future;
 mod service;
 mod span;
 mod state;
@@ -36,7 +37,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-pub use service::{ResponseFuture, SessionService};
+pub use future::ResponseFuture;
+pub use service::SessionService;
 pub use state::{LayerState, NeedsUsers, Ready};
 
 use crate::clock::Clock;

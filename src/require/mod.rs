@@ -8,18 +8,18 @@
 //! `http_body_util::Full<Bytes>`, `String`, …), so it serves bare hyper as well as axum.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{Rejection, Session, SessionStatus};
 
+mod future;
 mod recent;
+
+pub use future::ResponseFuture;
 pub use recent::{
     ReauthenticationRequired, RequireRecentLogin, RequireRecentLoginLayer,
     REAUTHENTICATION_REQUIRED_BODY,
@@ -92,7 +92,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RequireUserFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -100,54 +100,13 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match status_of(req.extensions()) {
-            SessionStatus::Authenticated => RequireUserFuture::Inner {
+            SessionStatus::Authenticated => ResponseFuture::Inner {
                 future: self.inner.call(req),
             },
-            status => RequireUserFuture::Rejected {
+            status => ResponseFuture::Rejected {
                 response: Some(rejection(status)),
             },
         }
-    }
-}
-
-// pin-project-lite cannot carry doc comments on enum fields.
-#[allow(missing_docs)]
-mod future {
-    use super::*;
-    pin_project! {
-        /// Response future of [`RequireUser`].
-        #[project = RequireUserProj]
-        pub enum RequireUserFuture<F, B> {
-            /// The request is authenticated: the inner service runs.
-            Inner { #[pin] future: F },
-            /// The request is refused.
-            Rejected { response: Option<Response<B>> },
-        }
-    }
-
-    impl<F, B, E> Future for RequireUserFuture<F, B>
-    where
-        F: Future<Output = Result<Response<B>, E>>,
-    {
-        type Output = Result<Response<B>, E>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.project() {
-                RequireUserProj::Inner { future } => future.poll(cx),
-                RequireUserProj::Rejected { response } => match response.take() {
-                    Some(response) => Poll::Ready(Ok(response)),
-                    // Polled again after completion: stay pending rather than panic.
-                    None => Poll::Pending,
-                },
-            }
-        }
-    }
-}
-pub use future::RequireUserFuture;
-
-impl<F, B> fmt::Debug for RequireUserFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RequireUserFuture")
     }
 }
 
@@ -263,7 +222,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RequireUserFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -272,14 +231,14 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let response = match req.extensions().get::<crate::CurrentUser<U>>() {
             Some(user) if user.has_permission(&self.layer.permission) => {
-                return RequireUserFuture::Inner {
+                return ResponseFuture::Inner {
                     future: self.inner.call(req),
                 }
             }
             Some(_) => Rejection::from(Forbidden).response(),
             None => rejection(status_of(req.extensions())),
         };
-        RequireUserFuture::Rejected {
+        ResponseFuture::Rejected {
             response: Some(response),
         }
     }

@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{rejection, status_of, RequireUserFuture};
+use super::{rejection, status_of, ResponseFuture};
 use crate::{Rejection, Session, SessionStatus};
 
 /// Body of the `401` that asks for the credential again.
@@ -96,7 +96,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RequireUserFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -111,7 +111,7 @@ where
                     .map(|s| s.require_recent_login(self.within));
                 match recent {
                     Some(Ok(())) => {
-                        return RequireUserFuture::Inner {
+                        return ResponseFuture::Inner {
                             future: self.inner.call(req),
                         }
                     }
@@ -120,7 +120,7 @@ where
             }
             status => rejection(status),
         };
-        RequireUserFuture::Rejected {
+        ResponseFuture::Rejected {
             response: Some(response),
         }
     }
