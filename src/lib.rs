@@ -76,10 +76,10 @@ pub mod clock;
 pub mod config;
 mod context;
 pub mod cookie;
+mod credential;
 pub mod cross_origin;
 pub mod data;
 pub mod events;
-pub mod extract;
 mod id;
 pub mod layer;
 #[cfg(feature = "throttle")]
@@ -107,6 +107,7 @@ pub mod webdb;
 pub mod axum;
 
 pub use context::{AppContext, CustomContext, InvalidContext};
+pub use credential::CredentialSource;
 pub use id::{HandleError, RandomError, SessionHandle, SessionId};
 pub use layer::{SessionLayer, SessionService};
 pub use record::{SessionMetadata, SessionRecord};

@@ -91,7 +91,7 @@ pub async fn revoke_others(
     // API clients need their new token; a browser has it as the HttpOnly cookie, and page
     // scripts must not see it.
     let body = match session.credential_source() {
-        Some(tower_app_sessions::extract::CredentialSource::Bearer) => {
+        Some(tower_app_sessions::CredentialSource::Bearer) => {
             json!({ "ended": done.ended, "token": done.id.as_str() })
         }
         _ => json!({ "ended": done.ended }),

@@ -10,9 +10,9 @@ use tracing::Span;
 
 use super::future::ResponseFuture;
 use super::{span, SessionLayer};
+use crate::credential::{self, CredentialSource};
 use crate::cross_origin;
 use crate::events::{CredentialProblem, SessionEventKind};
-use crate::extract::{self, CredentialSource};
 use crate::telemetry::RequestOutcome;
 use crate::{CurrentUser, Session, User};
 
@@ -87,36 +87,36 @@ where
         // An outer layer (another context) may have put its user here: this layer alone
         // decides who the user is below it.
         req.extensions_mut().remove::<CurrentUser<U>>();
-        let lookup = extract::lookup(req.headers(), shared.settings.cookie.get_name());
+        let lookup = credential::lookup(req.headers(), shared.settings.cookie.get_name());
         // Writes from another origin are refused before anything is read, whatever the
         // credential: with the session cookie that is CSRF, without any it is login CSRF (a
         // cross-site form posting the attacker's password). Only a bearer token, which no
         // browser attaches by itself, exempts a request. For safe methods this is one
         // comparison.
         let bearer =
-            matches!(&lookup, extract::Lookup::Found(c) if c.source == CredentialSource::Bearer);
+            matches!(&lookup, credential::Lookup::Found(c) if c.source == CredentialSource::Bearer);
         if !bearer
             && !shared
                 .settings
                 .cross_origin
                 .allows(req.method(), req.uri(), req.headers())
         {
-            let with_cookie = matches!(lookup, extract::Lookup::Found(_));
+            let with_cookie = matches!(lookup, credential::Lookup::Found(_));
             tracing::info!(context = %shared.context, method = %req.method(), with_cookie, "cross-origin write refused");
             shared.metrics.request(RequestOutcome::Refused);
-            if let extract::Lookup::Found(credential) = &lookup {
+            if let credential::Lookup::Found(credential) = &lookup {
                 let span = span::start(&shared.context);
                 span::record(&span, RequestOutcome::Refused, &credential.id);
             }
             return ResponseFuture::refused(Ok(cross_origin::refusal()));
         }
         let credential = match lookup {
-            extract::Lookup::Found(credential) => Some(credential),
-            extract::Lookup::Absent => {
+            credential::Lookup::Found(credential) => Some(credential),
+            credential::Lookup::Absent => {
                 shared.metrics.request(RequestOutcome::None);
                 None
             }
-            extract::Lookup::Malformed => {
+            credential::Lookup::Malformed => {
                 shared.metrics.request(RequestOutcome::Malformed);
                 let kind = SessionEventKind::UnknownCredential {
                     reason: CredentialProblem::Malformed,

@@ -19,8 +19,8 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::HeaderValue;
 use uuid::Uuid;
 
+use crate::credential::CredentialSource;
 use crate::data::{DataError, Draft};
-use crate::extract::CredentialSource;
 use crate::id::RandomError;
 use crate::policy::Settings;
 use crate::store::StoreError;

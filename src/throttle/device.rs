@@ -284,7 +284,7 @@ impl DeviceCookies {
 
     /// The well-formed entries of the request's device cookie, newest first.
     fn entries<'a>(&self, headers: &'a HeaderMap) -> impl Iterator<Item = Entry> + 'a {
-        let value = crate::extract::cookie_value(headers, self.cookie.get_name())
+        let value = crate::credential::cookie_value(headers, self.cookie.get_name())
             .filter(|value| value.len() <= MAX_VALUE_CHARS)
             .unwrap_or_default();
         value
