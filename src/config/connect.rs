@@ -13,7 +13,7 @@ impl Sessions {
     /// # Errors
     /// [`ConfigError::Unreachable`] naming the variable whose server did not answer, or
     /// [`ConfigError::BackendUnavailable`] when this build lacks the backend's feature.
-    pub async fn from_plan(plan: Plan) -> Result<Self, ConfigError> {
+    pub(crate) async fn from_plan(plan: Plan) -> Result<Self, ConfigError> {
         let mut sessions = match &plan.backends {
             Backends::Memory => Sessions::memory(),
             Backends::Redis { url, max_retries } => {
