@@ -35,7 +35,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), BoxError> {
     let sessions = Sessions::memory();
     let demo = sessions
-        .users()
+        .user_repository()
         .create(User::new("demo@example.com", Role::User).verified())
         .await?;
     let layer = sessions.layer(AppContext::Web);

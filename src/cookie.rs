@@ -23,7 +23,7 @@ pub const DEFAULT_COOKIE_NAME: &str = "sessionId";
 /// ```
 /// use tower_app_sessions::cookie::{CookieConfig, SameSite};
 /// let cookie = CookieConfig::default().name("__Host-admin_sid").same_site(SameSite::Strict).domain("example.com");
-/// assert_eq!(cookie.get_name(), "__Host-admin_sid");
+/// assert_eq!(cookie.current_name(), "__Host-admin_sid");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
@@ -111,7 +111,7 @@ impl CookieConfig {
     }
 
     /// The cookie name.
-    pub fn get_name(&self) -> &str {
+    pub(crate) fn current_name(&self) -> &str {
         &self.name
     }
 

@@ -14,7 +14,7 @@
 //! use tower_app_sessions::{AppContext, CurrentUser, Role, Session, SessionMetadata, Sessions, User};
 //!
 //! let sessions = Sessions::from_env().await?; // in memory unless SESSION_ENV says otherwise
-//! let ada = sessions.users().create(User::new("ada@example.com", Role::Admin)).await.unwrap();
+//! let ada = sessions.user_repository().create(User::new("ada@example.com", Role::Admin)).await.unwrap();
 //!
 //! let admin = Router::new()
 //!     .route("/login", post(move |session: Session| async move {
@@ -44,6 +44,13 @@
 //!   `TimeoutLayer` → `Timeout`); the session layer's service is [`SessionService`] because
 //!   [`Session`] is the request's handle. Each middleware module has its own
 //!   `ResponseFuture` ([`layer::ResponseFuture`], [`require::ResponseFuture`]).
+//! - settings: a method named by the bare noun that takes `self` and returns `Self`, as
+//!   tower-http's builders (`SessionLayer::users`, `CookieConfig::name`,
+//!   `PgSessionStore::users`, `User::hashed_password`, `Sessions::clock`); `with_` only
+//!   starts a constructor (`MemoryStore::with_capacity`);
+//! - getters: take `&self`, no `get_` prefix (tower's `get_ref`/`get_mut` on services
+//!   aside), and never share a name with a setter anywhere in the crate
+//!   ([`Sessions::session_store`], [`Sessions::user_repository`]).
 //!
 //! # Features
 //! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];

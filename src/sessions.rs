@@ -220,7 +220,7 @@ impl Sessions {
     }
 
     /// Attaches the web app's own database (`DATABASE_WEB_URL`): [`migrate`](Self::migrate)
-    /// creates its tables, and [`get_web_database`](Self::get_web_database) hands it to the
+    /// creates its tables, and [`attached_web_database`](Self::attached_web_database) hands it to the
     /// web app's routes.
     #[cfg(feature = "postgres")]
     #[must_use]
@@ -233,7 +233,7 @@ impl Sessions {
     /// routes (`.with_state(db.clone())`) and take [`WebSession`](crate::webdb::WebSession)
     /// in handlers (see [`webdb`](crate::webdb)).
     #[cfg(feature = "postgres")]
-    pub fn get_web_database(&self) -> Option<&crate::webdb::WebDatabase> {
+    pub fn attached_web_database(&self) -> Option<&crate::webdb::WebDatabase> {
         self.databases.web.as_ref()
     }
 
@@ -480,7 +480,7 @@ impl Sessions {
     }
 
     /// The clock the layers read (for store calls made outside a request, such as
-    /// `sessions.store().list_user_sessions(&user, scope, sessions.now())`).
+    /// `sessions.session_store().list_user_sessions(&user, scope, sessions.now())`).
     pub fn now(&self) -> i64 {
         self.settings.clock.now_ms()
     }
@@ -550,12 +550,12 @@ impl Sessions {
     }
 
     /// The shared session store (for revoke-all, listing, maintenance).
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
+    pub fn session_store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }
 
     /// The shared user repository (login, registration).
-    pub fn users(&self) -> &Arc<dyn UserRepository> {
+    pub fn user_repository(&self) -> &Arc<dyn UserRepository> {
         &self.users
     }
 

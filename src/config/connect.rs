@@ -227,7 +227,7 @@ async fn postgres(
     let pool = pool(var, url).await?;
     let users = crate::users::PgUsers::new(pool.clone());
     // Paired: a session read from PostgreSQL brings its user in the same query.
-    let store = crate::store::PgSessionStore::new(pool.clone()).with_users(&users);
+    let store = crate::store::PgSessionStore::new(pool.clone()).users(&users);
     Ok((Arc::new(store.clone()), Arc::new(users), pool, store))
 }
 

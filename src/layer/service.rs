@@ -87,7 +87,7 @@ where
         // An outer layer (another context) may have put its user here: this layer alone
         // decides who the user is below it.
         req.extensions_mut().remove::<CurrentUser<U>>();
-        let lookup = credential::lookup(req.headers(), shared.settings.cookie.get_name());
+        let lookup = credential::lookup(req.headers(), shared.settings.cookie.current_name());
         // Writes from another origin are refused before anything is read, whatever the
         // credential: with the session cookie that is CSRF, without any it is login CSRF (a
         // cross-site form posting the attacker's password). Only a bearer token, which no

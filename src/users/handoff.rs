@@ -2,14 +2,14 @@
 //! so that a request that must check the session in PostgreSQL makes one query, not two.
 //!
 //! The layer runs its async decision inside [`scope`]. A [`PgSessionStore`] paired with the
-//! resolver ([`PgSessionStore::with_users`]) sees the scope, selects the session's user (and
+//! resolver ([`PgSessionStore::users`]) sees the scope, selects the session's user (and
 //! the context's permissions) in the session's query and [`hand`]s it over; [`PgUsers`]
 //! [`take`]s it when asked for that very user in that very context. Nothing outlives the
 //! request: what was handed and not taken is dropped with the scope, so this is no cache and
 //! never serves anything staler than the query the request itself made.
 //!
 //! [`PgSessionStore`]: crate::store::postgres::PgSessionStore
-//! [`PgSessionStore::with_users`]: crate::store::postgres::PgSessionStore::with_users
+//! [`PgSessionStore::users`]: crate::store::postgres::PgSessionStore::users
 //! [`PgUsers`]: crate::users::PgUsers
 
 use std::cell::RefCell;

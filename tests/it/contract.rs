@@ -50,8 +50,8 @@ async fn tiered_over_memory() {
 async fn publishing_on_a_cache_bus() {
     let bus = tower_app_sessions::cache::InvalidationBus::local();
     let sessions = Sessions::memory().cache(&bus, 100, std::time::Duration::from_secs(60));
-    store_contract(sessions.store()).await;
-    loads_are_ready(sessions.store()).await;
+    store_contract(sessions.session_store()).await;
+    loads_are_ready(sessions.session_store()).await;
 }
 
 #[tokio::test]

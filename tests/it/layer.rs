@@ -872,7 +872,7 @@ async fn session_max_per_user_from_the_environment() {
         .unwrap()
         .clock(clock.clone());
     let alice = sessions
-        .users()
+        .user_repository()
         .create(User::new("alice@example.com", Role::User))
         .await
         .unwrap();

@@ -1,5 +1,5 @@
 //! The request path's session query with the session's user in it
-//! ([`PgSessionStore::with_users`]): one round trip for both.
+//! ([`PgSessionStore::users`]): one round trip for both.
 
 use std::sync::Arc;
 

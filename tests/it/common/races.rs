@@ -171,7 +171,7 @@ pub async fn held_racing(
         }
         Ender::Admin => {
             let ended = sessions
-                .store()
+                .session_store()
                 .delete_user_sessions(&user, Scope::AllContexts, sessions.now())
                 .await
                 .unwrap();
@@ -202,7 +202,7 @@ pub async fn held_racing(
     // Nothing of the user lives on under any id (the other session is gone too, except after
     // a plain logout of this one).
     let live = sessions
-        .store()
+        .session_store()
         .list_user_sessions(&user, Scope::AllContexts, sessions.now())
         .await
         .unwrap();
@@ -217,7 +217,7 @@ pub async fn held_racing(
     let web = tower_app_sessions::AppContext::Web;
     assert_eq!(
         sessions
-            .store()
+            .session_store()
             .load(&web, &id, sessions.now())
             .await
             .unwrap(),

@@ -43,7 +43,7 @@ async fn user_id(c: &Connected, user: &UserRef) -> Result<Uuid> {
     if c.sessions.postgres_store().is_none() {
         return Err("looking a user up by email needs DATABASE_URL; give the user's UUID".into());
     }
-    match c.sessions.users().find_by_email(email).await {
+    match c.sessions.user_repository().find_by_email(email).await {
         Ok(Some(found)) => Ok(found.id),
         Ok(None) => Err("no user with that email".into()),
         Err(error) => Err(format!("users: {error}")),
