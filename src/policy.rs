@@ -1,6 +1,7 @@
-//! The session policy: timeouts, cookie, limits and migration switches of a layer, and the
-//! arithmetic that applies them to a record. Below both the layer and the [`Session`]
-//! handle, so neither depends on the other for it.
+//! The session policy: timeouts, cookie, limits (the per-user [`OverLimit`] too) and
+//! migration switches of a layer, and the arithmetic that applies them to a record. Below
+//! both the layer and the [`Session`] handle, so neither depends on the other for it; it
+//! imports neither.
 //!
 //! [`Session`]: crate::Session
 
@@ -10,8 +11,36 @@ use crate::clock::Clock;
 use crate::cookie::CookieConfig;
 use crate::cross_origin::CrossOriginPolicy;
 use crate::record::{duration_ms as ms, remaining};
-use crate::session::SessionLimit;
 use crate::{AppContext, SessionRecord};
+
+/// What a login does when the user already has the most sessions
+/// [`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)
+/// allows in the layer's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// The new session is made and the least recently used ones (those closest to expiry,
+    /// since every use slides it) end at once. The default.
+    #[default]
+    EvictLeastRecentlyUsed,
+    /// The login is refused ([`SessionError::LimitReached`](crate::SessionError::LimitReached)); the user signs out elsewhere
+    /// first.
+    RefuseLogin,
+}
+
+/// A per-user session limit of a layer: at most `max` sessions in its context (`0`: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SessionLimit {
+    pub(crate) max: usize,
+    pub(crate) over: OverLimit,
+}
+
+impl SessionLimit {
+    /// The limit, if there is one and it is enforced with `over`.
+    pub(crate) fn when(self, over: OverLimit) -> Option<usize> {
+        (self.max > 0 && self.over == over).then_some(self.max)
+    }
+}
 
 /// Session timing, cookie and migration settings, shared by every layer of a
 /// [`Sessions`](crate::Sessions) handle.

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{Change, Session, SessionError};
 use crate::events::{RevokedScope, SessionEventKind};
+use crate::policy::OverLimit;
 use crate::store::{Scope, StoreError};
 use crate::{SessionId, SessionMetadata, SessionRecord};
 
@@ -15,35 +16,6 @@ struct Removed {
     legacy: bool,
     /// Anything at all (nothing: the session had ended already).
     any: bool,
-}
-
-/// What a login does when the user already has the most sessions
-/// [`SessionLayer::max_sessions_per_user`](crate::SessionLayer::max_sessions_per_user)
-/// allows in the layer's context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum OverLimit {
-    /// The new session is made and the least recently used ones (those closest to expiry,
-    /// since every use slides it) end at once. The default.
-    #[default]
-    EvictLeastRecentlyUsed,
-    /// The login is refused ([`SessionError::LimitReached`]); the user signs out elsewhere
-    /// first.
-    RefuseLogin,
-}
-
-/// A per-user session limit of a layer: at most `max` sessions in its context (`0`: none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct SessionLimit {
-    pub(crate) max: usize,
-    pub(crate) over: OverLimit,
-}
-
-impl SessionLimit {
-    /// The limit, if there is one and it is enforced with `over`.
-    fn when(self, over: OverLimit) -> Option<usize> {
-        (self.max > 0 && self.over == over).then_some(self.max)
-    }
 }
 
 impl Session {

@@ -6,8 +6,6 @@ mod lifecycle;
 mod manage;
 
 pub(crate) use held::HeldRecord;
-pub use lifecycle::OverLimit;
-pub(crate) use lifecycle::SessionLimit;
 
 use std::fmt;
 use std::ops::Deref;

@@ -59,6 +59,9 @@
 //!   there, and every layer whether it can hold the layer's context;
 //! - [`KnownDeletions`]: a store that can tell a session deleted on purpose from one it never
 //!   held (Redis, through its per-user index); a [`TieredStore`] asks it before refilling.
+//! - [`StoreStats`](crate::stats::StoreStats): figures (sessions held, per context) for
+//!   [`Sessions::stats`](crate::Sessions::stats) (every store of this crate; decorators sum
+//!   or forward theirs).
 //!
 //! # Why `dyn`
 //!
