@@ -208,7 +208,7 @@ mod tests {
         let long = format!("sessionId={}", "a".repeat(8192));
         type Headers<'a> = Vec<(&'a str, Vec<u8>)>;
         type Case<'a> = (&'a str, Headers<'a>, Option<(&'a str, CredentialSource)>);
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             ("no header", vec![], None),
             (
                 "plain cookie",

@@ -29,14 +29,14 @@ fn rec_expiry_plus(record: &SessionRecord, ms: i64) -> i64 {
 
 /// Every rule of the store contract; each call uses fresh ids and users, so it can run
 /// concurrently with other tests on the same backend.
-pub async fn store_contract(store: &dyn SessionStore) {
+pub(crate) async fn store_contract(store: &dyn SessionStore) {
     let bot = AppContext::custom("telegram-bot").unwrap();
     store_contract_with(store, Uuid::new_v4(), Uuid::new_v4(), bot).await;
 }
 
 /// The contract with given users (for backends whose sessions reference a `users` table) and
 /// a third context (`AppContext::Admin` again for backends that only know web and admin).
-pub async fn store_contract_with(
+pub(crate) async fn store_contract_with(
     store: &dyn SessionStore,
     user: Uuid,
     other: Uuid,
@@ -548,7 +548,7 @@ async fn stored(store: &dyn SessionStore, id: &SessionId, t: i64) -> SessionData
 /// The fast path's half of the contract: a store in process (or a decorator around one)
 /// answers a load, found or not, without a future to await, so the layer serves the request
 /// in `call`. A miss is one lookup: the answer to a forged id is ready too.
-pub async fn loads_are_ready(store: &dyn SessionStore) {
+pub(crate) async fn loads_are_ready(store: &dyn SessionStore) {
     let (web, t) = (AppContext::Web, now_ms());
     let id = SessionId::generate().unwrap();
     let rec = record(Uuid::new_v4(), t, Duration::from_secs(60));

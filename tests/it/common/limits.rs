@@ -19,7 +19,7 @@ async fn status(app: &axum::Router, token: &str) -> u16 {
 /// one closest to expiry: use slides the expiry), and with `OverLimit::RefuseLogin` a login
 /// over the limit is refused (`409`) and writes nothing. `user` and `other` are two users the
 /// store's backend knows.
-pub async fn per_user_limit(sessions: Sessions, user: Uuid, other: Uuid) {
+pub(crate) async fn per_user_limit(sessions: Sessions, user: Uuid, other: Uuid) {
     let clock = ManualClock::starting_now();
     let sessions = sessions.clock(clock.clone());
     let app = routes().layer(
