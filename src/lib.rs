@@ -89,17 +89,23 @@ pub mod cross_origin;
 pub mod data;
 pub mod events;
 mod id;
-pub mod layer;
+// The session layer, private so that each of its items has one path: `SessionLayer` and
+// `SessionService` at the root, the rest in the public `layer` module below.
 #[cfg(feature = "throttle")]
 pub mod login;
 pub mod manage;
 mod operators;
 mod policy;
-pub mod record;
+#[path = "layer/mod.rs"]
+mod session_layer;
+// Private so that `SessionRecord` and `SessionMetadata` have one path (the root); the rest
+// is in the public `record` module below, and crate code keeps its `crate::record::` paths.
 mod redact;
 mod rejection;
 pub mod require;
 mod session;
+#[path = "record.rs"]
+mod session_record;
 mod sessions;
 pub mod stats;
 pub mod store;
@@ -117,9 +123,25 @@ pub mod axum;
 pub use context::{AppContext, CustomContext, InvalidContext};
 pub use credential::CredentialSource;
 pub use id::{HandleError, RandomError, SessionHandle, SessionId};
-pub use layer::{SessionLayer, SessionService};
+pub use session_layer::{SessionLayer, SessionService};
+
+/// What names the [`SessionLayer`]'s types: its build states ([`Ready`](layer::Ready),
+/// [`NeedsUsers`](layer::NeedsUsers)) and its [`ResponseFuture`](layer::ResponseFuture). The
+/// layer and its service are at the crate root.
+pub mod layer {
+    pub use crate::session_layer::{LayerState, NeedsUsers, Ready, ResponseFuture};
+}
 pub use policy::OverLimit;
-pub use record::{SessionMetadata, SessionRecord};
+pub use session_record::{SessionMetadata, SessionRecord};
+
+/// What a [`SessionRecord`] and its [`SessionMetadata`] are made of (the wire format is
+/// described on [`SessionRecord`]).
+pub mod record {
+    pub(crate) use crate::session_record::{duration_ms, remaining};
+    pub use crate::session_record::{
+        now_ms, ClientIp, RecordError, MAX_IP_BYTES, MAX_USER_AGENT_BYTES,
+    };
+}
 pub use rejection::Rejection;
 pub use session::{CurrentUser, Session, SessionError, SessionStatus};
 pub use sessions::Sessions;
