@@ -6,7 +6,7 @@
 //!   write of one key leaves every other key as it was);
 //! - [`DataPatch`]: the keys one request set or removed, what a store applies atomically with
 //!   [`SessionStore::update_data`](crate::SessionStore::update_data);
-//! - the rules for keys ([`check_key`]) and the limits ([`DataLimits`]: 16 KiB of compact
+//! - the rules for keys (checked on every insert) and the limits ([`DataLimits`]: 16 KiB of compact
 //!   JSON and 256 keys by default), which every store enforces where the data is stored,
 //!   atomically with each change: no interleaving of requests stores more (see
 //!   [the measure](size#the-measure) and [the rule](size#the-rule)).

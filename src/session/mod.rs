@@ -108,7 +108,7 @@ pub enum SessionError {
     #[error("the session ended while the request ran")]
     Ended,
     /// The user already has the most sessions the layer allows in this context and the
-    /// layer refuses new logins then ([`OverLimit::RefuseLogin`]); nothing was written
+    /// layer refuses new logins then ([`OverLimit::RefuseLogin`](crate::OverLimit::RefuseLogin)); nothing was written
     /// (`409` in axum handlers).
     #[error("the user has too many sessions")]
     LimitReached,
