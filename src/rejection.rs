@@ -56,7 +56,8 @@ impl Rejection {
         }
     }
 
-    /// An answer that tells the client when to come back.
+    /// An answer that tells the client when to come back (the login throttle's).
+    #[cfg_attr(not(feature = "throttle"), allow(dead_code))]
     pub(crate) const fn retry_after(
         status: StatusCode,
         body: &'static str,

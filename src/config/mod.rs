@@ -33,8 +33,11 @@
 
 #[cfg(feature = "memory")]
 mod connect;
+// Read only to be connected, which needs the in-memory store at least.
+#[cfg(feature = "memory")]
 mod plan;
 
+#[cfg(feature = "memory")]
 pub(crate) use plan::{Backends, Plan};
 
 use crate::AppContext;
