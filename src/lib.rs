@@ -113,7 +113,11 @@ mod sync;
 pub mod telemetry;
 #[cfg(feature = "throttle")]
 pub mod throttle;
-pub mod users;
+// Private so that `User`, `Role`, `UserResolver`, `UserRepository` and `MemoryUsers` have
+// one path (the root); the rest is in the public `users` module below, and crate code keeps
+// its `crate::users::` paths.
+#[path = "users/mod.rs"]
+mod user_types;
 #[cfg(feature = "postgres")]
 pub mod webdb;
 
@@ -146,9 +150,21 @@ pub use rejection::Rejection;
 pub use session::{CurrentUser, Session, SessionError, SessionStatus};
 pub use sessions::Sessions;
 pub use store::{Scope, SessionStore, StoreError, StoreFuture};
-pub use users::{Role, User, UserRepository, UserResolver};
+pub use user_types::{Role, User, UserRepository, UserResolver};
+
+/// Users beyond the root's [`User`], [`Role`], [`UserResolver`] and [`UserRepository`]: the
+/// email rules, the errors, permission grants and, with feature `postgres`, [`PgUsers`](users::PgUsers).
+pub mod users {
+    #[cfg(feature = "postgres")]
+    pub use crate::user_types::PgUsers;
+    #[allow(unused_imports)] // which of the crate-private items are used depends on features
+    pub(crate) use crate::user_types::*;
+    pub use crate::user_types::{
+        canonical_email, EmailError, PermissionGrant, UnknownRole, UserError, MAX_EMAIL_BYTES,
+    };
+}
 
 #[cfg(feature = "memory")]
 pub use store::MemoryStore;
 #[cfg(feature = "memory")]
-pub use users::MemoryUsers;
+pub use user_types::MemoryUsers;
