@@ -311,13 +311,13 @@ fn noauth(n: usize) -> Result<Served, BoxError> {
 /// A fresh session of a fresh user, saved in the scenario's store.
 async fn session(sessions: &Sessions) -> Result<(SessionId, Arc<User>), BoxError> {
     let user = sessions
-        .users()
+        .user_repository()
         .create(User::new(EMAIL, Role::User))
         .await?;
     let id = SessionId::generate()?;
     let record = SessionRecord::new(user.id, SessionMetadata::new(), now_ms(), TTL);
     sessions
-        .store()
+        .session_store()
         .save(&AppContext::Web, &id, &record, now_ms())
         .await?;
     Ok((id, user))
@@ -354,13 +354,13 @@ async fn ours(backend: Backend, cached: bool, n: usize) -> Result<Served, BoxErr
         (
             vec![token],
             None,
-            Cleanup::Ours(Arc::clone(sessions.store()), id),
+            Cleanup::Ours(Arc::clone(sessions.session_store()), id),
         )
     } else {
         let (seeded, cleanup) = match backing {
             Backing::Memory => (seed::api(&sessions, n).await?, Cleanup::None),
             Backing::Redis => {
-                let users = seed::users_via(sessions.users().as_ref(), n).await?;
+                let users = seed::users_via(sessions.user_repository().as_ref(), n).await?;
                 let seeded = seed::Seeded::new(seed::ids(n)?, users);
                 let conn = raw_connection().await?;
                 seed::redis(conn.clone(), &seeded).await?;
@@ -447,7 +447,7 @@ mod cache {
         let bus = InvalidationBus::redis(&redis_url()).await?;
         bus.follow(&notifications);
         let users = PgUsers::new(pool.clone());
-        let durable = PgSessionStore::new(pool.clone()).with_users(&users);
+        let durable = PgSessionStore::new(pool.clone()).users(&users);
         let store = TieredStore::new(redis, Arc::new(durable))
             .revalidate_after(Duration::from_secs(5))
             .notifications(&notifications, TRUST);
@@ -498,7 +498,7 @@ async fn notified() -> Result<Backend, BoxError> {
     let notifications = Notifications::listen(&pool).await?;
     let redis = RedisStore::connect(RedisConfig::new(redis_url())).await?;
     let users = PgUsers::new(pool.clone());
-    let durable = PgSessionStore::new(pool.clone()).with_users(&users);
+    let durable = PgSessionStore::new(pool.clone()).users(&users);
     let store = TieredStore::new(Arc::new(redis), Arc::new(durable))
         .revalidate_after(Duration::from_secs(5))
         .notifications(&notifications, Duration::from_secs(300));
@@ -516,7 +516,7 @@ async fn tiered() -> Result<Backend, BoxError> {
     let redis = RedisStore::connect(RedisConfig::new(redis_url())).await?;
     let users = PgUsers::new(pool.clone());
     // Paired, as `from_env` pairs them: a revalidation brings the user in the same query.
-    let durable = PgSessionStore::new(pool.clone()).with_users(&users);
+    let durable = PgSessionStore::new(pool.clone()).users(&users);
     let store = TieredStore::new(Arc::new(redis), Arc::new(durable))
         .revalidate_after(Duration::from_secs(5));
     Ok(Backend {
@@ -636,12 +636,15 @@ mod seed {
 
     /// Users and sessions through the scenario's own API (memory stores).
     pub(super) async fn api(sessions: &Sessions, n: usize) -> Result<Seeded, BoxError> {
-        let seeded = Seeded::new(ids(n)?, users_via(sessions.users().as_ref(), n).await?);
+        let seeded = Seeded::new(
+            ids(n)?,
+            users_via(sessions.user_repository().as_ref(), n).await?,
+        );
         let now = now_ms();
         for (i, id) in seeded.ids.iter().enumerate() {
             let record = SessionRecord::new(seeded.user_of(i).id, SessionMetadata::new(), now, TTL);
             sessions
-                .store()
+                .session_store()
                 .save(&AppContext::Web, id, &record, now)
                 .await?;
         }
@@ -767,7 +770,7 @@ async fn redis_raw(n: usize) -> Result<Served, BoxError> {
         let (id, user) = session(&sessions).await?;
         let directory: Directory = Arc::new(HashMap::from([(user.id, user)]));
         let token = id.as_str().to_owned();
-        let cleanup = Cleanup::Ours(Arc::clone(sessions.store()), id);
+        let cleanup = Cleanup::Ours(Arc::clone(sessions.session_store()), id);
         (directory, vec![token], None, cleanup)
     } else {
         let seeded = seed::Seeded::new(

@@ -162,11 +162,11 @@ mod redis_pairs {
     use super::*;
     use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
 
-    pub fn url() -> String {
+    pub(crate) fn url() -> String {
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
     }
 
-    pub async fn connection() -> Option<redis::aio::ConnectionManager> {
+    pub(crate) async fn connection() -> Option<redis::aio::ConnectionManager> {
         let client = redis::Client::open(url()).ok()?;
         tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager())
             .await
@@ -175,7 +175,7 @@ mod redis_pairs {
     }
 
     /// The session by hand: cookie, `GET session:web:<id>`, `serde_json`, expiry.
-    pub async fn raw_record(
+    pub(crate) async fn raw_record(
         conn: &mut redis::aio::ConnectionManager,
         req: &Request<Body>,
     ) -> Option<SessionRecord> {
@@ -191,7 +191,7 @@ mod redis_pairs {
             .filter(|r| r.expires_at > now_ms())
     }
 
-    pub fn redis(c: &mut Criterion) {
+    pub(crate) fn redis(c: &mut Criterion) {
         let rt = runtime();
         let Some(conn) = rt.block_on(connection()) else {
             eprintln!("redis pairs skipped: REDIS_URL does not answer");
@@ -315,7 +315,7 @@ mod tiered_pairs {
         Some(pool)
     }
 
-    pub fn tiered(c: &mut Criterion) {
+    pub(crate) fn tiered(c: &mut Criterion) {
         let rt = runtime();
         let (Some(conn), Some(pool)) = (
             rt.block_on(redis_pairs::connection()),

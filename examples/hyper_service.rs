@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower::{service_fn, Layer};
-use tower_app_sessions::require::rejection;
+use tower_app_sessions::Rejection;
 use tower_app_sessions::{
     AppContext, CurrentUser, Role, Session, SessionMetadata, SessionStatus, Sessions, User,
 };
@@ -35,7 +35,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), BoxError> {
     let sessions = Sessions::memory();
     let demo = sessions
-        .users()
+        .user_repository()
         .create(User::new("demo@example.com", Role::User).verified())
         .await?;
     let layer = sessions.layer(AppContext::Web);
@@ -73,7 +73,7 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     // The layer puts a `Session` in every request it sees.
     let Some(session) = req.extensions().get::<Session>().cloned() else {
-        return Ok(rejection(SessionStatus::Anonymous));
+        return Ok(Rejection::without_user(SessionStatus::Anonymous).response());
     };
     let response = match (req.method(), req.uri().path()) {
         (&Method::POST, "/login") => {
@@ -81,7 +81,7 @@ async fn handle(
             match session.login(demo.id, metadata).await {
                 // The layer adds the Set-Cookie; API clients use the token.
                 Ok(id) => json(StatusCode::OK, format!(r#"{{"token":"{}"}}"#, id.as_str())),
-                Err(_) => rejection(SessionStatus::Unavailable),
+                Err(_) => Rejection::without_user(SessionStatus::Unavailable).response(),
             }
         }
         (&Method::GET, "/me") => match req.extensions().get::<CurrentUser<User>>() {
@@ -90,14 +90,14 @@ async fn handle(
                 json(StatusCode::OK, body.to_string())
             }
             // 401 without a valid session, 503 when the store failed.
-            None => rejection(session.status()),
+            None => Rejection::without_user(session.status()).response(),
         },
         (&Method::POST, "/logout") => match session.status() {
             SessionStatus::Authenticated => match session.logout().await {
                 Ok(()) => empty(StatusCode::NO_CONTENT),
-                Err(_) => rejection(SessionStatus::Unavailable),
+                Err(_) => Rejection::without_user(SessionStatus::Unavailable).response(),
             },
-            status => rejection(status),
+            status => Rejection::without_user(status).response(),
         },
         _ => empty(StatusCode::NOT_FOUND),
     };

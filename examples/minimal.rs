@@ -32,11 +32,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ("ada@example.com", "ada-password", Role::Admin),
         ("bob@example.com", "bob-password", Role::User),
     ] {
-        let user = User::new(email, role).with_password_hash(argon2.hash(password)?);
-        sessions.users().create(user).await?; // demo users; yours are in your database
+        let user = User::new(email, role).hashed_password(argon2.hash(password)?);
+        sessions.user_repository().create(user).await?; // demo users; yours are in your database
     }
     // Throttled per address, account and known device; LOGIN_LIMIT_*, SESSION_DEVICE_KEY.
-    let login = PasswordLogin::from_env(Arc::clone(sessions.users()), argon2)?;
+    let login = PasswordLogin::from_env(Arc::clone(sessions.user_repository()), argon2)?;
     let web = App {
         sessions: sessions.clone(),
         login: login.clone(),

@@ -1,7 +1,7 @@
 //! axum extractors (feature `axum`).
 //!
 //! - [`CurrentUser<U>`](crate::CurrentUser): `401` when there is no user, `503` when a backend
-//!   failed (never `500`);
+//!   failed (never `500`), as a [`Rejection`];
 //! - `Option<CurrentUser<U>>`: the user if there is one, never rejects;
 //! - [`Session`]: the handle, present on every request through the layer;
 //! - `WebSession` (feature `postgres`): the session's rows in the web app's database, see
@@ -31,39 +31,18 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::require::{rejection, status_of};
-use crate::{CurrentUser, Session, SessionError, SessionStatus};
-
-/// Why a handler that needs a user did not run: `401` or `503`, with the same JSON bodies as
-/// [`RequireUserLayer`](crate::require::RequireUserLayer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthRejection(SessionStatus);
-
-impl AuthRejection {
-    /// The HTTP status this rejection answers with.
-    pub fn status(&self) -> StatusCode {
-        match self.0 {
-            SessionStatus::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-impl IntoResponse for AuthRejection {
-    fn into_response(self) -> Response {
-        rejection(self.0)
-    }
-}
+use crate::require::status_of;
+use crate::{CurrentUser, Rejection, Session, SessionError};
 
 impl<S: Send + Sync, U: Send + Sync + 'static> FromRequestParts<S> for CurrentUser<U> {
-    type Rejection = AuthRejection;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
             .get::<CurrentUser<U>>()
             .cloned()
-            .ok_or_else(|| AuthRejection(status_of(&parts.extensions)))
+            .ok_or_else(|| Rejection::without_user(status_of(&parts.extensions)))
     }
 }
 
@@ -85,10 +64,11 @@ where
     S: Send + Sync,
     crate::webdb::WebDatabase: axum_core::extract::FromRef<S>,
 {
-    type Rejection = AuthRejection;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        web_session(parts, state).ok_or_else(|| AuthRejection(status_of(&parts.extensions)))
+        web_session(parts, state)
+            .ok_or_else(|| Rejection::without_user(status_of(&parts.extensions)))
     }
 }
 
@@ -149,22 +129,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 /// A session that ended while the request ran is `401`, like any request without a session;
 /// refused session data is `401` (no session), `413` (past a limit of bytes or keys, when
 /// the handler made the change or when the store refused it) or `422` (a bad key or value,
-/// or a change after a refused one); any other failed login, logout or rotation is a backend failure: `503`, never
-/// `500`.
+/// or a change after a refused one); any other failed login, logout or rotation is a backend
+/// failure: `503`, never `500`. See [`Rejection`]'s `From<&SessionError>`.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        crate::require::failed(&self)
+        Rejection::from(&self).response()
     }
 }
 
 impl IntoResponse for crate::require::Forbidden {
     fn into_response(self) -> Response {
-        crate::require::forbidden()
+        Rejection::from(self).response()
     }
 }
 
 impl IntoResponse for crate::require::ReauthenticationRequired {
     fn into_response(self) -> Response {
-        crate::require::reauthentication_required()
+        Rejection::from(self).response()
     }
 }

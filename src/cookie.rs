@@ -22,8 +22,11 @@ pub const DEFAULT_COOKIE_NAME: &str = "sessionId";
 ///
 /// ```
 /// use tower_app_sessions::cookie::{CookieConfig, SameSite};
+/// use tower_app_sessions::{AppContext, SessionLayer};
+///
+/// // `Domain` is dropped: a `__Host-` cookie cannot have one.
 /// let cookie = CookieConfig::default().name("__Host-admin_sid").same_site(SameSite::Strict).domain("example.com");
-/// assert_eq!(cookie.get_name(), "__Host-admin_sid");
+/// let layer = SessionLayer::for_context(AppContext::Admin).cookie(cookie);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
@@ -111,7 +114,7 @@ impl CookieConfig {
     }
 
     /// The cookie name.
-    pub fn get_name(&self) -> &str {
+    pub(crate) fn current_name(&self) -> &str {
         &self.name
     }
 

@@ -258,13 +258,7 @@ fn is_loopback(authority: &[u8]) -> bool {
 
 /// The `403` of a refused cross-origin request.
 pub(crate) fn refusal<B: From<&'static str>>() -> Response<B> {
-    let mut response = Response::new(B::from(CROSS_ORIGIN_BODY));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    crate::Rejection::new(StatusCode::FORBIDDEN, CROSS_ORIGIN_BODY).response()
 }
 
 #[cfg(test)]

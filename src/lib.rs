@@ -14,7 +14,7 @@
 //! use tower_app_sessions::{AppContext, CurrentUser, Role, Session, SessionMetadata, Sessions, User};
 //!
 //! let sessions = Sessions::from_env().await?; // in memory unless SESSION_ENV says otherwise
-//! let ada = sessions.users().create(User::new("ada@example.com", Role::Admin)).await.unwrap();
+//! let ada = sessions.user_repository().create(User::new("ada@example.com", Role::Admin)).await.unwrap();
 //!
 //! let admin = Router::new()
 //!     .route("/login", post(move |session: Session| async move {
@@ -38,6 +38,20 @@
 //! - a backend that fails: the request is never authenticated; required routes answer `503`;
 //!   nothing panics and the layer never produces a `500`.
 //!
+//! # Naming
+//! - middleware: a `…Layer` builds a service named like it without `Layer`
+//!   ([`require::RequireUserLayer`] → [`require::RequireUser`], as tower-http's
+//!   `TimeoutLayer` → `Timeout`); the session layer's service is [`SessionService`] because
+//!   [`Session`] is the request's handle. Each middleware module has its own
+//!   `ResponseFuture` ([`layer::ResponseFuture`], [`require::ResponseFuture`]).
+//! - settings: a method named by the bare noun that takes `self` and returns `Self`, as
+//!   tower-http's builders (`SessionLayer::users`, `CookieConfig::name`,
+//!   `PgSessionStore::users`, `User::hashed_password`, `Sessions::clock`); `with_` only
+//!   starts a constructor (`MemoryStore::with_capacity`);
+//! - getters: take `&self`, no `get_` prefix (tower's `get_ref`/`get_mut` on services
+//!   aside), and never share a name with a setter anywhere in the crate
+//!   ([`Sessions::session_store`], [`Sessions::user_repository`]).
+//!
 //! # Features
 //! - `memory` (default): [`MemoryStore`] and [`MemoryUsers`];
 //! - `axum` (default): extractors in [`mod@axum`];
@@ -57,8 +71,9 @@
 //!   tower-app-sessions --features cli`, then `tower-app-sessions --help`); it turns on
 //!   `redis` and `postgres`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The workspace's lints are in Cargo.toml; these are the library's alone.
 #![forbid(unsafe_code)]
-#![deny(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 #[macro_use]
@@ -73,22 +88,29 @@ pub mod clock;
 pub mod config;
 mod context;
 pub mod cookie;
+mod credential;
 pub mod cross_origin;
 pub mod data;
 pub mod events;
-pub mod extract;
 pub mod feed;
 mod id;
-pub mod layer;
+// The session layer, private so that each of its items has one path: `SessionLayer` and
+// `SessionService` at the root, the rest in the public `layer` module below.
 #[cfg(feature = "throttle")]
 pub mod login;
 pub mod manage;
 mod operators;
 mod policy;
-pub mod record;
+#[path = "layer/mod.rs"]
+mod session_layer;
+// Private so that `SessionRecord` and `SessionMetadata` have one path (the root); the rest
+// is in the public `record` module below, and crate code keeps its `crate::record::` paths.
 mod redact;
+mod rejection;
 pub mod require;
 mod session;
+#[path = "record.rs"]
+mod session_record;
 mod sessions;
 pub mod stats;
 pub mod store;
@@ -98,7 +120,11 @@ pub mod telemetry;
 pub mod testing;
 #[cfg(feature = "throttle")]
 pub mod throttle;
-pub mod users;
+// Private so that `User`, `Role`, `UserResolver`, `UserRepository` and `MemoryUsers` have
+// one path (the root); the rest is in the public `users` module below, and crate code keeps
+// its `crate::users::` paths.
+#[path = "users/mod.rs"]
+mod user_types;
 #[cfg(feature = "postgres")]
 pub mod webdb;
 
@@ -106,15 +132,46 @@ pub mod webdb;
 pub mod axum;
 
 pub use context::{AppContext, CustomContext, InvalidContext};
+pub use credential::CredentialSource;
 pub use id::{HandleError, RandomError, SessionHandle, SessionId};
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
-pub use record::{SessionMetadata, SessionRecord};
-pub use session::{CurrentUser, OverLimit, Session, SessionError, SessionStatus};
+pub use session_layer::{SessionLayer, SessionService};
+
+/// What names the [`SessionLayer`]'s types: its build states ([`Ready`](layer::Ready),
+/// [`NeedsUsers`](layer::NeedsUsers)) and its [`ResponseFuture`](layer::ResponseFuture). The
+/// layer and its service are at the crate root.
+pub mod layer {
+    pub use crate::session_layer::{LayerState, NeedsUsers, Ready, ResponseFuture};
+}
+pub use policy::OverLimit;
+pub use session_record::{SessionMetadata, SessionRecord};
+
+/// What a [`SessionRecord`] and its [`SessionMetadata`] are made of (the wire format is
+/// described on [`SessionRecord`]).
+pub mod record {
+    pub(crate) use crate::session_record::{duration_ms, remaining};
+    pub use crate::session_record::{
+        now_ms, ClientIp, RecordError, MAX_IP_BYTES, MAX_USER_AGENT_BYTES,
+    };
+}
+pub use rejection::Rejection;
+pub use session::{CurrentUser, Session, SessionError, SessionStatus};
 pub use sessions::Sessions;
 pub use store::{Scope, SessionStore, StoreError, StoreFuture};
-pub use users::{Role, User, UserRepository, UserResolver};
+pub use user_types::{Role, User, UserRepository, UserResolver};
+
+/// Users beyond the root's [`User`], [`Role`], [`UserResolver`] and [`UserRepository`]: the
+/// email rules, the errors, permission grants and, with feature `postgres`, [`PgUsers`](users::PgUsers).
+pub mod users {
+    #[cfg(feature = "postgres")]
+    pub use crate::user_types::PgUsers;
+    #[allow(unused_imports)] // which of the crate-private items are used depends on features
+    pub(crate) use crate::user_types::*;
+    pub use crate::user_types::{
+        canonical_email, EmailError, PermissionGrant, UnknownRole, UserError, MAX_EMAIL_BYTES,
+    };
+}
 
 #[cfg(feature = "memory")]
 pub use store::MemoryStore;
 #[cfg(feature = "memory")]
-pub use users::MemoryUsers;
+pub use user_types::MemoryUsers;

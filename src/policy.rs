@@ -1,6 +1,7 @@
-//! The session policy: timeouts, cookie, limits and migration switches of a layer, and the
-//! arithmetic that applies them to a record. Below both the layer and the [`Session`]
-//! handle, so neither depends on the other for it.
+//! The session policy: timeouts, cookie, limits (the per-user [`OverLimit`] too) and
+//! migration switches of a layer, and the arithmetic that applies them to a record. Below
+//! both the layer and the [`Session`] handle, so neither depends on the other for it; it
+//! imports neither.
 //!
 //! [`Session`]: crate::Session
 

@@ -1,21 +1,4 @@
 //! [`SessionRecord`] and its JSON wire format.
-//!
-//! This module is the single source of truth for the JSON the TypeScript apps read and write
-//! (the TypeScript apps' `SessionData`, stored by `RedisSessionAdapter.set` with `JSON.stringify`):
-//!
-//! ```json
-//! {"user_id":"<uuid>","created_at":<ms>,"expires_at":<ms>,"ip":"…","user_agent":"…"}
-//! ```
-//!
-//! The writer emits exactly these names in this order and, like `JSON.stringify` with an
-//! `undefined` field, leaves out `ip` / `user_agent` when they are unknown. The reader ignores
-//! unknown fields, takes `null` or a missing `ip` / `user_agent` as unknown, and accepts
-//! timestamps written as floats (JavaScript numbers).
-//!
-//! A session with [data](crate::data) has one more field, last: `"data":{…}`. It is left out
-//! when there is no data, so a record without data is byte for byte what the TypeScript apps
-//! write, and their reader (`JSON.parse`, then `user_id` and `expires_at`) ignores it. A
-//! `data` that is not an object reads as no data.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +8,23 @@ use uuid::Uuid;
 use crate::data::SessionData;
 
 /// One server-side session as stored in every backend.
+///
+/// Its JSON is the single source of truth for the JSON the TypeScript apps read and write
+/// (the TypeScript apps' `SessionData`, stored by `RedisSessionAdapter.set` with `JSON.stringify`):
+///
+/// ```json
+/// {"user_id":"<uuid>","created_at":<ms>,"expires_at":<ms>,"ip":"…","user_agent":"…"}
+/// ```
+///
+/// The writer emits exactly these names in this order and, like `JSON.stringify` with an
+/// `undefined` field, leaves out `ip` / `user_agent` when they are unknown. The reader ignores
+/// unknown fields, takes `null` or a missing `ip` / `user_agent` as unknown, and accepts
+/// timestamps written as floats (JavaScript numbers).
+///
+/// A session with [data](crate::data) has one more field, last: `"data":{…}`. It is left out
+/// when there is no data, so a record without data is byte for byte what the TypeScript apps
+/// write, and their reader (`JSON.parse`, then `user_id` and `expires_at`) ignores it. A
+/// `data` that is not an object reads as no data.
 ///
 /// ```
 /// use tower_app_sessions::SessionRecord;

@@ -220,7 +220,7 @@ impl Sessions {
     }
 
     /// Attaches the web app's own database (`DATABASE_WEB_URL`): [`migrate`](Self::migrate)
-    /// creates its tables, and [`get_web_database`](Self::get_web_database) hands it to the
+    /// creates its tables, and [`attached_web_database`](Self::attached_web_database) hands it to the
     /// web app's routes.
     #[cfg(feature = "postgres")]
     #[must_use]
@@ -233,7 +233,7 @@ impl Sessions {
     /// routes (`.with_state(db.clone())`) and take [`WebSession`](crate::webdb::WebSession)
     /// in handlers (see [`webdb`](crate::webdb)).
     #[cfg(feature = "postgres")]
-    pub fn get_web_database(&self) -> Option<&crate::webdb::WebDatabase> {
+    pub fn attached_web_database(&self) -> Option<&crate::webdb::WebDatabase> {
         self.databases.web.as_ref()
     }
 
@@ -248,8 +248,8 @@ impl Sessions {
 
     /// Gives every layer built from here on an in-process session cache (see
     /// [`cache`](crate::cache)): at most `max_entries` sessions per layer, each for at most
-    /// `ttl` (use `SESSION_REVALIDATE_SECS`). Deletions through [`store`](Self::store) and
-    /// user changes through [`users`](Self::users) are published on `bus`, so they reach
+    /// `ttl` (use `SESSION_REVALIDATE_SECS`). Deletions through [`session_store`](Self::session_store) and
+    /// user changes through [`user_repository`](Self::user_repository) are published on `bus`, so they reach
     /// every cache of every process on the bus before they return.
     #[cfg(feature = "cache")]
     #[must_use]
@@ -273,8 +273,8 @@ impl Sessions {
         self
     }
 
-    /// Publishes deletions through [`store`](Self::store) and user changes through
-    /// [`users`](Self::users) on `bus`, without caching anything here: for a process that
+    /// Publishes deletions through [`session_store`](Self::session_store) and user changes through
+    /// [`user_repository`](Self::user_repository) on `bus`, without caching anything here: for a process that
     /// ends sessions or changes users for the apps but serves no requests itself (an admin
     /// job, the operator CLI), so that the apps' caches on `bus` drop what it ended before
     /// the call returns. [`cache`](Self::cache) does this too, and caches.
@@ -292,7 +292,7 @@ impl Sessions {
 
     /// Gives every layer built from here on the one user cache of this handle (see
     /// [`SessionLayer::user_cache`]): at most `max_entries` users (all contexts together),
-    /// each for at most `ttl`. User changes through [`users`](Self::users) are published on
+    /// each for at most `ttl`. User changes through [`user_repository`](Self::user_repository) are published on
     /// the bus of [`cache`](Self::cache) when there is one; give both the same bus.
     #[cfg(feature = "cache")]
     #[must_use]
@@ -480,7 +480,7 @@ impl Sessions {
     }
 
     /// The clock the layers read (for store calls made outside a request, such as
-    /// `sessions.store().list_user_sessions(&user, scope, sessions.now())`).
+    /// `sessions.session_store().list_user_sessions(&user, scope, sessions.now())`).
     pub fn now(&self) -> i64 {
         self.settings.clock.now_ms()
     }
@@ -551,12 +551,12 @@ impl Sessions {
     }
 
     /// The shared session store (for revoke-all, listing, maintenance).
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
+    pub fn session_store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }
 
     /// The shared user repository (login, registration).
-    pub fn users(&self) -> &Arc<dyn UserRepository> {
+    pub fn user_repository(&self) -> &Arc<dyn UserRepository> {
         &self.users
     }
 

@@ -12,7 +12,7 @@
 //! let sessions = Sessions::memory();
 //! let record = SessionRecord::new(uuid::Uuid::new_v4(), SessionMetadata::new(), sessions.now(), Duration::from_secs(60));
 //! let id = SessionId::generate().unwrap();
-//! sessions.store().save(&AppContext::Admin, &id, &record, sessions.now()).await.unwrap();
+//! sessions.session_store().save(&AppContext::Admin, &id, &record, sessions.now()).await.unwrap();
 //!
 //! let stats = sessions.stats().await.unwrap();
 //! assert_eq!(stats.contexts["admin"].memory_sessions, Some(1));

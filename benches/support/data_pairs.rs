@@ -63,7 +63,7 @@ where
         .service(service_fn(handler))
 }
 
-pub fn memory(c: &mut Criterion) {
+pub(crate) fn memory(c: &mut Criterion) {
     let rt = runtime();
     let (users, _, id, record) = fixture();
     let (plain, data) = (MemoryStore::new(), MemoryStore::new());
@@ -88,7 +88,7 @@ pub fn memory(c: &mut Criterion) {
 }
 
 #[cfg(feature = "redis")]
-pub use self::redis::{read as redis_read, write as redis_write};
+pub(crate) use self::redis::{read as redis_read, write as redis_write};
 
 #[cfg(not(feature = "redis"))]
 pub fn redis_read(_: &mut Criterion) {}
@@ -117,7 +117,7 @@ return 1
             .expect("redis store")
     }
 
-    pub fn read(c: &mut Criterion) {
+    pub(crate) fn read(c: &mut Criterion) {
         let rt = runtime();
         if rt.block_on(connection()).is_none() {
             eprintln!("data-redis skipped: REDIS_URL does not answer");
@@ -146,7 +146,7 @@ return 1
         group.finish();
     }
 
-    pub fn write(c: &mut Criterion) {
+    pub(crate) fn write(c: &mut Criterion) {
         let rt = runtime();
         let Some(conn) = rt.block_on(connection()) else {
             eprintln!("data-write skipped: REDIS_URL does not answer");

@@ -77,7 +77,7 @@ fn recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
     metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()
 }
 
-pub fn cached(c: &mut Criterion) {
+pub(crate) fn cached(c: &mut Criterion) {
     let rt = runtime();
     let (users, _, id, record) = fixture();
     let recorder = recorder();
@@ -100,7 +100,7 @@ pub fn cached(c: &mut Criterion) {
 }
 
 #[cfg(feature = "redis")]
-pub fn redis(c: &mut Criterion) {
+pub(crate) fn redis(c: &mut Criterion) {
     use tower_app_sessions::store::redis::{RedisConfig, RedisStore};
     let rt = runtime();
     if rt.block_on(super::redis_pairs::connection()).is_none() {

@@ -14,7 +14,7 @@ use tower_sessions_redis_store::RedisStore as TsRedisStore;
 
 /// tower-sessions' Redis store, usable as a tower-sessions 0.15 store.
 #[derive(Debug, Clone)]
-pub struct Adapted(TsRedisStore<Pool>);
+pub(crate) struct Adapted(TsRedisStore<Pool>);
 
 fn to14(record: &Record) -> core14::session::Record {
     core14::session::Record {
@@ -69,7 +69,7 @@ impl tower_sessions::SessionStore for Adapted {
 }
 
 /// tower-sessions' Redis store on a fred pool of `size` clients at `url`.
-pub async fn connect(
+pub(crate) async fn connect(
     url: &str,
     size: usize,
 ) -> Result<Adapted, Box<dyn std::error::Error + Send + Sync>> {

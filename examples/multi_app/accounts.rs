@@ -38,7 +38,7 @@ impl From<LoginError> for ApiError {
 
 impl App {
     /// A new user (role `user`): every check before the (throttled) password hash.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
@@ -54,7 +54,7 @@ impl App {
 
     /// The user whose email and password these are, or `None` (wrong email or password:
     /// the same answer); `403` for the right password of a role this app does not admit.
-    pub async fn check_password(
+    pub(crate) async fn check_password(
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
@@ -72,7 +72,7 @@ impl App {
     /// Starts a session for `user`: a fresh id every time (the request's own session, if
     /// any, is replaced: fixation), and the device cookie renewed; the user's sessions on
     /// other devices stay.
-    pub async fn sign_in(
+    pub(crate) async fn sign_in(
         &self,
         session: &Session,
         user: &User,
@@ -92,7 +92,7 @@ impl App {
 
     /// Whether `password` is the signed-in user's (re-authentication), counted against this
     /// session's own budget: guesses against the account elsewhere never block it.
-    pub async fn reauthenticate(
+    pub(crate) async fn reauthenticate(
         &self,
         session: &Session,
         password: String,

@@ -139,8 +139,8 @@ async fn main() -> Result<(), BoxError> {
     if seed_demo_users {
         for (email, password, role) in DEMO_USERS {
             let hash = hash_password(&argon2, password).await?;
-            let user = User::new(email, role).with_password_hash(hash).verified();
-            match sessions.users().create(user).await {
+            let user = User::new(email, role).hashed_password(hash).verified();
+            match sessions.user_repository().create(user).await {
                 // Already there (a persistent user store): keep it, and its password.
                 Ok(_) | Err(UserError::EmailTaken) => {}
                 Err(error) => return Err(error.into()),
@@ -149,7 +149,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let web = App {
-        users: Arc::clone(sessions.users()),
+        users: Arc::clone(sessions.user_repository()),
         login: login.clone(),
         admin: false,
         sessions: sessions.clone(),
@@ -237,7 +237,7 @@ async fn main() -> Result<(), BoxError> {
 /// device key: `LOGIN_LIMIT_*`, `SESSION_DEVICE_KEY`).
 async fn configure(argon2: &Arc<Argon2Verifier>) -> Result<(Sessions, PasswordLogin), BoxError> {
     let sessions = Sessions::from_env().await?;
-    let (users, argon2) = (Arc::clone(sessions.users()), Arc::clone(argon2));
+    let (users, argon2) = (Arc::clone(sessions.user_repository()), Arc::clone(argon2));
     // Setting up hashes the dummy password (for unknown emails): off the async threads.
     let login =
         tokio::task::spawn_blocking(move || PasswordLogin::from_env(users, argon2)).await??;

@@ -27,21 +27,21 @@ use super::{no_store, ApiError, App, UserView};
 
 /// The permission that lets an admin-panel user end other users' sessions. Role `admin`
 /// holds it without a row; support and operators may list sessions but not end them.
-pub const REVOKE_PERMISSION: &str = "sessions:revoke";
+pub(crate) const REVOKE_PERMISSION: &str = "sessions:revoke";
 
 /// Whether `user` may end other users' sessions.
-pub fn may_revoke(user: &User) -> bool {
+pub(crate) fn may_revoke(user: &User) -> bool {
     user.role == Role::Admin || user.has_permission(REVOKE_PERMISSION)
 }
 
 /// A path segment that should be a handle; `400` when it is not one.
-pub fn parse_handle(raw: &str) -> Result<SessionHandle, ApiError> {
+pub(crate) fn parse_handle(raw: &str) -> Result<SessionHandle, ApiError> {
     SessionHandle::parse(raw)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "not a session handle"))
 }
 
 /// A path segment that should be a user id; `404` when it is not one (no user has it).
-pub fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| not_found())
 }
 
@@ -49,11 +49,14 @@ fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not found")
 }
 
-pub async fn list_mine(_: CurrentUser<User>, session: Session) -> Result<Response, ApiError> {
+pub(crate) async fn list_mine(
+    _: CurrentUser<User>,
+    session: Session,
+) -> Result<Response, ApiError> {
     Ok(no_store(Json(session.list_mine().await?).into_response()))
 }
 
-pub async fn end_mine(
+pub(crate) async fn end_mine(
     _: CurrentUser<User>,
     session: Session,
     Path(handle): Path<String>,
@@ -67,7 +70,7 @@ pub async fn end_mine(
 }
 
 /// "Sign out all other devices": asks for the password again first.
-pub async fn revoke_others(
+pub(crate) async fn revoke_others(
     State(app): State<App>,
     _: CurrentUser<User>,
     session: Session,
@@ -91,7 +94,7 @@ pub async fn revoke_others(
     // API clients need their new token; a browser has it as the HttpOnly cookie, and page
     // scripts must not see it.
     let body = match session.credential_source() {
-        Some(tower_app_sessions::extract::CredentialSource::Bearer) => {
+        Some(tower_app_sessions::CredentialSource::Bearer) => {
             json!({ "ended": done.ended, "token": done.id.as_str() })
         }
         _ => json!({ "ended": done.ended }),
@@ -100,11 +103,11 @@ pub async fn revoke_others(
 }
 
 #[derive(Deserialize)]
-pub struct ByEmail {
+pub(crate) struct ByEmail {
     email: String,
 }
 
-pub async fn find_user(
+pub(crate) async fn find_user(
     State(app): State<App>,
     _: CurrentUser<User>,
     query: Result<Query<ByEmail>, axum::extract::rejection::QueryRejection>,
@@ -118,7 +121,10 @@ pub async fn find_user(
 
 impl App {
     /// The user of `email`; `None` for an address no user can have.
-    pub async fn find_user(&self, email: &str) -> Result<Option<std::sync::Arc<User>>, ApiError> {
+    pub(crate) async fn find_user(
+        &self,
+        email: &str,
+    ) -> Result<Option<std::sync::Arc<User>>, ApiError> {
         let Ok(email) = canonical_email(email) else {
             return Ok(None);
         };
@@ -129,7 +135,7 @@ impl App {
     }
 }
 
-pub async fn user_sessions(
+pub(crate) async fn user_sessions(
     State(app): State<App>,
     _: CurrentUser<User>,
     Path(user_id): Path<String>,
@@ -143,7 +149,7 @@ pub async fn user_sessions(
     Ok(no_store(Json(listed).into_response()))
 }
 
-pub async fn end_user_sessions(
+pub(crate) async fn end_user_sessions(
     State(app): State<App>,
     admin: CurrentUser<User>,
     Path(user_id): Path<String>,
@@ -161,7 +167,7 @@ pub async fn end_user_sessions(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn end_user_session(
+pub(crate) async fn end_user_session(
     State(app): State<App>,
     admin: CurrentUser<User>,
     Path((user_id, handle)): Path<(String, String)>,

@@ -38,7 +38,7 @@ use super::render::{
 use super::{ApiError, App};
 
 #[derive(Deserialize, Default)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     notice: Option<String>,
     /// How many sessions "End all sessions of this user" ended (with its notice).
     ended: Option<String>,
@@ -47,18 +47,18 @@ pub struct PageQuery {
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     email: String,
     password: String,
 }
 
 #[derive(Deserialize)]
-pub struct PasswordForm {
+pub(crate) struct PasswordForm {
     password: String,
 }
 
 #[derive(Deserialize)]
-pub struct PreferencesForm {
+pub(crate) struct PreferencesForm {
     theme: String,
 }
 
@@ -91,7 +91,7 @@ fn stored_theme(session: &Session) -> Result<Option<&'static str>, ApiError> {
 }
 
 /// A JSON value's kind, for a log line (never the value: it is the user's data).
-pub fn value_kind(value: &serde_json::Value) -> &'static str {
+pub(crate) fn value_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "boolean",
@@ -102,7 +102,7 @@ pub fn value_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-pub async fn web_home(
+pub(crate) async fn web_home(
     State(app): State<App>,
     user: Option<CurrentUser<User>>,
     session: Session,
@@ -178,7 +178,7 @@ pub async fn web_home(
     ))
 }
 
-pub async fn web_login(
+pub(crate) async fn web_login(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
@@ -188,7 +188,7 @@ pub async fn web_login(
     form_login(&app, "web", peer, &session, &headers, form).await
 }
 
-pub async fn admin_login(
+pub(crate) async fn admin_login(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
@@ -225,7 +225,7 @@ async fn form_login(
     Ok(Redirect::to(&format!("/{name}/")).into_response())
 }
 
-pub async fn web_register(
+pub(crate) async fn web_register(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
@@ -251,12 +251,12 @@ pub async fn web_register(
 
 /// Signs out and goes back to the app's page. The app is the layer's context: inside a
 /// nested router the request's path no longer starts with the app's prefix.
-pub async fn logout(session: Session) -> Result<Response, ApiError> {
+pub(crate) async fn logout(session: Session) -> Result<Response, ApiError> {
     session.logout().await?;
     Ok(Redirect::to(&format!("/{}/", session.context())).into_response())
 }
 
-pub async fn web_end_session(
+pub(crate) async fn web_end_session(
     _: CurrentUser<User>,
     session: Session,
     Path(handle): Path<String>,
@@ -269,7 +269,7 @@ pub async fn web_end_session(
     ))
 }
 
-pub async fn web_revoke_others(
+pub(crate) async fn web_revoke_others(
     State(app): State<App>,
     _: CurrentUser<User>,
     session: Session,
@@ -282,7 +282,7 @@ pub async fn web_revoke_others(
     Ok(back("web", "others-ended"))
 }
 
-pub async fn web_preferences(
+pub(crate) async fn web_preferences(
     _: CurrentUser<User>,
     session: Session,
     Form(form): Form<PreferencesForm>,
@@ -296,7 +296,7 @@ pub async fn web_preferences(
 
 // ---- admin ---------------------------------------------------------------------------
 
-pub async fn admin_home(
+pub(crate) async fn admin_home(
     State(app): State<App>,
     admin: Option<CurrentUser<User>>,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -402,7 +402,7 @@ fn forbidden_page(user: uuid::Uuid) -> Response {
     (StatusCode::FORBIDDEN, body).into_response()
 }
 
-pub async fn admin_end_session(
+pub(crate) async fn admin_end_session(
     State(app): State<App>,
     admin: CurrentUser<User>,
     Path((user_id, handle)): Path<(String, String)>,
@@ -422,7 +422,7 @@ pub async fn admin_end_session(
     ))
 }
 
-pub async fn admin_end_all(
+pub(crate) async fn admin_end_all(
     State(app): State<App>,
     admin: CurrentUser<User>,
     Path(user_id): Path<String>,

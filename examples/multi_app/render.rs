@@ -37,7 +37,7 @@ const NOTICES: [(&str, &str); 11] = [
 
 /// The notice of a code; "sessions ended" says how many (`ended`, a count the redirect
 /// carries; anything but a number gives the sentence without one).
-pub fn notice_text(code: Option<&str>, ended: Option<&str>) -> Option<String> {
+pub(crate) fn notice_text(code: Option<&str>, ended: Option<&str>) -> Option<String> {
     let code = code?;
     if code == "user-sessions-ended" {
         return Some(match ended.and_then(|n| n.parse::<u64>().ok()) {
@@ -55,12 +55,12 @@ pub fn notice_text(code: Option<&str>, ended: Option<&str>) -> Option<String> {
 
 /// The two apps, for the navigation bar.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Site {
+pub(crate) enum Site {
     Web,
     Admin,
 }
 
-pub fn page(site: Site, title: &str, theme: Option<&str>, body: Markup) -> Response {
+pub(crate) fn page(site: Site, title: &str, theme: Option<&str>, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" data-theme=[theme] {
@@ -84,7 +84,7 @@ pub fn page(site: Site, title: &str, theme: Option<&str>, body: Markup) -> Respo
 }
 
 /// The stylesheet of every page: a static text, cacheable (it holds nothing about anyone).
-pub async fn stylesheet() -> Response {
+pub(crate) async fn stylesheet() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
@@ -105,7 +105,7 @@ const REFUSALS: [&str; 6] = [
     "forbidden",
 ];
 
-pub fn notice(code: Option<&str>, ended: Option<&str>) -> Markup {
+pub(crate) fn notice(code: Option<&str>, ended: Option<&str>) -> Markup {
     let role = if code.is_some_and(|code| REFUSALS.contains(&code)) {
         "alert"
     } else {
@@ -118,7 +118,7 @@ pub fn notice(code: Option<&str>, ended: Option<&str>) -> Markup {
     }
 }
 
-pub fn login_form(action: &str, title: &str) -> Markup {
+pub(crate) fn login_form(action: &str, title: &str) -> Markup {
     html! {
         section {
             form method="post" action=(action) id="login" {
@@ -182,7 +182,7 @@ fn ago(ms: i64, now: i64) -> String {
 }
 
 /// This device first, then the most recently active.
-pub fn in_display_order(mut sessions: Vec<SessionInfo>) -> Vec<SessionInfo> {
+pub(crate) fn in_display_order(mut sessions: Vec<SessionInfo>) -> Vec<SessionInfo> {
     sessions.sort_by(|a, b| {
         b.current
             .cmp(&a.current)
@@ -193,7 +193,7 @@ pub fn in_display_order(mut sessions: Vec<SessionInfo>) -> Vec<SessionInfo> {
 }
 
 /// What a row of the sessions table offers.
-pub enum Actions<'a> {
+pub(crate) enum Actions<'a> {
     /// Only a sentence above the table (a role that can only view): no action column.
     None,
     /// "End this session" with the form action for each row; `sign_out` gives this device's
@@ -205,7 +205,7 @@ pub enum Actions<'a> {
 }
 
 /// The sessions table, or a sentence when there are none (`empty`).
-pub fn sessions_table(
+pub(crate) fn sessions_table(
     sessions: &[SessionInfo],
     now: i64,
     actions: &Actions<'_>,

@@ -10,12 +10,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 /// Microseconds since the soak started, on the monotonic clock.
-pub type Micros = u64;
+pub(crate) type Micros = u64;
 
 /// One line of the history file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// The configuration the bounds come from: always the first line.
     Setup(Setup),
     Request(Request),
@@ -25,7 +25,7 @@ pub enum Event {
 /// What the instances ran with, and the bounds the checker holds them to (from the README's
 /// table "Revocation and caching: what each setting costs and how stale it can be").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Setup {
+pub(crate) struct Setup {
     pub instances: usize,
     /// The users made admins (by SQL), by label: the only ones the admin app may admit.
     pub admins: Vec<String>,
@@ -36,7 +36,7 @@ pub struct Setup {
 
 /// The documented bounds, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// How late an invalidation published on the bus, or a PostgreSQL notification, may
     /// reach another instance (documented: milliseconds; the slack for a shared machine).
     pub delivery_ms: u64,
@@ -80,7 +80,7 @@ impl Default for Bounds {
 /// Which app a request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum App {
+pub(crate) enum App {
     Web,
     Admin,
 }
@@ -88,17 +88,17 @@ pub enum App {
 /// How the credential was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Via {
+pub(crate) enum Via {
     Bearer,
     Cookie,
 }
 
 /// The preferences a read saw (`None`: a key absent), or a patch set (`None`: removed).
-pub type Prefs = BTreeMap<String, Option<String>>;
+pub(crate) type Prefs = BTreeMap<String, Option<String>>;
 
 /// One request and its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Request {
+pub(crate) struct Request {
     pub seq: u64,
     /// `c3` (a user's client), `admin`, `ts` (the TypeScript apps' direct writes).
     pub client: String,
@@ -117,7 +117,7 @@ pub struct Request {
 /// What was asked, and what the answer said that the checker needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
+pub(crate) enum Op {
     /// `POST /web/register`.
     Register { user: String },
     /// `POST /<app>/login`; `new_session` is the label given to the token answered.
@@ -155,7 +155,7 @@ pub enum Op {
 /// What came back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// An HTTP answer; `error` is the body's `"error"` field, if any.
     Status { code: u16, error: Option<String> },
     /// No HTTP answer: refused, reset, or no answer within the client's timeout.
@@ -167,14 +167,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn code(&self) -> Option<u16> {
+    pub(crate) fn code(&self) -> Option<u16> {
         match self {
             Outcome::Status { code, .. } => Some(*code),
             _ => None,
         }
     }
 
-    pub fn error(&self) -> Option<&str> {
+    pub(crate) fn error(&self) -> Option<&str> {
         match self {
             Outcome::Status { error, .. } => error.as_deref(),
             _ => None,
@@ -184,7 +184,7 @@ impl Outcome {
 
 /// A fault, from the moment it was injected to the moment it healed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Fault {
+pub(crate) struct Fault {
     pub seq: u64,
     pub kind: FaultKind,
     /// The instance it hit (listener cuts and instance kills).
@@ -197,7 +197,7 @@ pub struct Fault {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// `SIGKILL` to redis-server (its data is lost), then a new one on the same port.
     RedisKill,
     /// `SIGSTOP` to redis-server, then `SIGCONT`.
@@ -213,7 +213,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [
+    pub(crate) const ALL: [FaultKind; 5] = [
         FaultKind::RedisKill,
         FaultKind::RedisPause,
         FaultKind::PostgresKill,
@@ -221,7 +221,7 @@ impl FaultKind {
         FaultKind::InstanceKill,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FaultKind::RedisKill => "redis-kill",
             FaultKind::RedisPause => "redis-pause",
@@ -234,7 +234,7 @@ impl FaultKind {
 
 /// The history as it is being written: shared by every client task and the nemesis.
 #[derive(Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     started: Instant,
     inner: Arc<Mutex<Recorded>>,
 }
@@ -246,7 +246,7 @@ struct Recorded {
 }
 
 impl Recorder {
-    pub fn new(setup: Setup) -> Self {
+    pub(crate) fn new(setup: Setup) -> Self {
         Self {
             started: Instant::now(),
             inner: Arc::new(Mutex::new(Recorded {
@@ -257,7 +257,7 @@ impl Recorder {
     }
 
     /// Now, on the history's clock.
-    pub fn now(&self) -> Micros {
+    pub(crate) fn now(&self) -> Micros {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
@@ -269,14 +269,14 @@ impl Recorder {
     }
 
     /// Records a request (its `seq` is assigned here).
-    pub fn request(&self, mut request: Request) {
+    pub(crate) fn request(&self, mut request: Request) {
         let mut recorded = self.lock();
         request.seq = recorded.next_seq;
         recorded.next_seq += 1;
         recorded.events.push(Event::Request(request));
     }
 
-    pub fn fault(&self, mut fault: Fault) {
+    pub(crate) fn fault(&self, mut fault: Fault) {
         let mut recorded = self.lock();
         fault.seq = recorded.next_seq;
         recorded.next_seq += 1;
@@ -284,7 +284,7 @@ impl Recorder {
     }
 
     /// Requests and faults recorded so far.
-    pub fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         let recorded = self.lock();
         let faults = recorded
             .events
@@ -294,13 +294,13 @@ impl Recorder {
         (recorded.events.len() - faults - 1, faults)
     }
 
-    pub fn events(&self) -> Vec<Event> {
+    pub(crate) fn events(&self) -> Vec<Event> {
         self.lock().events.clone()
     }
 }
 
 /// Reads a history file (one JSON event per line).
-pub fn read(text: &str) -> anyhow::Result<Vec<Event>> {
+pub(crate) fn read(text: &str) -> anyhow::Result<Vec<Event>> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .enumerate()
@@ -311,7 +311,7 @@ pub fn read(text: &str) -> anyhow::Result<Vec<Event>> {
 }
 
 /// Writes a history as one JSON event per line.
-pub fn write(events: &[Event]) -> String {
+pub(crate) fn write(events: &[Event]) -> String {
     let mut out = String::new();
     for event in events {
         // Serializing our own plain types cannot fail.

@@ -9,7 +9,7 @@
 //!   (the TypeScript apps deleting a Redis key or revoking a row) publish nothing, and are
 //!   seen within that bound;
 //! - every change made through this crate — logout, rotation, revoke-all, a user's update or
-//!   permission change through [`Sessions::users`](crate::Sessions::users) — is published on
+//!   permission change through [`Sessions::user_repository`](crate::Sessions::user_repository) — is published on
 //!   the bus and drops the affected entries in every process before the change returns
 //!   ([`InvalidationBus::redis`]: Redis pub/sub, one round trip);
 //! - when the invalidation channel drops, every cache stops serving (and is emptied) until it

@@ -13,7 +13,7 @@ impl Sessions {
     /// # Errors
     /// [`ConfigError::Unreachable`] naming the variable whose server did not answer, or
     /// [`ConfigError::BackendUnavailable`] when this build lacks the backend's feature.
-    pub async fn from_plan(plan: Plan) -> Result<Self, ConfigError> {
+    pub(crate) async fn from_plan(plan: Plan) -> Result<Self, ConfigError> {
         let mut sessions = match &plan.backends {
             Backends::Memory => Sessions::memory(),
             Backends::Redis { url, max_retries } => {
@@ -227,7 +227,7 @@ async fn postgres(
     let pool = pool(var, url).await?;
     let users = crate::users::PgUsers::new(pool.clone());
     // Paired: a session read from PostgreSQL brings its user in the same query.
-    let store = crate::store::PgSessionStore::new(pool.clone()).with_users(&users);
+    let store = crate::store::PgSessionStore::new(pool.clone()).users(&users);
     Ok((Arc::new(store.clone()), Arc::new(users), pool, store))
 }
 

@@ -26,16 +26,19 @@
 //! | `SESSION_DEVICE_KEY` | the base64 of at least 32 random bytes, the same on every instance: the key of the [device cookies](crate::throttle::DeviceCookies) | unset: a random key per process, and a warning |
 //! | `LOGIN_LIMIT_PER_ADDRESS`, `LOGIN_LIMIT_PER_ACCOUNT`, `LOGIN_LIMIT_PER_DEVICE`, `LOGIN_LIMIT_PER_SESSION` | attempts per minute of each [budget](crate::throttle) (`0`: no limit) | `30`, `10`, `10`, `10` |
 //!
-//! Reading them is pure: [`Plan::from_lookup`] says what to build, and only
-//! [`Sessions::from_plan`](crate::Sessions::from_plan) connects. Production without its
+//! Reading them is pure (what [`Sessions::from_lookup`](crate::Sessions::from_lookup) reads
+//! is checked before anything connects). Production without its
 //! backends is a startup error that names the missing variable; there is never a silent
 //! fallback to memory.
 
 #[cfg(feature = "memory")]
 mod connect;
+// Read only to be connected, which needs the in-memory store at least.
+#[cfg(feature = "memory")]
 mod plan;
 
-pub use plan::{Backends, CachePlan, Plan};
+#[cfg(feature = "memory")]
+pub(crate) use plan::{Backends, Plan};
 
 use crate::AppContext;
 

@@ -10,7 +10,7 @@ use crate::AppContext;
 /// The backends a [`Plan`] builds.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Backends {
+pub(crate) enum Backends {
     /// In-memory sessions and users (`SESSION_ENV=mock`).
     Memory,
     /// Redis sessions, in-memory users (`development` without a database).
@@ -66,45 +66,37 @@ impl fmt::Debug for Backends {
 /// What [`Sessions::from_env`](crate::Sessions::from_env) builds: the environment read and
 /// checked, nothing connected yet. Build one with [`Plan::from_lookup`] to see (or test) what
 /// a configuration means; [`Sessions::from_plan`](crate::Sessions::from_plan) connects it.
-///
-/// ```
-/// use tower_app_sessions::config::{Backends, Environment, Plan};
-///
-/// let vars = [("SESSION_ENV", "development"), ("REDIS_URL", "redis://cache:6379")];
-/// let plan = Plan::from_lookup(|var| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string())).unwrap();
-/// assert_eq!(plan.environment, Environment::Development);
-/// assert!(matches!(plan.backends, Backends::Redis { .. }));
-/// ```
+/// Crate-private: users configure through [`Sessions::from_lookup`](crate::Sessions::from_lookup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Plan {
+pub(crate) struct Plan {
     /// `SESSION_ENV`.
-    pub environment: Environment,
+    pub(crate) environment: Environment,
     /// `SESSION_MIGRATION_STRATEGY`.
-    pub strategy: MigrationStrategy,
+    pub(crate) strategy: MigrationStrategy,
     /// The stores to build.
-    pub backends: Backends,
+    pub(crate) backends: Backends,
     /// `DATABASE_WEB_URL`: the web app's own database.
-    pub web_database: Option<WebDatabaseUrl>,
+    pub(crate) web_database: Option<WebDatabaseUrl>,
     /// `SESSION_REVALIDATE_SECS`.
-    pub revalidate: Duration,
+    pub(crate) revalidate: Duration,
     /// `SESSION_NOTIFIED_REVALIDATE_SECS`: with PostgreSQL, listen for its notifications and
     /// trust a checked Redis copy this long while they are heard (`None`: not listening).
-    pub notified_revalidate: Option<Duration>,
+    pub(crate) notified_revalidate: Option<Duration>,
     /// Contexts that read legacy sessions (`web` with `gradual`).
-    pub legacy_contexts: Vec<AppContext>,
+    pub(crate) legacy_contexts: Vec<AppContext>,
     /// `SESSION_MAX_PER_USER` (`0`: none).
-    pub max_sessions_per_user: usize,
+    pub(crate) max_sessions_per_user: usize,
     /// `SESSION_TRUSTED_ORIGINS`.
-    pub cross_origin: CrossOriginPolicy,
+    pub(crate) cross_origin: CrossOriginPolicy,
     /// `REDIS_CLUSTER=true`: `REDIS_URL` lists the nodes of a Redis Cluster, comma-separated.
-    pub redis_cluster: bool,
+    pub(crate) redis_cluster: bool,
     /// `SESSION_CACHE_ENTRIES`, `SESSION_CACHE_TTL_SECS`: every layer's session cache
     /// ([`Sessions::cache`](crate::Sessions::cache); `None`: no cache).
-    pub session_cache: Option<CachePlan>,
+    pub(crate) session_cache: Option<CachePlan>,
     /// `SESSION_USER_CACHE_ENTRIES`, `SESSION_USER_CACHE_TTL_SECS`: the user cache
     /// ([`Sessions::user_cache`](crate::Sessions::user_cache); `None`: no cache).
-    pub user_cache: Option<CachePlan>,
+    pub(crate) user_cache: Option<CachePlan>,
 }
 
 /// How big a cache is and how long it keeps an entry. Caches built from the environment
@@ -113,16 +105,16 @@ pub struct Plan {
 /// `SESSION_NOTIFIED_REVALIDATE_SECS` is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct CachePlan {
+pub(crate) struct CachePlan {
     /// At most this many entries.
-    pub max_entries: u64,
+    pub(crate) max_entries: u64,
     /// Each for at most this long.
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
 }
 
 /// A database URL whose `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebDatabaseUrl(pub String);
+pub(crate) struct WebDatabaseUrl(pub String);
 
 impl fmt::Debug for WebDatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -136,7 +128,9 @@ impl Plan {
     ///
     /// # Errors
     /// [`ConfigError`] naming the variable to set or fix.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
         let environment: Environment = match get("SESSION_ENV") {
             Some(v) => v.parse()?,
@@ -318,6 +312,25 @@ fn number(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn development_with_redis_plans_redis() {
+        let vars = [
+            ("SESSION_ENV", "development"),
+            ("REDIS_URL", "redis://cache:6379"),
+        ];
+        let plan = Plan::from_lookup(|var| {
+            vars.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.to_string())
+        });
+        let plan = plan.map_err(|e| e.to_string());
+        assert!(
+            matches!(&plan, Ok(p) if p.environment == Environment::Development
+                && matches!(p.backends, Backends::Redis { .. })),
+            "{plan:?}"
+        );
+    }
 
     fn plan(vars: &[(&str, &str)]) -> Result<Plan, ConfigError> {
         Plan::from_lookup(|k| {

@@ -6,7 +6,7 @@
 //!   write of one key leaves every other key as it was);
 //! - [`DataPatch`]: the keys one request set or removed, what a store applies atomically with
 //!   [`SessionStore::update_data`](crate::SessionStore::update_data);
-//! - the rules for keys ([`check_key`]) and the limits ([`DataLimits`]: 16 KiB of compact
+//! - the rules for keys (checked on every insert) and the limits ([`DataLimits`]: 16 KiB of compact
 //!   JSON and 256 keys by default), which every store enforces where the data is stored,
 //!   atomically with each change: no interleaving of requests stores more (see
 //!   [the measure](size#the-measure) and [the rule](size#the-rule)).
@@ -112,17 +112,8 @@ pub enum DataError {
 
 /// Checks a key: 1 to [`MAX_KEY_BYTES`] bytes of `[A-Za-z0-9_.:-]`, so a key is the same
 /// in every store, needs no escaping in JSON, SQL or Lua, and cannot look like another.
-///
-/// ```
-/// use tower_app_sessions::data::check_key;
-/// assert!(check_key("cart.v2:items").is_ok());
-/// assert!(check_key("théme").is_err());
-/// assert!(check_key("").is_err());
-/// ```
-///
-/// # Errors
-/// [`DataError::InvalidKey`].
-pub fn check_key(key: &str) -> Result<(), DataError> {
+/// [`DataError::InvalidKey`] otherwise. Every insert checks it; users never need to.
+pub(crate) fn check_key(key: &str) -> Result<(), DataError> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
     if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(allowed) {
         return Err(DataError::InvalidKey);
@@ -425,6 +416,15 @@ impl fmt::Debug for DataPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_outside_the_alphabet_or_length_are_refused() {
+        assert!(check_key("cart.v2:items").is_ok());
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        for bad in ["", "théme", "a b", "a\"b", long.as_str()] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_size_counts_the_json_object_with_the_change() {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::SessionLayer;
+use crate::credential::Credential;
 use crate::events::{CredentialProblem, SessionEventKind};
-use crate::extract::Credential;
 use crate::session::{HeldRecord, Shared};
 use crate::store::{JoinedUser, Loaded, StoreError, StoreFuture};
 #[cfg(feature = "cache")]

@@ -24,6 +24,7 @@
 //! [`Session`]: crate::Session
 
 mod authenticate;
+mod future;
 mod service;
 mod span;
 mod state;
@@ -37,14 +38,16 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-pub use service::{ResponseFuture, SessionService};
+pub use future::ResponseFuture;
+pub use service::SessionService;
 pub use state::{LayerState, NeedsUsers, Ready};
 
 use crate::clock::Clock;
 use crate::cookie::{CookieConfig, SameSite};
 use crate::cross_origin::CrossOriginPolicy;
+use crate::policy::OverLimit;
 use crate::policy::Settings;
-use crate::session::{OverLimit, Shared};
+use crate::session::Shared;
 use crate::store::SessionStore;
 use crate::users::UserResolver;
 use crate::{AppContext, Role, User};

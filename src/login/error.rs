@@ -7,7 +7,7 @@ use super::PasswordHashError;
 use crate::config::ConfigError;
 use crate::throttle::Throttled;
 use crate::users::EmailError;
-use crate::{RandomError, SessionError, SessionStatus, StoreError};
+use crate::{RandomError, Rejection, SessionError, SessionStatus, StoreError};
 
 /// Why a login, a registration or a re-authentication did not succeed. Every variant says
 /// its HTTP status ([`status`](Self::status)); [`response`](Self::response) builds the whole
@@ -69,7 +69,7 @@ impl LoginError {
             | LoginError::PasswordTooShort { .. }
             | LoginError::PasswordTooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             LoginError::EmailTaken => StatusCode::CONFLICT,
-            LoginError::Session(error) => crate::require::failed_status(error),
+            LoginError::Session(error) => Rejection::from(error).status(),
             LoginError::Unavailable(_) | LoginError::Hash(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -77,12 +77,19 @@ impl LoginError {
     /// The whole answer: the status, a JSON body `{"error":"<code>"}` that never repeats the
     /// input, `Retry-After` on `429` and `503`. Backend failures are logged here.
     pub fn response<B: From<&'static str>>(&self) -> http::Response<B> {
-        let code = match self {
-            LoginError::Throttled(throttled) => return throttled.response(),
-            LoginError::Session(error) => return crate::require::failed(error),
+        Rejection::from(self).response()
+    }
+}
+
+/// [`LoginError::response`]'s answer.
+impl From<&LoginError> for Rejection {
+    fn from(error: &LoginError) -> Self {
+        let body = match error {
+            LoginError::Throttled(throttled) => return Rejection::from(throttled),
+            LoginError::Session(error) => return Rejection::from(error),
             LoginError::Unavailable(_) | LoginError::Hash(_) => {
-                tracing::warn!(error = %self, "login unavailable");
-                return crate::require::rejection(SessionStatus::Unavailable);
+                tracing::warn!(%error, "login unavailable");
+                return Rejection::without_user(SessionStatus::Unavailable);
             }
             LoginError::WrongCredentials => r#"{"error":"invalid_credentials"}"#,
             LoginError::NotAdmitted => r#"{"error":"forbidden"}"#,
@@ -92,13 +99,7 @@ impl LoginError {
             LoginError::PasswordTooLong { .. } => r#"{"error":"password_too_long"}"#,
             LoginError::EmailTaken => r#"{"error":"email_taken"}"#,
         };
-        let mut response = http::Response::new(B::from(code));
-        *response.status_mut() = self.status();
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        response
+        Rejection::new(error.status(), body)
     }
 }
 

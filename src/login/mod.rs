@@ -42,7 +42,7 @@
 //! let sessions = Sessions::memory();
 //! // Small Argon2 parameters for the example; keep the defaults in production.
 //! let argon2 = Argon2Verifier::with_params(Argon2Params::new(1024, 1, 1, None).unwrap());
-//! let login = PasswordLogin::new(Arc::clone(sessions.users()), argon2).unwrap();
+//! let login = PasswordLogin::new(Arc::clone(sessions.user_repository()), argon2).unwrap();
 //! login
 //!     .register("127.0.0.1:1".parse().unwrap(), &http::HeaderMap::new(),
 //!               Credentials::new("kate@example.com", "correct horse"), Role::User)
@@ -403,7 +403,7 @@ impl PasswordLogin {
             .await??;
         match self
             .users
-            .create(User::new(email, role).with_password_hash(hash))
+            .create(User::new(email, role).hashed_password(hash))
             .await
         {
             Ok(user) => Ok(user),

@@ -8,103 +8,28 @@
 //! `http_body_util::Full<Bytes>`, `String`, …), so it serves bare hyper as well as axum.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use pin_project_lite::pin_project;
+use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::data::DataError;
-use crate::{Session, SessionError, SessionStatus};
+use crate::{Rejection, Session, SessionStatus};
 
+mod future;
 mod recent;
+
+pub use future::ResponseFuture;
 pub use recent::{
-    reauthentication_required, ReauthenticationRequired, RequireRecentLogin,
-    RequireRecentLoginLayer, REAUTHENTICATION_REQUIRED_BODY,
+    ReauthenticationRequired, RequireRecentLogin, RequireRecentLoginLayer,
+    REAUTHENTICATION_REQUIRED_BODY,
 };
 
-/// Body of every `401`: invalid, unknown, expired, revoked and foreign-context credentials all
-/// get exactly this, so none can be told apart from outside.
-pub const UNAUTHORIZED_BODY: &str = r#"{"error":"unauthorized"}"#;
-/// Body of every `503` caused by a session or user backend failure.
-pub const UNAVAILABLE_BODY: &str = r#"{"error":"session service unavailable"}"#;
+pub use crate::rejection::{UNAUTHORIZED_BODY, UNAVAILABLE_BODY};
 
-/// The `401` or `503` (JSON body) a request gets when it needs a user and has none.
-/// `Unavailable` gives `503`; any other status `401`.
-pub fn rejection<B: From<&'static str>>(status: SessionStatus) -> Response<B> {
-    let (code, body) = match status {
-        SessionStatus::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY),
-        _ => (StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY),
-    };
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if code == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
-/// The answer to a failed [`Session`] operation: `401` if the session ended meanwhile (or
-/// there was none for its data), `409 {"error":"session_limit"}` over the per-user session
-/// limit, `413`/`422` for refused session data, `503` (logged) for a backend failure; never
-/// `500`.
-#[cfg_attr(not(any(feature = "axum", feature = "throttle")), allow(dead_code))]
-pub(crate) fn failed<B: From<&'static str>>(error: &SessionError) -> Response<B> {
-    let json = |status: StatusCode, body: &'static str| {
-        let mut response = Response::new(B::from(body));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    };
-    match error {
-        SessionError::Ended | SessionError::Data(DataError::NoSession) => {
-            rejection(SessionStatus::Anonymous)
-        }
-        SessionError::LimitReached => json(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#),
-        SessionError::Data(
-            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-        ) => json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            r#"{"error":"session_data_too_large"}"#,
-        ),
-        SessionError::Data(error) => {
-            tracing::debug!(%error, "session data refused");
-            json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r#"{"error":"session_data"}"#,
-            )
-        }
-        _ => {
-            tracing::warn!(%error, "session operation failed");
-            rejection(SessionStatus::Unavailable)
-        }
-    }
-}
-
-/// The status of [`failed`]'s answer (nothing logged).
-#[cfg_attr(not(feature = "throttle"), allow(dead_code))]
-pub(crate) fn failed_status(error: &SessionError) -> StatusCode {
-    match error {
-        SessionError::Ended | SessionError::Data(DataError::NoSession) => StatusCode::UNAUTHORIZED,
-        SessionError::LimitReached => StatusCode::CONFLICT,
-        SessionError::Data(
-            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-        ) => StatusCode::PAYLOAD_TOO_LARGE,
-        SessionError::Data(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    }
+/// The `401` or `503` a request gets when it needs a user and has none.
+pub(crate) fn rejection<B: From<&'static str>>(status: SessionStatus) -> Response<B> {
+    Rejection::without_user(status).response()
 }
 
 /// Status of a request as seen by [`SessionLayer`](crate::SessionLayer); a request the layer
@@ -167,7 +92,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RequireUserFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -175,54 +100,13 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match status_of(req.extensions()) {
-            SessionStatus::Authenticated => RequireUserFuture::Inner {
+            SessionStatus::Authenticated => ResponseFuture::Inner {
                 future: self.inner.call(req),
             },
-            status => RequireUserFuture::Rejected {
+            status => ResponseFuture::Rejected {
                 response: Some(rejection(status)),
             },
         }
-    }
-}
-
-// pin-project-lite cannot carry doc comments on enum fields.
-#[allow(missing_docs)]
-mod future {
-    use super::*;
-    pin_project! {
-        /// Response future of [`RequireUser`].
-        #[project = RequireUserProj]
-        pub enum RequireUserFuture<F, B> {
-            /// The request is authenticated: the inner service runs.
-            Inner { #[pin] future: F },
-            /// The request is refused.
-            Rejected { response: Option<Response<B>> },
-        }
-    }
-
-    impl<F, B, E> Future for RequireUserFuture<F, B>
-    where
-        F: Future<Output = Result<Response<B>, E>>,
-    {
-        type Output = Result<Response<B>, E>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.project() {
-                RequireUserProj::Inner { future } => future.poll(cx),
-                RequireUserProj::Rejected { response } => match response.take() {
-                    Some(response) => Poll::Ready(Ok(response)),
-                    // Polled again after completion: stay pending rather than panic.
-                    None => Poll::Pending,
-                },
-            }
-        }
-    }
-}
-pub use future::RequireUserFuture;
-
-impl<F, B> fmt::Debug for RequireUserFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RequireUserFuture")
     }
 }
 
@@ -323,15 +207,11 @@ impl<S: fmt::Debug, U> fmt::Debug for RequirePermission<S, U> {
     }
 }
 
-/// The `403` a request gets for a missing permission.
-pub fn forbidden<B: From<&'static str>>() -> Response<B> {
-    let mut response = Response::new(B::from(FORBIDDEN_BODY));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// `403` with [`FORBIDDEN_BODY`].
+impl From<Forbidden> for Rejection {
+    fn from(_: Forbidden) -> Self {
+        Rejection::new(StatusCode::FORBIDDEN, FORBIDDEN_BODY)
+    }
 }
 
 impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, U>
@@ -342,7 +222,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RequireUserFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -351,14 +231,14 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let response = match req.extensions().get::<crate::CurrentUser<U>>() {
             Some(user) if user.has_permission(&self.layer.permission) => {
-                return RequireUserFuture::Inner {
+                return ResponseFuture::Inner {
                     future: self.inner.call(req),
                 }
             }
-            Some(_) => forbidden(),
+            Some(_) => Rejection::from(Forbidden).response(),
             None => rejection(status_of(req.extensions())),
         };
-        RequireUserFuture::Rejected {
+        ResponseFuture::Rejected {
             response: Some(response),
         }
     }

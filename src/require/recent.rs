@@ -3,27 +3,23 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{rejection, status_of, RequireUserFuture};
-use crate::{Session, SessionStatus};
+use super::{rejection, status_of, ResponseFuture};
+use crate::{Rejection, Session, SessionStatus};
 
 /// Body of the `401` that asks for the credential again.
 pub const REAUTHENTICATION_REQUIRED_BODY: &str = r#"{"error":"reauthentication_required"}"#;
 
 pub use crate::session::ReauthenticationRequired;
 
-/// The `401` of [`ReauthenticationRequired`].
-pub fn reauthentication_required<B: From<&'static str>>() -> Response<B> {
-    let mut response = Response::new(B::from(REAUTHENTICATION_REQUIRED_BODY));
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// `401` with [`REAUTHENTICATION_REQUIRED_BODY`].
+impl From<ReauthenticationRequired> for Rejection {
+    fn from(_: ReauthenticationRequired) -> Self {
+        Rejection::new(StatusCode::UNAUTHORIZED, REAUTHENTICATION_REQUIRED_BODY)
+    }
 }
 
 /// Requires a user who proved a credential at most a given time ago
@@ -95,7 +91,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RequireUserFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -110,16 +106,16 @@ where
                     .map(|s| s.require_recent_login(self.within));
                 match recent {
                     Some(Ok(())) => {
-                        return RequireUserFuture::Inner {
+                        return ResponseFuture::Inner {
                             future: self.inner.call(req),
                         }
                     }
-                    _ => reauthentication_required(),
+                    _ => Rejection::from(ReauthenticationRequired).response(),
                 }
             }
             status => rejection(status),
         };
-        RequireUserFuture::Rejected {
+        ResponseFuture::Rejected {
             response: Some(response),
         }
     }

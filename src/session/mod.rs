@@ -5,7 +5,6 @@ mod held;
 mod lifecycle;
 mod manage;
 
-pub use crate::policy::OverLimit;
 pub(crate) use held::HeldRecord;
 pub use manage::ReauthenticationRequired;
 
@@ -19,8 +18,8 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::HeaderValue;
 use uuid::Uuid;
 
+use crate::credential::CredentialSource;
 use crate::data::{DataError, Draft};
-use crate::extract::CredentialSource;
 use crate::id::RandomError;
 use crate::policy::Settings;
 use crate::store::StoreError;
@@ -110,7 +109,7 @@ pub enum SessionError {
     #[error("the session ended while the request ran")]
     Ended,
     /// The user already has the most sessions the layer allows in this context and the
-    /// layer refuses new logins then ([`OverLimit::RefuseLogin`]); nothing was written
+    /// layer refuses new logins then ([`OverLimit::RefuseLogin`](crate::OverLimit::RefuseLogin)); nothing was written
     /// (`409` in axum handlers).
     #[error("the user has too many sessions")]
     LimitReached,

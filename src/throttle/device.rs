@@ -133,7 +133,7 @@ pub struct DeviceCookies {
 impl fmt::Debug for DeviceCookies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceCookies")
-            .field("cookie", &self.cookie.get_name())
+            .field("cookie", &self.cookie.current_name())
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
@@ -239,7 +239,7 @@ impl DeviceCookies {
 
     /// The cookie's name.
     pub fn cookie_name(&self) -> &str {
-        self.cookie.get_name()
+        self.cookie.current_name()
     }
 
     /// The device of this request, if its device cookie holds a valid entry for `account`
@@ -284,7 +284,7 @@ impl DeviceCookies {
 
     /// The well-formed entries of the request's device cookie, newest first.
     fn entries<'a>(&self, headers: &'a HeaderMap) -> impl Iterator<Item = Entry> + 'a {
-        let value = crate::extract::cookie_value(headers, self.cookie.get_name())
+        let value = crate::credential::cookie_value(headers, self.cookie.current_name())
             .filter(|value| value.len() <= MAX_VALUE_CHARS)
             .unwrap_or_default();
         value

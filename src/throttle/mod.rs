@@ -135,18 +135,18 @@ impl Throttled {
 
     /// The whole answer: status, `Retry-After`, JSON body.
     pub fn response<B: From<&'static str>>(&self) -> http::Response<B> {
-        let mut response = http::Response::new(B::from(self.body()));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from(self.retry_after_secs()),
-        );
-        response
+        crate::Rejection::from(self).response()
+    }
+}
+
+/// [`Throttled::response`]'s answer.
+impl From<&Throttled> for crate::Rejection {
+    fn from(throttled: &Throttled) -> Self {
+        crate::Rejection::retry_after(
+            throttled.status(),
+            throttled.body(),
+            throttled.retry_after_secs(),
+        )
     }
 }
 

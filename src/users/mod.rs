@@ -123,7 +123,7 @@ labels!(Role, UnknownRole, trim: false, |other: &str| UnknownRole(other.chars().
 ///
 /// ```
 /// use tower_app_sessions::{Role, User};
-/// let user = User::new("ada@example.com", Role::Admin).with_password_hash("$argon2id$…");
+/// let user = User::new("ada@example.com", Role::Admin).hashed_password("$argon2id$…");
 /// assert!(!format!("{user:?}").contains("argon2"));
 /// assert!(!serde_json::to_string(&user).unwrap().contains("argon2"));
 /// ```
@@ -181,7 +181,7 @@ impl User {
     /// Sets the password hash (hash it yourself, e.g. with argon2; plain passwords never
     /// reach this crate).
     #[must_use]
-    pub fn with_password_hash(mut self, hash: impl Into<String>) -> Self {
+    pub fn hashed_password(mut self, hash: impl Into<String>) -> Self {
         self.hashed_password = Some(hash.into());
         self
     }

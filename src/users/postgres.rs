@@ -75,11 +75,11 @@ pub(crate) fn pg_context(context: &AppContext) -> Result<&'static str, StoreErro
 ///
 /// # One query per request
 ///
-/// Paired with the session store ([`PgSessionStore::with_users`]), a request whose session
+/// Paired with the session store ([`PgSessionStore::users`]), a request whose session
 /// is read from PostgreSQL gets its user from that same query, so it makes one round trip to
 /// PostgreSQL, not two. `Sessions::from_env` pairs them.
 ///
-/// [`PgSessionStore::with_users`]: crate::store::postgres::PgSessionStore::with_users
+/// [`PgSessionStore::users`]: crate::store::postgres::PgSessionStore::users
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -20,13 +20,13 @@ use std::time::Duration;
 use super::{example_features, EXAMPLES_ROOT};
 
 /// The examples the tests start, built together.
-pub const EXAMPLES: [&str; 3] = ["multi_app", "hyper_service", "minimal"];
+pub(crate) const EXAMPLES: [&str; 3] = ["multi_app", "hyper_service", "minimal"];
 /// How long an example may take to print its address, and its instructions.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The crate features the examples are built with.
 #[allow(dead_code)] // each includer builds one way
-pub enum Features {
+pub(crate) enum Features {
     /// `--all-features`.
     All,
     /// `--no-default-features --features <these>`: exactly the features of the including
@@ -43,7 +43,7 @@ fn profile_dir() -> PathBuf {
         .to_owned()
 }
 
-pub fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     profile_dir()
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
@@ -103,7 +103,7 @@ fn build_command() -> Command {
 }
 
 /// Builds the examples once per test binary; cargo decides whether anything changed.
-pub fn ensure_built() {
+pub(crate) fn ensure_built() {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
         let mut cmd = build_command();
@@ -128,7 +128,7 @@ pub fn ensure_built() {
 }
 
 /// A running example, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     /// Everything the example printed on stdout after its first line.
@@ -143,14 +143,14 @@ impl Drop for Server {
 }
 
 impl Server {
-    pub fn start(name: &str) -> Server {
+    pub(crate) fn start(name: &str) -> Server {
         Self::start_with(name, &[])
     }
 
     /// The example `name` with `env` on top of a clean environment for it: no `SESSION_ENV`,
     /// no backend URLs (the test's own `REDIS_URL` and `DATABASE_URL` are passed only when a
     /// test says so).
-    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with(name: &str, env: &[(&str, &str)]) -> Server {
         ensure_built();
         let mut child = Command::new(binary(name))
             .env("BIND_ADDR", "127.0.0.1:0")
@@ -220,7 +220,7 @@ impl Server {
     /// What the example printed after its first line, waiting (up to the timeout) for the
     /// instructions to be complete.
     #[allow(dead_code)] // not every includer reads it
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         loop {
             let output = self.output.lock().unwrap().clone();

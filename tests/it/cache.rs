@@ -46,13 +46,13 @@ async fn cached_requests_skip_the_store_and_local_changes_drop_them() {
     // A demotion through Sessions::users() drops the cached user at once.
     let mut demoted = (*root).clone();
     demoted.role = Role::User;
-    sessions.users().update(demoted).await.unwrap();
+    sessions.user_repository().update(demoted).await.unwrap();
     assert_eq!(status(&admin, &token).await, 401);
 
     // Logout drops the cached session at once.
     let mut promoted = (*root).clone();
     promoted.role = Role::Admin;
-    sessions.users().update(promoted).await.unwrap();
+    sessions.user_repository().update(promoted).await.unwrap();
     let token = send(&admin, post(&format!("/login/{}", root.id)).empty())
         .await
         .body;
@@ -67,7 +67,7 @@ async fn cached_requests_skip_the_store_and_local_changes_drop_them() {
         .body;
     assert_eq!(status(&admin, &token).await, 200);
     sessions
-        .store()
+        .session_store()
         .delete_user_sessions(
             &root.id,
             tower_app_sessions::Scope::AllContexts,

@@ -79,7 +79,7 @@ async fn publishing_on_a_cache_bus() {
         .ready_loads()
         .check(|| async {
             let sessions = Sessions::memory().cache(&bus, 100, std::time::Duration::from_secs(60));
-            Arc::clone(sessions.store())
+            Arc::clone(sessions.session_store())
         })
         .await
         .assert_ok();

@@ -583,7 +583,7 @@ async fn check(
         // And changed no session: it is still in the store.
         let me = fixture
             .sessions
-            .store()
+            .session_store()
             .load(
                 &AppContext::Web,
                 &tower_app_sessions::SessionId::parse(token).unwrap(),
@@ -600,7 +600,7 @@ async fn check(
 
 /// A new live session of the fixture's user.
 async fn fresh_token(fixture: &Fixture) -> String {
-    let store = fixture.sessions.store();
+    let store = fixture.sessions.session_store();
     let record = tower_app_sessions::SessionRecord::new(
         fixture.user.id,
         tower_app_sessions::SessionMetadata::new(),

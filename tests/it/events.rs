@@ -195,7 +195,7 @@ async fn scripted(sessions: Sessions, clock: &ManualClock, user: Uuid) -> Vec<St
     );
     record.expires_at = now + 3_600_000;
     sessions
-        .store()
+        .session_store()
         .save(&AppContext::Web, &old, &record, now)
         .await
         .unwrap();

@@ -652,7 +652,7 @@ async fn bad_credentials_never_reach_the_store() {
     let long = format!("web_sid={}", "a".repeat(8192));
     let two_values = format!("web_sid={valid}; web_sid={}", "B".repeat(43));
     type Headers<'a> = Vec<(&'a str, Vec<u8>)>;
-    let table: Vec<(&str, Headers)> = vec![
+    let table: Vec<(&str, Headers<'_>)> = vec![
         ("no header", vec![]),
         ("empty cookie", vec![("cookie", b"web_sid=".to_vec())]),
         (
@@ -872,7 +872,7 @@ async fn session_max_per_user_from_the_environment() {
         .unwrap()
         .clock(clock.clone());
     let alice = sessions
-        .users()
+        .user_repository()
         .create(User::new("alice@example.com", Role::User))
         .await
         .unwrap();

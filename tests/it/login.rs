@@ -86,13 +86,16 @@ async fn fixture(throttle: LoginThrottle) -> Fixture {
     let passwords = Counting::new();
     let hash = passwords.hash("correct horse").unwrap();
     users
-        .create(User::new("kate@example.com", Role::User).with_password_hash(hash))
+        .create(User::new("kate@example.com", Role::User).hashed_password(hash))
         .await
         .unwrap();
-    let login = PasswordLogin::new(Arc::clone(sessions.users()), Arc::clone(&passwords))
-        .unwrap()
-        .throttle(throttle.clock(clock.clone()))
-        .device_cookies(DeviceCookies::new(&[11; 32]).unwrap().clock(clock.clone()));
+    let login = PasswordLogin::new(
+        Arc::clone(sessions.user_repository()),
+        Arc::clone(&passwords),
+    )
+    .unwrap()
+    .throttle(throttle.clock(clock.clone()))
+    .device_cookies(DeviceCookies::new(&[11; 32]).unwrap().clock(clock.clone()));
     Fixture {
         sessions,
         users,

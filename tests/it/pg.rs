@@ -701,7 +701,7 @@ async fn users_are_created_found_updated_and_logged_in() {
     let hex = Uuid::new_v4().simple().to_string();
     let typed = format!("Ada.Lovelace.{hex}@Example.COM");
     let ada = users
-        .create(User::new(typed.clone(), Role::User).with_password_hash("$argon2id$v=19$x"))
+        .create(User::new(typed.clone(), Role::User).hashed_password("$argon2id$v=19$x"))
         .await
         .unwrap();
     assert_eq!(ada.email, typed.to_lowercase(), "stored normalized");

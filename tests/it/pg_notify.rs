@@ -63,7 +63,7 @@ async fn instance(
     let redis = RedisStore::connect(RedisConfig::new(shared_url()))
         .await
         .expect("Redis answers (scripts/test starts one)");
-    let pg = PgSessionStore::new(pool.clone()).with_users(&users);
+    let pg = PgSessionStore::new(pool.clone()).users(&users);
     let mut store = TieredStore::new(Arc::new(redis), Arc::new(pg)).revalidate_after(SHORT);
     let bus = InvalidationBus::local();
     let mut notifications = None;

@@ -55,7 +55,7 @@ async fn app(setup: Setup, pool: &PgPool, context: AppContext, clock: &ManualClo
     let pg = PgSessionStore::new(pool.clone());
     let pg = match setup {
         Setup::TieredUnpaired => pg,
-        Setup::Tiered | Setup::Postgres => pg.with_users(&users),
+        Setup::Tiered | Setup::Postgres => pg.users(&users),
     };
     let store: Arc<dyn SessionStore> = match setup {
         Setup::Postgres => Arc::new(pg),

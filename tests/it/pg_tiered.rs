@@ -668,9 +668,9 @@ async fn two_databases_from_variables_web_data_lands_in_the_web_database() {
         assert!(!in_identity.iter().any(|t| t == table), "{in_identity:?}");
     }
 
-    let ada = new_user(sessions.users().as_ref(), "ada", Role::Admin).await;
+    let ada = new_user(sessions.user_repository().as_ref(), "ada", Role::Admin).await;
     let web_db = sessions
-        .get_web_database()
+        .attached_web_database()
         .expect("DATABASE_WEB_URL gives a web database")
         .clone();
     let web = routes()
@@ -889,7 +889,7 @@ async fn session_revalidate_secs_from_the_environment_bounds_the_redis_copy() {
     .expect("production configuration")
     .clock(clock.clone());
     assert_eq!(sessions.strategy(), MigrationStrategy::ProductionOnly);
-    let alice = new_user(sessions.users().as_ref(), "alice", Role::User).await;
+    let alice = new_user(sessions.user_repository().as_ref(), "alice", Role::User).await;
     let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
     let token = login(&web, alice.id).await;
     let validated_at = clock.now_ms();
@@ -918,7 +918,7 @@ async fn gradual_from_the_environment_reads_legacy_sessions_in_web_only() {
     .await
     .expect("gradual configuration");
     assert_eq!(sessions.strategy(), MigrationStrategy::Gradual);
-    let alice = new_user(sessions.users().as_ref(), "alice", Role::Admin).await;
+    let alice = new_user(sessions.user_repository().as_ref(), "alice", Role::Admin).await;
     let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
     let admin = routes().layer(sessions.layer(AppContext::Admin).idle_timeout(IDLE));
     assert!(sessions.layer(AppContext::Web).legacy_fallback_enabled());
@@ -971,7 +971,7 @@ async fn mock_with_write_through_from_the_environment_serves_memory_and_warms_bo
     .await
     .expect("write-through configuration");
     assert_eq!(sessions.strategy(), MigrationStrategy::MockWithWriteThrough);
-    let alice = new_user(sessions.users().as_ref(), "alice", Role::User).await;
+    let alice = new_user(sessions.user_repository().as_ref(), "alice", Role::User).await;
     let web = routes().layer(sessions.layer(AppContext::Web).idle_timeout(IDLE));
     let token = login(&web, alice.id).await;
     let key = format!("session:web:{token}");
@@ -1203,7 +1203,7 @@ async fn limitation_a_refill_racing_a_logout_is_served_for_at_most_the_revalidat
         .expect("A read the live row");
     // B ends the user's sessions while A holds the row it read.
     let ended = b_sessions
-        .store()
+        .session_store()
         .delete_user_sessions(&alice.id, Scope::AllContexts, b_sessions.now())
         .await
         .unwrap();
@@ -1424,7 +1424,7 @@ async fn a_rotation_or_a_data_save_never_revives_a_session_ended_while_the_reque
     let new = tower_app_sessions::SessionId::generate().unwrap();
     let old = tower_app_sessions::SessionId::parse(&token).unwrap();
     let moved = sessions
-        .store()
+        .session_store()
         .rotate(&AppContext::Web, &old, &new, &user.id, sessions.now())
         .await
         .unwrap();

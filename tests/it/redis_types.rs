@@ -288,7 +288,7 @@ async fn the_tiered_store_reads_past_a_clobbered_copy() {
         .unwrap();
     let tiered = TieredStore::new(
         Arc::new(redis),
-        Arc::new(PgSessionStore::new(db.pool.clone()).with_users(&users)),
+        Arc::new(PgSessionStore::new(db.pool.clone()).users(&users)),
     );
     let web = routes().layer(Sessions::new(tiered, users).layer(AppContext::Web));
     let token = login(&web, user).await;

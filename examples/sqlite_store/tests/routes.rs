@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_app_sessions::users::UserRepository;
+use tower_app_sessions::UserRepository;
 use tower_app_sessions::{
     AppContext, CurrentUser, MemoryUsers, Role, Session, SessionLayer, SessionMetadata, User,
 };

@@ -29,7 +29,7 @@ fn app_name(app: App) -> &'static str {
     }
 }
 
-pub fn check(model: &Model<'_>, out: &mut Vec<Violation>) {
+pub(super) fn check(model: &Model<'_>, out: &mut Vec<Violation>) {
     for r in &model.requests {
         let Some(code) = r.outcome.code() else {
             continue;

@@ -13,7 +13,7 @@ use super::{Figures, Violation};
 use crate::history::{Op, Outcome, Prefs, Request};
 
 /// Only the soak's own keys are checked: the app may keep others.
-pub const KEY_PREFIX: &str = "soak_";
+pub(crate) const KEY_PREFIX: &str = "soak_";
 
 /// A write that may have applied: acknowledged, or with no answer / a `503`. Refused ones
 /// (`401`: the session ended; `4xx`) write nothing.
@@ -46,7 +46,7 @@ fn seen_of(r: &Request) -> Option<&Prefs> {
     }
 }
 
-pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
+pub(super) fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
     // Per lineage, its writes and reads in start order.
     let mut writes: HashMap<&str, Vec<&Request>> = HashMap::new();
     let mut reads: HashMap<&str, Vec<&Request>> = HashMap::new();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::model::{End, Model};
 use super::{secs, served, Figures, Violation};
 
-pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
+pub(super) fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
     let mut reported = HashSet::new();
     // Per ending path, with or without a fault around it: uses after the end, and the
     // latest one still served.

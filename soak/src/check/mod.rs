@@ -15,7 +15,7 @@
 //!
 //! Each violation carries the smallest slice of history that shows it.
 
-pub mod model;
+pub(crate) mod model;
 
 mod auth;
 mod data;
@@ -27,12 +27,12 @@ mod tests;
 use std::fmt::Write as _;
 
 use crate::history::{Event, FaultKind, Micros, Op, Outcome, Request, Via};
-pub use data::KEY_PREFIX;
+pub(crate) use data::KEY_PREFIX;
 use model::Model;
 
 /// One broken promise, with the events that show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
+pub(crate) struct Violation {
     /// `a`, `b`, `c` or `d`.
     pub invariant: char,
     pub what: String,
@@ -42,7 +42,7 @@ pub struct Violation {
 
 /// The checker's answer.
 #[derive(Debug, Default)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub operations: usize,
     pub faults: usize,
     pub violations: Vec<Violation>,
@@ -51,7 +51,7 @@ pub struct Verdict {
 
 /// What the run measured, for the report.
 #[derive(Debug, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub faults_by_kind: Vec<(FaultKind, usize)>,
     /// Per outcome class: `2xx`, `401`, `503`, `no answer`, …
     pub outcomes: Vec<(String, usize)>,
@@ -73,7 +73,7 @@ pub struct Figures {
     pub data_reads: usize,
 }
 
-pub fn check(events: &[Event]) -> anyhow::Result<Verdict> {
+pub(crate) fn check(events: &[Event]) -> anyhow::Result<Verdict> {
     let model = Model::new(events)?;
     let mut violations = Vec::new();
     let mut figures = Figures::default();
@@ -110,14 +110,14 @@ fn outcome_class(outcome: &Outcome) -> String {
 }
 
 /// Whether the answer served `r`'s session (an authenticated route answered 2xx).
-pub fn served(r: &Request) -> bool {
+pub(crate) fn served(r: &Request) -> bool {
     r.session.is_some()
         && r.instance.is_some()
         && r.outcome.code().is_some_and(|c| (200..300).contains(&c))
         && !matches!(r.op, Op::Login { .. } | Op::Register { .. })
 }
 
-pub fn secs(us: Micros) -> String {
+pub(crate) fn secs(us: Micros) -> String {
     format!("{:.3}s", us as f64 / 1e6)
 }
 
@@ -228,7 +228,7 @@ fn prefs_map(p: &crate::history::Prefs) -> String {
 
 impl Verdict {
     /// The report: figures, each violation with its slice, and the verdict line last.
-    pub fn report(&self, events: &[Event]) -> String {
+    pub(crate) fn report(&self, events: &[Event]) -> String {
         let model = Model::new(events).ok();
         let mut out = String::new();
         let f = &self.figures;

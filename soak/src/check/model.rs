@@ -8,7 +8,7 @@ use crate::history::{App, Bounds, Event, Fault, FaultKind, Micros, Op, Outcome, 
 
 /// A session the history created (a login or a rotation answered with its token).
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     pub user: String,
     pub app: App,
     /// The login it descends from through rotations: its data carries over.
@@ -18,7 +18,7 @@ pub struct Session {
 
 /// How an ending reaches other instances, which decides its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndPath {
+pub(crate) enum EndPath {
     /// Through the crate (logout, revoke-others, a login replacing a session, the admin's
     /// revoke-all): Redis deleted and the bus told before the answer; "at once" on every
     /// instance, so the bound is the delivery.
@@ -32,7 +32,7 @@ pub enum EndPath {
 
 /// An operation that ends sessions.
 #[derive(Debug, Clone)]
-pub struct End {
+pub(crate) struct End {
     pub seq: u64,
     pub path: EndPath,
     pub start_us: Micros,
@@ -43,7 +43,7 @@ pub struct End {
     pub maybe: Vec<String>,
 }
 
-pub struct Model<'h> {
+pub(crate) struct Model<'h> {
     pub setup: &'h Setup,
     /// By start time.
     pub requests: Vec<&'h Request>,
@@ -61,16 +61,16 @@ pub struct Model<'h> {
 }
 
 /// Whether `[a0, a1]` and `[b0, b1]` share a moment.
-pub fn overlaps(a0: Micros, a1: Micros, b0: Micros, b1: Micros) -> bool {
+pub(crate) fn overlaps(a0: Micros, a1: Micros, b0: Micros, b1: Micros) -> bool {
     a0 <= b1 && b0 <= a1
 }
 
-pub fn ms(ms: u64) -> Micros {
+pub(crate) fn ms(ms: u64) -> Micros {
     ms * 1_000
 }
 
 impl<'h> Model<'h> {
-    pub fn new(events: &'h [Event]) -> anyhow::Result<Self> {
+    pub(crate) fn new(events: &'h [Event]) -> anyhow::Result<Self> {
         let mut setup = None;
         let mut requests = Vec::new();
         let mut faults = Vec::new();
@@ -100,20 +100,20 @@ impl<'h> Model<'h> {
         Ok(model)
     }
 
-    pub fn bounds(&self) -> &Bounds {
+    pub(crate) fn bounds(&self) -> &Bounds {
         &self.setup.bounds
     }
 
-    pub fn request(&self, seq: u64) -> Option<&'h Request> {
+    pub(crate) fn request(&self, seq: u64) -> Option<&'h Request> {
         self.by_seq.get(&seq).copied()
     }
 
-    pub fn fault(&self, seq: u64) -> Option<&'h Fault> {
+    pub(crate) fn fault(&self, seq: u64) -> Option<&'h Fault> {
         self.faults_by_seq.get(&seq).copied()
     }
 
     /// The creating answer of a session.
-    pub fn created(&self, label: &str) -> Option<&'h Request> {
+    pub(crate) fn created(&self, label: &str) -> Option<&'h Request> {
         self.sessions
             .get(label)
             .and_then(|s| self.request(s.created_seq))
@@ -182,7 +182,7 @@ impl<'h> Model<'h> {
     }
 
     /// The ends that may have ended `session` (those that surely did among them).
-    pub fn ends_of(&self, session: &str) -> impl Iterator<Item = &End> {
+    pub(crate) fn ends_of(&self, session: &str) -> impl Iterator<Item = &End> {
         self.ends_by_session
             .get(session)
             .into_iter()
@@ -286,7 +286,7 @@ impl<'h> Model<'h> {
 
     /// The faults whose outage window — injection to heal, plus the recovery allowance —
     /// overlaps `[from, to]`: what may explain a `503` or a slow answer.
-    pub fn faults_during(&self, from: Micros, to: Micros) -> Vec<&'h Fault> {
+    pub(crate) fn faults_during(&self, from: Micros, to: Micros) -> Vec<&'h Fault> {
         let recovery = ms(self.bounds().recovery_ms);
         self.faults
             .iter()
@@ -300,7 +300,7 @@ impl<'h> Model<'h> {
     /// the bus resubscribes, and caches do not serve meanwhile), a PostgreSQL kill or a cut
     /// listener until the listener can have listened again (its backoff, then a dead
     /// connection noticed). A killed instance serves nothing, and restarts empty.
-    pub fn faults_loosening(&self, from: Micros, to: Micros) -> Vec<&'h Fault> {
+    pub(crate) fn faults_loosening(&self, from: Micros, to: Micros) -> Vec<&'h Fault> {
         let b = self.bounds();
         self.faults
             .iter()
@@ -323,7 +323,12 @@ impl<'h> Model<'h> {
     /// ([`faults_loosening`](Self::faults_loosening)) — the polling bound or the cache's TTL
     /// (whichever is longer: a publish lost to a Redis fault, notifications not heard) and
     /// the time to notice a dead connection.
-    pub fn staleness_bound(&self, path: EndPath, start_us: Micros, end_us: Micros) -> Micros {
+    pub(crate) fn staleness_bound(
+        &self,
+        path: EndPath,
+        start_us: Micros,
+        end_us: Micros,
+    ) -> Micros {
         let b = self.bounds();
         let base = match path {
             EndPath::Crate | EndPath::Sql => ms(b.delivery_ms),
@@ -337,7 +342,7 @@ impl<'h> Model<'h> {
     }
 
     /// Whether some operation that started before `before` may have ended `session`.
-    pub fn maybe_ended(&self, session: &str, before: Micros) -> bool {
+    pub(crate) fn maybe_ended(&self, session: &str, before: Micros) -> bool {
         self.ends_of(session).any(|e| e.start_us < before)
     }
 }

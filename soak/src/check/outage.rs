@@ -30,7 +30,7 @@ fn instance_down<'h>(model: &Model<'h>, r: &Request) -> Vec<&'h Fault> {
         .collect()
 }
 
-pub fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
+pub(super) fn check(model: &Model<'_>, out: &mut Vec<Violation>, figures: &mut Figures) {
     let b = *model.bounds();
     // Per fault: the first 503's start, the last 503's end, the last failure's end.
     let mut windows: HashMap<u64, (u64, u64)> = HashMap::new();

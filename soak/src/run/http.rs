@@ -21,18 +21,18 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BODY: usize = 1 << 20;
 
 #[derive(Clone)]
-pub struct Http {
+pub(super) struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// A credential to send.
 #[derive(Clone, Copy)]
-pub struct Credential<'a> {
+pub(super) struct Credential<'a> {
     pub token: &'a str,
     pub via: Via,
 }
 
-pub struct Answer {
+pub(super) struct Answer {
     pub status: u16,
     pub json: Option<Value>,
     /// The value of the app's session cookie when the answer set one.
@@ -40,7 +40,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn error(&self) -> Option<String> {
+    pub(super) fn error(&self) -> Option<String> {
         self.json
             .as_ref()
             .and_then(|j| j.get("error"))
@@ -48,7 +48,7 @@ impl Answer {
             .map(str::to_owned)
     }
 
-    pub fn str(&self, field: &str) -> Option<String> {
+    pub(super) fn str(&self, field: &str) -> Option<String> {
         self.json
             .as_ref()
             .and_then(|j| j.get(field))
@@ -57,7 +57,7 @@ impl Answer {
     }
 }
 
-pub fn cookie_name(app: App) -> &'static str {
+pub(super) fn cookie_name(app: App) -> &'static str {
     match app {
         App::Web => "__Host-web_sid",
         App::Admin => "__Host-admin_sid",
@@ -65,14 +65,14 @@ pub fn cookie_name(app: App) -> &'static str {
 }
 
 impl Http {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build_http();
         Self { client }
     }
 
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         port: u16,
         method: Method,

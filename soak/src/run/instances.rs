@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 /// get exactly the soak's.
 const OWN_PREFIXES: [&str; 5] = ["SESSION_", "DATABASE_", "REDIS_", "LOGIN_", "BIND_"];
 
-pub struct Instance {
+pub(super) struct Instance {
     pub index: usize,
     pub port: u16,
     binary: PathBuf,
@@ -22,7 +22,7 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn new(
+    pub(super) fn new(
         index: usize,
         binary: &Path,
         dir: &Path,
@@ -38,12 +38,12 @@ impl Instance {
         })
     }
 
-    pub fn log(&self) -> &Path {
+    pub(super) fn log(&self) -> &Path {
         &self.log
     }
 
     /// Starts it and waits for its `listening on` line (after its migrations).
-    pub async fn start(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn start(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,7 +93,7 @@ impl Instance {
     }
 
     /// `SIGKILL`, and reaped.
-    pub async fn kill(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
             child.kill().await?;
         }
@@ -101,7 +101,7 @@ impl Instance {
     }
 
     /// Whether it died on its own (it must not).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(super) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())

@@ -25,7 +25,7 @@ use servers::{Postgres, Redis};
 use world::World;
 
 /// What a run is asked for (from the environment, see `main`).
-pub struct Config {
+pub(crate) struct Config {
     pub duration: Duration,
     pub seed: u64,
     pub instances: usize,
@@ -67,7 +67,7 @@ fn instance_env(redis: &Redis, database_url: String, bounds: &Bounds) -> Vec<(St
 
 /// Runs the soak; the verdict's report is printed, the verdict line last. Returns whether
 /// there was no violation.
-pub async fn run(config: Config) -> anyhow::Result<bool> {
+pub(crate) async fn run(config: Config) -> anyhow::Result<bool> {
     let dir = tempfile::Builder::new().prefix("soak.").tempdir()?;
     // The PostgreSQL owner must reach its directory inside.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;

@@ -15,7 +15,7 @@ use super::world::World;
 use crate::history::{Fault, FaultKind};
 
 /// What the nemesis acts on.
-pub struct Targets<'a> {
+pub(super) struct Targets<'a> {
     pub redis: &'a mut Redis,
     pub postgres: &'a Postgres,
     pub proxies: &'a [PgProxy],
@@ -32,7 +32,7 @@ fn secs(rng: &mut SmallRng, low: f64, high: f64) -> Duration {
     Duration::from_secs_f64(rng.random_range(low..high))
 }
 
-pub async fn run(world: &World, targets: Targets<'_>, seed: u64) -> anyhow::Result<()> {
+pub(super) async fn run(world: &World, targets: Targets<'_>, seed: u64) -> anyhow::Result<()> {
     let Targets {
         redis,
         postgres,

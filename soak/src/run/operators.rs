@@ -18,12 +18,12 @@ use super::http::Answer;
 use super::world::{email, lock, me, Held, World};
 use crate::history::{App, Op, Via};
 
-pub const ADMIN: &str = "admin";
+pub(super) const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "password-of-the-admin";
 
 /// Registers the admin on the web app, makes it an admin by SQL, then ends a random user's
 /// sessions every few seconds.
-pub async fn admin(world: Arc<World>, seed: u64) {
+pub(super) async fn admin(world: Arc<World>, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let email = email(ADMIN);
     let body = json!({"email": email, "password": ADMIN_PASSWORD});
@@ -171,7 +171,7 @@ async fn login(world: &World, rng: &mut SmallRng, body: &serde_json::Value) -> O
 
 /// The TypeScript apps: every few seconds, an SQL revocation of a random user's sessions or
 /// a bare `DEL` of a random live web session's key.
-pub async fn typescript(world: Arc<World>, seed: u64) {
+pub(super) async fn typescript(world: Arc<World>, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     while world.running() {
         world.pause(&mut rng, 35.0).await;

@@ -24,14 +24,14 @@ const GSSENC_REQUEST: u32 = 80_877_104;
 /// A startup message bigger than this is not one.
 const MAX_STARTUP: usize = 10_000;
 
-pub struct PgProxy {
+pub(super) struct PgProxy {
     pub port: u16,
     cut: Arc<watch::Sender<bool>>,
     accept: JoinHandle<()>,
 }
 
 impl PgProxy {
-    pub async fn start(upstream: u16) -> anyhow::Result<Self> {
+    pub(super) async fn start(upstream: u16) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let cut = Arc::new(watch::Sender::new(false));
@@ -50,11 +50,11 @@ impl PgProxy {
     }
 
     /// Drops the listener's connection and refuses new ones.
-    pub fn cut_listener(&self) {
+    pub(super) fn cut_listener(&self) {
         self.cut.send_replace(true);
     }
 
-    pub fn restore_listener(&self) {
+    pub(super) fn restore_listener(&self) {
         self.cut.send_replace(false);
     }
 }

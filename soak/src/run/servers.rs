@@ -14,13 +14,17 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// A loopback port nothing listens on (now).
-pub fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Polls `ready` every 100 ms until it says yes, for at most `limit`.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut ready: F) -> anyhow::Result<()>
+pub(super) async fn wait_until<F, Fut>(
+    limit: Duration,
+    what: &str,
+    mut ready: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -36,14 +40,14 @@ where
 }
 
 /// A redis-server of our own.
-pub struct Redis {
+pub(super) struct Redis {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl Redis {
-    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+    pub(super) async fn start(dir: &Path) -> anyhow::Result<Self> {
         let mut redis = Self {
             port: free_port()?,
             dir: dir.to_owned(),
@@ -53,13 +57,13 @@ impl Redis {
         Ok(redis)
     }
 
-    pub fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts a fresh server (no persistence: a restart loses every key, as a crash of a
     /// cache-only Redis does) and waits for `PING`.
-    pub async fn spawn(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn spawn(&mut self) -> anyhow::Result<()> {
         let log = self.dir.join("redis.log");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
@@ -88,18 +92,18 @@ impl Redis {
     }
 
     /// `SIGKILL`, and reaped.
-    pub async fn kill(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
             child.kill().await?;
         }
         Ok(())
     }
 
-    pub fn pause(&self) -> anyhow::Result<()> {
+    pub(super) fn pause(&self) -> anyhow::Result<()> {
         Ok(kill(self.pid()?, Signal::SIGSTOP)?)
     }
 
-    pub fn resume(&self) -> anyhow::Result<()> {
+    pub(super) fn resume(&self) -> anyhow::Result<()> {
         Ok(kill(self.pid()?, Signal::SIGCONT)?)
     }
 }
@@ -121,7 +125,7 @@ async fn ping(port: u16) -> bool {
 
 /// A PostgreSQL cluster of our own (`initdb`, `pg_ctl`), owned by the `postgres` user when
 /// we run as root (PostgreSQL refuses to run as root).
-pub struct Postgres {
+pub(super) struct Postgres {
     pub port: u16,
     bindir: PathBuf,
     dir: PathBuf,
@@ -158,7 +162,7 @@ fn pg_bindir() -> anyhow::Result<PathBuf> {
 }
 
 impl Postgres {
-    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+    pub(super) async fn start(dir: &Path) -> anyhow::Result<Self> {
         let owner = nix::unistd::Uid::effective()
             .is_root()
             .then(|| "postgres".to_string());
@@ -198,7 +202,7 @@ impl Postgres {
     }
 
     /// The database the instances use, through `port` (a proxy's, or the server's).
-    pub fn url(&self, port: u16) -> String {
+    pub(super) fn url(&self, port: u16) -> String {
         // Plain TCP: the proxy reads the startup message to tell the listener apart.
         format!("postgres://postgres@127.0.0.1:{port}/soak?sslmode=disable")
     }
@@ -235,7 +239,7 @@ impl Postgres {
     }
 
     /// Starts the server and waits until it accepts connections.
-    pub async fn start_server(&self) -> anyhow::Result<()> {
+    pub(super) async fn start_server(&self) -> anyhow::Result<()> {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' -c fsync=off -c max_connections=200",
             self.port,
@@ -256,7 +260,7 @@ impl Postgres {
 
     /// The immediate shutdown: every server process aborted at once, no checkpoint, crash
     /// recovery at the next start — a crash, but one that leaves no orphan behind.
-    pub async fn kill(&self) -> anyhow::Result<()> {
+    pub(super) async fn kill(&self) -> anyhow::Result<()> {
         let data = self.data.to_string_lossy().into_owned();
         self.run(
             &self.bindir.join("pg_ctl"),
@@ -278,7 +282,7 @@ impl Postgres {
     }
 
     /// One statement through `psql`, its output (`-At`); within 10 s.
-    pub async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+    pub(super) async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
         let psql = self.bindir.join("psql");
         let psql = if psql.is_file() {
             psql

@@ -33,7 +33,7 @@ struct Client {
     forged: u64,
 }
 
-pub async fn run(world: Arc<World>, n: usize, seed: u64) {
+pub(super) async fn run(world: Arc<World>, n: usize, seed: u64) {
     let user = format!("u{n}");
     let mut client = Client {
         name: format!("c{n}"),

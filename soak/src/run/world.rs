@@ -19,14 +19,14 @@ use crate::history::{App, Op, Outcome, Recorder, Request, Via};
 /// how it sends it on reads (writes always go as a bearer token: a cookie-authenticated
 /// write may need a CSRF token some day, which is not what this soak is about).
 #[derive(Clone)]
-pub struct Held {
+pub(super) struct Held {
     pub label: String,
     pub token: String,
     pub read_via: Via,
 }
 
 impl Held {
-    pub fn reading(&self) -> (&str, Credential<'_>) {
+    pub(super) fn reading(&self) -> (&str, Credential<'_>) {
         (
             &self.label,
             Credential {
@@ -36,7 +36,7 @@ impl Held {
         )
     }
 
-    pub fn writing(&self) -> (&str, Credential<'_>) {
+    pub(super) fn writing(&self) -> (&str, Credential<'_>) {
         (
             &self.label,
             Credential {
@@ -47,7 +47,7 @@ impl Held {
     }
 }
 
-pub struct World {
+pub(super) struct World {
     pub rec: Recorder,
     pub http: Http,
     pub ports: Vec<u16>,
@@ -65,18 +65,18 @@ pub struct World {
     next_value: AtomicU64,
 }
 
-pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub fn email(user: &str) -> String {
+pub(super) fn email(user: &str) -> String {
     format!("{user}@soak.example")
 }
 
 /// `GET /<app>/me` as the history records it: whom the answer named, if it was a `200`.
-pub fn me(answer: Option<&Answer>) -> Op {
+pub(super) fn me(answer: Option<&Answer>) -> Op {
     Op::Me {
         user: answer
             .filter(|a| a.status == 200)
@@ -86,7 +86,7 @@ pub fn me(answer: Option<&Answer>) -> Op {
 }
 
 /// The user label of an email the soak made.
-pub fn user_of(email: &str) -> String {
+pub(super) fn user_of(email: &str) -> String {
     email
         .strip_suffix("@soak.example")
         .map_or_else(|| format!("?{email}"), str::to_owned)
@@ -94,7 +94,7 @@ pub fn user_of(email: &str) -> String {
 
 impl World {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
         rec: Recorder,
         ports: Vec<u16>,
         deadline: tokio::time::Instant,
@@ -117,34 +117,34 @@ impl World {
         }
     }
 
-    pub fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         tokio::time::Instant::now() < self.deadline
     }
 
     /// A label for a new session.
-    pub fn session_label(&self) -> String {
+    pub(super) fn session_label(&self) -> String {
         format!("s{}", self.next_session.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A preference value written nowhere else.
-    pub fn value(&self) -> String {
+    pub(super) fn value(&self) -> String {
         format!("v{}", self.next_value.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A pause of about `think` (half to one and a half of it).
-    pub async fn pause(&self, rng: &mut impl Rng, scale: f64) {
+    pub(super) async fn pause(&self, rng: &mut impl Rng, scale: f64) {
         let mean = self.think.as_secs_f64() * scale;
         let secs = rng.random_range(mean * 0.5..mean * 1.5);
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     }
 
-    pub fn instance(&self, rng: &mut impl Rng) -> usize {
+    pub(super) fn instance(&self, rng: &mut impl Rng) -> usize {
         rng.random_range(0..self.ports.len())
     }
 
     /// Sends one request and records it; `op` describes it, seeing the answer (if any).
     #[allow(clippy::too_many_arguments)]
-    pub async fn call(
+    pub(super) async fn call(
         &self,
         client: &str,
         instance: usize,
@@ -193,7 +193,7 @@ impl World {
     }
 
     /// The live sessions of `user`, at most `max` of them.
-    pub fn live_of(&self, user: &str, max: usize) -> Vec<(String, String)> {
+    pub(super) fn live_of(&self, user: &str, max: usize) -> Vec<(String, String)> {
         lock(&self.live)
             .iter()
             .filter(|(_, (owner, _))| owner == user)
@@ -204,7 +204,7 @@ impl World {
 
     /// `GET /web/me` with a session that was just ended, on a random instance, as soon as
     /// the end was acknowledged: the tightest test of the bounds.
-    pub async fn probe(&self, client: &str, rng: &mut impl Rng, label: &str, token: &str) {
+    pub(super) async fn probe(&self, client: &str, rng: &mut impl Rng, label: &str, token: &str) {
         let i = self.instance(rng);
         let credential = Credential {
             token,
@@ -225,7 +225,7 @@ impl World {
     }
 
     /// Records a direct write (SQL, Redis) done by `run`.
-    pub async fn direct(
+    pub(super) async fn direct(
         &self,
         session: Option<&str>,
         op: Op,

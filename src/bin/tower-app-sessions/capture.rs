@@ -17,7 +17,7 @@ const KEPT: usize = 1000;
 
 /// The warnings collected so far.
 #[derive(Clone, Default)]
-pub struct Warnings {
+pub(crate) struct Warnings {
     inner: Arc<Mutex<Collected>>,
 }
 
@@ -29,19 +29,19 @@ struct Collected {
 
 impl Warnings {
     /// The warnings kept, and how many there were in all.
-    pub fn take(&self) -> (Vec<String>, usize) {
+    pub(crate) fn take(&self) -> (Vec<String>, usize) {
         let mut collected = self.lock();
         (std::mem::take(&mut collected.kept), collected.count)
     }
 
     /// How many there were.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.lock().count
     }
 
     /// Forgets those collected so far (what connecting logged, when the command itself
     /// deals with it).
-    pub fn discard(&self) {
+    pub(crate) fn discard(&self) {
         *self.lock() = Collected::default();
     }
 
@@ -54,7 +54,7 @@ impl Warnings {
 }
 
 /// Collects the library's warnings from now on (the process's only subscriber).
-pub fn install() -> Warnings {
+pub(crate) fn install() -> Warnings {
     let warnings = Warnings::default();
     let subscriber = Registry::default().with(Collector {
         warnings: warnings.clone(),

@@ -19,7 +19,7 @@ use crate::output::stderr;
 const WRITE_THROUGH: &str = "mock-with-write-through";
 
 /// What a command works on.
-pub struct Connected {
+pub(crate) struct Connected {
     pub sessions: Sessions,
     /// `--cluster` (or `REDIS_CLUSTER=true`).
     pub cluster: bool,
@@ -30,7 +30,7 @@ fn var(name: &str) -> Option<String> {
 }
 
 /// Connects what the environment names; an error names the variable to fix.
-pub async fn connect(cluster: bool) -> Result<Connected, String> {
+pub(crate) async fn connect(cluster: bool) -> Result<Connected, String> {
     let write_through = var("SESSION_MIGRATION_STRATEGY")
         .is_some_and(|s| s.trim().eq_ignore_ascii_case(WRITE_THROUGH));
     let sessions = Sessions::from_lookup(|name| match name {
@@ -63,7 +63,7 @@ pub async fn connect(cluster: bool) -> Result<Connected, String> {
 impl Connected {
     /// Fails with "run `tower-app-sessions migrate`" when the identity database lacks a
     /// migration: the commands that read `sessions` need its schema.
-    pub async fn require_schema(&self) -> Result<(), String> {
+    pub(crate) async fn require_schema(&self) -> Result<(), String> {
         if self.sessions.postgres_store().is_none() {
             return Ok(());
         }
@@ -97,7 +97,7 @@ impl Connected {
     /// The sessions, publishing every deletion on `REDIS_URL`'s invalidation channel, so
     /// the apps' caches drop what is ended before the command returns (a cluster has no
     /// channel: said on stderr).
-    pub async fn publishing(self) -> Result<Sessions, String> {
+    pub(crate) async fn publishing(self) -> Result<Sessions, String> {
         if self.cluster {
             stderr(
                 "note: --cluster: no invalidation channel; the apps' session caches keep ended \

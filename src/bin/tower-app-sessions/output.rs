@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::capture::Warnings;
 
-pub struct Output {
+pub(crate) struct Output {
     json: bool,
     warnings: Warnings,
     /// stdout was closed by its reader: print nothing more there.
@@ -19,7 +19,7 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(json: bool, warnings: Warnings) -> Self {
+    pub(crate) fn new(json: bool, warnings: Warnings) -> Self {
         Self {
             json,
             warnings,
@@ -28,18 +28,18 @@ impl Output {
     }
 
     /// How many warnings the library logged (each is shown by [`emit`](Self::emit)).
-    pub fn warned(&self) -> usize {
+    pub(crate) fn warned(&self) -> usize {
         self.warnings.count()
     }
 
     /// Forgets what the library logged so far (see [`Warnings::discard`]).
-    pub fn discard_warnings(&self) {
+    pub(crate) fn discard_warnings(&self) {
         self.warnings.discard();
     }
 
     /// Prints `value` as JSON (with `--json`; the library's warnings under `"warnings"`), or
     /// the `text` lines, then each warning on stderr as `skipped: …`.
-    pub fn emit(&self, value: Value, text: &[String]) {
+    pub(crate) fn emit(&self, value: Value, text: &[String]) {
         // Taken for showing; still counted, for the exit status.
         let (warnings, count) = self.warnings.take();
         if self.json {
@@ -68,7 +68,7 @@ impl Output {
         }
     }
 
-    pub fn error(&self, error: &str) {
+    pub(crate) fn error(&self, error: &str) {
         if self.json {
             self.stdout(&serde_json::json!({ "error": error }).to_string());
         }
@@ -89,7 +89,7 @@ impl Output {
     }
 
     /// Progress of `what` towards `total` (`None`: unknown).
-    pub fn progress(&self, what: &'static str, total: Option<u64>) -> Progress {
+    pub(crate) fn progress(&self, what: &'static str, total: Option<u64>) -> Progress {
         let bar = if std::io::stderr().is_terminal() {
             let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
             let template = if total.is_some() {
@@ -115,12 +115,12 @@ impl Output {
 }
 
 /// One line on stderr; a closed stderr is ignored (there is nowhere left to say so).
-pub fn stderr(line: &str) {
+pub(crate) fn stderr(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A progress bar, or one line per step when stderr is not a terminal.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     what: &'static str,
     total: Option<u64>,
@@ -129,7 +129,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn set(&self, done: u64) {
+    pub(crate) fn set(&self, done: u64) {
         match &self.bar {
             Some(bar) => bar.set_position(done),
             None => {
@@ -144,7 +144,7 @@ impl Progress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

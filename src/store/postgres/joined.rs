@@ -1,5 +1,5 @@
 //! The request path's session query with the session's user in it
-//! ([`PgSessionStore::with_users`], [`SessionStore::load_with_user`]): one round trip for
+//! ([`PgSessionStore::users`], [`SessionStore::load_with_user`]): one round trip for
 //! both.
 //!
 //! [`SessionStore::load_with_user`]: crate::store::SessionStore::load_with_user

@@ -111,7 +111,7 @@ pub struct PgSessionStore {
     pool: PgPool,
     timeout: Duration,
     metrics: StoreMetrics,
-    /// Whose users a request's session query also selects ([`with_users`](Self::with_users)).
+    /// Whose users a request's session query also selects ([`users`](Self::users)).
     users: Option<crate::users::PgUsers>,
 }
 
@@ -175,11 +175,11 @@ impl PgSessionStore {
     ///
     /// let pool = connect("postgres://postgres@127.0.0.1:5432/app").await?;
     /// let users = PgUsers::new(pool.clone());
-    /// let store = PgSessionStore::new(pool).with_users(&users);
+    /// let store = PgSessionStore::new(pool).users(&users);
     /// # Ok(()) }
     /// ```
     #[must_use]
-    pub fn with_users(mut self, users: &crate::users::PgUsers) -> Self {
+    pub fn users(mut self, users: &crate::users::PgUsers) -> Self {
         self.users = Some(users.clone());
         self
     }

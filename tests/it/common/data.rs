@@ -21,10 +21,10 @@ use super::{get, post, send, Finish, Reply};
 
 /// The longest any party waits at a barrier or for a request: far beyond what the slowest
 /// run needs, short enough that a lost party fails the run instead of hanging it.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// Waits at `barrier`, or fails (`what` timed out) after [`WAIT`].
-pub async fn wait(barrier: &Barrier, what: &str) -> Result<(), String> {
+pub(crate) async fn wait(barrier: &Barrier, what: &str) -> Result<(), String> {
     tokio::time::timeout(WAIT, barrier.wait())
         .await
         .map(drop)
@@ -34,14 +34,14 @@ pub async fn wait(barrier: &Barrier, what: &str) -> Result<(), String> {
 /// What the data routes hold their handlers on: `writers`, a barrier every `PATCH
 /// /data-held` waits at after its change, and `gate`, where `PATCH /data-gated` waits.
 #[derive(Clone)]
-pub struct Holds {
+pub(crate) struct Holds {
     pub writers: Arc<Barrier>,
     pub gate: Gate,
 }
 
 impl Holds {
     /// `writers` of `parties`.
-    pub fn new(parties: usize) -> Self {
+    pub(crate) fn new(parties: usize) -> Self {
         Self {
             writers: Arc::new(Barrier::new(parties)),
             gate: Gate::new(),
@@ -52,7 +52,7 @@ impl Holds {
 /// Two barriers of two: the handler waits at the first once it has made its change (the
 /// test then knows it is in flight), and at the second until the test lets it go on.
 #[derive(Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     reached: Arc<Barrier>,
     release: Arc<Barrier>,
 }
@@ -72,12 +72,12 @@ impl Gate {
     }
 
     /// In the test: wait until the handler holds.
-    pub async fn reached(&self) {
+    pub(crate) async fn reached(&self) {
         wait(&self.reached, "gate (test side)").await.unwrap();
     }
 
     /// In the test: let the handler go on.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         wait(&self.release, "gate release (test side)")
             .await
             .unwrap();
@@ -102,7 +102,7 @@ fn timed_out(reason: String) -> Response {
 ///   `c` and answers `200` with what that `insert` and an explicit `save` returned;
 /// - `POST /revoke-others`: ends the user's other sessions and rotates this one (the new
 ///   id).
-pub fn data_routes(holds: &Holds) -> Router {
+pub(crate) fn data_routes(holds: &Holds) -> Router {
     let writers = Arc::clone(&holds.writers);
     let gate = holds.gate.clone();
     Router::new()
@@ -209,7 +209,7 @@ async fn read_data(session: Session) -> Result<Json<Value>, SessionError> {
 }
 
 /// A `PATCH` with a JSON body, the session as a bearer token.
-pub fn patch(path: &str, token: &str, body: &Value) -> http::Request<axum::body::Body> {
+pub(crate) fn patch(path: &str, token: &str, body: &Value) -> http::Request<axum::body::Body> {
     http::Request::patch(path)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
@@ -218,7 +218,7 @@ pub fn patch(path: &str, token: &str, body: &Value) -> http::Request<axum::body:
 }
 
 /// The session's data, read through `GET /data` on `app`.
-pub async fn read(app: &Router, token: &str) -> Map<String, Value> {
+pub(crate) async fn read(app: &Router, token: &str) -> Map<String, Value> {
     let reply = send(app, get("/data").bearer(token).empty()).await;
     assert_eq!(reply.status, 200, "GET /data: {}", reply.body);
     serde_json::from_str(&reply.body).unwrap()
@@ -250,7 +250,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Reply>>) -> Vec<Reply> 
 /// must be there, read through each of `readers` (waiting, at most 10 s, for an
 /// invalidation that travels between instances asynchronously). `data_routes` of each
 /// writer must share one barrier of `n`.
-pub async fn concurrent_patches_all_survive(
+pub(crate) async fn concurrent_patches_all_survive(
     writers: &[Router],
     readers: &[Router],
     token: &str,
@@ -289,7 +289,7 @@ pub async fn concurrent_patches_all_survive(
 
 /// The value each writer of [`writers_stay_within_the_limit`] sets: 16,000 bytes, so two
 /// never fit in the default 16 KiB.
-pub fn writer_value() -> String {
+pub(crate) fn writer_value() -> String {
     "x".repeat(16_000)
 }
 
@@ -298,7 +298,7 @@ pub fn writer_value() -> String {
 /// Exactly one is stored (`204`); every other answers `413` and stores nothing; the data
 /// read back is within the limit. `data_routes` must hold a barrier of `n`. Returns the
 /// key that was stored.
-pub async fn writers_stay_within_the_limit(app: &Router, token: &str, n: usize) -> String {
+pub(crate) async fn writers_stay_within_the_limit(app: &Router, token: &str, n: usize) -> String {
     let value = writer_value();
     let requests = (0..n)
         .map(|i| {
@@ -330,7 +330,7 @@ pub async fn writers_stay_within_the_limit(app: &Router, token: &str, n: usize) 
 
 /// All or nothing: a request whose handler answers an error, or made a change that was
 /// refused, stores none of its changes, on the data it loaded or any other.
-pub async fn all_or_nothing(app: &Router, token: &str) {
+pub(crate) async fn all_or_nothing(app: &Router, token: &str) {
     let kept = send(app, patch("/data", token, &json!({"kept": "yes"}))).await;
     assert_eq!(kept.status, 200, "{}", kept.body);
     let table: Vec<(&str, &str, Value, u16)> = vec![
@@ -419,7 +419,7 @@ pub async fn all_or_nothing(app: &Router, token: &str) {
 /// any `Set-Cookie` (a removal would delete the new cookie the rotation just issued), and the
 /// browser's new cookie keeps working. `app` has `data_routes(holds)` under a layer with the
 /// default cookie name; `token` is a fresh session.
-pub async fn a_save_racing_a_rotation_keeps_the_new_cookie(
+pub(crate) async fn a_save_racing_a_rotation_keeps_the_new_cookie(
     app: &Router,
     holds: &Holds,
     token: &str,
@@ -466,7 +466,7 @@ pub async fn a_save_racing_a_rotation_keeps_the_new_cookie(
 }
 
 /// Bad keys and values: each is a clear 4xx and leaves the data as it was.
-pub async fn hostile_data(app: &Router, token: &str) {
+pub(crate) async fn hostile_data(app: &Router, token: &str) {
     let before = send(app, patch("/data", token, &json!({"kept": "yes"}))).await;
     assert_eq!(before.status, 200, "{}", before.body);
     let big = "x".repeat(17 * 1024);

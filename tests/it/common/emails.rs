@@ -7,7 +7,7 @@ use uuid::Uuid;
 /// Registers the real owners, then tries the look-alikes: none may create an account that
 /// shadows, or logs in as, an existing one; bad values are refused before any I/O with a
 /// typed error (never a backend error); the owners still log in in any ASCII case.
-pub async fn hostile_emails(users: &dyn UserRepository) {
+pub(crate) async fn hostile_emails(users: &dyn UserRepository) {
     let tag = Uuid::new_v4().simple().to_string();
     let domain = format!("{tag}.example.com");
     let kate = users

@@ -19,7 +19,7 @@ async fn status(app: &axum::Router, token: &str) -> u16 {
 /// one closest to expiry: use slides the expiry), and with `OverLimit::RefuseLogin` a login
 /// over the limit is refused (`409`) and writes nothing. `user` and `other` are two users the
 /// store's backend knows.
-pub async fn per_user_limit(sessions: Sessions, user: Uuid, other: Uuid) {
+pub(crate) async fn per_user_limit(sessions: Sessions, user: Uuid, other: Uuid) {
     let clock = ManualClock::starting_now();
     let sessions = sessions.clock(clock.clone());
     let app = routes().layer(
@@ -49,7 +49,7 @@ pub async fn per_user_limit(sessions: Sessions, user: Uuid, other: Uuid) {
         assert_eq!(status(&app, token).await, 200);
     }
     let live = sessions
-        .store()
+        .session_store()
         .list_user_sessions(&user, Scope::Context(&AppContext::Web), sessions.now())
         .await
         .unwrap();
@@ -84,12 +84,12 @@ pub async fn per_user_limit(sessions: Sessions, user: Uuid, other: Uuid) {
     // Other users are never affected.
     assert_eq!(status(&refusing, &others).await, 200);
     sessions
-        .store()
+        .session_store()
         .delete_user_sessions(&user, Scope::AllContexts, sessions.now())
         .await
         .unwrap();
     sessions
-        .store()
+        .session_store()
         .delete_user_sessions(&other, Scope::AllContexts, sessions.now())
         .await
         .unwrap();

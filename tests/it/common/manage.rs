@@ -20,7 +20,7 @@ use super::{get, login, post, routes, send, Finish};
 /// `routes()` plus `GET /sessions` (`list_mine` as JSON), `DELETE /sessions/{handle}`
 /// (`204`, `404` not found, `400` not a handle), `POST /revoke-others` (how many ended, all
 /// contexts) and `POST /sensitive` (behind `RequireRecentLoginLayer::within(10 min)`).
-pub fn manage_routes() -> Router {
+pub(crate) fn manage_routes() -> Router {
     let sensitive = routing::post(|| async { "done" })
         .layer(RequireRecentLoginLayer::within(Duration::from_secs(600)));
     routes()
@@ -81,7 +81,7 @@ fn handle(token: &str) -> String {
 
 /// The whole scenario on `sessions` (any store); `user` and `other` are users its resolver
 /// knows.
-pub async fn session_management(sessions: Sessions, user: Uuid, other: Uuid) {
+pub(crate) async fn session_management(sessions: Sessions, user: Uuid, other: Uuid) {
     let clock = ManualClock::starting_now();
     let sessions = sessions.clock(clock.clone());
     let layer = || {

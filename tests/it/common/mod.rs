@@ -3,16 +3,16 @@
 //! around the real `MemoryStore`, as a custom backend would be).
 #![allow(dead_code)]
 
-pub mod data;
-pub mod emails;
-pub mod limits;
-pub mod manage;
-pub mod node;
-pub mod pg;
-pub mod pg_proxy;
-pub mod races;
-pub mod redis_server;
-pub mod skip;
+pub(crate) mod data;
+pub(crate) mod emails;
+pub(crate) mod limits;
+pub(crate) mod manage;
+pub(crate) mod node;
+pub(crate) mod pg;
+pub(crate) mod pg_proxy;
+pub(crate) mod races;
+pub(crate) mod redis_server;
+pub(crate) mod skip;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use tower_app_sessions::{AppContext, MemoryStore, SessionId, SessionRecord};
 use uuid::Uuid;
 
 #[derive(Clone, Default)]
-pub struct CountingStore {
+pub(crate) struct CountingStore {
     pub inner: MemoryStore,
     pub reads: Arc<AtomicUsize>,
     pub writes: Arc<AtomicUsize>,
@@ -46,13 +46,13 @@ impl std::fmt::Display for Down {
 impl std::error::Error for Down {}
 
 impl CountingStore {
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.reads.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
     }
-    pub fn writes(&self) -> usize {
+    pub(crate) fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
-    pub fn set_failing(&self, failing: bool) {
+    pub(crate) fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
     }
     fn count(&self, write: bool) -> Result<(), StoreError> {
@@ -156,7 +156,7 @@ impl SessionStore for CountingStore {
     }
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub set_cookies: Vec<String>,
     pub body: String,
@@ -164,7 +164,7 @@ pub struct Reply {
 
 impl Reply {
     /// The session id of the first `Set-Cookie`, if it issues one.
-    pub fn issued(&self) -> Option<String> {
+    pub(crate) fn issued(&self) -> Option<String> {
         let first = self.set_cookies.first()?;
         let pair = first.split(';').next()?;
         let value = pair.split_once('=')?.1;
@@ -172,7 +172,7 @@ impl Reply {
     }
 }
 
-pub async fn send(app: &Router, req: Request<Body>) -> Reply {
+pub(crate) async fn send(app: &Router, req: Request<Body>) -> Reply {
     let res: Response<Body> = app.clone().oneshot(req).await.expect("infallible router");
     let status = res.status();
     let set_cookies = res
@@ -189,15 +189,15 @@ pub async fn send(app: &Router, req: Request<Body>) -> Reply {
     }
 }
 
-pub fn get(path: &str) -> http::request::Builder {
+pub(crate) fn get(path: &str) -> http::request::Builder {
     Request::get(path)
 }
 
-pub fn post(path: &str) -> http::request::Builder {
+pub(crate) fn post(path: &str) -> http::request::Builder {
     Request::post(path)
 }
 
-pub trait Finish {
+pub(crate) trait Finish {
     fn cookie(self, name: &str, value: &str) -> Self;
     fn bearer(self, token: &str) -> Self;
     fn empty(self) -> Request<Body>;
@@ -223,7 +223,7 @@ impl Finish for http::request::Builder {
 /// - `/logout` (`bye`), `/rotate` (the new token), `/revoke-all` (how many ended);
 /// - `/refund` (needs `orders:refund`), `/required/` (behind `RequireUserLayer`),
 ///   `/exports/` (behind `RequirePermissionLayer("orders:export")`).
-pub fn routes() -> axum::Router {
+pub(crate) fn routes() -> axum::Router {
     use axum::extract::Path;
     use axum::routing;
     use tower_app_sessions::require::{RequirePermissionLayer, RequireUserLayer};
@@ -305,13 +305,13 @@ pub fn routes() -> axum::Router {
 
 /// Logs `user` in through `/login/{id}`; the token, which is also the one issued cookie's
 /// value.
-pub async fn login(router: &axum::Router, user: Uuid) -> String {
+pub(crate) async fn login(router: &axum::Router, user: Uuid) -> String {
     login_at(router, "", user).await
 }
 
 /// Logs `user` in through `{prefix}/login/{id}` (`prefix` such as `/web`, for routers that
 /// nest an app per context).
-pub async fn login_at(router: &axum::Router, prefix: &str, user: Uuid) -> String {
+pub(crate) async fn login_at(router: &axum::Router, prefix: &str, user: Uuid) -> String {
     let reply = send(router, post(&format!("{prefix}/login/{user}")).empty()).await;
     assert_eq!(reply.status, 200, "login: {}", reply.body);
     assert_eq!(
@@ -324,17 +324,17 @@ pub async fn login_at(router: &axum::Router, prefix: &str, user: Uuid) -> String
 }
 
 /// `GET /me` with the session in cookie `cookie`: status and body.
-pub async fn me_cookie(router: &axum::Router, cookie: &str, token: &str) -> (u16, String) {
+pub(crate) async fn me_cookie(router: &axum::Router, cookie: &str, token: &str) -> (u16, String) {
     me_cookie_at(router, "", cookie, token).await
 }
 
 /// `GET /me` with the session as a bearer token: status and body.
-pub async fn me_bearer(router: &axum::Router, token: &str) -> (u16, String) {
+pub(crate) async fn me_bearer(router: &axum::Router, token: &str) -> (u16, String) {
     me_bearer_at(router, "", token).await
 }
 
 /// `GET {prefix}/me` with the session in cookie `cookie`: status and body.
-pub async fn me_cookie_at(
+pub(crate) async fn me_cookie_at(
     router: &axum::Router,
     prefix: &str,
     cookie: &str,
@@ -349,13 +349,17 @@ pub async fn me_cookie_at(
 }
 
 /// `GET {prefix}/me` with the session as a bearer token: status and body.
-pub async fn me_bearer_at(router: &axum::Router, prefix: &str, token: &str) -> (u16, String) {
+pub(crate) async fn me_bearer_at(
+    router: &axum::Router,
+    prefix: &str,
+    token: &str,
+) -> (u16, String) {
     let reply = send(router, get(&format!("{prefix}/me")).bearer(token).empty()).await;
     (reply.status.as_u16(), reply.body)
 }
 
 /// The one answer every refused credential gets.
-pub fn unauthorized() -> (u16, String) {
+pub(crate) fn unauthorized() -> (u16, String) {
     (
         401,
         tower_app_sessions::require::UNAUTHORIZED_BODY.to_owned(),

@@ -52,7 +52,7 @@ class RedisSessionAdapter {
 })().catch((e) => { console.error(e); process.exit(1); });
 "#;
 
-pub struct Node {
+pub(crate) struct Node {
     dir: PathBuf,
 }
 
@@ -60,7 +60,7 @@ static INSTALL: Mutex<()> = Mutex::new(());
 
 /// node with ioredis, or `None` to skip the calling test, recorded as skipped (under CI the
 /// call fails the test instead).
-pub fn with_ioredis() -> Option<Node> {
+pub(crate) fn with_ioredis() -> Option<Node> {
     let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::var_os("TS_INTEROP_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ts-interop"),
@@ -101,7 +101,7 @@ pub fn with_ioredis() -> Option<Node> {
 
 impl Node {
     /// Runs the adapter script on session `id` of `context`; its JSON output.
-    pub fn run_adapter(&self, redis_url: &str, context: &str, id: &str) -> String {
+    pub(crate) fn run_adapter(&self, redis_url: &str, context: &str, id: &str) -> String {
         let out = Command::new("node")
             .arg(self.dir.join("adapter.js"))
             .args([redis_url, context, id])

@@ -11,18 +11,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 /// The server the tests use when `DATABASE_URL` is not set (trust auth, superuser).
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The Prisma schemas the migration must reach and upgrade from: `prisma-before.sql` (a
 /// database before the multi-app migration) and `prisma-target.sql` (the shape after it), as
 /// the TypeScript apps' Prisma setup writes them.
-pub const SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema");
+pub(crate) const SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema");
 
 /// The three tables the Prisma schema owns.
-pub const PRISMA_TABLES: [&str; 3] = ["users", "sessions", "user_permissions"];
+pub(crate) const PRISMA_TABLES: [&str; 3] = ["users", "sessions", "user_permissions"];
 
 /// Connection options of the server's maintenance database (`DATABASE_URL`).
-pub fn admin_options() -> PgConnectOptions {
+pub(crate) fn admin_options() -> PgConnectOptions {
     let url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -32,7 +32,7 @@ pub fn admin_options() -> PgConnectOptions {
 
 /// A database of its own for one test: `tas_mig_<random hex>`, dropped (`WITH (FORCE)`) when
 /// this value is dropped, whether the test passed or panicked.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub pool: PgPool,
     pub name: String,
     // Declared last: dropped after the pool.
@@ -40,7 +40,7 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    pub async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let admin = admin_options();
         let name = format!(
             "tas_mig_{}",
@@ -72,7 +72,7 @@ impl TestDb {
 
     /// Runs a multi-statement SQL script (simple query protocol: one implicit transaction
     /// unless the script has its own BEGIN/COMMIT).
-    pub async fn run_script(&self, sql: &str) {
+    pub(crate) async fn run_script(&self, sql: &str) {
         sqlx::raw_sql(sql)
             .execute(&self.pool)
             .await
@@ -80,11 +80,11 @@ impl TestDb {
     }
 
     /// Applies `tests/fixtures/schema/<file>` (`prisma-before.sql`, `prisma-target.sql`).
-    pub async fn apply_schema(&self, file: &str) {
+    pub(crate) async fn apply_schema(&self, file: &str) {
         self.run_script(&schema_sql(file)).await;
     }
 
-    pub async fn snapshot(&self) -> Snapshot {
+    pub(crate) async fn snapshot(&self) -> Snapshot {
         snapshot(&self.pool).await
     }
 }
@@ -122,7 +122,7 @@ impl Drop for DropGuard {
 }
 
 /// The text of `tests/fixtures/schema/<file>`.
-pub fn schema_sql(file: &str) -> String {
+pub(crate) fn schema_sql(file: &str) -> String {
     let path = format!("{SCHEMA_DIR}/{file}");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
@@ -133,7 +133,7 @@ pub fn schema_sql(file: &str) -> String {
 /// dropped columns do not matter), indexes (name, definition) and constraints (name, kind,
 /// definition).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Snapshot(pub BTreeMap<String, Vec<String>>);
+pub(crate) struct Snapshot(pub BTreeMap<String, Vec<String>>);
 
 impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,7 +150,7 @@ impl fmt::Debug for Snapshot {
 impl Snapshot {
     /// What differs between `self` (actual) and `other` (expected), line by line: `+` is only
     /// in `self`, `-` only in `other`; same lines in another order are shown as both lists.
-    pub fn diff(&self, other: &Snapshot) -> String {
+    pub(crate) fn diff(&self, other: &Snapshot) -> String {
         let mut out = String::new();
         let keys: std::collections::BTreeSet<&String> =
             self.0.keys().chain(other.0.keys()).collect();
@@ -180,7 +180,7 @@ impl Snapshot {
 
 /// Asserts two snapshots are equal, showing only the entries that differ.
 #[track_caller]
-pub fn assert_same_shape(actual: &Snapshot, expected: &Snapshot, what: &str) {
+pub(crate) fn assert_same_shape(actual: &Snapshot, expected: &Snapshot, what: &str) {
     assert!(
         actual == expected,
         "{what}: catalog differs (+ only in the database, - only in the expected shape)\n{}",
@@ -197,7 +197,7 @@ fn unqualify(def: &str) -> String {
         .replace("REFERENCES public.", "REFERENCES ")
 }
 
-pub async fn snapshot(pool: &PgPool) -> Snapshot {
+pub(crate) async fn snapshot(pool: &PgPool) -> Snapshot {
     let mut map = BTreeMap::new();
 
     let extensions: Vec<String> =
@@ -311,7 +311,7 @@ pub async fn snapshot(pool: &PgPool) -> Snapshot {
 }
 
 /// Every row of `table` as JSON (`to_jsonb`), minus the `except` columns, ordered by `id`.
-pub async fn rows(pool: &PgPool, table: &str, except: &[&str]) -> Vec<serde_json::Value> {
+pub(crate) async fn rows(pool: &PgPool, table: &str, except: &[&str]) -> Vec<serde_json::Value> {
     let mut expr = "to_jsonb(t)".to_owned();
     for column in except {
         expr.push_str(&format!(" - '{column}'"));
@@ -324,7 +324,7 @@ pub async fn rows(pool: &PgPool, table: &str, except: &[&str]) -> Vec<serde_json
 }
 
 /// A database built from `tests/fixtures/schema/prisma-target.sql` alone: what the migration must reach.
-pub async fn target_snapshot() -> Snapshot {
+pub(crate) async fn target_snapshot() -> Snapshot {
     let db = TestDb::create().await;
     db.apply_schema("prisma-target.sql").await;
     db.snapshot().await
@@ -335,7 +335,7 @@ pub async fn target_snapshot() -> Snapshot {
 /// The URL of database `name` on the test server: `DATABASE_URL` (or the default) with its
 /// database replaced, credentials and query parameters kept.
 #[allow(dead_code)]
-pub fn database_url(name: &str) -> String {
+pub(crate) fn database_url(name: &str) -> String {
     let url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -355,7 +355,7 @@ pub fn database_url(name: &str) -> String {
 #[allow(dead_code)]
 impl TestDb {
     /// A throwaway database with the crate's migrations applied (`migrate(&pool)`).
-    pub async fn migrated() -> Self {
+    pub(crate) async fn migrated() -> Self {
         let db = Self::create().await;
         tower_app_sessions::store::postgres::migrate(&db.pool)
             .await
@@ -364,19 +364,19 @@ impl TestDb {
     }
 
     /// This database's URL (see [`database_url`]).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         database_url(&self.name)
     }
 
     /// Connection options of this database (as [`admin_options`], other database).
-    pub fn options(&self) -> PgConnectOptions {
+    pub(crate) fn options(&self) -> PgConnectOptions {
         admin_options().database(&self.name)
     }
 }
 
 /// `(revoked, revoked_at is set, application_context)` of a `sessions` row.
 #[allow(dead_code)]
-pub async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> {
+pub(crate) async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> {
     sqlx::query_as(
         "SELECT revoked, revoked_at IS NOT NULL, application_context::text FROM sessions WHERE id = $1",
     )
@@ -392,14 +392,14 @@ pub async fn row_state(pool: &PgPool, id: &str) -> Option<(bool, bool, String)> 
 /// are dropped first (`DROP DATABASE … WITH (FORCE)` ends its sessions and their temporary
 /// objects, which would otherwise keep the role from being dropped).
 #[allow(dead_code)]
-pub struct TestRole {
+pub(crate) struct TestRole {
     pub name: String,
     admin: PgConnectOptions,
 }
 
 #[allow(dead_code)]
 impl TestRole {
-    pub async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let admin = admin_options();
         let name = format!(
             "tas_role_{}",
@@ -416,7 +416,7 @@ impl TestRole {
     }
 
     /// A connection to `db` as this role.
-    pub async fn connect(&self, db: &TestDb) -> PgConnection {
+    pub(crate) async fn connect(&self, db: &TestDb) -> PgConnection {
         PgConnection::connect_with(&db.options().username(&self.name))
             .await
             .unwrap_or_else(|e| panic!("connect as {}: {e}", self.name))

@@ -14,7 +14,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::pg::admin_options;
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub port: u16,
     target: (String, u16),
     accept: Option<JoinHandle<()>>,
@@ -23,7 +23,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let options = admin_options();
         let target = (options.get_host().to_owned(), options.get_port());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -87,13 +87,13 @@ impl Proxy {
     /// Queries the proxied connections sent so far: `Execute` messages of the extended
     /// protocol plus simple `Query` messages (a prepared statement's first use adds no
     /// `Execute` of its own). Needs connections without TLS (`sslmode=disable`).
-    pub fn queries(&self) -> usize {
+    pub(crate) fn queries(&self) -> usize {
         self.queries.load(Ordering::SeqCst)
     }
 
     /// The outage: the port is closed (new connections refused) and every proxied connection
     /// is dropped.
-    pub async fn cut(&mut self) {
+    pub(crate) async fn cut(&mut self) {
         if let Some(accept) = self.accept.take() {
             accept.abort();
             let _ = accept.await; // the listener is dropped once this returns
@@ -104,7 +104,7 @@ impl Proxy {
     }
 
     /// Accepts again, on the same port.
-    pub async fn restore(&mut self) {
+    pub(crate) async fn restore(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
@@ -123,13 +123,13 @@ impl Proxy {
     }
 
     /// Proxied connections currently open.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.connections.lock().unwrap().len()
     }
 
     /// `url` with its host and port replaced by the proxy's (credentials, database and
     /// parameters kept).
-    pub fn url(&self, url: &str) -> String {
+    pub(crate) fn url(&self, url: &str) -> String {
         let scheme_end = url.find("://").map_or(0, |i| i + 3);
         let rest = &url[scheme_end..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());

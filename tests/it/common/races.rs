@@ -18,12 +18,15 @@ use super::{get, login, post as post_req, send, Finish};
 
 /// How long a party of a forced interleaving may wait for the other: far beyond any honest
 /// wait (they take microseconds), short enough that a stuck party fails the run in seconds.
-pub const PARTY_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const PARTY_WAIT: Duration = Duration::from_secs(30);
 
 /// `wait`, failing the test if it takes longer than [`PARTY_WAIT`]; `what` names what was
 /// awaited in the failure.
 #[track_caller]
-pub fn within<T>(what: &'static str, wait: impl Future<Output = T>) -> impl Future<Output = T> {
+pub(crate) fn within<T>(
+    what: &'static str,
+    wait: impl Future<Output = T>,
+) -> impl Future<Output = T> {
     let caller = std::panic::Location::caller();
     async move {
         match tokio::time::timeout(PARTY_WAIT, wait).await {
@@ -38,13 +41,13 @@ pub fn within<T>(what: &'static str, wait: impl Future<Output = T>) -> impl Futu
 /// Two barriers of two: the handler waits at the first when it has its session (so the test
 /// knows it is in flight), and at the second until the test lets it go on.
 #[derive(Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     reached: Arc<Barrier>,
     release: Arc<Barrier>,
 }
 
 impl Gate {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             reached: Arc::new(Barrier::new(2)),
             release: Arc::new(Barrier::new(2)),
@@ -52,18 +55,18 @@ impl Gate {
     }
 
     /// In the handler: announce, then wait to be released.
-    pub async fn hold(&self) {
+    pub(crate) async fn hold(&self) {
         within("the test to see the handler held", self.reached.wait()).await;
         within("the test to release the handler", self.release.wait()).await;
     }
 
     /// In the test: wait until the handler holds.
-    pub async fn reached(&self) {
+    pub(crate) async fn reached(&self) {
         within("the handler to reach the gate", self.reached.wait()).await;
     }
 
     /// In the test: let the handler go on.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         within("the handler to take its release", self.release.wait()).await;
     }
 }
@@ -71,7 +74,7 @@ impl Gate {
 /// `routes()` (with `POST /revoke-all`: the current user's sessions in every context) plus
 /// `POST /rotate-held` (rotates once the gate releases it, answering the new id) and
 /// `POST /save-held` (sets a data key, then holds; the layer saves it after the handler).
-pub fn routes(gate: Gate) -> Router {
+pub(crate) fn routes(gate: Gate) -> Router {
     let save_gate = gate.clone();
     super::routes()
         .route(
@@ -102,7 +105,7 @@ pub fn routes(gate: Gate) -> Router {
 
 /// How the session is ended while the rotation is held.
 #[derive(Debug, Clone, Copy)]
-pub enum Ender {
+pub(crate) enum Ender {
     /// `POST /logout` with the same session (another tab).
     Logout,
     /// `POST /revoke-all` from another session of the user (another device).
@@ -111,21 +114,21 @@ pub enum Ender {
     Admin,
 }
 
-pub const ENDERS: [Ender; 3] = [Ender::Logout, Ender::RevokeAllElsewhere, Ender::Admin];
+pub(crate) const ENDERS: [Ender; 3] = [Ender::Logout, Ender::RevokeAllElsewhere, Ender::Admin];
 
 /// What the held request does once released.
 #[derive(Debug, Clone, Copy)]
-pub enum Held {
+pub(crate) enum Held {
     /// `POST /rotate-held`: rotates the session.
     Rotate,
     /// `POST /save-held`: its data change is saved after the handler.
     Save,
 }
 
-pub const HELD: [Held; 2] = [Held::Rotate, Held::Save];
+pub(crate) const HELD: [Held; 2] = [Held::Rotate, Held::Save];
 
 /// A rotation held while `ender` ends the session writes nothing: see [`held_racing`].
-pub async fn rotation_racing(
+pub(crate) async fn rotation_racing(
     sessions: &Sessions,
     app: &Router,
     gate: &Gate,
@@ -139,7 +142,7 @@ pub async fn rotation_racing(
 /// request gets `401` without a cookie removal, neither the old nor any new id authenticates,
 /// the old id is not revived, and the user has no live session in the store. `app` is
 /// `routes(gate)` under a layer of `sessions`' web context (default cookie name).
-pub async fn held_racing(
+pub(crate) async fn held_racing(
     sessions: &Sessions,
     app: &Router,
     gate: &Gate,
@@ -171,7 +174,7 @@ pub async fn held_racing(
         }
         Ender::Admin => {
             let ended = sessions
-                .store()
+                .session_store()
                 .delete_user_sessions(&user, Scope::AllContexts, sessions.now())
                 .await
                 .unwrap();
@@ -202,7 +205,7 @@ pub async fn held_racing(
     // Nothing of the user lives on under any id (the other session is gone too, except after
     // a plain logout of this one).
     let live = sessions
-        .store()
+        .session_store()
         .list_user_sessions(&user, Scope::AllContexts, sessions.now())
         .await
         .unwrap();
@@ -217,7 +220,7 @@ pub async fn held_racing(
     let web = tower_app_sessions::AppContext::Web;
     assert_eq!(
         sessions
-            .store()
+            .session_store()
             .load(&web, &id, sessions.now())
             .await
             .unwrap(),

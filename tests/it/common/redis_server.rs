@@ -7,12 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `REDIS_SERVER_BIN` (set by scripts/test), else `redis-server` from PATH.
-pub fn server_bin() -> String {
+pub(crate) fn server_bin() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
 }
 
 /// `REDIS_CLI_BIN` (set by scripts/test), else `redis-cli` from PATH.
-pub fn cli_bin() -> String {
+pub(crate) fn cli_bin() -> String {
     std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into())
 }
 
@@ -23,20 +23,20 @@ pub fn cli_bin() -> String {
 /// user's data (database 0) is never touched. Without `scripts/test` the default keeps to
 /// database 15 as well. Pub/sub is not scoped to a database: tests that depend on the
 /// invalidation bus start a Redis of their own ([`RedisServer`]).
-pub fn shared_url() -> String {
+pub(crate) fn shared_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.into())
 }
 
 /// The shared test Redis when `REDIS_URL` is not set: the local server, the suite's database.
-pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/15";
+pub(crate) const DEFAULT_URL: &str = "redis://127.0.0.1:6379/15";
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
 /// `N` distinct loopback ports nothing listens on, from the kernel's ephemeral range: all
 /// are held at once while they are picked, so they differ from each other.
-pub fn free_ports<const N: usize>() -> [u16; N] {
+pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
         .collect();
@@ -44,13 +44,13 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 }
 
 /// A loopback port at or above `min` that nothing listens on (for tests of high ports).
-pub fn free_port_from(min: u16) -> u16 {
+pub(crate) fn free_port_from(min: u16) -> u16 {
     (min..=u16::MAX)
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .unwrap_or_else(|| panic!("no free loopback port at or above {min}"))
 }
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra: Vec<String>,
@@ -60,30 +60,30 @@ pub struct RedisServer {
 impl RedisServer {
     /// A server that keeps its data across [`kill`](Self::kill) + [`start`](Self::start)
     /// (append-only file, fsync always), so a restart is a real outage, not a wipe.
-    pub fn start_persistent() -> Self {
+    pub(crate) fn start_persistent() -> Self {
         Self::launch(&["--appendonly", "yes", "--appendfsync", "always"])
     }
 
     /// A plain in-memory server.
-    pub fn start_plain() -> Self {
+    pub(crate) fn start_plain() -> Self {
         Self::launch(&["--appendonly", "no"])
     }
 
     /// A plain server on which `KEYS` does not exist (renamed away), so anything that uses
     /// it fails: for code that must only ever SCAN.
-    pub fn start_without_keys() -> Self {
+    pub(crate) fn start_without_keys() -> Self {
         Self::launch(&["--appendonly", "no", "--rename-command", "KEYS", ""])
     }
 
     /// A plain server with extra configuration directives (`--name value` pairs).
-    pub fn start_with(extra: &[&str]) -> Self {
+    pub(crate) fn start_with(extra: &[&str]) -> Self {
         let mut args = vec!["--appendonly", "no"];
         args.extend_from_slice(extra);
         Self::launch(&args)
     }
 
     /// How many times the server has run `command` (`INFO commandstats`).
-    pub fn calls(&self, command: &str) -> u64 {
+    pub(crate) fn calls(&self, command: &str) -> u64 {
         let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
         self.cli(&["INFO", "commandstats"])
             .lines()
@@ -98,13 +98,13 @@ impl RedisServer {
     /// Redis puts the bus on `port + 10000` unless `--cluster-port` says otherwise, and then
     /// refuses any port above 55535. A port from the kernel can be anywhere in its ephemeral
     /// range (49152-65535 on many systems), so the bus always gets a port of its own.
-    pub fn start_cluster_node() -> Self {
+    pub(crate) fn start_cluster_node() -> Self {
         let [port, bus] = free_ports::<2>();
         Self::start_cluster_node_on(port, bus)
     }
 
     /// A cluster-enabled node on `port`, its cluster bus on `bus`.
-    pub fn start_cluster_node_on(port: u16, bus: u16) -> Self {
+    pub(crate) fn start_cluster_node_on(port: u16, bus: u16) -> Self {
         Self::launch_on(port, &cluster_node_args(bus))
     }
 
@@ -113,7 +113,7 @@ impl RedisServer {
     }
 
     /// The `redis-server` command of this server, not yet started.
-    pub fn command(port: u16, dir: &std::path::Path, extra: &[impl AsRef<str>]) -> Command {
+    pub(crate) fn command(port: u16, dir: &std::path::Path, extra: &[impl AsRef<str>]) -> Command {
         let mut command = Command::new(server_bin());
         command
             .arg("--port")
@@ -144,12 +144,12 @@ impl RedisServer {
         server
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// (Re)starts the server on its port and waits until it answers PING.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Self::command(self.port, &self.dir, &self.extra)
             .spawn()
@@ -171,7 +171,7 @@ impl RedisServer {
         }
     }
 
-    pub fn ping(&self) -> bool {
+    pub(crate) fn ping(&self) -> bool {
         Command::new(cli_bin())
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
             .output()
@@ -180,7 +180,7 @@ impl RedisServer {
     }
 
     /// SIGKILL: no shutdown, no save; clients see connections drop.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -188,7 +188,7 @@ impl RedisServer {
     }
 
     /// A `redis-cli` command against this server; returns stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(cli_bin())
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
@@ -206,7 +206,7 @@ impl Drop for RedisServer {
 }
 
 /// The arguments of a cluster node whose bus listens on `bus`.
-pub fn cluster_node_args(bus: u16) -> Vec<String> {
+pub(crate) fn cluster_node_args(bus: u16) -> Vec<String> {
     [
         "--appendonly",
         "no",
@@ -222,17 +222,17 @@ pub fn cluster_node_args(bus: u16) -> Vec<String> {
 }
 
 /// Three cluster-enabled masters joined with `redis-cli --cluster create`.
-pub struct RedisCluster {
+pub(crate) struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::join((0..3).map(|_| RedisServer::start_cluster_node()).collect())
     }
 
     /// Joins running, cluster-enabled nodes into one cluster of masters.
-    pub fn join(nodes: Vec<RedisServer>) -> Self {
+    pub(crate) fn join(nodes: Vec<RedisServer>) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -257,7 +257,7 @@ impl RedisCluster {
         Self { nodes }
     }
 
-    pub fn urls(&self) -> Vec<String> {
+    pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }
@@ -265,7 +265,7 @@ impl RedisCluster {
 impl RedisServer {
     /// A plain in-memory server that accepts `DEBUG` from local connections (Redis 7 refuses
     /// it by default), for tests that hang the server with `DEBUG SLEEP`.
-    pub fn start_debuggable() -> Self {
+    pub(crate) fn start_debuggable() -> Self {
         Self::launch(&["--appendonly", "no", "--enable-debug-command", "local"])
     }
 }

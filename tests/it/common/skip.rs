@@ -10,7 +10,7 @@
 use std::io::Write;
 
 /// Whether this run is CI's: `CI` set to anything but `false`, `0` or nothing.
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
@@ -18,7 +18,7 @@ pub fn in_ci() -> bool {
 /// records the skip otherwise. The test is named after its thread, which the test harness
 /// names after the test.
 #[track_caller]
-pub fn skip(why: &str) {
+pub(crate) fn skip(why: &str) {
     let test = std::thread::current()
         .name()
         .unwrap_or("an unnamed test")

@@ -108,7 +108,7 @@ fn schema_sentence(problem: &SchemaProblem) -> String {
     format!("{problem}. Fix: {fix}.")
 }
 
-pub async fn run(out: &Output, cluster: bool, args: DoctorArgs) -> Result<Outcome> {
+pub(crate) async fn run(out: &Output, cluster: bool, args: DoctorArgs) -> Result<Outcome> {
     let c = connect(cluster).await?;
     let redis = c
         .sessions

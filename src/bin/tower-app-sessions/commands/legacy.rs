@@ -11,7 +11,7 @@ use crate::connect::connect;
 use crate::output::Output;
 use crate::{MigrateArgs, Outcome};
 
-pub async fn run(out: &Output, cluster: bool, args: MigrateArgs) -> Result<Outcome> {
+pub(crate) async fn run(out: &Output, cluster: bool, args: MigrateArgs) -> Result<Outcome> {
     let c = connect(cluster).await?;
     let redis = c
         .sessions

@@ -10,7 +10,7 @@ use crate::connect::connect;
 use crate::output::Output;
 use crate::{Outcome, PurgeArgs};
 
-pub async fn run(out: &Output, cluster: bool, args: PurgeArgs) -> Result<Outcome> {
+pub(crate) async fn run(out: &Output, cluster: bool, args: PurgeArgs) -> Result<Outcome> {
     let c = connect(cluster).await?;
     let Some(pg) = c.sessions.postgres_store() else {
         return Err("purge works on PostgreSQL: set DATABASE_URL".into());

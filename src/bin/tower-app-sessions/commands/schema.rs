@@ -8,7 +8,7 @@ use crate::connect::connect;
 use crate::output::Output;
 use crate::{Outcome, SchemaArgs};
 
-pub async fn run(out: &Output, cluster: bool, args: SchemaArgs) -> Result<Outcome> {
+pub(crate) async fn run(out: &Output, cluster: bool, args: SchemaArgs) -> Result<Outcome> {
     let c = connect(cluster).await?;
     // What connecting logged about missing triggers is what this command is for.
     out.discard_warnings();

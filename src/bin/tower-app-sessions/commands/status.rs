@@ -18,7 +18,7 @@ struct Check {
     detail: String,
 }
 
-pub async fn run(out: &Output, cluster: bool) -> Result<Outcome> {
+pub(crate) async fn run(out: &Output, cluster: bool) -> Result<Outcome> {
     let c = connect(cluster).await?;
     c.require_schema().await?;
     let sessions = &c.sessions;

@@ -13,7 +13,7 @@ use crate::{Outcome, RevokeArgs, UserArgs};
 
 /// `--user`: a UUID, or an email address in its canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserRef {
+pub(crate) enum UserRef {
     Id(Uuid),
     Email(String),
 }
@@ -21,7 +21,7 @@ pub enum UserRef {
 impl UserRef {
     /// A UUID, else an email address (`canonical_email`, the form every resolver looks up);
     /// anything else is an error that says so.
-    pub fn parse(value: &str) -> Result<Self> {
+    pub(crate) fn parse(value: &str) -> Result<Self> {
         if let Ok(id) = Uuid::parse_str(value) {
             return Ok(UserRef::Id(id));
         }
@@ -43,7 +43,7 @@ async fn user_id(c: &Connected, user: &UserRef) -> Result<Uuid> {
     if c.sessions.postgres_store().is_none() {
         return Err("looking a user up by email needs DATABASE_URL; give the user's UUID".into());
     }
-    match c.sessions.users().find_by_email(email).await {
+    match c.sessions.user_repository().find_by_email(email).await {
         Ok(Some(found)) => Ok(found.id),
         Ok(None) => Err("no user with that email".into()),
         Err(error) => Err(format!("users: {error}")),
@@ -54,7 +54,7 @@ fn scope(context: Option<&AppContext>) -> Scope<'_> {
     context.map_or(Scope::AllContexts, Scope::Context)
 }
 
-pub async fn sessions(out: &Output, cluster: bool, args: UserArgs) -> Result<Outcome> {
+pub(crate) async fn sessions(out: &Output, cluster: bool, args: UserArgs) -> Result<Outcome> {
     let user = UserRef::parse(&args.user)?;
     let context = context_of(args.context.as_deref())?;
     let c = connect(cluster).await?;
@@ -84,7 +84,7 @@ pub async fn sessions(out: &Output, cluster: bool, args: UserArgs) -> Result<Out
     Ok(Outcome::Clean)
 }
 
-pub async fn revoke(out: &Output, cluster: bool, args: RevokeArgs) -> Result<Outcome> {
+pub(crate) async fn revoke(out: &Output, cluster: bool, args: RevokeArgs) -> Result<Outcome> {
     let user = UserRef::parse(&args.user)?;
     let context = if args.all {
         None

@@ -30,30 +30,16 @@ pub enum CredentialSource {
 
 /// A credential that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credential {
+pub(crate) struct Credential {
     /// The validated id.
-    pub id: SessionId,
+    pub(crate) id: SessionId,
     /// Where it came from.
-    pub source: CredentialSource,
+    pub(crate) source: CredentialSource,
 }
 
 /// The credential of a request, or `None` when there is none or it is malformed or ambiguous.
-///
-/// ```
-/// use http::HeaderMap;
-/// use tower_app_sessions::extract::{credential, CredentialSource};
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("cookie", "theme=dark; sessionId=Q2xhc3NpY1Nlc3Npb25JZA".parse().unwrap());
-/// headers.insert("authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAA".parse().unwrap());
-/// let found = credential(&headers, "sessionId").unwrap();
-/// assert_eq!(found.source, CredentialSource::Cookie); // the cookie decides
-/// assert_eq!(found.id.as_str(), "Q2xhc3NpY1Nlc3Npb25JZA");
-///
-/// headers.insert("cookie", "sessionId=bad:value".parse().unwrap());
-/// assert!(credential(&headers, "sessionId").is_none()); // invalid cookie: no fallback to bearer
-/// ```
-pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
     match lookup(headers, cookie_name) {
         Lookup::Found(credential) => Some(credential),
         Lookup::Absent | Lookup::Malformed => None,
@@ -191,12 +177,38 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_decides_and_an_invalid_one_never_falls_back() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "cookie",
+            http::HeaderValue::from_static("theme=dark; sessionId=Q2xhc3NpY1Nlc3Npb25JZA"),
+        );
+        headers.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer AAAAAAAAAAAAAAAAAAAAAA"),
+        );
+        let found = credential(&headers, "sessionId").map(|c| (c.source, c.id.as_str().to_owned()));
+        assert_eq!(
+            found,
+            Some((
+                CredentialSource::Cookie,
+                "Q2xhc3NpY1Nlc3Npb25JZA".to_owned()
+            ))
+        );
+        headers.insert(
+            "cookie",
+            http::HeaderValue::from_static("sessionId=bad:value"),
+        );
+        assert!(credential(&headers, "sessionId").is_none());
+    }
+
+    #[test]
     fn table() {
         use CredentialSource::*;
         let long = format!("sessionId={}", "a".repeat(8192));
         type Headers<'a> = Vec<(&'a str, Vec<u8>)>;
         type Case<'a> = (&'a str, Headers<'a>, Option<(&'a str, CredentialSource)>);
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             ("no header", vec![], None),
             (
                 "plain cookie",
