@@ -7,9 +7,6 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::data::DataError;
-use crate::{SessionError, SessionStatus};
-
 /// Body of every `401`: invalid, unknown, expired, revoked and foreign-context credentials all
 /// get exactly this, so none can be told apart from outside.
 pub const UNAUTHORIZED_BODY: &str = r#"{"error":"unauthorized"}"#;
@@ -70,22 +67,11 @@ impl Rejection {
         }
     }
 
-    /// The answer to a request that needs a user and has none: `503`
-    /// (`{"error":"session service unavailable"}`) when a backend failed, otherwise `401`
-    /// (`{"error":"unauthorized"}`, the same for every reason).
-    pub const fn without_user(status: SessionStatus) -> Self {
-        match status {
-            SessionStatus::Unavailable => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY)
-            }
-            _ => Self::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY),
-        }
-    }
-
     /// `401 {"error":"unauthorized"}`.
-    pub(crate) const UNAUTHORIZED: Self = Self::without_user(SessionStatus::Anonymous);
+    pub(crate) const UNAUTHORIZED: Self = Self::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY);
     /// `503 {"error":"session service unavailable"}`, `Retry-After: 1`.
-    pub(crate) const UNAVAILABLE: Self = Self::without_user(SessionStatus::Unavailable);
+    pub(crate) const UNAVAILABLE: Self =
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_BODY);
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
@@ -112,35 +98,6 @@ impl Rejection {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
-    }
-}
-
-/// The answer to a failed [`Session`](crate::Session) operation: `401` if the session ended
-/// meanwhile (or there was none for its data), `409 {"error":"session_limit"}` over the
-/// per-user session limit, `413`/`422` for refused session data, `503` for a backend
-/// failure (logged at WARN); never `500`.
-impl From<&SessionError> for Rejection {
-    fn from(error: &SessionError) -> Self {
-        match error {
-            SessionError::Ended | SessionError::Data(DataError::NoSession) => Self::UNAUTHORIZED,
-            SessionError::LimitReached => {
-                Self::new(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#)
-            }
-            SessionError::Data(
-                DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-            ) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, crate::data::TOO_LARGE_BODY),
-            SessionError::Data(error) => {
-                tracing::debug!(%error, "session data refused");
-                Self::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    r#"{"error":"session_data"}"#,
-                )
-            }
-            _ => {
-                tracing::warn!(%error, "session operation failed");
-                Self::UNAVAILABLE
-            }
-        }
     }
 }
 

@@ -4,6 +4,7 @@ mod data;
 mod held;
 mod lifecycle;
 mod manage;
+mod rejection;
 
 pub(crate) use held::HeldRecord;
 pub use manage::ReauthenticationRequired;
