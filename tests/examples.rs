@@ -33,7 +33,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const EXAMPLES_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Every feature of the crate, as `Cargo.toml` lists them (a test below keeps the two equal).
-const CRATE_FEATURES: [(&str, bool); 9] = [
+const CRATE_FEATURES: [(&str, bool); 10] = [
     ("memory", cfg!(feature = "memory")),
     ("axum", cfg!(feature = "axum")),
     ("cache", cfg!(feature = "cache")),
@@ -43,6 +43,7 @@ const CRATE_FEATURES: [(&str, bool); 9] = [
     ("redis", cfg!(feature = "redis")),
     ("postgres", cfg!(feature = "postgres")),
     ("cli", cfg!(feature = "cli")),
+    ("testing", cfg!(feature = "testing")),
 ];
 
 /// The examples run with exactly the features this test binary was built with: a test of the
