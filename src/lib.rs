@@ -73,6 +73,10 @@ pub mod cross_origin;
 pub mod data;
 pub mod events;
 pub mod extract;
+// Wrappers for the fuzz targets (`fuzz/`); not public API, absent from every ordinary build.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 pub mod layer;
 #[cfg(feature = "throttle")]
