@@ -14,7 +14,10 @@ fuzz_target!(|message: &[u8]| {
 
     // Idempotent: what it decoded to, written back, decodes to itself.
     if let Some(canonical) = &decoded {
-        assert_eq!(decode_change(canonical.as_bytes()).as_ref(), Some(canonical));
+        assert_eq!(
+            decode_change(canonical.as_bytes()).as_ref(),
+            Some(canonical)
+        );
     }
 
     let text = std::str::from_utf8(message).ok();
@@ -26,12 +29,21 @@ fuzz_target!(|message: &[u8]| {
                 // Well-formed but naming nothing this crate holds.
                 None => {}
                 Some(all) if all == "all" => {
-                    assert!(!text[2..].contains(':'), "{text:?}: a context and an id, read as garbage");
+                    assert!(
+                        !text[2..].contains(':'),
+                        "{text:?}: a context and an id, read as garbage"
+                    );
                 }
                 Some(session) => {
-                    let id = session.rsplit_once(':').map(|(_, id)| id).unwrap_or_default();
+                    let id = session
+                        .rsplit_once(':')
+                        .map(|(_, id)| id)
+                        .unwrap_or_default();
                     assert!(SessionId::parse(id).is_some());
-                    assert!(text.ends_with(&format!(":{id}")), "{text:?} decoded to {session:?}");
+                    assert!(
+                        text.ends_with(&format!(":{id}")),
+                        "{text:?} decoded to {session:?}"
+                    );
                     assert!(session.starts_with("s:"));
                 }
             }
@@ -39,7 +51,9 @@ fuzz_target!(|message: &[u8]| {
         Some("u:") => {
             let decoded = decoded.expect("a user message is a user or everything");
             if decoded != "all" {
-                let id: uuid::Uuid = text.unwrap_or_default()[2..].parse().expect("the user id parses");
+                let id: uuid::Uuid = text.unwrap_or_default()[2..]
+                    .parse()
+                    .expect("the user id parses");
                 assert_eq!(decoded, format!("u:{id}"));
             }
         }

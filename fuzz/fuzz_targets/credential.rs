@@ -33,7 +33,10 @@ fn map<'a>(headers: impl IntoIterator<Item = &'a (HeaderName, HeaderValue)>) -> 
 fn verdict(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
     let found = credential(headers, cookie_name);
     if let Some(found) = &found {
-        assert_eq!(SessionId::parse(found.id.as_str()).as_ref(), Some(&found.id));
+        assert_eq!(
+            SessionId::parse(found.id.as_str()).as_ref(),
+            Some(&found.id)
+        );
     }
     found
 }
@@ -60,7 +63,11 @@ fuzz_target!(|bytes: &[u8]| {
     let found = verdict(&map(&headers), cookie_name);
 
     // Order: reversed, and rotated.
-    assert_eq!(verdict(&map(headers.iter().rev()), cookie_name), found, "order");
+    assert_eq!(
+        verdict(&map(headers.iter().rev()), cookie_name),
+        found,
+        "order"
+    );
     if headers.len() > 1 {
         let rotated: Vec<_> = headers[1..].iter().chain(&headers[..1]).cloned().collect();
         assert_eq!(verdict(&map(&rotated), cookie_name), found, "rotation");
@@ -68,45 +75,98 @@ fuzz_target!(|bytes: &[u8]| {
 
     // Unrelated headers: removed, or one more added.
     let related = |name: &HeaderName| *name == COOKIE || *name == AUTHORIZATION;
-    let only_related: Vec<_> = headers.iter().filter(|(n, _)| related(n)).cloned().collect();
-    assert_eq!(verdict(&map(&only_related), cookie_name), found, "unrelated headers removed");
+    let only_related: Vec<_> = headers
+        .iter()
+        .filter(|(n, _)| related(n))
+        .cloned()
+        .collect();
+    assert_eq!(
+        verdict(&map(&only_related), cookie_name),
+        found,
+        "unrelated headers removed"
+    );
     let mut more = headers.clone();
-    more.push((HeaderName::from_static("x-session"), HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA")));
-    assert_eq!(verdict(&map(&more), cookie_name), found, "an unrelated header added");
+    more.push((
+        HeaderName::from_static("x-session"),
+        HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA"),
+    ));
+    assert_eq!(
+        verdict(&map(&more), cookie_name),
+        found,
+        "an unrelated header added"
+    );
 
     // Every Cookie header joined into one.
-    let cookies: Vec<&[u8]> = headers.iter().filter(|(n, _)| *n == COOKIE).map(|(_, v)| v.as_bytes()).collect();
+    let cookies: Vec<&[u8]> = headers
+        .iter()
+        .filter(|(n, _)| *n == COOKIE)
+        .map(|(_, v)| v.as_bytes())
+        .collect();
     if cookies.len() > 1 {
         let joined = cookies.join(&b"; "[..]);
         if let Ok(joined) = HeaderValue::from_bytes(&joined) {
-            let mut one: Vec<_> = headers.iter().filter(|(n, _)| *n != COOKIE).cloned().collect();
+            let mut one: Vec<_> = headers
+                .iter()
+                .filter(|(n, _)| *n != COOKIE)
+                .cloned()
+                .collect();
             one.push((COOKIE, joined));
             assert_eq!(verdict(&map(&one), cookie_name), found, "cookies joined");
         }
     }
 
     match &found {
-        Some(Credential { id, source: CredentialSource::Cookie }) => {
+        Some(Credential {
+            id,
+            source: CredentialSource::Cookie,
+        }) => {
             // The value of a pair named `cookie_name` (trimmed, quotes around it allowed).
-            let named = cookies.iter().flat_map(|c| c.split(|b| *b == b';')).any(|pair| {
-                let pair = String::from_utf8_lossy(pair);
-                pair.split_once('=').is_some_and(|(name, value)| {
-                    let value = value.trim_matches([' ', '\t']);
-                    name.trim_matches([' ', '\t']) == cookie_name
-                        && (value == id.as_str() || value == format!("\"{}\"", id.as_str()))
-                })
-            });
-            assert!(named, "a cookie credential that no cookie {cookie_name:?} holds");
+            let named = cookies
+                .iter()
+                .flat_map(|c| c.split(|b| *b == b';'))
+                .any(|pair| {
+                    let pair = String::from_utf8_lossy(pair);
+                    pair.split_once('=').is_some_and(|(name, value)| {
+                        let value = value.trim_matches([' ', '\t']);
+                        name.trim_matches([' ', '\t']) == cookie_name
+                            && (value == id.as_str() || value == format!("\"{}\"", id.as_str()))
+                    })
+                });
+            assert!(
+                named,
+                "a cookie credential that no cookie {cookie_name:?} holds"
+            );
             // The cookie decides: no Authorization header changes it.
-            let no_auth: Vec<_> = headers.iter().filter(|(n, _)| *n != AUTHORIZATION).cloned().collect();
-            assert_eq!(verdict(&map(&no_auth), cookie_name), found, "bearer removed");
+            let no_auth: Vec<_> = headers
+                .iter()
+                .filter(|(n, _)| *n != AUTHORIZATION)
+                .cloned()
+                .collect();
+            assert_eq!(
+                verdict(&map(&no_auth), cookie_name),
+                found,
+                "bearer removed"
+            );
         }
-        Some(Credential { id, source: CredentialSource::Bearer }) => {
-            let auth: Vec<_> = headers.iter().filter(|(n, _)| *n == AUTHORIZATION).collect();
-            assert_eq!(auth.len(), 1, "a bearer credential from several Authorization headers");
+        Some(Credential {
+            id,
+            source: CredentialSource::Bearer,
+        }) => {
+            let auth: Vec<_> = headers
+                .iter()
+                .filter(|(n, _)| *n == AUTHORIZATION)
+                .collect();
+            assert_eq!(
+                auth.len(),
+                1,
+                "a bearer credential from several Authorization headers"
+            );
             let value = auth[0].1.as_bytes();
             assert!(value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer "));
-            assert_eq!(String::from_utf8_lossy(&value[7..]).trim_matches([' ', '\t']), id.as_str());
+            assert_eq!(
+                String::from_utf8_lossy(&value[7..]).trim_matches([' ', '\t']),
+                id.as_str()
+            );
         }
         None => {}
     }

@@ -64,7 +64,9 @@ fuzz_target!(|bytes: &[u8]| {
     }
     let mut headers = Vec::new();
     for line in lines {
-        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&line[..colon]),
             HeaderValue::from_bytes(&line[colon + 1..]),
@@ -76,14 +78,36 @@ fuzz_target!(|bytes: &[u8]| {
     let all = map(&headers);
     let verdict = policy.allows(&method, &uri, &all);
 
-    assert_eq!(policy.allows(&method, &uri, &map(&regrouped(&headers))), verdict, "order");
+    assert_eq!(
+        policy.allows(&method, &uri, &map(&regrouped(&headers))),
+        verdict,
+        "order"
+    );
     let relevant = |n: &HeaderName| *n == ORIGIN || *n == HOST || n.as_str() == "sec-fetch-site";
-    let only: Vec<_> = headers.iter().filter(|(n, _)| relevant(n)).cloned().collect();
-    assert_eq!(policy.allows(&method, &uri, &map(&only)), verdict, "other headers removed");
+    let only: Vec<_> = headers
+        .iter()
+        .filter(|(n, _)| relevant(n))
+        .cloned()
+        .collect();
+    assert_eq!(
+        policy.allows(&method, &uri, &map(&only)),
+        verdict,
+        "other headers removed"
+    );
     let mut more = headers.clone();
-    more.push((HeaderName::from_static("x-forwarded-host"), HeaderValue::from_static("evil.example")));
-    more.push((HeaderName::from_static("referer"), HeaderValue::from_static("https://evil.example/")));
-    assert_eq!(policy.allows(&method, &uri, &map(&more)), verdict, "other headers added");
+    more.push((
+        HeaderName::from_static("x-forwarded-host"),
+        HeaderValue::from_static("evil.example"),
+    ));
+    more.push((
+        HeaderName::from_static("referer"),
+        HeaderValue::from_static("https://evil.example/"),
+    ));
+    assert_eq!(
+        policy.allows(&method, &uri, &map(&more)),
+        verdict,
+        "other headers added"
+    );
 
     assert!(CrossOriginPolicy::disabled().allows(&method, &uri, &all));
     if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -106,7 +130,10 @@ fuzz_target!(|bytes: &[u8]| {
             assert!(wider.allows(&method, &uri, &all), "the origin, trusted");
         }
         if let Ok(wider) = policy.clone().trust_origin("https://other.example") {
-            assert!(!verdict || wider.allows(&method, &uri, &all), "more trust refused");
+            assert!(
+                !verdict || wider.allows(&method, &uri, &all),
+                "more trust refused"
+            );
         }
         // Case: the same origin upper-cased.
         let upper = origin.to_ascii_uppercase();
@@ -120,6 +147,10 @@ fuzz_target!(|bytes: &[u8]| {
             policy.allows(&method, &uri, &first_only),
             "Origin case"
         );
-        assert_eq!(policy.allows(&method, &uri, &first_only), verdict, "only the first Origin counts");
+        assert_eq!(
+            policy.allows(&method, &uri, &first_only),
+            verdict,
+            "only the first Origin counts"
+        );
     }
 });

@@ -24,7 +24,8 @@ fuzz_target!(|bytes: &[u8]| {
     assert_eq!(again.to_json(), encoded, "encoding is a fixpoint");
 
     // The order and presence of the fields, as the TypeScript apps write them.
-    let out: Map<String, Value> = serde_json::from_str(&encoded).expect("the encoding is a JSON object");
+    let out: Map<String, Value> =
+        serde_json::from_str(&encoded).expect("the encoding is a JSON object");
     let order: Vec<&str> = out.keys().map(String::as_str).collect();
     let mut expected = vec!["user_id", "created_at", "expires_at"];
     expected.extend(record.ip.is_some().then_some("ip"));
@@ -33,8 +34,14 @@ fuzz_target!(|bytes: &[u8]| {
     let mut sorted = expected.clone();
     sorted.sort_unstable();
     assert_eq!(order, sorted, "the fields present");
-    let positions: Vec<usize> = expected.iter().map(|k| encoded.find(&format!("\"{k}\":")).unwrap()).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "field order in {encoded}");
+    let positions: Vec<usize> = expected
+        .iter()
+        .map(|k| encoded.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "field order in {encoded}"
+    );
 
     // Byte-compatible with the input, field by field (where the input is plain JSON).
     let Ok(input) = serde_json::from_slice::<Map<String, Value>>(bytes) else {
@@ -42,7 +49,10 @@ fuzz_target!(|bytes: &[u8]| {
     };
     let user_id: uuid::Uuid = input["user_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(user_id, record.user_id);
-    assert_eq!(out["user_id"], Value::String(user_id.hyphenated().to_string()));
+    assert_eq!(
+        out["user_id"],
+        Value::String(user_id.hyphenated().to_string())
+    );
     for field in ["created_at", "expires_at"] {
         if let Some(n) = input[field].as_i64() {
             assert_eq!(out[field].as_i64(), Some(n), "{field}");

@@ -24,7 +24,9 @@ use tower_app_sessions::data::{check_key, DataLimits, DataPatch, SessionData};
 
 fn key_shaped(key: &str) -> bool {
     (1..=128).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 fn check(data: &SessionData) {
@@ -32,7 +34,11 @@ fn check(data: &SessionData) {
     let again = SessionData::from_json(&json);
     assert_eq!(&again, data, "the encoding reads back as the data");
     assert_eq!(again.to_json(), json, "encoding is a fixpoint");
-    assert_eq!(data.size().bytes, json.len(), "size in bytes is the encoding's");
+    assert_eq!(
+        data.size().bytes,
+        json.len(),
+        "size in bytes is the encoding's"
+    );
     assert_eq!(data.size().keys, data.len());
     assert_eq!(data.keys().count(), data.len());
 }
@@ -52,7 +58,10 @@ fuzz_target!(|bytes: &[u8]| {
             for (key, value) in &object {
                 let raw = data.get_raw(key).unwrap();
                 let read: Value = serde_json::from_str(raw.get()).unwrap();
-                assert_eq!(&read, value, "{key:?}: the value, compacted, means the same");
+                assert_eq!(
+                    &read, value,
+                    "{key:?}: the value, compacted, means the same"
+                );
             }
         }
         Ok(_) => assert!(data.is_empty(), "not an object: no data"),
@@ -91,22 +100,37 @@ fuzz_target!(|bytes: &[u8]| {
         }
     }
     for (key, change) in &model {
-        let told = patch.change(key).map(|v| v.map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap()));
-        assert_eq!(told.as_ref(), Some(&change.clone()), "the patch's change of {key:?}");
+        let told = patch
+            .change(key)
+            .map(|v| v.map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap()));
+        assert_eq!(
+            told.as_ref(),
+            Some(&change.clone()),
+            "the patch's change of {key:?}"
+        );
     }
     assert_eq!(patch.is_empty(), model.is_empty());
     let sets: Value = serde_json::from_str(&patch.sets_json()).unwrap();
-    assert_eq!(sets.as_object().unwrap().len(), model.values().filter(|c| c.is_some()).count());
+    assert_eq!(
+        sets.as_object().unwrap().len(),
+        model.values().filter(|c| c.is_some()).count()
+    );
 
     let before = data.clone();
     let predicted = data.size_with(&patch);
     data.apply(&patch);
     check(&data);
-    assert_eq!(data.size(), predicted, "size_with(patch) is the size after apply(patch)");
+    assert_eq!(
+        data.size(),
+        predicted,
+        "size_with(patch) is the size after apply(patch)"
+    );
     // Compared as JSON text: a stored value may hold what serde_json's `Value` refuses (a
     // number out of range), and the data keeps values as text anyway.
-    let keys: std::collections::BTreeSet<&str> =
-        before.keys().chain(model.keys().map(String::as_str)).collect();
+    let keys: std::collections::BTreeSet<&str> = before
+        .keys()
+        .chain(model.keys().map(String::as_str))
+        .collect();
     for key in &keys {
         let now = data.get_raw(key).map(RawValue::get);
         let expected = match patch.change(key) {
@@ -115,7 +139,10 @@ fuzz_target!(|bytes: &[u8]| {
         };
         assert_eq!(now, expected, "{key:?} after the patch");
     }
-    assert_eq!(data.len(), keys.iter().filter(|k| data.get_raw(k).is_some()).count());
+    assert_eq!(
+        data.len(),
+        keys.iter().filter(|k| data.get_raw(k).is_some()).count()
+    );
 
     let limits = DataLimits::new(bytes.len() % 97 + 2, bytes.len() % 5);
     assert_eq!(
