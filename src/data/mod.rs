@@ -503,7 +503,11 @@ mod tests {
             data.apply(&patch);
             assert_eq!(data.get::<f64>("k").unwrap(), Some(x), "{text}");
             let again = SessionData::from_json(&data.to_json());
-            assert_eq!(again.get::<f64>("k").unwrap(), Some(x), "{text}, stored and read");
+            assert_eq!(
+                again.get::<f64>("k").unwrap(),
+                Some(x),
+                "{text}, stored and read"
+            );
         }
     }
 }
