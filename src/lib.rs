@@ -93,6 +93,10 @@ pub mod cross_origin;
 pub mod data;
 pub mod events;
 pub mod feed;
+// Wrappers for the fuzz targets (`fuzz/`); not public API, absent from every ordinary build.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 // The session layer, private so that each of its items has one path: `SessionLayer` and
 // `SessionService` at the root, the rest in the public `layer` module below.
