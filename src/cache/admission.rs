@@ -180,10 +180,10 @@ mod tests {
         assert_eq!(keeper.bits(), MIN_BITS, "100 entries: 1,600 bits, raised to the least");
         assert!(!keeper.seen_before(&0_u64));
         assert!(keeper.seen_before(&0_u64));
-        // A window of first sightings later (other keys), key 0 is forgotten. Keys that
-        // share both bits with key 0 only shorten this loop: count the clears instead.
+        // Key 0 was the window's first sighting: the window's last one (another key)
+        // clears everything, key 0 included.
         let window = keeper.window;
-        let mut fresh = 0;
+        let mut fresh = 1;
         let mut key = 1_u64;
         while fresh < window {
             if !keeper.seen_before(&key) {
