@@ -177,7 +177,11 @@ mod tests {
     #[test]
     fn the_doorkeeper_forgets_after_its_window_and_stays_its_size() {
         let keeper = Doorkeeper::new(100);
-        assert_eq!(keeper.bits(), MIN_BITS, "100 entries: 1,600 bits, raised to the least");
+        assert_eq!(
+            keeper.bits(),
+            MIN_BITS,
+            "100 entries: 1,600 bits, raised to the least"
+        );
         assert!(!keeper.seen_before(&0_u64));
         assert!(keeper.seen_before(&0_u64));
         // Key 0 was the window's first sighting: the window's last one (another key)

@@ -109,7 +109,10 @@ impl<U: Send + Sync + 'static> UserCache<U> {
             return;
         }
         // Past three quarters full, a user seen once is not worth an eviction.
-        if !self.admission.admits(&(context, user_id), self.entries.entry_count()) {
+        if !self
+            .admission
+            .admits(&(context, user_id), self.entries.entry_count())
+        {
             return;
         }
         {

@@ -102,7 +102,11 @@ async fn past_three_quarters_full_a_session_is_cached_on_its_second_request() {
     assert_eq!(status(&web, &first).await, 200);
     let calls = store.calls();
     assert_eq!(status(&web, &first).await, 200);
-    assert_eq!(store.calls(), calls, "with room, a first request fills the cache");
+    assert_eq!(
+        store.calls(),
+        calls,
+        "with room, a first request fills the cache"
+    );
     // 800 of the cache's 1,000 entries, each session requested once (moka counts its
     // entries every 64 inserts: past 750 by the 768th).
     for _ in 0..800 {
@@ -112,7 +116,11 @@ async fn past_three_quarters_full_a_session_is_cached_on_its_second_request() {
     let probe = login().await;
     let calls = store.calls();
     assert_eq!(status(&web, &probe).await, 200);
-    assert_eq!(store.calls(), calls + 1, "a first request loads from the store");
+    assert_eq!(
+        store.calls(),
+        calls + 1,
+        "a first request loads from the store"
+    );
     assert_eq!(status(&web, &probe).await, 200);
     assert_eq!(
         store.calls(),
