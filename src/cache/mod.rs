@@ -27,6 +27,7 @@
 //! # let _ = web;
 //! ```
 
+mod admission;
 mod bus;
 mod entries;
 mod publishing;

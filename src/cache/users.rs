@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use uuid::Uuid;
 
+use super::admission::Admission;
 use super::bus::{Change, InvalidationBus, LocalCache};
 use super::CacheSettings;
 use crate::telemetry::UserCacheMetrics;
@@ -41,6 +42,8 @@ pub(crate) struct UserCache<U> {
     /// The contexts entries were inserted for, to drop one user from each.
     contexts: Mutex<Vec<AppContext>>,
     metrics: UserCacheMetrics,
+    /// Which misses are inserted: all while there is room, then those seen twice.
+    admission: Admission,
 }
 
 impl<U> std::fmt::Debug for UserCache<U> {
@@ -66,6 +69,7 @@ impl<U: Send + Sync + 'static> UserCache<U> {
             epoch: AtomicU64::new(0),
             contexts: Mutex::new(Vec::new()),
             metrics: UserCacheMetrics::new(),
+            admission: Admission::new(settings.max_entries),
         });
         let weak: Weak<dyn LocalCache> = Arc::downgrade(&(cache.clone() as Arc<dyn LocalCache>));
         settings.bus.register(weak);
@@ -102,6 +106,13 @@ impl<U: Send + Sync + 'static> UserCache<U> {
         loaded_at: u64,
     ) {
         if !self.bus.is_healthy() || self.epoch() != loaded_at {
+            return;
+        }
+        // Past three quarters full, a user seen once is not worth an eviction.
+        if !self
+            .admission
+            .admits(&(context, user_id), self.entries.entry_count())
+        {
             return;
         }
         {

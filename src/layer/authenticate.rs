@@ -441,11 +441,12 @@ impl<U: Send + Sync + 'static> SessionLayer<U> {
             return outcome;
         };
         match outcome {
+            // Asked before the record is shared: a miss the cache does not keep costs nothing.
             Outcome::Authenticated {
                 record,
                 legacy: false,
                 user,
-            } => {
+            } if cache.admits(id) => {
                 let record = record.into_shared();
                 let entry = crate::cache::Entry {
                     record: Arc::clone(&record),

@@ -78,6 +78,65 @@ async fn cached_requests_skip_the_store_and_local_changes_drop_them() {
     assert_eq!(status(&admin, &token).await, 401);
 }
 
+/// A full cache keeps only what comes back. While it has room, a session is cached on its
+/// first request (an insert then evicts nothing); once it is three quarters full, a session
+/// seen once is not admitted (its next request goes to the store again), and one seen twice
+/// is admitted and served from the cache from then on. Store calls are counted; no timing.
+#[tokio::test]
+async fn past_three_quarters_full_a_session_is_cached_on_its_second_request() {
+    let store = CountingStore::default();
+    let users = MemoryUsers::new();
+    let ada = users
+        .insert(User::new("ada@example.com", Role::User))
+        .unwrap();
+    let bus = InvalidationBus::local();
+    let sessions = Sessions::new(store.clone(), users).cache(&bus, 1000, Duration::from_secs(600));
+    let web = routes().layer(sessions.layer(AppContext::Web));
+    let login = || async {
+        send(&web, post(&format!("/login/{}", ada.id)).empty())
+            .await
+            .body
+    };
+    // Room: the first session is served from the cache from its second request on.
+    let first = login().await;
+    assert_eq!(status(&web, &first).await, 200);
+    let calls = store.calls();
+    assert_eq!(status(&web, &first).await, 200);
+    assert_eq!(
+        store.calls(),
+        calls,
+        "with room, a first request fills the cache"
+    );
+    // 800 of the cache's 1,000 entries, each session requested once (moka counts its
+    // entries every 64 inserts: past 750 by the 768th).
+    for _ in 0..800 {
+        let token = login().await;
+        assert_eq!(status(&web, &token).await, 200);
+    }
+    let probe = login().await;
+    let calls = store.calls();
+    assert_eq!(status(&web, &probe).await, 200);
+    assert_eq!(
+        store.calls(),
+        calls + 1,
+        "a first request loads from the store"
+    );
+    assert_eq!(status(&web, &probe).await, 200);
+    assert_eq!(
+        store.calls(),
+        calls + 2,
+        "seen once past three quarters full, it was not admitted: loaded again"
+    );
+    for _ in 0..5 {
+        assert_eq!(status(&web, &probe).await, 200);
+    }
+    assert_eq!(
+        store.calls(),
+        calls + 2,
+        "seen twice, it was admitted: served from the cache"
+    );
+}
+
 /// Each test here has a Redis of its own: any message on the invalidation channel (which is
 /// not scoped to a database) bumps a cache's epoch and skips an insert, so another test
 /// publishing on a shared server could make these pass or fail for the wrong reason.
