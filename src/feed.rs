@@ -43,6 +43,7 @@
 //! let store = TieredStore::new(Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()))
 //!     .revalidate_after(Duration::from_secs(5)) // while the feed is down
 //!     .notifications(&feed, Duration::from_secs(300)); // while it is heard
+//! feed.0.set_health(true); // connected and heard: the 300-second bound applies
 //! feed.0.deliver(&Change::Everything);
 //! feed.0.set_health(false); // lost: the 5-second bound applies again
 //! # let _ = store;
@@ -113,9 +114,11 @@ pub struct Listeners {
     transition: Mutex<()>,
 }
 
+/// Not heard until the feed says so ([`set_health`](Listeners::set_health)): a feed that
+/// has not connected yet must not grant the long trust.
 impl Default for Listeners {
     fn default() -> Self {
-        Self::new(true)
+        Self::new(false)
     }
 }
 

@@ -69,7 +69,7 @@ impl LoginError {
             | LoginError::PasswordTooShort { .. }
             | LoginError::PasswordTooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             LoginError::EmailTaken => StatusCode::CONFLICT,
-            LoginError::Session(error) => Rejection::from(error).status(),
+            LoginError::Session(error) => crate::session::rejection_quietly(error).status(),
             LoginError::Unavailable(_) | LoginError::Hash(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -5,6 +5,8 @@ mod held;
 mod lifecycle;
 mod manage;
 mod rejection;
+#[cfg_attr(not(feature = "throttle"), allow(unused_imports))]
+pub(crate) use rejection::quietly as rejection_quietly;
 
 pub(crate) use held::HeldRecord;
 pub use manage::ReauthenticationRequired;

@@ -28,24 +28,32 @@ impl Rejection {
 impl From<&SessionError> for Rejection {
     fn from(error: &SessionError) -> Self {
         match error {
-            SessionError::Ended | SessionError::Data(DataError::NoSession) => Self::UNAUTHORIZED,
-            SessionError::LimitReached => {
-                Self::new(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#)
+            SessionError::Ended | SessionError::Data(_) | SessionError::LimitReached => {
+                if let SessionError::Data(error) = error {
+                    tracing::debug!(%error, "session data refused");
+                }
             }
-            SessionError::Data(
-                DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
-            ) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, crate::data::TOO_LARGE_BODY),
-            SessionError::Data(error) => {
-                tracing::debug!(%error, "session data refused");
-                Self::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    r#"{"error":"session_data"}"#,
-                )
-            }
-            _ => {
-                tracing::warn!(%error, "session operation failed");
-                Self::UNAVAILABLE
-            }
+            _ => tracing::warn!(%error, "session operation failed"),
         }
+        quietly(error)
+    }
+}
+
+/// The answer to `error`, without logging it: for a caller that only asks the status
+/// ([`LoginError::status`](crate::login::LoginError::status)) and may answer later.
+pub(crate) fn quietly(error: &SessionError) -> Rejection {
+    match error {
+        SessionError::Ended | SessionError::Data(DataError::NoSession) => Rejection::UNAUTHORIZED,
+        SessionError::LimitReached => {
+            Rejection::new(StatusCode::CONFLICT, r#"{"error":"session_limit"}"#)
+        }
+        SessionError::Data(
+            DataError::TooLarge { .. } | DataError::TooManyKeys { .. } | DataError::NoRoom,
+        ) => Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, crate::data::TOO_LARGE_BODY),
+        SessionError::Data(_) => Rejection::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"error":"session_data"}"#,
+        ),
+        _ => Rejection::UNAVAILABLE,
     }
 }

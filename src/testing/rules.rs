@@ -60,6 +60,7 @@ macro_rules! ensure_eq {
 pub(super) use {ensure, ensure_eq};
 
 /// What every rule gets besides the store.
+#[derive(Clone)]
 pub(super) struct Setup {
     pub(super) user: Uuid,
     pub(super) other: Uuid,

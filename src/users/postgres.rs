@@ -488,7 +488,7 @@ impl UserResolver for PgUsers {
     }
 
     /// What a [`PgSessionStore`](crate::store::PgSessionStore) paired with this value
-    /// ([`with_users`](crate::store::PgSessionStore::with_users)) read with the session, in
+    /// ([`users`](crate::store::PgSessionStore::users)) read with the session, in
     /// the same query: this value's own answer, so the request makes one query, not two.
     fn joined(
         &self,

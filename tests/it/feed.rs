@@ -60,6 +60,8 @@ async fn sees_change(store: &TieredStore, id: &SessionId, now: i64) -> bool {
 #[tokio::test]
 async fn a_third_party_feed_gives_the_tiered_store_its_long_trust_and_takes_it_back() {
     let feed = Arc::new(HandFeed::default());
+    assert!(!feed.is_healthy(), "a feed is not heard before it says so");
+    feed.0.set_health(true);
     let durable = Arc::new(MemoryStore::new());
     let store = TieredStore::new(Arc::new(MemoryStore::new()), durable.clone())
         .revalidate_after(SHORT)
@@ -100,8 +102,8 @@ async fn a_third_party_feed_gives_the_tiered_store_its_long_trust_and_takes_it_b
 
 #[tokio::test]
 async fn a_bus_serves_only_while_every_feed_it_follows_is_heard() {
-    let own = Arc::new(HandFeed::default());
-    let other = Arc::new(HandFeed(Listeners::new(false)));
+    let own = Arc::new(HandFeed(Listeners::new(true)));
+    let other = Arc::new(HandFeed::default()); // not heard yet
     let bus = InvalidationBus::over(own.clone());
     assert!(bus.is_healthy());
     bus.follow(&other);

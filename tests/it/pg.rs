@@ -111,6 +111,14 @@ async fn the_pg_store_keeps_the_contract() {
         .check(|| async { PgSessionStore::new(db.pool.clone()) })
         .await
         .assert_ok();
+    // Paired with its user repository (as `Sessions::from_env` builds it): the joined query
+    // is the layer's read, which the check runs every rule through as well.
+    tower_app_sessions::testing::Contract::new()
+        .users(a.id, b.id)
+        .third_context(AppContext::Admin)
+        .check(|| async { PgSessionStore::new(db.pool.clone()).users(&users) })
+        .await
+        .assert_ok();
 
     // Every session the contract wrote is still there, revoked (audit): each rule ends by
     // deleting what it wrote, the sessions it let expire too.

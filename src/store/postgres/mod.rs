@@ -420,7 +420,7 @@ impl SessionStore for PgSessionStore {
             .pending(StoreOp::Load, self.load_row(context, id, now))
     }
 
-    /// With [`with_users`](Self::with_users): the session and its user (with the context's
+    /// With [`users`](Self::users): the session and its user (with the context's
     /// permissions) in one query, for that repository to
     /// [recognise](crate::UserResolver::joined).
     fn load_with_user<'a>(
@@ -430,9 +430,11 @@ impl SessionStore for PgSessionStore {
         now: i64,
     ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
         let Some(users) = &self.users else {
-            return self
-                .load(context, id, now)
-                .map(|found| found.map(|record| record.map(crate::store::Loaded::from)));
+            // One future, not `load`'s mapped (which would box a second).
+            return self.metrics.pending(StoreOp::Load, async move {
+                let found = self.load_row(context, id, now).await?;
+                Ok(found.map(crate::store::Loaded::from))
+            });
         };
         self.metrics.pending(StoreOp::Load, async move {
             let label = pg_context(context)?;

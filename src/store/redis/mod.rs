@@ -393,6 +393,20 @@ impl SessionStore for RedisStore {
         )
     }
 
+    /// Redis reads no user with the session; overridden only so that the request's one
+    /// future is the load itself (the default maps `load`'s future, boxing a second one).
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<crate::store::Loaded>, StoreError>> {
+        self.metrics.pending(StoreOp::Load, async move {
+            let found = self.load_key(keys::session(context, id), now).await?;
+            Ok(found.map(crate::store::Loaded::from))
+        })
+    }
+
     fn save<'a>(
         &'a self,
         context: &'a AppContext,

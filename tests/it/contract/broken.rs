@@ -3,7 +3,7 @@
 //! rule's name; a panic in a store is a violation, not the end of the check.
 
 use tower_app_sessions::data::{DataLimits, DataPatch};
-use tower_app_sessions::store::{Capabilities, DataUpdate, ListedSession};
+use tower_app_sessions::store::{Capabilities, DataUpdate, ListedSession, Loaded};
 use tower_app_sessions::testing::{Contract, RULES};
 use tower_app_sessions::{
     AppContext, MemoryStore, Scope, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture,
@@ -34,6 +34,8 @@ enum Fault {
     Panics,
     /// `load` answers with a future to await.
     SlowLoads,
+    /// `load_with_user` (the layer's read) sees records a second longer than `load` does.
+    JoinsExpired,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,20 @@ impl SessionStore for Broken {
             }
             _ => self.inner.load(context, id, now),
         }
+    }
+
+    fn load_with_user<'a>(
+        &'a self,
+        context: &'a AppContext,
+        id: &'a SessionId,
+        now: i64,
+    ) -> StoreFuture<'a, Result<Option<Loaded>, StoreError>> {
+        let now = if self.fault == Fault::JoinsExpired {
+            now - 1_000
+        } else {
+            now
+        };
+        self.inner.load_with_user(context, id, now)
     }
 
     fn save<'a>(
@@ -196,6 +212,7 @@ async fn each_broken_rule_is_reported_by_its_name() {
         (Fault::ListsThePast, "listing_as_of_now"),
         (Fault::Panics, "user_sessions"),
         (Fault::SlowLoads, "ready_loads"),
+        (Fault::JoinsExpired, "expiry"),
     ];
     for (fault, rule) in table {
         let report = Contract::new()
