@@ -124,6 +124,8 @@ impl InvalidationBus {
     ///
     /// let feed = Arc::new(Quiet::default());
     /// let bus = InvalidationBus::over(feed.clone());
+    /// assert!(!bus.is_healthy()); // not heard yet: the caches do not serve
+    /// feed.0.set_health(true);
     /// assert!(bus.is_healthy());
     /// feed.0.set_health(false);
     /// assert!(!bus.is_healthy()); // the caches stop serving
