@@ -13,8 +13,10 @@
 //! ```
 
 mod future;
+mod joined;
 pub(crate) use future::BoxFuture;
 pub use future::StoreFuture;
+pub use joined::JoinedUser;
 
 /// A boxed error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -5,7 +5,7 @@ use crate::data::{DataLimits, DataPatch, SessionData};
 use crate::store::DataUpdate::{Applied, NotLive, OverLimit};
 use crate::{AppContext, SessionId, SessionStore};
 
-use super::rules::{ensure, ensure_eq, live, record, Checked, Failure, Setup, MINUTE, SHORT};
+use super::support::{ensure, ensure_eq, live, record, Checked, Failure, Setup, MINUTE, SHORT};
 
 /// A patch sets and removes keys of a live record, atomically, in its own context only;
 /// every other key (byte for byte), the expiry and the metadata stay; an ended record is

@@ -35,8 +35,10 @@ use crate::{AppContext, SessionStore};
 mod agree;
 mod data;
 mod rules;
+mod support;
 
-use rules::{Failure, Rule, Setup};
+use rules::Rule;
+use support::{Failure, Setup};
 
 /// The rules [`check_store`] runs, by the name a [`Violation`] gives: isolation of contexts,
 /// `extend`, `delete`, data patches, data limits, stored metadata, `rotate`, expiry, a user's

@@ -62,7 +62,7 @@ pub trait UserResolver: Send + Sync + 'static {
         &self,
         context: &AppContext,
         user_id: &Uuid,
-        joined: &crate::store::JoinedUser,
+        joined: &crate::backend::JoinedUser,
     ) -> Option<Option<Arc<Self::User>>> {
         let _ = (context, user_id, joined);
         None
@@ -85,7 +85,7 @@ impl<R: UserResolver + ?Sized> UserResolver for Arc<R> {
         &self,
         context: &AppContext,
         user_id: &Uuid,
-        joined: &crate::store::JoinedUser,
+        joined: &crate::backend::JoinedUser,
     ) -> Option<Option<Arc<Self::User>>> {
         (**self).joined(context, user_id, joined)
     }

@@ -317,7 +317,7 @@ impl PgUsers {
         self.grants[grant_slot(label)].found(started, any);
     }
 
-    /// Who this value (and its clones) is: a [`JoinedUser`](crate::store::JoinedUser)'s source.
+    /// Who this value (and its clones) is: a [`JoinedUser`](crate::backend::JoinedUser)'s source.
     pub(crate) fn owner(&self) -> usize {
         Arc::as_ptr(&self.grants).cast::<()>() as usize
     }
@@ -494,7 +494,7 @@ impl UserResolver for PgUsers {
         &self,
         _context: &AppContext,
         user_id: &Uuid,
-        joined: &crate::store::JoinedUser,
+        joined: &crate::backend::JoinedUser,
     ) -> Option<Option<Arc<User>>> {
         joined
             .take_for::<User>(self.owner())
