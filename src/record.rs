@@ -302,6 +302,26 @@ mod tests {
         assert_eq!(SessionRecord::from_json(seed.as_bytes()).unwrap(), record);
     }
 
+    /// Found by the `record_json` fuzz target: data values are kept as stored, so one that
+    /// JavaScript writes (`JSON.stringify` escapes a lone UTF-16 surrogate as `\ud800`) and
+    /// a strict JSON parser refuses is read, kept and written back byte for byte; reading it
+    /// as a Rust string is a typed error, never a panic.
+    #[test]
+    fn a_lone_surrogate_escape_in_data_is_kept_as_stored() {
+        let table = [
+            r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1,"expires_at":2,"data":{"k":"\ud800\n"}}"#,
+            r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1,"expires_at":2,"data":{"k":["\udfff"]}}"#,
+        ];
+        for stored in table {
+            let record = SessionRecord::from_json(stored.as_bytes()).expect(stored);
+            assert_eq!(record.to_json(), stored);
+            assert!(
+                record.data.get::<serde_json::Value>("k").is_err(),
+                "{stored}"
+            );
+        }
+    }
+
     #[test]
     fn data_is_one_more_field_last_and_absent_when_empty() {
         let seed = r#"{"user_id":"3f1c2a9e-8b7d-4c6e-9f00-1a2b3c4d5e6f","created_at":1757660000000,"expires_at":1757746400000,"ip":"203.0.113.7","user_agent":"Mozilla/5.0"}"#;
